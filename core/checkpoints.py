@@ -1,0 +1,129 @@
+"""Model files: the project's safetensors format and the official LIIF release's ``.pth``.
+
+Project format (``*.safetensors``)
+    The model's ``state_dict`` as safetensors tensors; the metadata holds
+    ``format = "liif-zoom/1"`` and ``spec`` = the JSON model spec ``{"name", "args"}``, plus
+    optional free-form ``info`` (JSON). The file alone rebuilds the model.
+
+Official LIIF release (``edsr-baseline-liif.pth``, ``rdn-liif.pth``)
+    A ``torch.save`` dict ``{"model": {"name", "args", "sd"}}``; it is opened with
+    ``torch.load(weights_only=True)``, which unpickles only tensors and plain containers.
+
+Opening a file never executes code from it. Every failure is a :class:`CheckpointError`
+whose message names the file and what is wrong with it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from core.registry import ModelSpec, make
+
+__all__ = ["CheckpointError", "load_model", "load_checkpoint", "save_model", "FORMAT"]
+
+FORMAT = "liif-zoom/1"
+PathLike = Union[str, os.PathLike]
+
+
+class CheckpointError(ValueError):
+    """A model file that cannot be used, with a message naming the file."""
+
+
+def _fail(path: PathLike, why: str) -> CheckpointError:
+    return CheckpointError(f"cannot load checkpoint {os.fspath(path)}: {why}")
+
+
+def save_model(model: nn.Module, spec: ModelSpec, path: PathLike,
+               info: Optional[Dict[str, Any]] = None) -> None:
+    """Write ``model`` in the project format, atomically (temp file, then rename)."""
+    from safetensors.torch import save_file
+
+    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "spec": json.dumps(spec)}
+    if info:
+        meta["info"] = json.dumps(info)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(sd, tmp, metadata=meta)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: PathLike) -> Tuple[ModelSpec, Dict[str, torch.Tensor], Dict[str, Any]]:
+    """Read ``(spec, state_dict, info)`` from a project or official file, safely."""
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, "no such file")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if len(head) < 8:
+        raise _fail(path, "file is empty or truncated")
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        return _load_official(path)
+    n = int.from_bytes(head[:8], "little")
+    if 2 <= n < 100_000_000 and head[8:9] == b"{":
+        return _load_safetensors(path)
+    raise _fail(path, "not a LIIF Zoom (.safetensors) or official LIIF (.pth) model file")
+
+
+def _load_safetensors(path: Path):
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            sd = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises several types for corrupt files
+        raise _fail(path, f"corrupt or truncated safetensors file ({exc})") from None
+    if meta.get("format") != FORMAT or "spec" not in meta:
+        raise _fail(path, "safetensors file without a LIIF Zoom model spec in its metadata")
+    try:
+        spec = json.loads(meta["spec"])
+        info = json.loads(meta.get("info", "{}"))
+    except json.JSONDecodeError as exc:
+        raise _fail(path, f"model spec is not valid JSON ({exc})") from None
+    return spec, sd, info
+
+
+def _load_official(path: Path):
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _fail(path, f"not a loadable PyTorch file, or one that would need to run code "
+                          f"to open ({msg})") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
+        raise _fail(path, "PyTorch file without a 'model' entry (expected the official LIIF "
+                          "layout {'model': {'name', 'args', 'sd'}})")
+    m = obj["model"]
+    if not {"name", "args", "sd"} <= set(m):
+        raise _fail(path, "the 'model' entry lacks 'name', 'args' or 'sd'")
+    return {"name": m["name"], "args": m["args"]}, m["sd"], {"source": "official LIIF release"}
+
+
+def load_model(path: PathLike, device: Union[str, torch.device] = "cpu"
+               ) -> Tuple[nn.Module, ModelSpec, Dict[str, Any]]:
+    """Front door: ``(model in eval mode on device, spec, info)`` from any supported file."""
+    spec, sd, info = load_checkpoint(path)
+    try:
+        model = make(spec)
+    except Exception as exc:
+        raise _fail(path, f"its model spec cannot be built ({exc})") from None
+    try:
+        model.load_state_dict(sd, strict=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()
+        raise _fail(path, "weights do not match the model spec ("
+                    + (first[0] if first else type(exc).__name__) + ")") from None
+    return model.to(device).eval(), spec, info

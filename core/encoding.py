@@ -1,0 +1,176 @@
+"""Encoding an image once into its latent map, tile by tile and only where needed.
+
+The encoder is a stack of 3x3 convolutions, so latent code ``(i, j)`` depends only on input
+pixels within ``R = model.receptive_radius`` of it. :class:`LatentImage` splits the latent
+map into ``tile x tile`` blocks and encodes a block from the input cropped to the block plus
+a halo of ``R`` pixels (clipped at the image border, where the encoder's own zero padding
+applies, as in an untiled pass). The result equals the untiled encoding up to floating-point
+rounding. Blocks are encoded lazily, the first time a render reads them, and kept (on the
+compute device) for as long as the image is open; memory is bounded by the latent size, and
+the encoder's working memory by the tile size.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Callable, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+__all__ = ["LatentImage", "Cancelled", "encode", "to_input_tensor"]
+
+
+def to_input_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``(H, W, 3)`` float image in [0, 1] -> normalised ``(1, 3, H, W)`` tensor ``(x-0.5)/0.5``."""
+    t = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)
+    return ((t - 0.5) / 0.5).unsqueeze(0).to(device)
+
+
+class LatentImage:
+    """The latent map of one image under one model, encoded lazily in tiles.
+
+    Args:
+        model: a LIIF-family model (``encode``, ``receptive_radius``, ``latent_dim``).
+        rgb: the image, ``(H, W, 3)`` float32 in [0, 1].
+        device: where the latent lives and rendering runs.
+        tile: latent tile side in pixels.
+        dtype: storage type of the latent (``torch.float16`` halves its memory; computation
+            is always float32).
+    """
+
+    def __init__(self, model: torch.nn.Module, rgb: np.ndarray, device: torch.device,
+                 tile: int = 96, dtype: torch.dtype = torch.float32) -> None:
+        self.model = model
+        self.device = torch.device(device)
+        self.height, self.width = int(rgb.shape[0]), int(rgb.shape[1])
+        self.tile = int(tile)
+        self.dtype = dtype
+        self.channels = int(model.latent_dim)
+        self.halo = int(model.receptive_radius)
+        # The input stays on the host; each tile's crop is moved to the device when encoded.
+        self._input = to_input_tensor(rgb, torch.device("cpu"))[0]
+        self._tiles: Dict[Tuple[int, int], torch.Tensor] = {}
+        self._lock = threading.RLock()
+        self.tiles_y = -(-self.height // self.tile)
+        self.tiles_x = -(-self.width // self.tile)
+
+    # ---- encoding ----------------------------------------------------------------------------
+    @property
+    def n_tiles(self) -> int:
+        return self.tiles_y * self.tiles_x
+
+    @property
+    def n_encoded(self) -> int:
+        return len(self._tiles)
+
+    def _encode_tile(self, ty: int, tx: int) -> torch.Tensor:
+        t, r = self.tile, self.halo
+        y0, x0 = ty * t, tx * t
+        y1, x1 = min(y0 + t, self.height), min(x0 + t, self.width)
+        cy0, cx0 = max(0, y0 - r), max(0, x0 - r)
+        cy1, cx1 = min(self.height, y1 + r), min(self.width, x1 + r)
+        crop = self._input[:, cy0:cy1, cx0:cx1].unsqueeze(0).to(self.device)
+        with torch.no_grad():
+            feat = self.model.encode(crop)[0]
+        return feat[:, y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0].to(self.dtype).contiguous()
+
+    def ensure(self, ty0: int, ty1: int, tx0: int, tx1: int,
+               cancelled: Optional[Callable[[], bool]] = None) -> None:
+        """Encode tiles ``[ty0, ty1) x [tx0, tx1)`` that are not encoded yet."""
+        for ty in range(max(0, ty0), min(ty1, self.tiles_y)):
+            for tx in range(max(0, tx0), min(tx1, self.tiles_x)):
+                if (ty, tx) in self._tiles:
+                    continue
+                if cancelled is not None and cancelled():
+                    raise Cancelled()
+                feat = self._encode_tile(ty, tx)
+                with self._lock:
+                    self._tiles.setdefault((ty, tx), feat)
+
+    def encode_all(self, progress: Optional[Callable[[int, int], None]] = None,
+                   cancelled: Optional[Callable[[], bool]] = None) -> None:
+        """Encode every tile (``progress(done, total)`` after each)."""
+        done = 0
+        for ty in range(self.tiles_y):
+            for tx in range(self.tiles_x):
+                self.ensure(ty, ty + 1, tx, tx + 1, cancelled)
+                done += 1
+                if progress is not None:
+                    progress(done, self.n_tiles)
+
+    def missing_tiles(self, y0: int, y1: int, x0: int, x1: int) -> int:
+        """How many tiles covering latent rows ``[y0, y1)``, columns ``[x0, x1)`` are not encoded."""
+        ty0, ty1, tx0, tx1 = self._tile_span(y0, y1, x0, x1)
+        return sum((ty, tx) not in self._tiles
+                   for ty in range(ty0, ty1) for tx in range(tx0, tx1))
+
+    def _tile_span(self, y0: int, y1: int, x0: int, x1: int) -> Tuple[int, int, int, int]:
+        t = self.tile
+        y0, y1 = max(0, y0), min(self.height, y1)
+        x0, x1 = max(0, x0), min(self.width, x1)
+        if y1 <= y0 or x1 <= x0:
+            return 0, 0, 0, 0
+        return y0 // t, (y1 - 1) // t + 1, x0 // t, (x1 - 1) // t + 1
+
+    # ---- reading -----------------------------------------------------------------------------
+    def window(self, y0: int, y1: int, x0: int, x1: int,
+               cancelled: Optional[Callable[[], bool]] = None) -> torch.Tensor:
+        """Latent rows ``[y0, y1)``, columns ``[x0, x1)`` as float32 ``(C, y1-y0, x1-x0)``;
+        codes outside the image are zero (the unfolding's padding)."""
+        out = torch.zeros(self.channels, y1 - y0, x1 - x0, device=self.device)
+        ty0, ty1, tx0, tx1 = self._tile_span(y0, y1, x0, x1)
+        self.ensure(ty0, ty1, tx0, tx1, cancelled)
+        t = self.tile
+        for ty in range(ty0, ty1):
+            for tx in range(tx0, tx1):
+                feat = self._tiles[(ty, tx)]
+                gy0, gx0 = ty * t, tx * t
+                sy0, sy1 = max(y0, gy0), min(y1, gy0 + feat.shape[1])
+                sx0, sx1 = max(x0, gx0), min(x1, gx0 + feat.shape[2])
+                out[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = \
+                    feat[:, sy0 - gy0:sy1 - gy0, sx0 - gx0:sx1 - gx0]
+        return out
+
+    def take(self, rows: torch.Tensor, cols: torch.Tensor,
+             cancelled: Optional[Callable[[], bool]] = None) -> torch.Tensor:
+        """Latent codes at the grid ``rows x cols`` (1-D integer tensors, any order, values
+        outside the image give zeros) as float32 ``(C, len(rows), len(cols))``."""
+        out = torch.zeros(self.channels, len(rows), len(cols), device=self.device)
+        t = self.tile
+        rows_c, cols_c = rows.cpu(), cols.cpu()
+        rin = (rows_c >= 0) & (rows_c < self.height)
+        cin = (cols_c >= 0) & (cols_c < self.width)
+        for ty in torch.unique(rows_c[rin] // t).tolist():
+            rsel = torch.nonzero(rin & (rows_c // t == ty)).flatten()
+            for tx in torch.unique(cols_c[cin] // t).tolist():
+                csel = torch.nonzero(cin & (cols_c // t == tx)).flatten()
+                self.ensure(ty, ty + 1, tx, tx + 1, cancelled)
+                feat = self._tiles[(ty, tx)]
+                rl = (rows_c[rsel] - ty * t).to(self.device)
+                cl = (cols_c[csel] - tx * t).to(self.device)
+                block = feat[:, rl][:, :, cl].float()
+                out[:, rsel.to(self.device)[:, None], csel.to(self.device)[None, :]] = block
+        return out
+
+    def full(self) -> torch.Tensor:
+        """The whole latent map ``(C, H, W)`` (encodes everything)."""
+        return self.window(0, self.height, 0, self.width)
+
+    def nbytes(self) -> int:
+        return sum(f.numel() * f.element_size() for f in self._tiles.values())
+
+
+class Cancelled(Exception):
+    """Raised inside encoding or rendering when the caller's ``cancelled()`` turns true."""
+
+
+def encode(model: torch.nn.Module, rgb: np.ndarray, device: torch.device,
+           tile: int = 96, dtype: torch.dtype = torch.float32, lazy: bool = True) -> LatentImage:
+    """Front door: the latent of ``rgb`` under ``model`` on ``device``.
+
+    With ``lazy`` (the default) nothing is encoded until a render reads it.
+    """
+    latent = LatentImage(model, rgb, device, tile=tile, dtype=dtype)
+    if not lazy:
+        latent.encode_all()
+    return latent

@@ -1,0 +1,227 @@
+"""Reading and writing images: formats, orientation, alpha, bit depth, and safety.
+
+``load_image(path) -> LoadedImage`` gives float32 RGB in [0, 1] (``(H, W, 3)``) plus what is
+needed to write a faithful result: the alpha channel (if any), whether the source is
+greyscale, and its bit depth. EXIF orientation is applied. Decompression bombs (more than
+:data:`MAX_PIXELS` pixels) and truncated files are refused with :class:`ImageError`.
+
+``save_image(path, rgb, ...)`` writes PNG, JPEG, TIFF, WebP or BMP (by extension) through a
+temporary file in the target folder and an atomic rename, so a failed or cancelled write
+leaves no partial file. Greyscale stays greyscale; 16-bit is kept where the format allows
+(PNG and TIFF greyscale through Pillow, 16-bit RGB(A) PNG through :mod:`core.png`).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from core import png
+
+__all__ = ["ImageError", "LoadedImage", "load_image", "save_image", "atomic_write",
+           "MAX_PIXELS", "WRITE_FORMATS"]
+
+#: refuse images larger than this many pixels (about 16k x 16k); the viewer asks first
+MAX_PIXELS = 270_000_000
+WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF",
+                 ".tiff": "TIFF", ".webp": "WEBP", ".bmp": "BMP"}
+
+try:  # optional HEIC support
+    import pillow_heif  # type: ignore
+
+    pillow_heif.register_heif_opener()
+except Exception:  # pragma: no cover - optional
+    pass
+
+
+class ImageError(ValueError):
+    """An image that cannot be read or written, with a message naming the file."""
+
+
+@dataclass
+class LoadedImage:
+    """A decoded image.
+
+    Attributes:
+        rgb: ``(H, W, 3)`` float32 in [0, 1] (greyscale replicated to 3 channels).
+        alpha: ``(H, W)`` float32 in [0, 1], or None.
+        grey: the source had one colour channel.
+        bits: 8 or 16, the source's bits per channel.
+        path: where it came from.
+    """
+
+    rgb: np.ndarray
+    alpha: Optional[np.ndarray] = None
+    grey: bool = False
+    bits: int = 8
+    path: str = ""
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+
+def image_size(path: Union[str, os.PathLike]) -> tuple:
+    """``(width, height)`` from the header, without decoding the pixels."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception as exc:
+        raise ImageError(f"cannot read image {os.fspath(path)}: {_why(exc)}") from None
+
+
+def load_image(path: Union[str, os.PathLike], max_pixels: Optional[int] = MAX_PIXELS) -> LoadedImage:
+    """Decode ``path``; raise :class:`ImageError` with a clear message on any problem."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ImageError(f"cannot read image {path}: no such file")
+    if png.is_png16_rgb(path):
+        try:
+            arr = png.read(path)
+        except Exception as exc:
+            raise ImageError(f"cannot read image {path}: {_why(exc)}") from None
+        _check_size(path, arr.shape[1], arr.shape[0], max_pixels)
+        x = arr.astype(np.float32) / 65535.0
+        if x.shape[2] == 2:  # grey + alpha
+            return LoadedImage(np.repeat(x[..., :1], 3, 2), np.ascontiguousarray(x[..., 1]),
+                               True, 16, path)
+        alpha = np.ascontiguousarray(x[..., 3]) if x.shape[2] == 4 else None
+        return LoadedImage(np.ascontiguousarray(x[..., :3]), alpha, False, 16, path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
+            _check_size(path, im.size[0], im.size[1], max_pixels)
+            im.load()
+            im = ImageOps.exif_transpose(im)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"cannot read image {path}: too many pixels (decompression bomb?)") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"cannot read image {path}: not an image file Pillow can decode") from None
+    except Exception as exc:
+        raise ImageError(f"cannot read image {path}: {_why(exc)}") from None
+    return _from_pil(im, path)
+
+
+def _check_size(path: str, w: int, h: int, max_pixels: Optional[int]) -> None:
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageError(f"cannot read image {path}: {w}x{h} is {w * h / 1e6:.0f} Mpx, above the "
+                         f"limit of {max_pixels / 1e6:.0f} Mpx")
+
+
+def _why(exc: BaseException) -> str:
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "truncated" in msg.lower():
+        return "the file is truncated"
+    return msg
+
+
+def _from_pil(im: Image.Image, path: str) -> LoadedImage:
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(im).astype(np.float32)
+        bits = 16
+        a = np.clip(a / 65535.0, 0, 1)
+        return LoadedImage(np.repeat(a[..., None], 3, 2), None, True, bits, path)
+    if mode == "F":
+        a = np.clip(np.asarray(im, dtype=np.float32), 0, 1)
+        return LoadedImage(np.repeat(a[..., None], 3, 2), None, True, 16, path)
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode == "1":
+        im = im.convert("L")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGB")
+    elif mode == "PA":
+        im = im.convert("RGBA")
+    mode = im.mode
+    a = np.asarray(im, dtype=np.float32) / 255.0
+    if mode == "L":
+        return LoadedImage(np.repeat(a[..., None], 3, 2), None, True, 8, path)
+    if mode == "LA":
+        return LoadedImage(np.repeat(a[..., :1], 3, 2), np.ascontiguousarray(a[..., 1]), True, 8, path)
+    if mode == "RGBA":
+        return LoadedImage(np.ascontiguousarray(a[..., :3]), np.ascontiguousarray(a[..., 3]),
+                           False, 8, path)
+    if mode == "RGB":
+        return LoadedImage(np.ascontiguousarray(a), None, False, 8, path)
+    raise ImageError(f"cannot read image {path}: unsupported pixel mode {mode}")
+
+
+def atomic_write(path: Union[str, os.PathLike], write) -> None:
+    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``.
+
+    The temporary file lives in the target folder (same filesystem); it is removed if
+    ``write`` raises (including cancellation), so no partial output is ever left."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent or ".")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def save_image(path: Union[str, os.PathLike], rgb: np.ndarray, alpha: Optional[np.ndarray] = None,
+               grey: bool = False, bits: int = 8, quality: int = 95) -> None:
+    """Write ``rgb`` (``(H, W, 3)`` float in [0, 1], or uint8) atomically; format from the
+    extension (``alpha`` likewise float or uint8).
+
+    ``grey`` writes one channel (the mean of the three); ``bits=16`` writes 16 bits per
+    channel where the format allows (PNG, TIFF greyscale), else 8. Raises :class:`ImageError`
+    for an unknown extension or an OS error (disk full, permission), naming the file.
+    """
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    fmt = WRITE_FORMATS.get(ext)
+    if fmt is None:
+        raise ImageError(f"cannot write {path}: unknown image extension {ext!r} "
+                         f"(use one of {', '.join(sorted(WRITE_FORMATS))})")
+    if fmt == "JPEG":
+        alpha = None
+    if rgb.dtype == np.uint8:  # already quantised (large exports): stay in 8 bits
+        chans8 = np.round(rgb.mean(axis=2, keepdims=True)).astype(np.uint8) if grey else rgb
+        if alpha is not None:
+            chans8 = np.concatenate([chans8, np.asarray(alpha, np.uint8)[..., None]], axis=2)
+        bits = 8
+    else:
+        rgb = np.clip(rgb, 0, 1)
+        chans = rgb.mean(axis=2, keepdims=True) if grey else rgb
+        if alpha is not None:
+            chans = np.concatenate([chans, np.clip(alpha, 0, 1)[..., None]], axis=2)
+    sixteen = bits == 16 and fmt in ("PNG", "TIFF")
+    try:
+        if sixteen and chans.shape[2] == 1:
+            im = Image.fromarray(np.round(chans[..., 0] * 65535).astype(np.uint16))  # I;16
+            atomic_write(path, lambda tmp: im.save(tmp, format=fmt))
+            return
+        if sixteen and fmt == "PNG":
+            a16 = np.round(chans * 65535).astype(np.uint16)
+            atomic_write(path, lambda tmp: png.write(tmp, a16))
+            return
+        a8 = chans8 if bits == 8 and rgb.dtype == np.uint8 else np.round(chans * 255).astype(np.uint8)
+        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[a8.shape[2]]
+        im = Image.fromarray(a8[..., 0] if mode == "L" else a8, mode=mode)
+        if fmt == "JPEG" and mode == "LA":
+            im = im.convert("L")
+        kw = {"quality": int(quality)} if fmt in ("JPEG", "WEBP") else {}
+        atomic_write(path, lambda tmp: im.save(tmp, format=fmt, **kw))
+    except OSError as exc:
+        raise ImageError(f"cannot write {path}: {exc.strerror or exc}") from None

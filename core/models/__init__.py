@@ -1,0 +1,8 @@
+"""Model zoo: encoders (EDSR-baseline, RDN), the MLP decoder and LIIF itself.
+
+Importing this package registers every model with :mod:`core.registry`.
+"""
+from core.models import edsr, rdn, mlp, liif  # noqa: F401
+from core.models.liif import LIIF
+
+__all__ = ["LIIF"]

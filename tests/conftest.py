@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny random models and images, made on the fly."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np
+import pytest
+import torch
+
+from core.registry import make
+
+torch.set_num_threads(1)
+
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
+
+
+def tiny_spec(local_ensemble=True, feat_unfold=True, cell_decode=True, hidden=(32, 32),
+              n_feats=8, n_resblocks=2):
+    return {"name": "liif", "args": {
+        "encoder_spec": {"name": "edsr-baseline",
+                         "args": {"n_resblocks": n_resblocks, "n_feats": n_feats,
+                                  "no_upsampling": True}},
+        "imnet_spec": {"name": "mlp", "args": {"out_dim": 3, "hidden_list": list(hidden)}},
+        "local_ensemble": local_ensemble, "feat_unfold": feat_unfold, "cell_decode": cell_decode}}
+
+
+@pytest.fixture
+def tiny_model():
+    torch.manual_seed(0)
+    return make(tiny_spec()).eval()
+
+
+@pytest.fixture
+def rand_image():
+    rng = np.random.default_rng(0)
+    return rng.random((23, 31, 3), dtype=np.float32)
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    from core.checkpoints import save_model
+
+    torch.manual_seed(0)
+    spec = tiny_spec()
+    model = make(spec)
+    path = tmp_path / "tiny.safetensors"
+    save_model(model, spec, path)
+    return path
+
+
+def shared_path(*parts):
+    return os.path.normpath(os.path.join(SHARED, *parts))

@@ -1,0 +1,43 @@
+"""Tiled, lazy encoding equals the untiled encoder."""
+import numpy as np
+import pytest
+import torch
+
+from core.encoding import encode
+from core.geometry import Region
+from core.registry import make
+from core.render import render
+
+
+@pytest.mark.parametrize("encoder", [
+    {"name": "edsr-baseline", "args": {"n_resblocks": 3, "n_feats": 8, "no_upsampling": True}},
+    {"name": "rdn", "args": {"G0": 8, "RDNconfig": "A", "no_upsampling": True}},
+])
+def test_tiled_encoding_equals_untiled(encoder):
+    torch.manual_seed(0)
+    model = make({"name": "liif", "args": {
+        "encoder_spec": encoder,
+        "imnet_spec": {"name": "mlp", "args": {"out_dim": 3, "hidden_list": [16]}}}}).eval()
+    rgb = np.random.default_rng(0).random((45, 70, 3), dtype=np.float32)
+    whole = encode(model, rgb, torch.device("cpu"), tile=1000, lazy=False).full()
+    tiled = encode(model, rgb, torch.device("cpu"), tile=16).full()
+    assert whole.shape == (8, 45, 70)
+    assert (whole - tiled).abs().max() < 1e-5
+
+
+def test_lazy_encoding_touches_only_needed_tiles(tiny_model):
+    rgb = np.random.default_rng(0).random((200, 300, 3), dtype=np.float32)
+    latent = encode(tiny_model, rgb, torch.device("cpu"), tile=32)
+    assert latent.n_encoded == 0
+    render(latent, Region(2, 3, 20, 10), 80, 40)  # a corner
+    assert 0 < latent.n_encoded <= 2
+    assert latent.n_encoded < latent.n_tiles
+
+
+def test_fp16_latent_is_close(tiny_model, rand_image):
+    a = encode(tiny_model, rand_image, torch.device("cpu"))
+    b = encode(tiny_model, rand_image, torch.device("cpu"), dtype=torch.float16)
+    r = Region.full(31, 23)
+    diff = np.abs(render(a, r, 93, 69) - render(b, r, 93, 69)).max()
+    assert 0 < diff < 5e-3
+    assert b.nbytes() * 2 == a.nbytes()

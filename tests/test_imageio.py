@@ -1,0 +1,75 @@
+"""Image reading and writing: modes, orientation, bit depth, safety, atomic writes."""
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.imageio import ImageError, load_image, save_image
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    a = np.zeros((10, 20, 3), np.uint8)
+    a[:, :5] = 255  # white on the left
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotate 90 CW to display
+    p = tmp_path / "o.jpg"
+    im.save(p, exif=exif, quality=100)
+    img = load_image(p)
+    assert (img.height, img.width) == (20, 10)
+    assert img.rgb[:5].mean() > 0.9 and img.rgb[-5:].mean() < 0.1  # white now on top
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "LA", "1", "CMYK"])
+def test_modes(tmp_path, mode):
+    base = Image.fromarray((np.random.default_rng(0).random((8, 9, 3)) * 255).astype(np.uint8))
+    im = base.convert(mode)
+    p = tmp_path / ("x.tif" if mode == "CMYK" else "x.png")
+    im.save(p)
+    img = load_image(p)
+    assert img.rgb.shape == (8, 9, 3) and img.rgb.dtype == np.float32
+    assert img.grey == (mode in ("L", "LA", "1"))
+    assert (img.alpha is not None) == (mode in ("RGBA", "LA"))
+
+
+def test_16bit_grey_and_rgb_round_trip(tmp_path):
+    g = (np.arange(40 * 30).reshape(30, 40) * 50).astype(np.uint16)
+    Image.fromarray(g).save(tmp_path / "g.png")
+    img = load_image(tmp_path / "g.png")
+    assert img.bits == 16 and img.grey
+    save_image(tmp_path / "g2.png", img.rgb, grey=True, bits=16)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "g2.png")), g)
+    rgb = (np.random.default_rng(0).random((7, 5, 3)) * 65535).round() / 65535
+    save_image(tmp_path / "c.png", rgb, bits=16)
+    back = load_image(tmp_path / "c.png")
+    assert back.bits == 16 and not back.grey
+    assert np.abs(back.rgb - rgb).max() < 1e-6
+
+
+def test_truncated_bomb_and_non_image_are_refused(tmp_path):
+    p = tmp_path / "t.png"
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((100, 100, 3), np.uint8) + 7).save(buf, "PNG")
+    p.write_bytes(buf.getvalue()[:60])
+    with pytest.raises(ImageError, match="t.png"):
+        load_image(p)
+    q = tmp_path / "big.png"
+    Image.new("RGB", (300, 300)).save(q)
+    with pytest.raises(ImageError, match="limit"):
+        load_image(q, max_pixels=10_000)
+    r = tmp_path / "notes.png"
+    r.write_text("not an image")
+    with pytest.raises(ImageError, match="notes.png"):
+        load_image(r)
+    with pytest.raises(ImageError, match="no such file"):
+        load_image(tmp_path / "missing.png")
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    with pytest.raises(ImageError):
+        save_image(tmp_path / "x.xyz", np.zeros((2, 2, 3)))
+    with pytest.raises(ImageError):
+        save_image(tmp_path / "nodir" / "x.png", np.zeros((2, 2, 3)))
+    assert os.listdir(tmp_path) == []

@@ -1,0 +1,88 @@
+"""The fast renderer against the paper-formula oracle and the official-style query."""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from core.encoding import encode
+from core.geometry import Region
+from core.reference import make_coord, query_official_style, render_naive
+from core.registry import make
+from core.render import render
+from tests.conftest import tiny_spec
+
+
+def oracle(model, latent, region, ow, oh):
+    out = render_naive(model, latent.full(), region, ow, oh)
+    return (out * 0.5 + 0.5).clamp(0, 1).numpy()
+
+
+SWITCHES = list(itertools.product([True, False], repeat=3))
+
+
+@pytest.mark.parametrize("ens,unfold,cell", SWITCHES)
+def test_fast_path_matches_oracle(ens, unfold, cell, rand_image):
+    torch.manual_seed(1)
+    model = make(tiny_spec(ens, unfold, cell)).eval()
+    latent = encode(model, rand_image, torch.device("cpu"), tile=8)
+    rng = np.random.default_rng(2)
+    h, w = rand_image.shape[:2]
+    cases = [(Region.full(w, h), 2 * w, 2 * h),            # x2, whole image
+             (Region.full(w, h), w // 2, h // 2),          # x0.5
+             (Region(-0.7, -1.2, 6.3, 4.1), 403, 262),     # ~x64, over the top-left border
+             (Region(w - 3.3, h - 2.2, 3.3, 2.2), 23, 17)] # non-integer, bottom-right corner
+    for _ in range(4):  # random regions at random scales in [0.5, 64]
+        s = float(np.exp(rng.uniform(np.log(0.5), np.log(64))))
+        rw, rh = rng.uniform(0.3, w) , rng.uniform(0.3, h)
+        ow, oh = max(1, min(160, round(rw * s))), max(1, min(160, round(rh * s)))
+        cases.append((Region(rng.uniform(-1, w - rw + 1), rng.uniform(-1, h - rh + 1), rw, rh), ow, oh))
+    for region, ow, oh in cases:
+        fast = render(latent, region, ow, oh, chunk=777)
+        ref = oracle(model, latent, region, ow, oh)
+        assert fast.shape == (oh, ow, 3)
+        assert np.abs(fast - ref).max() < 1e-5, (region, ow, oh)
+
+
+def test_integer_scales_match_official_style_query(tiny_model, rand_image):
+    latent = encode(tiny_model, rand_image, torch.device("cpu"))
+    feat = latent.full()[None]
+    h, w = rand_image.shape[:2]
+    for s in (1, 2, 3, 4):
+        coord = make_coord((h * s, w * s))[None]
+        cell = torch.ones_like(coord)
+        cell[..., 0] *= 2 / (h * s)
+        cell[..., 1] *= 2 / (w * s)
+        off = query_official_style(tiny_model, feat, coord, cell, bsize=500)
+        off = (off * 0.5 + 0.5).clamp(0, 1).view(h * s, w * s, 3).numpy()
+        fast = render(latent, Region.full(w, h), w * s, h * s)
+        assert np.abs(fast - off).max() < 1e-5
+
+
+def test_no_seams_window_equals_crop(tiny_model, rand_image):
+    latent = encode(tiny_model, rand_image, torch.device("cpu"))
+    region = Region(1.25, 2.5, 17.3, 11.9)
+    full = render(latent, region, 211, 137)
+    for win in [(0, 0, 50, 40), (13, 7, 211, 137), (100, 100, 101, 101)]:
+        c0, r0, c1, r1 = win
+        part = render(latent, region, 211, 137, window=win, chunk=300)
+        assert np.abs(part - full[r0:r1, c0:c1]).max() < 1e-5
+
+
+def test_sub_region_render_equals_crop(tiny_model, rand_image):
+    latent = encode(tiny_model, rand_image, torch.device("cpu"))
+    region = Region(0, 0, 31, 23)
+    full = render(latent, region, 124, 92)
+    sub = render(latent, region.sub(124, 92, 40, 20, 104, 84), 64, 64)
+    assert np.abs(sub - full[20:84, 40:104]).max() < 1e-5
+
+
+def test_training_forward_is_the_same_function(tiny_model, rand_image):
+    """LIIF.forward (used in training) equals the official-style query at random points."""
+    inp = (torch.from_numpy(rand_image).permute(2, 0, 1)[None] - 0.5) / 0.5
+    coord = torch.rand(1, 300, 2) * 2 - 1
+    cell = torch.full((1, 300, 2), 0.03)
+    with torch.no_grad():
+        a = tiny_model(inp, coord, cell)
+        b = query_official_style(tiny_model, tiny_model.encode(inp), coord, cell)
+    assert (a - b).abs().max() < 1e-5

@@ -1,0 +1,115 @@
+"""The upscale CLI and the export front door."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.checkpoints import load_model
+from core.encoding import Cancelled, encode
+from core.export import export
+from core.geometry import Region
+from core.imageio import load_image
+from core.render import render
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "core.upscale", *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.fixture
+def photo(tmp_path):
+    a = (np.random.default_rng(0).random((20, 24, 3)) * 255).astype(np.uint8)
+    p = tmp_path / "in.png"
+    Image.fromarray(a).save(p)
+    return p
+
+
+def test_cli_scale_region_and_formats(tmp_path, photo, tiny_checkpoint):
+    for ext in ("png", "jpg", "tif", "webp"):
+        out = tmp_path / f"o.{ext}"
+        r = run_cli(photo, "--scale", 2.5, "--checkpoint", tiny_checkpoint, "-o", out)
+        assert r.returncode == 0, r.stderr
+        assert Image.open(out).size == (60, 50)
+    out = tmp_path / "r.png"
+    r = run_cli(photo, "--region", "2.5,3,10,5", "--size", "64x32", "--checkpoint",
+                tiny_checkpoint, "-o", out)
+    assert r.returncode == 0, r.stderr
+    # the file equals the renderer's pixels for the same region and size
+    model, _, _ = load_model(tiny_checkpoint)
+    img = load_image(photo)
+    ref = render(encode(model, img.rgb, "cpu"), Region(2.5, 3, 10, 5), 64, 32)
+    assert np.abs(np.asarray(Image.open(out)) / 255.0 - ref).max() <= 0.5 / 255 + 1e-6
+    r = run_cli(photo, "--scale", 3, "--method", "bicubic", "-o", tmp_path / "b.png")
+    assert r.returncode == 0 and Image.open(tmp_path / "b.png").size == (72, 60)
+
+
+@pytest.mark.parametrize("args", [
+    ["missing.png", "--scale", "2"],
+    ["{bad}", "--scale", "2"],
+    ["{photo}", "--scale", "-1"],
+    ["{photo}", "--size", "12by3"],
+    ["{photo}", "--scale", "2", "--checkpoint", "{bad}"],
+    ["{photo}", "--scale", "2", "--region", "1,2,3"],
+])
+def test_cli_bad_input_one_line_error_no_file(tmp_path, photo, args):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"garbage")
+    out = tmp_path / "out.png"
+    args = [a.format(photo=photo, bad=bad) for a in args]
+    r = run_cli(*args, "-o", out)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:")
+    assert not out.exists()
+
+
+def test_export_streams_in_bands_equal_to_one_render(tmp_path, tiny_model):
+    rgb = np.random.default_rng(0).random((16, 16, 3), dtype=np.float32)
+    from core.imageio import LoadedImage
+    img = LoadedImage(rgb, None, False, 8, "x")
+    lat = encode(tiny_model, rgb, "cpu")
+    export(img, Region.full(16, 16), 70, 50, str(tmp_path / "a.png"), latent=lat, band_pixels=300)
+    full = render(lat, Region.full(16, 16), 70, 50)
+    got = np.asarray(Image.open(tmp_path / "a.png"))
+    assert np.array_equal(got, np.round(full * 255).astype(np.uint8))
+
+
+def test_export_keeps_alpha_grey_and_16bit(tmp_path, tiny_model):
+    from core.imageio import LoadedImage
+    rgb = np.random.default_rng(0).random((10, 12, 3), dtype=np.float32)
+    grey = np.repeat(rgb[..., :1], 3, 2)
+    alpha = np.linspace(0, 1, 120, dtype=np.float32).reshape(10, 12)
+    img = LoadedImage(grey, alpha, True, 16, "x")
+    lat = encode(tiny_model, grey, "cpu")
+    export(img, Region.full(12, 10), 24, 20, str(tmp_path / "g.png"), latent=lat)
+    back = load_image(tmp_path / "g.png")
+    assert back.grey and back.bits == 16 and back.alpha is not None
+    assert back.rgb.shape == (20, 24, 3)
+    export(img, Region.full(12, 10), 24, 20, str(tmp_path / "g.tif"), method="bicubic")
+    assert Image.open(tmp_path / "g.tif").mode in ("I;16", "I;16B", "LA", "L")
+
+
+def test_cancelled_export_leaves_no_file(tmp_path, tiny_model):
+    from core.imageio import LoadedImage
+    rgb = np.random.default_rng(0).random((16, 16, 3), dtype=np.float32)
+    img = LoadedImage(rgb, None, False, 8, "x")
+    lat = encode(tiny_model, rgb, "cpu")
+    calls = []
+
+    def cancelled():
+        calls.append(1)
+        return len(calls) > 3
+
+    for ext in ("png", "jpg"):
+        with pytest.raises(Cancelled):
+            export(img, Region.full(16, 16), 200, 200, str(tmp_path / f"c.{ext}"), latent=lat,
+                   band_pixels=2000, cancelled=cancelled)
+        calls.clear()
+    assert os.listdir(tmp_path) == []

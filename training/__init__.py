@@ -1,0 +1,1 @@
+"""Training and evaluation of LIIF-family models (depends on :mod:`core` only)."""

@@ -1,0 +1,240 @@
+"""Datasets for training and evaluating LIIF.
+
+* :class:`ImageFolder` - every image under a folder (recursive), as uint8 arrays, optionally
+  cached in memory and repeated. Unreadable or too-small files are skipped with a warning
+  that names them.
+* :class:`PairedFolder` - a benchmark folder: ``HR/NAME.png`` and, when present,
+  ``LR_bicubic/X{s}/NAMEx{s}.png``.
+* :class:`ImplicitDownsampled` - LIIF's training sampler (see its docstring).
+
+Randomness is a pure function of ``(seed, epoch, index)``: every sample draws from its own
+``torch.Generator``, so a resumed or distributed run sees exactly the same data.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from core.imageio import ImageError, load_image
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def list_images(root: str | os.PathLike) -> List[Path]:
+    """Image files under ``root``, recursively, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+
+
+def load_uint8(path: str | os.PathLike) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB of an image file."""
+    return np.round(load_image(path).rgb * 255).astype(np.uint8)
+
+
+class ImageFolder(Dataset):
+    """Images of a folder (recursive).
+
+    Args:
+        root: folder of images.
+        repeat: the dataset appears ``repeat`` times per epoch (LIIF uses 20 on DIV2K).
+        cache: 'in_memory' decodes every image once up front; 'none' decodes on access.
+        min_size: images whose shorter side is below this are skipped (with a warning).
+        first_k: keep only the first ``k`` files (sorted), e.g. for quick validation.
+        last_k, skip_last_k: keep only / leave out the last ``k`` files (a held-out split).
+    """
+
+    def __init__(self, root: str | os.PathLike, repeat: int = 1, cache: str = "in_memory",
+                 min_size: int = 0, first_k: Optional[int] = None,
+                 last_k: Optional[int] = None, skip_last_k: int = 0) -> None:
+        files = list_images(root)
+        if skip_last_k:
+            files = files[:-skip_last_k]
+        if last_k is not None:
+            files = files[-last_k:]
+        if first_k is not None:
+            files = files[:first_k]
+        self.repeat = int(repeat)
+        self.cache = cache
+        self.files: List[Path] = []
+        self.images: List[np.ndarray] = []
+        for f in files:
+            try:
+                if cache == "in_memory":
+                    img = load_uint8(f)
+                    size = img.shape[:2]
+                else:
+                    with Image.open(f) as im:
+                        size = im.size[::-1]
+            except (ImageError, OSError) as exc:
+                log.warning("skipping unreadable image %s: %s", f, exc)
+                continue
+            if min(size) < min_size:
+                log.warning("skipping %s: %dx%d is smaller than %d px", f, size[1], size[0], min_size)
+                continue
+            self.files.append(f)
+            if cache == "in_memory":
+                self.images.append(img)
+        if not self.files:
+            raise ValueError(f"no usable images in {root}")
+
+    def __len__(self) -> int:
+        return len(self.files) * self.repeat
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        j = i % len(self.files)
+        if self.cache == "in_memory":
+            return self.images[j]
+        return load_uint8(self.files[j])
+
+
+def resize_bicubic_u8(img: np.ndarray, size_hw: Sequence[int]) -> np.ndarray:
+    """Antialiased bicubic resize of a uint8 ``(H, W, 3)`` image (Pillow, as LIIF's training)."""
+    h, w = int(size_hw[0]), int(size_hw[1])
+    return np.asarray(Image.fromarray(img).resize((w, h), Image.BICUBIC))
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """uint8 ``(H, W, 3)`` -> float ``(3, H, W)`` in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 255.0
+
+
+def pixel_centres(h: int, w: int) -> torch.Tensor:
+    """Normalised (y, x) centres of an ``h x w`` grid, ``(h*w, 2)``: ``-1 + (2i+1)/h``."""
+    ys = -1 + (2 * torch.arange(h, dtype=torch.float32) + 1) / h
+    xs = -1 + (2 * torch.arange(w, dtype=torch.float32) + 1) / w
+    return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).view(-1, 2)
+
+
+class ImplicitDownsampled(Dataset):
+    """LIIF's training sampler.
+
+    For sample ``i``: draw a scale ``s ~ U(scale_min, scale_max)``; take a random HR crop of
+    ``round(inp_size * s)`` pixels; with ``augment``, flip it horizontally, vertically and
+    transpose it, each with probability 1/2; downsample it to ``inp_size x inp_size`` with
+    antialiased bicubic (the LR input); pick ``sample_q`` HR pixels without replacement.
+
+    Returns a dict: ``inp (3, n, n)`` in [0, 1]; ``coord (q, 2)`` normalised (y, x) centres of
+    the picked pixels in the HR crop; ``cell (q, 2)`` = ``2 / crop size``; ``gt (q, 3)``.
+    With ``inp_size=None`` (evaluation) the whole image is used at a fixed ``scale_min``.
+    """
+
+    def __init__(self, dataset: Dataset, inp_size: Optional[int] = 48, scale_min: float = 1.0,
+                 scale_max: Optional[float] = None, augment: bool = False,
+                 sample_q: Optional[int] = None, seed: int = 0) -> None:
+        self.dataset = dataset
+        self.inp_size = inp_size
+        self.scale_min = scale_min
+        self.scale_max = scale_max if scale_max is not None else scale_min
+        self.augment = augment
+        self.sample_q = sample_q
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _generator(self, i: int) -> torch.Generator:
+        g = torch.Generator()
+        g.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i)
+        return g
+
+    def __getitem__(self, i: int) -> Dict[str, torch.Tensor]:
+        g = self._generator(i)
+        img = self.dataset[i]
+        u = torch.rand(6, generator=g).tolist()
+        s = self.scale_min + u[0] * (self.scale_max - self.scale_min)
+        if self.inp_size is None:
+            h_lr = math.floor(img.shape[0] / s + 1e-9)
+            w_lr = math.floor(img.shape[1] / s + 1e-9)
+            crop = img[:round(h_lr * s), :round(w_lr * s)]
+            lr = resize_bicubic_u8(crop, (h_lr, w_lr))
+        else:
+            n = self.inp_size
+            side = round(n * s)
+            y0 = int(u[1] * (img.shape[0] - side + 1))
+            x0 = int(u[2] * (img.shape[1] - side + 1))
+            crop = img[y0:y0 + side, x0:x0 + side]
+            if self.augment:
+                if u[3] < 0.5:
+                    crop = crop[:, ::-1]
+                if u[4] < 0.5:
+                    crop = crop[::-1, :]
+                if u[5] < 0.5:
+                    crop = crop.transpose(1, 0, 2)
+            crop = np.ascontiguousarray(crop)
+            lr = resize_bicubic_u8(crop, (n, n))
+        hr = to_tensor(crop)
+        coord = pixel_centres(hr.shape[1], hr.shape[2])
+        rgb = hr.permute(1, 2, 0).reshape(-1, 3)
+        if self.sample_q is not None:
+            pick = torch.randperm(len(coord), generator=g)[:self.sample_q]
+            coord, rgb = coord[pick], rgb[pick]
+        cell = torch.tensor([2.0 / hr.shape[1], 2.0 / hr.shape[2]]).expand(len(coord), 2).clone()
+        return {"inp": to_tensor(lr), "coord": coord, "cell": cell, "gt": rgb}
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """A permutation of ``range(n)`` per epoch, seeded by ``(seed, epoch)``, sharded over
+    ``world`` ranks (rank ``r`` takes positions ``r, r + world, ...`` of the permutation, the
+    total padded to a multiple of ``world``), starting at position ``start`` of the shard
+    (for resuming mid-epoch)."""
+
+    def __init__(self, n: int, seed: int = 0, rank: int = 0, world: int = 1) -> None:
+        self.n, self.seed, self.rank, self.world = n, seed, rank, world
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def _shard(self) -> List[int]:
+        g = torch.Generator()
+        g.manual_seed(self.seed * 7919 + self.epoch)
+        perm = torch.randperm(self.n, generator=g).tolist()
+        per = -(-self.n // self.world)
+        perm += perm[:per * self.world - self.n]
+        return perm[self.rank::self.world]
+
+    def __iter__(self):
+        return iter(self._shard()[self.start:])
+
+    def __len__(self) -> int:
+        return -(-self.n // self.world) - self.start
+
+
+class PairedFolder:
+    """A benchmark folder with ``HR/`` and optional ``LR_bicubic/X{s}/`` (names ``NAMEx{s}``)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        hr = self.root / "HR"
+        self.hr_dir = hr if hr.is_dir() else self.root
+        self.hr_files = list_images(self.hr_dir)
+        if not self.hr_files:
+            raise ValueError(f"no images in {self.hr_dir}")
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    def lr_path(self, hr: Path, scale: int) -> Optional[Path]:
+        d = self.root / "LR_bicubic" / f"X{scale}"
+        for ext in (hr.suffix, ".png"):
+            p = d / f"{hr.stem}x{scale}{ext}"
+            if p.is_file():
+                return p
+        return None

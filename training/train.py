@@ -1,0 +1,316 @@
+"""Train a LIIF-family model.
+
+    python -m training.train --config training/configs/edsr-baseline-liif.yaml \\
+        [--data DIR] [--out RUN_DIR] [--resume] [--device cuda] [--max-steps N]
+    torchrun --nproc_per_node=N -m training.train --config ...     # data-parallel
+
+The run folder holds ``last.safetensors`` / ``best.safetensors`` (the core model format, so
+the app and the evaluation CLI load them directly), ``last.state.pth`` (optimizer state and
+position, loadable with ``weights_only=True``), ``config.yaml``, ``log.jsonl`` (one line per
+step: epoch, step, loss, lr) and TensorBoard events in ``tb/``.
+
+Exact resume: the data a step sees is a pure function of ``(seed, epoch, position)`` (see
+:mod:`training.data`), the learning rate a function of the epoch, and the saved state holds
+weights, Adam moments and the position; so after ``--resume`` the next step computes the same
+loss as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import yaml
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from core.checkpoints import load_checkpoint, save_model
+from core.device import pick_device
+from core.registry import make
+from training.data import EpochSampler, ImageFolder, ImplicitDownsampled
+
+log = logging.getLogger("training")
+
+
+def load_config(path: str) -> Dict[str, Any]:
+    with open(path) as f:
+        cfg = yaml.safe_load(f)
+    if not isinstance(cfg, dict) or "model" not in cfg or "train" not in cfg:
+        raise ValueError(f"config {path} needs 'model' and 'train' sections")
+    return cfg
+
+
+def lr_at(cfg: Dict[str, Any], epoch: int) -> float:
+    """Learning rate of (0-based) ``epoch``: base lr times gamma per milestone passed."""
+    base = float(cfg["optimizer"]["args"]["lr"])
+    ms = cfg.get("multi_step_lr") or {}
+    n = sum(1 for m in ms.get("milestones", []) if epoch + 1 > m)
+    return base * float(ms.get("gamma", 1.0)) ** n
+
+
+def make_train_set(cfg: Dict[str, Any], data: Optional[str], seed: int) -> ImplicitDownsampled:
+    t = cfg["train"]
+    root = data or t["data"]
+    n_in = int(t.get("inp_size", 48))
+    folder = ImageFolder(root, repeat=t.get("repeat", 1), cache=t.get("cache", "in_memory"),
+                         min_size=round(n_in * float(t.get("scale_max", 4))),
+                         skip_last_k=int(t.get("holdout", 0)))
+    return ImplicitDownsampled(folder, n_in, float(t.get("scale_min", 1)),
+                               float(t.get("scale_max", 4)), bool(t.get("augment", True)),
+                               int(t.get("sample_q", 2304)), seed=seed)
+
+
+def make_val_set(cfg: Dict[str, Any], data: Optional[str]) -> Optional[ImplicitDownsampled]:
+    v = cfg.get("val")
+    if not v:
+        return None
+    t = cfg["train"]
+    n_in = int(v.get("inp_size", t.get("inp_size", 48)))
+    smax = float(v.get("scale_max", 4))
+    if v.get("data"):
+        folder = ImageFolder(v["data"], repeat=v.get("repeat", 1), first_k=v.get("first_k"),
+                             min_size=round(n_in * smax))
+    else:  # the training folder's held-out tail
+        k = int(t.get("holdout", 0))
+        if not k:
+            return None
+        folder = ImageFolder(data or t["data"], repeat=v.get("repeat", 1), last_k=k,
+                             min_size=round(n_in * smax))
+    return ImplicitDownsampled(folder, n_in, float(v.get("scale_min", 1)), smax, False,
+                               int(v.get("sample_q", 2304)), seed=12345)
+
+
+def l1_step_loss(model, batch, device) -> torch.Tensor:
+    inp = (batch["inp"].to(device) - 0.5) / 0.5
+    gt = (batch["gt"].to(device) - 0.5) / 0.5
+    pred = model(inp, batch["coord"].to(device), batch["cell"].to(device))
+    return F.l1_loss(pred, gt)
+
+
+@torch.no_grad()
+def validate(model, loader, device) -> float:
+    """Mean PSNR (RGB, dB) of the sampled pixels over the validation set."""
+    model.eval()
+    total, n = 0.0, 0
+    for batch in loader:
+        inp = (batch["inp"].to(device) - 0.5) / 0.5
+        pred = model(inp, batch["coord"].to(device), batch["cell"].to(device)) * 0.5 + 0.5
+        mse = ((pred.clamp(0, 1) - batch["gt"].to(device)) ** 2).mean(dim=(1, 2))
+        total += float((-10 * torch.log10(mse.clamp_min(1e-10))).sum())
+        n += len(mse)
+    model.train()
+    return total / max(n, 1)
+
+
+def sample_renders(model, val_set, device, scales=(2, 4, 8)):
+    """A few renders of the first validation image's centre at several scales, as
+    ``(tag, (3, H, W) tensor)`` pairs for TensorBoard."""
+    from core.encoding import encode
+    from core.geometry import Region
+    from core.render import render
+
+    img = val_set.dataset[0]
+    h, w = img.shape[:2]
+    side = min(48, h, w)
+    crop = img[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+    lat = encode(model, crop.astype("float32") / 255.0, device, tile=64)
+    out = []
+    for s in scales:
+        rgb = render(lat, Region.full(side, side), side * s, side * s)
+        out.append((f"render/x{s}", torch.from_numpy(rgb).permute(2, 0, 1)))
+    return out
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
+    p.add_argument("--config", required=True)
+    p.add_argument("--data", help="training image folder (overrides the config)")
+    p.add_argument("--val-data", help="validation image folder (overrides the config)")
+    p.add_argument("--out", help="run folder (default runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.*")
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        return train(args)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def train(args) -> int:
+    cfg = load_config(args.config)
+    if args.val_data:
+        cfg.setdefault("val", {})["data"] = args.val_data
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    distributed = world > 1
+    if distributed:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if args.device is None and torch.cuda.is_available():
+            torch.cuda.set_device(local)
+            device = torch.device("cuda", local)
+        else:
+            device = pick_device(args.device or "cpu")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    else:
+        device = pick_device(args.device)
+    is_main = rank == 0
+    seed = int(cfg.get("seed", 0))
+    torch.manual_seed(seed)
+
+    name = cfg.get("name") or Path(args.config).stem
+    run = Path(args.out or Path("runs") / name)
+    run.mkdir(parents=True, exist_ok=True)
+
+    train_set = make_train_set(cfg, args.data, seed)
+    val_set = make_val_set(cfg, args.data)
+    t = cfg["train"]
+    batch = int(t.get("batch_size", 16))
+    if batch % world:
+        raise ValueError(f"batch_size {batch} is not divisible by {world} processes")
+    sampler = EpochSampler(len(train_set), seed=seed, rank=rank, world=world)
+    workers = int(t.get("num_workers", 0))
+    loader_kw = dict(batch_size=batch // world, sampler=sampler, drop_last=True,
+                     num_workers=workers, persistent_workers=False)
+    steps_per_epoch = len(sampler) // (batch // world)
+    if steps_per_epoch == 0:
+        raise ValueError("the training set is smaller than one batch")
+
+    spec = cfg["model"]
+    model = make(spec).to(device)
+    opt_cfg = cfg["optimizer"]
+    if opt_cfg.get("name", "adam") != "adam":
+        raise ValueError("only the adam optimizer is supported")
+    opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad],
+                           lr=lr_at(cfg, 0), betas=tuple(opt_cfg["args"].get("betas", (0.9, 0.999))))
+    epoch, pos, step, best = 0, 0, 0, -math.inf
+    if args.resume and (run / "last.state.pth").is_file():
+        _, sd, _ = load_checkpoint(run / "last.safetensors")
+        model.load_state_dict(sd)
+        state = torch.load(run / "last.state.pth", map_location=device, weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        epoch, pos, step, best = state["epoch"], state["pos"], state["step"], state["best"]
+        if is_main:
+            log.info("resumed %s at epoch %d, step %d", run, epoch + 1, step)
+    elif args.resume and is_main:
+        log.info("nothing to resume in %s; starting fresh", run)
+    if is_main:
+        with open(run / "config.yaml", "w") as f:
+            yaml.safe_dump(cfg, f, sort_keys=False)
+    net = model
+    if distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    writer = None
+    if is_main:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            writer = SummaryWriter(str(run / "tb"))
+        except Exception as exc:  # tensorboard is optional
+            log.warning("TensorBoard logging off: %s", exc)
+    val_loader = DataLoader(val_set, batch_size=int(cfg["val"].get("batch_size", 16))) \
+        if (val_set is not None and is_main) else None
+    epoch_max = int(cfg["epoch_max"])
+    save_every = int(cfg.get("save_every_steps", 200))
+    epoch_val = int(cfg.get("epoch_val", 1))
+    epoch_save = cfg.get("epoch_save")
+    info = {"config": name, "data": str(args.data or t["data"])}
+
+    def save(kind: str = "last") -> None:
+        if not is_main:
+            return
+        meta = dict(info, epoch=epoch + (pos >= steps_per_epoch), step=step,
+                    best_val_psnr=None if best == -math.inf else round(best, 4))
+        save_model(model, spec, run / f"{kind}.safetensors", meta)
+        if kind == "last":
+            _atomic_torch_save({"optimizer": opt.state_dict(), "epoch": epoch, "pos": pos,
+                                "step": step, "best": best}, run / "last.state.pth")
+
+    logf = open(run / "log.jsonl", "a") if is_main else None
+    net.train()
+    stop = False
+    while epoch < epoch_max and not stop:
+        lr = lr_at(cfg, epoch)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        train_set.set_epoch(epoch)
+        sampler.set_epoch(epoch, pos * (batch // world))
+        loader = DataLoader(train_set, **loader_kw)
+        bar = tqdm(loader, total=steps_per_epoch - pos, desc=f"epoch {epoch + 1}/{epoch_max}",
+                   disable=not is_main or args.no_progress, file=sys.stderr, dynamic_ncols=True)
+        t0 = time.time()
+        for b in bar:
+            loss = l1_step_loss(net, b, device)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            pos += 1
+            step += 1
+            lv = float(loss.detach())
+            if is_main:
+                logf.write(json.dumps({"epoch": epoch + 1, "step": step, "loss": lv, "lr": lr}) + "\n")
+                logf.flush()
+                bar.set_postfix(loss=f"{lv:.4f}", lr=f"{lr:.1e}")
+                if writer is not None and step % 10 == 0:
+                    writer.add_scalar("train/loss", lv, step)
+                    writer.add_scalar("train/lr", lr, step)
+            if step % save_every == 0:
+                save("last")
+            if args.max_steps is not None and step >= args.max_steps:
+                stop = True
+                break
+        bar.close()
+        if stop and pos < steps_per_epoch:
+            break
+        epoch, pos = epoch + 1, 0
+        if is_main:
+            log.info("epoch %d done in %.0f s", epoch, time.time() - t0)
+            if val_loader is not None and epoch % epoch_val == 0:
+                psnr = validate(model, val_loader, device)
+                log.info("epoch %d validation PSNR %.3f dB", epoch, psnr)
+                if writer is not None:
+                    writer.add_scalar("val/psnr", psnr, step)
+                    for tag, img in sample_renders(model, val_set, device):
+                        writer.add_image(tag, img, step)
+                if psnr > best:
+                    best = psnr
+                    save("best")
+            if epoch_save and epoch % int(epoch_save) == 0:
+                save_model(model, spec, run / f"epoch-{epoch}.safetensors", dict(info, epoch=epoch))
+        save("last")
+    save("last")
+    if is_main:
+        logf.close()
+        if writer is not None:
+            writer.close()
+        log.info("finished at epoch %d, step %d; weights in %s", epoch, step, run)
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
