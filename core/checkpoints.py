@@ -69,11 +69,11 @@ def load_checkpoint(path: PathLike) -> Tuple[ModelSpec, Dict[str, torch.Tensor],
         head = f.read(16)
     if len(head) < 8:
         raise _fail(path, "file is empty or truncated")
-    if head[:2] == b"PK" or head[:1] == b"\x80":
-        return _load_official(path)
     n = int.from_bytes(head[:8], "little")
     if 2 <= n < 100_000_000 and head[8:9] == b"{":
         return _load_safetensors(path)
+    if head[:2] == b"PK" or head[:1] == b"\x80":  # torch zip archive or legacy pickle
+        return _load_official(path)
     raise _fail(path, "not a LIIF Zoom (.safetensors) or official LIIF (.pth) model file")
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -24,13 +23,17 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core import png
 
-__all__ = ["ImageError", "LoadedImage", "load_image", "save_image", "atomic_write",
+__all__ = ["ImageError", "ImageTooLarge", "image_size", "LoadedImage", "load_image", "save_image", "atomic_write",
            "MAX_PIXELS", "WRITE_FORMATS"]
 
 #: refuse images larger than this many pixels (about 16k x 16k); the viewer asks first
 MAX_PIXELS = 270_000_000
 WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF",
                  ".tiff": "TIFF", ".webp": "WEBP", ".bmp": "BMP"}
+
+# Pillow's own bomb check uses a global limit; ours (``max_pixels``, checked from the header
+# before decoding) replaces it so that a caller (the viewer, after asking) can lift it.
+Image.MAX_IMAGE_PIXELS = None
 
 try:  # optional HEIC support
     import pillow_heif  # type: ignore
@@ -42,6 +45,10 @@ except Exception:  # pragma: no cover - optional
 
 class ImageError(ValueError):
     """An image that cannot be read or written, with a message naming the file."""
+
+
+class ImageTooLarge(ImageError):
+    """The header announces more pixels than allowed (possible decompression bomb)."""
 
 
 @dataclass
@@ -98,16 +105,12 @@ def load_image(path: Union[str, os.PathLike], max_pixels: Optional[int] = MAX_PI
         alpha = np.ascontiguousarray(x[..., 3]) if x.shape[2] == 4 else None
         return LoadedImage(np.ascontiguousarray(x[..., :3]), alpha, False, 16, path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(path)
-            _check_size(path, im.size[0], im.size[1], max_pixels)
-            im.load()
-            im = ImageOps.exif_transpose(im)
+        im = Image.open(path)
+        _check_size(path, im.size[0], im.size[1], max_pixels)
+        im.load()
+        im = ImageOps.exif_transpose(im)
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"cannot read image {path}: too many pixels (decompression bomb?)") from None
     except UnidentifiedImageError:
         raise ImageError(f"cannot read image {path}: not an image file Pillow can decode") from None
     except Exception as exc:
@@ -117,8 +120,8 @@ def load_image(path: Union[str, os.PathLike], max_pixels: Optional[int] = MAX_PI
 
 def _check_size(path: str, w: int, h: int, max_pixels: Optional[int]) -> None:
     if max_pixels is not None and w * h > max_pixels:
-        raise ImageError(f"cannot read image {path}: {w}x{h} is {w * h / 1e6:.0f} Mpx, above the "
-                         f"limit of {max_pixels / 1e6:.0f} Mpx")
+        raise ImageTooLarge(f"cannot read image {path}: {w}x{h} is {w * h / 1e6:.0f} Mpx, above "
+                            f"the limit of {max_pixels / 1e6:.0f} Mpx (a decompression bomb?)")
 
 
 def _why(exc: BaseException) -> str:

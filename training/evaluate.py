@@ -1,0 +1,136 @@
+"""Evaluate a model with the LIIF paper's PSNR protocol.
+
+    python -m training.evaluate [--checkpoint C] --data DIR [--scales 2,3,4,6,8,12]
+        [--protocol benchmark|div2k] [--json OUT] [--device D] [--limit N]
+
+``DIR`` is a benchmark folder (``HR/`` and optionally ``LR_bicubic/X{s}/NAMEx{s}.png``) or a
+plain folder of HR images. For each scale ``s`` and image: the HR is cropped to a multiple of
+``s``; the LR is ``LR_bicubic/X{s}`` when the folder has it, otherwise the MATLAB-compatible
+bicubic of the cropped HR (:func:`core.resample.imresize`); LIIF renders the LR's full region
+at ``s`` times its size (and bicubic does the same); PSNR is taken against the cropped HR:
+
+* ``benchmark``: Y channel (BT.601), ``s`` pixels shaved from each border;
+* ``div2k``: RGB, ``s + 6`` pixels shaved.
+
+Scores are averaged over images. A table (rows liif, bicubic; columns scales) goes to stdout,
+and with ``--json`` a file ``{"dataset", "protocol", "checkpoint", "results": [{"scale",
+"method", "psnr"}, ...]}``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Dict, List
+
+import numpy as np
+
+from core.checkpoints import CheckpointError, load_model
+from core.defaults import DEFAULT_CHECKPOINT
+from core.device import pick_device
+from core.encoding import encode
+from core.geometry import Region
+from core.imageio import ImageError, atomic_write, load_image
+from core.metrics import psnr
+from core.render import render
+from core.resample import imresize, render_bicubic
+from training.data import PairedFolder
+
+
+def parse_scales(text: str) -> List[int]:
+    try:
+        scales = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--scales must be integers separated by commas, got {text!r}") from None
+    if not scales or min(scales) < 1:
+        raise ValueError(f"--scales must be positive integers, got {text!r}")
+    return scales
+
+
+def to_u8(rgb: np.ndarray) -> np.ndarray:
+    return np.round(rgb * 255).astype(np.uint8)
+
+
+def evaluate(model, folder: PairedFolder, scales: List[int], protocol: str, device,
+             limit: int | None = None, log=None) -> Dict[tuple, float]:
+    """Mean PSNR per ``(scale, method)``."""
+    sums: Dict[tuple, List[float]] = {}
+    files = folder.hr_files[:limit] if limit else folder.hr_files
+    for s in scales:
+        for f in files:
+            hr = to_u8(load_image(f).rgb)
+            h, w = hr.shape[0] // s * s, hr.shape[1] // s * s
+            hr = hr[:h, :w]
+            lr_file = folder.lr_path(f, s) if s in (2, 3, 4) else None
+            lr = to_u8(load_image(lr_file).rgb) if lr_file else imresize(hr, 1 / s)
+            if lr.shape[:2] != (h // s, w // s):
+                raise ValueError(f"{lr_file}: LR size {lr.shape[1]}x{lr.shape[0]} does not match "
+                                 f"HR {w}x{h} at x{s}")
+            gt = hr.astype(np.float32) / 255
+            lrf = lr.astype(np.float32) / 255
+            full = Region.full(lr.shape[1], lr.shape[0])
+            preds = {"bicubic": np.clip(render_bicubic(lrf, full, w, h), 0, 1)}
+            if model is not None:
+                preds["liif"] = render(encode(model, lrf, device), full, w, h)
+            for method, pred in preds.items():
+                v = psnr(pred, gt, shave=s if protocol == "benchmark" else s + 6,
+                         y_channel=protocol == "benchmark")
+                sums.setdefault((s, method), []).append(v)
+        if log:
+            log(f"x{s}: " + ", ".join(f"{m} {np.mean(sums[(s, m)]):.2f}"
+                                      for m in ("liif", "bicubic") if (s, m) in sums))
+    return {k: float(np.mean(v)) for k, v in sums.items()}
+
+
+def format_table(results: Dict[tuple, float], scales: List[int]) -> str:
+    head = "method   " + "".join(f"{'x' + str(s):>8}" for s in scales)
+    rows = [head]
+    for m in ("liif", "bicubic"):
+        if any((s, m) in results for s in scales):
+            rows.append(f"{m:<9}" + "".join(f"{results[(s, m)]:8.2f}" for s in scales))
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", default=None, help=f"model file (default: bundled {DEFAULT_CHECKPOINT.name})")
+    p.add_argument("--data", required=True, help="benchmark folder (HR/ [+ LR_bicubic/]) or HR folder")
+    p.add_argument("--scales", default="2,3,4,6,8,12")
+    p.add_argument("--protocol", choices=("benchmark", "div2k"), default="benchmark")
+    p.add_argument("--json", help="write results as JSON here")
+    p.add_argument("--device", default=None)
+    p.add_argument("--limit", type=int, default=None, help="only the first N images")
+    p.add_argument("--bicubic-only", action="store_true", help="skip the model")
+    args = p.parse_args(argv)
+    try:
+        scales = parse_scales(args.scales)
+        folder = PairedFolder(args.data)
+        device = pick_device(args.device)
+        ckpt = str(args.checkpoint or DEFAULT_CHECKPOINT)
+        model = None if args.bicubic_only else load_model(ckpt, device)[0]
+        t0 = time.time()
+        res = evaluate(model, folder, scales, args.protocol, device, args.limit,
+                       log=lambda m: print(m, file=sys.stderr))
+        print(f"{folder.name} ({args.protocol} protocol, {len(folder.hr_files[:args.limit] if args.limit else folder.hr_files)} images, "
+              f"{time.time() - t0:.0f} s)")
+        print(format_table(res, scales))
+        if args.json:
+            out = {"dataset": folder.name, "protocol": args.protocol,
+                   "checkpoint": None if model is None else ckpt,
+                   "results": [{"scale": s, "method": m, "psnr": round(res[(s, m)], 4)}
+                               for s in scales for m in ("liif", "bicubic") if (s, m) in res]}
+
+            def write(tmp):
+                with open(tmp, "w") as f:
+                    json.dump(out, f, indent=1)
+            atomic_write(args.json, write)
+    except (ImageError, CheckpointError, ValueError, FileNotFoundError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Start the viewer: ``python main.py [IMAGE] [--checkpoint C] [--device cpu|cuda|mps]``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python main.py", description="LIIF Zoom: continuous zoom "
+                                "into an image with a local implicit image function.")
+    p.add_argument("image", nargs="?", help="image to open (default: the bundled sample)")
+    p.add_argument("--checkpoint", help="model file (default: the bundled model)")
+    p.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
+    return p.parse_args(argv)
+
+
+def build_window(args: argparse.Namespace, settings=None):
+    """Create the main window for ``args`` (model and image loaded); errors go to dialogs."""
+    from core.checkpoints import CheckpointError, load_model
+    from core.defaults import DEFAULT_CHECKPOINT, SAMPLE_IMAGE
+    from core.device import pick_device
+    from viewer.main_window import MainWindow
+
+    device = pick_device(args.device)
+    win = MainWindow(device=device, settings=settings)
+    ckpt = args.checkpoint or str(DEFAULT_CHECKPOINT)
+    try:
+        model, _, _ = load_model(ckpt, device)
+        win.set_model(model, Path(ckpt).stem)
+    except CheckpointError as exc:
+        win.show()
+        win.error("Cannot load checkpoint", f"{exc}\n\nOnly bicubic is available until a model "
+                  "is loaded (Model → Load Checkpoint).")
+    image = args.image or (str(SAMPLE_IMAGE) if SAMPLE_IMAGE.exists() else None)
+    if image:
+        win.open_image(image)
+    return win
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        from core.device import pick_device
+        pick_device(args.device)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from PySide6 import QtWidgets
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    app.setApplicationName("LIIF Zoom")
+    app.setOrganizationName("LIIF Zoom")
+    win = build_window(args)
+    win.show()
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

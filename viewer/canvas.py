@@ -1,0 +1,219 @@
+"""The pane widget: draws the tiles of one or two render methods and forwards input.
+
+A :class:`Pane` owns no state of its own beyond the mouse gesture in progress: it reads the
+shared :class:`~viewer.view_state.ViewState`, draws what the scheduler's cache holds for the
+current zoom, and turns input into calls on the controller (the main window).
+
+What is drawn for a tile, best first: the full-resolution tile of the pane's method; for
+LIIF, its coarse pass scaled up, then the bicubic tile; finally the source image scaled by Qt
+(instant, so nothing is ever blank). Below one device pixel per source pixel the LIIF pane
+shows the filtered (antialiased bicubic) source.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import numpy as np
+import pyqtgraph.functions as pgf
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from viewer.scheduler import COARSE
+
+LABELS = {"liif": "LIIF", "bicubic": "bicubic", "nearest": "nearest"}
+BACKGROUND = QtGui.QColor(38, 38, 42)
+
+
+def to_qimage(arr: np.ndarray) -> QtGui.QImage:
+    """uint8 ``(H, W, 3)`` -> QImage (shares memory: keep ``arr`` alive while drawing)."""
+    return pgf.ndarray_to_qimage(arr, QtGui.QImage.Format.Format_RGB888)
+
+
+def effective_method(method: str, zoom: float) -> str:
+    """Below 1 device pixel per source pixel, LIIF panes show the filtered source."""
+    return "bicubic" if (method == "liif" and zoom < 1.0) else method
+
+
+class Pane(QtWidgets.QWidget):
+    """One view of the image. ``methods`` has one entry, or two for the split (swipe) mode,
+    where ``methods[0]`` is left of the divider and ``methods[1]`` right of it."""
+
+    def __init__(self, controller, methods: List[str], parent=None) -> None:
+        super().__init__(parent)
+        self.c = controller
+        self.methods = list(methods)
+        self.split = 0.5  # divider position, fraction of the width
+        self._drag: Optional[str] = None
+        self._last: Optional[QtCore.QPointF] = None
+        self._sel_start: Optional[Tuple[float, float]] = None
+        self.setMouseTracking(True)
+        self.setAcceptDrops(True)
+        self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
+        self.setMinimumSize(120, 90)
+        self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding,
+                           QtWidgets.QSizePolicy.Policy.Expanding)
+
+    # ---- geometry ----------------------------------------------------------------------------
+    def dpr(self) -> float:
+        return float(self.devicePixelRatioF())
+
+    def device_size(self) -> Tuple[int, int]:
+        d = self.dpr()
+        return max(1, round(self.width() * d)), max(1, round(self.height() * d))
+
+    def resizeEvent(self, ev) -> None:
+        self.c.pane_resized(self)
+        super().resizeEvent(ev)
+
+    # ---- drawing -----------------------------------------------------------------------------
+    def paintEvent(self, ev) -> None:
+        p = QtGui.QPainter(self)
+        p.fillRect(self.rect(), BACKGROUND)
+        st, sched = self.c.state, self.c.scheduler
+        if st is None or self.c.image is None:
+            p.setPen(QtGui.QColor(200, 200, 200))
+            p.drawText(self.rect(), QtCore.Qt.AlignmentFlag.AlignCenter,
+                       "Open an image (Ctrl+O) or drop one here")
+            return
+        d = self.dpr()
+        p.scale(1 / d, 1 / d)  # draw in device pixels
+        ox, oy = st.origin()
+        iw, ih = st.image_w * st.zoom, st.image_h * st.zoom
+        image_rect = QtCore.QRectF(-ox, -oy, iw, ih)
+        vw, vh = self.device_size()
+        parts = [(self.methods[0], QtCore.QRectF(0, 0, vw, vh))]
+        if len(self.methods) == 2:
+            x = round(self.split * vw)
+            parts = [(self.methods[0], QtCore.QRectF(0, 0, x, vh)),
+                     (self.methods[1], QtCore.QRectF(x, 0, vw - x, vh))]
+        T = sched.tile
+        tiles = st.visible_tiles(T)
+        keep = []  # arrays must outlive the QImages drawn from them
+        for method, clip in parts:
+            p.save()
+            p.setClipRect(clip.intersected(image_rect))
+            m = effective_method(method, st.zoom)
+            for (i, j) in tiles:
+                target = QtCore.QRectF(j * T - ox, i * T - oy, T, T)
+                if not target.intersects(clip):
+                    continue
+                self._draw_tile(p, m, i, j, target, keep)
+            p.restore()
+        p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, False)
+        if len(self.methods) == 2:
+            x = round(self.split * vw)
+            p.setPen(QtGui.QPen(QtGui.QColor(255, 210, 0), 2 * d))
+            p.drawLine(QtCore.QPointF(x, 0), QtCore.QPointF(x, vh))
+        self._draw_selection(p, d)
+        self._draw_labels(p, parts, d)
+
+    def _draw_tile(self, p: QtGui.QPainter, method: str, i: int, j: int,
+                   target: QtCore.QRectF, keep: list) -> None:
+        st, cache = self.c.state, self.c.scheduler.cache
+        z = st.zoom
+        arr = cache.get((method, z, "full", i, j))
+        if arr is None and method == "liif":
+            arr = cache.get(("liif", z, "coarse", i, j))
+            if arr is None:
+                arr = cache.get(("bicubic", z, "full", i, j))
+        if arr is not None:
+            keep.append(arr)
+            p.setRenderHint(QtGui.QPainter.RenderHint.SmoothPixmapTransform,
+                            arr.shape[0] != target.height())
+            p.drawImage(target, to_qimage(arr))
+            return
+        # immediate fallback: the source scaled by Qt
+        src = self.c.source_qimage
+        if src is None:
+            return
+        reg = st.tile_region(i, j, self.c.scheduler.tile)
+        p.setRenderHint(QtGui.QPainter.RenderHint.SmoothPixmapTransform, method != "nearest")
+        p.drawImage(target, src, QtCore.QRectF(reg.x, reg.y, reg.w, reg.h))
+
+    def _draw_selection(self, p: QtGui.QPainter, d: float) -> None:
+        sel = self.c.selection
+        if sel is None:
+            return
+        st = self.c.state
+        x0, y0 = st.source_to_screen(sel.x, sel.y)
+        x1, y1 = st.source_to_screen(sel.x + sel.w, sel.y + sel.h)
+        p.setPen(QtGui.QPen(QtGui.QColor(80, 200, 255), 1.5 * d, QtCore.Qt.PenStyle.DashLine))
+        p.setBrush(QtGui.QColor(80, 200, 255, 40))
+        p.drawRect(QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))
+
+    def _draw_labels(self, p: QtGui.QPainter, parts, d: float) -> None:
+        f = p.font()
+        f.setPixelSize(round(12 * d))
+        p.setFont(f)
+        st = self.c.state
+        for n, (method, clip) in enumerate(parts):
+            m = effective_method(method, st.zoom)
+            text = LABELS[method] + (" (filtered source below 1:1)" if m != method else "")
+            fm = QtGui.QFontMetrics(f)
+            w = fm.horizontalAdvance(text) + 12 * d
+            x = clip.left() + 8 * d if n == 0 else clip.right() - w - 8 * d
+            box = QtCore.QRectF(x, 8 * d, w, fm.height() + 6 * d)
+            p.fillRect(box, QtGui.QColor(0, 0, 0, 150))
+            p.setPen(QtGui.QColor(255, 255, 255))
+            p.drawText(box, QtCore.Qt.AlignmentFlag.AlignCenter, text)
+
+    # ---- input -------------------------------------------------------------------------------
+    def wheelEvent(self, ev: QtGui.QWheelEvent) -> None:
+        delta = ev.angleDelta().y()
+        if delta == 0:
+            delta = ev.pixelDelta().y() * 2
+        if delta == 0:
+            return
+        d = self.dpr()
+        pos = ev.position()
+        self.c.zoom_at(2.0 ** (delta / 120.0 / 4.0), pos.x() * d, pos.y() * d)
+        ev.accept()
+
+    def _near_divider(self, x: float) -> bool:
+        return len(self.methods) == 2 and abs(x - self.split * self.width()) < 6
+
+    def mousePressEvent(self, ev: QtGui.QMouseEvent) -> None:
+        if ev.button() != QtCore.Qt.MouseButton.LeftButton or self.c.state is None:
+            return
+        pos = ev.position()
+        if self._near_divider(pos.x()):
+            self._drag = "divider"
+        elif ev.modifiers() & QtCore.Qt.KeyboardModifier.ShiftModifier:
+            self._drag = "select"
+            d = self.dpr()
+            self._sel_start = self.c.state.screen_to_source(pos.x() * d, pos.y() * d)
+        else:
+            self._drag = "pan"
+            self.setCursor(QtCore.Qt.CursorShape.ClosedHandCursor)
+        self._last = pos
+
+    def mouseMoveEvent(self, ev: QtGui.QMouseEvent) -> None:
+        pos = ev.position()
+        if self._drag is None:
+            shape = (QtCore.Qt.CursorShape.SplitHCursor if self._near_divider(pos.x())
+                     else QtCore.Qt.CursorShape.ArrowCursor)
+            self.setCursor(shape)
+            return
+        d = self.dpr()
+        if self._drag == "divider":
+            self.split = min(1.0, max(0.0, pos.x() / max(1, self.width())))
+            self.update()
+        elif self._drag == "select":
+            sx, sy = self.c.state.screen_to_source(pos.x() * d, pos.y() * d)
+            self.c.set_selection(self._sel_start, (sx, sy))
+        elif self._drag == "pan":
+            delta = pos - self._last
+            self.c.pan(delta.x() * d, delta.y() * d)
+        self._last = pos
+
+    def mouseReleaseEvent(self, ev: QtGui.QMouseEvent) -> None:
+        self._drag = None
+        self.setCursor(QtCore.Qt.CursorShape.ArrowCursor)
+
+    def dragEnterEvent(self, ev) -> None:
+        if ev.mimeData().hasUrls():
+            ev.acceptProposedAction()
+
+    def dropEvent(self, ev) -> None:
+        urls = [u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            self.c.open_image(urls[0])

@@ -1,0 +1,156 @@
+"""The export dialog: which region, what size, which method(s), which format and file."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import List, Optional
+
+from PySide6 import QtCore, QtWidgets
+
+from core.geometry import Region
+
+FORMATS = [("PNG", ".png"), ("JPEG", ".jpg"), ("TIFF", ".tif"), ("WebP", ".webp")]
+MAX_SIDE = 65536
+
+
+@dataclass
+class ExportRequest:
+    region: Region
+    out_w: int
+    out_h: int
+    methods: List[str]
+    paths: List[str]
+    quality: int
+
+
+def output_paths(path: str, methods: List[str]) -> List[str]:
+    """One file per method; with both, ``name-liif.ext`` and ``name-bicubic.ext``."""
+    if len(methods) == 1:
+        return [path]
+    stem, ext = os.path.splitext(path)
+    return [f"{stem}-{m}{ext}" for m in methods]
+
+
+class ExportDialog(QtWidgets.QDialog):
+    """Choose region (selection / current view / whole image), output size (W x H or scale,
+    aspect lock), method (LIIF, bicubic, both), format and quality, and the file."""
+
+    def __init__(self, parent, image_w: int, image_h: int, view: Region,
+                 selection: Optional[Region], default_dir: str = "", stem: str = "export") -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export region")
+        self.regions = {"Whole image": Region.full(image_w, image_h), "Current view": view}
+        if selection is not None:
+            self.regions = {"Selection": selection, **self.regions}
+        form = QtWidgets.QFormLayout(self)
+        self.region_box = QtWidgets.QComboBox()
+        self.region_box.addItems(list(self.regions))
+        form.addRow("Region", self.region_box)
+        self.region_label = QtWidgets.QLabel()
+        form.addRow("", self.region_label)
+        self.scale = QtWidgets.QDoubleSpinBox()
+        self.scale.setRange(0.01, 1000.0)
+        self.scale.setDecimals(3)
+        self.scale.setValue(4.0)
+        form.addRow("Scale", self.scale)
+        size = QtWidgets.QHBoxLayout()
+        self.w = QtWidgets.QSpinBox()
+        self.h = QtWidgets.QSpinBox()
+        for s in (self.w, self.h):
+            s.setRange(1, MAX_SIDE)
+        self.lock = QtWidgets.QCheckBox("lock aspect")
+        self.lock.setChecked(True)
+        size.addWidget(self.w)
+        size.addWidget(QtWidgets.QLabel("x"))
+        size.addWidget(self.h)
+        size.addWidget(self.lock)
+        form.addRow("Size (px)", size)
+        self.method = QtWidgets.QComboBox()
+        self.method.addItems(["LIIF", "bicubic", "both"])
+        form.addRow("Method", self.method)
+        self.format = QtWidgets.QComboBox()
+        self.format.addItems([f for f, _ in FORMATS])
+        form.addRow("Format", self.format)
+        self.quality = QtWidgets.QSpinBox()
+        self.quality.setRange(1, 100)
+        self.quality.setValue(95)
+        form.addRow("Quality (JPEG/WebP)", self.quality)
+        row = QtWidgets.QHBoxLayout()
+        self.path = QtWidgets.QLineEdit(os.path.join(default_dir, f"{stem}.png"))
+        browse = QtWidgets.QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        row.addWidget(self.path)
+        row.addWidget(browse)
+        form.addRow("File", row)
+        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
+                                             | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self._accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+        self._updating = False
+        self.region_box.currentIndexChanged.connect(self._from_scale)
+        self.scale.valueChanged.connect(self._from_scale)
+        self.w.valueChanged.connect(lambda _: self._from_size("w"))
+        self.h.valueChanged.connect(lambda _: self._from_size("h"))
+        self.format.currentIndexChanged.connect(self._format_changed)
+        self._from_scale()
+        self.result_request: Optional[ExportRequest] = None
+
+    # ---- size bookkeeping --------------------------------------------------------------------
+    @property
+    def region(self) -> Region:
+        return self.regions[self.region_box.currentText()]
+
+    def _from_scale(self, *_):
+        if self._updating:
+            return
+        self._updating = True
+        r = self.region
+        self.region_label.setText(f"x={r.x:.1f} y={r.y:.1f}  {r.w:.1f} x {r.h:.1f} source px")
+        self.w.setValue(max(1, min(MAX_SIDE, round(r.w * self.scale.value()))))
+        self.h.setValue(max(1, min(MAX_SIDE, round(r.h * self.scale.value()))))
+        self._updating = False
+
+    def _from_size(self, which: str):
+        if self._updating:
+            return
+        self._updating = True
+        r = self.region
+        if which == "w":
+            s = self.w.value() / r.w
+            if self.lock.isChecked():
+                self.h.setValue(max(1, min(MAX_SIDE, round(r.h * s))))
+        else:
+            s = self.h.value() / r.h
+            if self.lock.isChecked():
+                self.w.setValue(max(1, min(MAX_SIDE, round(r.w * s))))
+        self.scale.setValue(s)
+        self._updating = False
+
+    def _format_changed(self, *_):
+        ext = FORMATS[self.format.currentIndex()][1]
+        stem = os.path.splitext(self.path.text())[0]
+        self.path.setText(stem + ext)
+
+    def _browse(self):
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Export to", self.path.text(),
+            "Images (*.png *.jpg *.jpeg *.tif *.tiff *.webp)")
+        if path:
+            self.path.setText(path)
+
+    def request(self) -> ExportRequest:
+        methods = {"LIIF": ["liif"], "bicubic": ["bicubic"], "both": ["liif", "bicubic"]}[
+            self.method.currentText()]
+        path = self.path.text().strip()
+        if not os.path.splitext(path)[1]:
+            path += FORMATS[self.format.currentIndex()][1]
+        return ExportRequest(self.region, self.w.value(), self.h.value(), methods,
+                             output_paths(path, methods), self.quality.value())
+
+    def _accept(self):
+        if not self.path.text().strip():
+            QtWidgets.QMessageBox.warning(self, "Export", "Choose a file to export to.")
+            return
+        self.result_request = self.request()
+        self.accept()

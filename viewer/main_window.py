@@ -1,0 +1,447 @@
+"""The main window: menus, panes, status bar; the controller between input, view state,
+scheduler and core."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import torch
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from core.checkpoints import CheckpointError, load_model
+from core.encoding import Cancelled, LatentImage, encode
+from core.export import export
+from core.geometry import Region
+from core.imageio import ImageError, ImageTooLarge, LoadedImage, image_size, load_image
+from viewer.canvas import Pane, to_qimage
+from viewer.export_dialog import ExportDialog, ExportRequest
+from viewer.scheduler import RenderScheduler
+from viewer.view_state import ViewState
+
+#: above this many pixels the viewer asks before opening an image
+ASK_PIXELS = 100_000_000
+ZOOM_STEP = 2 ** 0.25
+MAX_RECENT = 10
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """Controller and window. Public slots are what menus, keys and panes call."""
+
+    tileReady = QtCore.Signal()
+    passDone = QtCore.Signal(str, float)
+    renderError = QtCore.Signal(str)
+    exportProgress = QtCore.Signal(int, int)
+    exportDone = QtCore.Signal(str, str)  # (error message or "", paths)
+
+    def __init__(self, model=None, model_name: str = "", device: torch.device | str = "cpu",
+                 settings: Optional[QtCore.QSettings] = None, tile: int = 256) -> None:
+        super().__init__()
+        self.setWindowTitle("LIIF Zoom")
+        self.device = torch.device(device)
+        self.model, self.model_name = model, model_name
+        self.image: Optional[LoadedImage] = None
+        self.latent: Optional[LatentImage] = None
+        self.state: Optional[ViewState] = None
+        self.source_qimage: Optional[QtGui.QImage] = None
+        self._source_arr: Optional[np.ndarray] = None
+        self.selection: Optional[Region] = None
+        self.mode = "side"
+        self.nearest = False
+        self.last_times = {}
+        self.settings = settings or QtCore.QSettings("LIIF Zoom", "LIIF Zoom")
+        self.scheduler = RenderScheduler(
+            tile=tile, on_tile=lambda key: self.tileReady.emit(),
+            on_pass=lambda kind, s: self.passDone.emit(kind, s),
+            on_error=lambda msg: self.renderError.emit(msg))
+        self.tileReady.connect(self._repaint, QtCore.Qt.ConnectionType.QueuedConnection)
+        self.passDone.connect(self._pass_done, QtCore.Qt.ConnectionType.QueuedConnection)
+        self.renderError.connect(lambda m: self.statusBar().showMessage(f"render error: {m}", 8000))
+        self.exportProgress.connect(self._export_progress)
+        self.exportDone.connect(self._export_done)
+        self._export_cancel = threading.Event()
+        self._export_thread: Optional[threading.Thread] = None
+        self._progress_dialog: Optional[QtWidgets.QProgressDialog] = None
+
+        self.central = QtWidgets.QWidget()
+        self.layout_ = QtWidgets.QHBoxLayout(self.central)
+        self.layout_.setContentsMargins(0, 0, 0, 0)
+        self.layout_.setSpacing(2)
+        self.setCentralWidget(self.central)
+        self.panes: List[Pane] = []
+        self._build_status()
+        self._build_menus()
+        self._build_panes()
+        self.setAcceptDrops(True)
+        self.resize(1280, 800)
+        self._encode_timer = QtCore.QTimer(self)
+        self._encode_timer.timeout.connect(self._update_encode_progress)
+        self._encode_timer.start(200)
+
+    # ---- construction ------------------------------------------------------------------------
+    def _build_status(self) -> None:
+        sb = self.statusBar()
+        self.lbl_zoom = QtWidgets.QLabel()
+        self.lbl_region = QtWidgets.QLabel()
+        self.lbl_time = QtWidgets.QLabel()
+        self.lbl_device = QtWidgets.QLabel()
+        self.lbl_model = QtWidgets.QLabel()
+        self.progress = QtWidgets.QProgressBar()
+        self.progress.setMaximumWidth(160)
+        self.progress.setFormat("encoding %p%")
+        self.progress.hide()
+        for w in (self.lbl_zoom, self.lbl_region, self.lbl_time, self.progress,
+                  self.lbl_device, self.lbl_model):
+            sb.addPermanentWidget(w)
+        self._update_status()
+
+    def _action(self, menu, text, slot, shortcut=None, checkable=False) -> QtGui.QAction:
+        a = QtGui.QAction(text, self)
+        if shortcut:
+            a.setShortcut(QtGui.QKeySequence(shortcut))
+        a.setCheckable(checkable)
+        a.triggered.connect(slot)
+        menu.addAction(a)
+        return a
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        f = mb.addMenu("&File")
+        self._action(f, "&Open…", self.open_dialog, "Ctrl+O")
+        self.recent_menu = f.addMenu("Open &Recent")
+        self._action(f, "&Export…", self.export_dialog, "Ctrl+E")
+        f.addSeparator()
+        self._action(f, "&Quit", self.close, "Ctrl+Q")
+        v = mb.addMenu("&View")
+        self._action(v, "Zoom &In", lambda: self.zoom_step(ZOOM_STEP), "+")
+        self._action(v, "Zoom In (=)", lambda: self.zoom_step(ZOOM_STEP), "=")
+        self._action(v, "Zoom &Out", lambda: self.zoom_step(1 / ZOOM_STEP), "-")
+        self._action(v, "&Actual Pixels (1:1)", self.one_to_one, "0")
+        self._action(v, "&Fit to Window", self.fit, "F")
+        v.addSeparator()
+        self.act_side = self._action(v, "&Compare Side by Side (LIIF | bicubic)",
+                                     lambda: self.set_mode("side"), "C", True)
+        self.act_split = self._action(v, "Split / S&wipe Compare",
+                                      lambda: self.set_mode("split"), "V", True)
+        self.act_single = self._action(v, "&LIIF Only", lambda: self.set_mode("single"), "L", True)
+        self.act_nearest = self._action(v, "&Nearest Neighbour (source pixels)",
+                                        self.toggle_nearest, "N", True)
+        v.addSeparator()
+        self._action(v, "Clear Selection", self.clear_selection, "Esc")
+        m = mb.addMenu("&Model")
+        self._action(m, "&Load Checkpoint…", self.load_checkpoint_dialog, "Ctrl+L")
+        self.model_info = m.addAction("")
+        self.model_info.setEnabled(False)
+        h = mb.addMenu("&Help")
+        self._action(h, "&Controls", self.show_help, "F1")
+        self._refresh_recent()
+        self._sync_mode_actions()
+
+    def _build_panes(self) -> None:
+        for p in self.panes:
+            self.layout_.removeWidget(p)
+            p.deleteLater()
+        other = "nearest" if self.nearest else "bicubic"
+        if self.mode == "side":
+            specs = [["liif"], [other]]
+        elif self.mode == "split":
+            specs = [["liif", other]]
+        else:
+            specs = [["nearest"] if self.nearest else ["liif"]]
+        self.panes = [Pane(self, s) for s in specs]
+        for p in self.panes:
+            self.layout_.addWidget(p, 1)
+        self.panes[0].setFocus()
+        QtCore.QTimer.singleShot(0, lambda: self.pane_resized(self.panes[0]))
+
+    # ---- image and model ---------------------------------------------------------------------
+    def open_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Open image", self.settings.value("last_dir", ""),
+            "Images (*.png *.jpg *.jpeg *.tif *.tiff *.webp *.bmp *.heic);;All files (*)")
+        if path:
+            self.open_image(path)
+
+    def open_image(self, path: str) -> bool:
+        """Open ``path``; on failure show a dialog and keep the current image."""
+        try:
+            w, h = image_size(path)
+            max_pixels = None
+            if w * h > ASK_PIXELS:
+                ans = QtWidgets.QMessageBox.question(
+                    self, "Large image",
+                    f"{os.path.basename(path)} is {w}x{h} ({w * h / 1e6:.0f} Mpx). Opening it "
+                    "needs a lot of memory. Open it anyway?")
+                if ans != QtWidgets.QMessageBox.StandardButton.Yes:
+                    return False
+            QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
+            try:
+                image = load_image(path, max_pixels=max_pixels)
+            finally:
+                QtWidgets.QApplication.restoreOverrideCursor()
+        except (ImageError, OSError) as exc:
+            self.error("Cannot open image", str(exc))
+            return False
+        self.set_image(image)
+        self._add_recent(path)
+        self.settings.setValue("last_dir", os.path.dirname(os.path.abspath(path)))
+        self.setWindowTitle(f"LIIF Zoom — {os.path.basename(path)}")
+        return True
+
+    def set_image(self, image: LoadedImage) -> None:
+        self.image = image
+        self._source_arr = np.ascontiguousarray(np.round(image.rgb * 255).astype(np.uint8))
+        self.source_qimage = to_qimage(self._source_arr)
+        self.selection = None
+        vw, vh = self.panes[0].device_size()
+        self.state = ViewState(image.width, image.height, vw, vh)
+        self.state.fit()
+        self._reencode()
+
+    def _reencode(self) -> None:
+        self.latent = None
+        if self.image is not None and self.model is not None:
+            # lazy: nothing is encoded on the UI thread; the render worker encodes tiles
+            self.latent = encode(self.model, self.image.rgb, self.device)
+        self.scheduler.set_source(self.image, self.latent)
+        self.view_changed()
+
+    def set_model(self, model, name: str) -> None:
+        self.model, self.model_name = model, name
+        self._reencode()
+        self._update_status()
+
+    def load_checkpoint_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Load checkpoint", "", "Models (*.safetensors *.pth *.pt);;All files (*)")
+        if path:
+            self.load_checkpoint(path)
+
+    def load_checkpoint(self, path: str) -> bool:
+        try:
+            model, spec, info = load_model(path, self.device)
+        except CheckpointError as exc:
+            self.error("Cannot load checkpoint", str(exc))
+            return False
+        self.set_model(model, Path(path).stem)
+        return True
+
+    # ---- view actions ------------------------------------------------------------------------
+    def pane_resized(self, pane: Pane) -> None:
+        if self.state is None or pane is not self.panes[0]:
+            return
+        self.state.resize(*pane.device_size())
+        self.view_changed()
+
+    def zoom_at(self, factor: float, px: float, py: float) -> None:
+        if self.state is not None:
+            self.state.zoom_at(factor, px, py)
+            self.view_changed()
+
+    def zoom_step(self, factor: float) -> None:
+        self.zoom_at(factor, None, None)
+
+    def pan(self, dx: float, dy: float) -> None:
+        if self.state is not None:
+            self.state.pan(dx, dy)
+            self.view_changed()
+
+    def fit(self) -> None:
+        if self.state is not None:
+            self.state.fit()
+            self.view_changed()
+
+    def one_to_one(self) -> None:
+        if self.state is not None:
+            self.state.one_to_one()
+            self.view_changed()
+
+    def set_mode(self, mode: str) -> None:
+        # pressing the key of the current compare mode returns to LIIF only
+        self.mode = "single" if (mode == self.mode and mode != "single") else mode
+        self._sync_mode_actions()
+        self._build_panes()
+
+    def toggle_nearest(self) -> None:
+        self.nearest = not self.nearest
+        self._sync_mode_actions()
+        self._build_panes()
+
+    def _sync_mode_actions(self) -> None:
+        self.act_side.setChecked(self.mode == "side")
+        self.act_split.setChecked(self.mode == "split")
+        self.act_single.setChecked(self.mode == "single")
+        self.act_nearest.setChecked(self.nearest)
+
+    def set_selection(self, a, b) -> None:
+        x0, x1 = sorted((a[0], b[0]))
+        y0, y1 = sorted((a[1], b[1]))
+        x0, y0 = max(0.0, x0), max(0.0, y0)
+        x1, y1 = min(float(self.image.width), x1), min(float(self.image.height), y1)
+        self.selection = Region(x0, y0, x1 - x0, y1 - y0) if (x1 - x0 > 0.5 and y1 - y0 > 0.5) else None
+        for p in self.panes:
+            p.update()
+
+    def clear_selection(self) -> None:
+        self.selection = None
+        for p in self.panes:
+            p.update()
+
+    def methods(self) -> List[str]:
+        from viewer.canvas import effective_method
+        ms = []
+        for p in self.panes:
+            for m in p.methods:
+                ms.append(effective_method(m, self.state.zoom))
+                if m == "liif":
+                    ms.append("bicubic")  # the preview under LIIF
+        return list(dict.fromkeys(ms))
+
+    def view_changed(self) -> None:
+        """Re-query what the panes show now; called after every change of the view."""
+        if self.state is not None:
+            st, T = self.state, self.scheduler.tile
+            methods = self.methods()
+            # previews first in the method list so their worker starts at once
+            self.scheduler.request(st.zoom, st.visible_tiles(T), methods,
+                                   lambda i, j: st.tile_region(i, j, T))
+        self._update_status()
+        for p in self.panes:
+            p.update()
+
+    def _repaint(self) -> None:
+        for p in self.panes:
+            p.update()
+
+    def _pass_done(self, kind: str, seconds: float) -> None:
+        self.last_times[kind] = seconds
+        self._update_status()
+
+    def _update_status(self) -> None:
+        st = self.state
+        if st is None:
+            self.lbl_zoom.setText("no image")
+            self.lbl_region.setText("")
+        else:
+            r = st.visible_region()
+            self.lbl_zoom.setText(f"zoom {st.zoom:.3g}× (screen px per source px)")
+            self.lbl_region.setText(f"view x {r.x:.1f}, y {r.y:.1f}, {r.w:.1f} × {r.h:.1f} px")
+        t = self.last_times
+        parts = [f"{k} {t[k] * 1000:.0f} ms" for k in ("preview", "coarse", "full") if k in t]
+        self.lbl_time.setText("last render: " + (", ".join(parts) if parts else "–"))
+        self.lbl_device.setText(f"device {self.device.type}")
+        self.lbl_model.setText(f"model {self.model_name or 'none'}")
+        if hasattr(self, "model_info"):
+            self.model_info.setText(f"In use: {self.model_name or 'none'} on {self.device.type}")
+
+    def _update_encode_progress(self) -> None:
+        lat = self.latent
+        if lat is None or lat.n_encoded >= lat.n_tiles:
+            self.progress.hide()
+            return
+        self.progress.show()
+        self.progress.setMaximum(lat.n_tiles)
+        self.progress.setValue(lat.n_encoded)
+
+    # ---- export ------------------------------------------------------------------------------
+    def export_dialog(self) -> None:
+        if self.image is None:
+            self.error("Export", "Open an image first.")
+            return
+        stem = Path(self.image.path).stem or "export"
+        dlg = ExportDialog(self, self.image.width, self.image.height, self.state.visible_region(),
+                           self.selection, self.settings.value("export_dir", ""), stem + "-liif")
+        if dlg.exec() == QtWidgets.QDialog.DialogCode.Accepted and dlg.result_request:
+            self.start_export(dlg.result_request)
+
+    def start_export(self, req: ExportRequest) -> None:
+        """Run ``req`` in a background thread with a progress dialog and Cancel."""
+        if "liif" in req.methods and self.latent is None:
+            self.error("Export", "No model is loaded; choose bicubic or load a checkpoint.")
+            return
+        self._export_cancel.clear()
+        dlg = QtWidgets.QProgressDialog("Exporting…", "Cancel", 0, 1000, self)
+        dlg.setWindowModality(QtCore.Qt.WindowModality.WindowModal)
+        dlg.setMinimumDuration(0)
+        dlg.canceled.connect(self._export_cancel.set)
+        self._progress_dialog = dlg
+        n = len(req.methods)
+
+        def work():
+            try:
+                for k, (m, path) in enumerate(zip(req.methods, req.paths)):
+                    export(self.image, req.region, req.out_w, req.out_h, path, m, self.latent,
+                           quality=req.quality,
+                           progress=lambda d, t, k=k: self.exportProgress.emit(k * t + d, n * t),
+                           cancelled=self._export_cancel.is_set)
+                self.exportDone.emit("", ", ".join(req.paths))
+            except Cancelled:
+                self.exportDone.emit("cancelled", "")
+            except (ImageError, OSError, ValueError) as exc:
+                self.exportDone.emit(str(exc), "")
+            except Exception as exc:  # keep the app alive whatever happens
+                self.exportDone.emit(f"{type(exc).__name__}: {exc}", "")
+
+        self.settings.setValue("export_dir", os.path.dirname(os.path.abspath(req.paths[0])))
+        self._export_thread = threading.Thread(target=work, daemon=True)
+        self._export_thread.start()
+
+    def _export_progress(self, done: int, total: int) -> None:
+        if self._progress_dialog is not None and total:
+            self._progress_dialog.setValue(int(1000 * done / total))
+
+    def _export_done(self, err: str, paths: str) -> None:
+        if self._progress_dialog is not None:
+            self._progress_dialog.reset()
+            self._progress_dialog = None
+        if err == "cancelled":
+            self.statusBar().showMessage("export cancelled; nothing written", 5000)
+        elif err:
+            self.error("Export failed", err)
+        else:
+            self.statusBar().showMessage(f"exported {paths}", 8000)
+
+    # ---- misc --------------------------------------------------------------------------------
+    def error(self, title: str, message: str) -> None:
+        QtWidgets.QMessageBox.critical(self, title, message)
+
+    def show_help(self) -> None:
+        QtWidgets.QMessageBox.information(self, "Controls", (
+            "Wheel: zoom about the cursor · Drag: pan · Shift+drag: select a region\n"
+            "+ / −: zoom · 0: 1 screen pixel per source pixel · F: fit\n"
+            "C: side by side (LIIF | bicubic) · V: split view (drag the divider) · "
+            "L: LIIF only · N: nearest neighbour\n"
+            "Ctrl+E: export · Ctrl+L: load checkpoint · Ctrl+O: open"))
+
+    def _add_recent(self, path: str) -> None:
+        path = os.path.abspath(path)
+        recent = [p for p in (self.settings.value("recent") or []) if p != path]
+        self.settings.setValue("recent", [path] + recent[:MAX_RECENT - 1])
+        self._refresh_recent()
+
+    def _refresh_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = self.settings.value("recent") or []
+        if isinstance(recent, str):
+            recent = [recent]
+        for p in recent:
+            a = self.recent_menu.addAction(p)
+            a.triggered.connect(lambda _=False, p=p: self.open_image(p))
+        self.recent_menu.setEnabled(bool(recent))
+
+    def dragEnterEvent(self, ev) -> None:
+        if ev.mimeData().hasUrls():
+            ev.acceptProposedAction()
+
+    def dropEvent(self, ev) -> None:
+        urls = [u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            self.open_image(urls[0])
+
+    def closeEvent(self, ev) -> None:
+        self._export_cancel.set()
+        self.scheduler.shutdown()
+        super().closeEvent(ev)

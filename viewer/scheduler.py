@@ -1,0 +1,336 @@
+"""Background rendering for the viewer: tile jobs, cancellation of stale work, a tile cache.
+
+The scheduler knows nothing of Qt. :meth:`RenderScheduler.request` takes the tiles a view
+needs (from :class:`viewer.view_state.ViewState`) and queues, for tiles not cached yet:
+
+1. *preview* jobs (bicubic, nearest) on a fast worker thread - milliseconds per tile;
+2. *LIIF* jobs on a second worker thread: a coarse pass of every visible tile (1/4 of the
+   resolution in each direction), then the full-resolution pass, centre first.
+
+A new request replaces the queues. A job already running is cancelled if its tile is no
+longer wanted (the renderer polls ``cancelled()`` between chunks), so the workers always
+work for the latest view. When the LIIF queue is empty, the worker encodes the rest of the
+image's latent tiles in the background, one at a time, yielding to any new request.
+
+Finished tiles go into :class:`TileCache` (LRU, bounded in bytes) and ``on_tile(key)`` is
+called from the worker thread; the Qt side turns that into a repaint on the UI thread.
+Tile keys are ``(method, zoom, level, i, j)`` with ``level`` 'full' or 'coarse'.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Hashable, List, Optional, Tuple
+
+import numpy as np
+
+from core.encoding import Cancelled, LatentImage
+from core.geometry import Region
+from core.imageio import LoadedImage
+from core.render import render
+from core.resample import render_bicubic
+
+COARSE = 4  # coarse pass: 1/COARSE of the resolution per axis
+
+TileKey = Tuple[str, float, str, int, int]
+
+
+def render_nearest(image: np.ndarray, region: Region, out_w: int, out_h: int) -> np.ndarray:
+    """Nearest-neighbour samples of ``image`` at the output-pixel centres (edge replicated)."""
+    ys, xs = region.sample_points(out_w, out_h)
+    iy = np.clip(np.floor(ys.numpy()).astype(int), 0, image.shape[0] - 1)
+    ix = np.clip(np.floor(xs.numpy()).astype(int), 0, image.shape[1] - 1)
+    return image[iy[:, None], ix[None, :]]
+
+
+class TileCache:
+    """LRU cache of rendered tiles (uint8 RGB arrays), bounded by total bytes."""
+
+    def __init__(self, max_bytes: int = 512 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._d: "collections.OrderedDict[Hashable, np.ndarray]" = collections.OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Optional[np.ndarray]:
+        with self._lock:
+            v = self._d.get(key)
+            if v is not None:
+                self._d.move_to_end(key)
+            return v
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._d
+
+    def put(self, key: Hashable, value: np.ndarray) -> None:
+        with self._lock:
+            old = self._d.pop(key, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            self._d[key] = value
+            self._bytes += value.nbytes
+            while self._bytes > self.max_bytes and len(self._d) > 1:
+                _, v = self._d.popitem(last=False)
+                self._bytes -= v.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+            self._bytes = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+@dataclass
+class Job:
+    key: TileKey
+    region: Region
+    size: int
+    generation: int
+
+
+@dataclass
+class PassTimer:
+    """Times of the passes of one request (seconds after the request)."""
+
+    start: float
+    preview: Optional[float] = None
+    coarse: Optional[float] = None
+    full: Optional[float] = None
+    pending: Dict[str, set] = field(default_factory=dict)
+
+
+class _Worker(threading.Thread):
+    def __init__(self, sched: "RenderScheduler", name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.sched = sched
+        self.queue: List[Job] = []
+        self.current: Optional[Job] = None
+        self.cond = threading.Condition()
+        self.stopping = False
+
+    def replace(self, jobs: List[Job]) -> None:
+        with self.cond:
+            self.queue = list(jobs)
+            self.cond.notify()
+
+    def run(self) -> None:
+        while True:
+            with self.cond:
+                if self.stopping:
+                    return
+                job = self.queue.pop(0) if self.queue else None
+                self.current = job
+                if job is None:
+                    if not (self.name == "liif" and self.sched._has_idle_work()):
+                        self.cond.wait()
+                        continue
+            if job is None:  # nothing asked for: encode one more latent tile, lock released
+                try:
+                    self.sched._idle_encode_step()
+                except Exception as exc:
+                    self.sched._report_error(exc)
+                continue
+            try:
+                self.sched._run_job(job)
+            except Cancelled:
+                pass
+            except Exception as exc:  # report, never kill the worker
+                self.sched._report_error(exc)
+            finally:
+                with self.cond:
+                    self.current = None
+                    self.cond.notify_all()
+
+    def idle(self) -> bool:
+        with self.cond:
+            return not self.queue and self.current is None
+
+
+class RenderScheduler:
+    """Renders the tiles views ask for, in the background.
+
+    Args:
+        tile: tile side in device pixels.
+        on_tile: ``on_tile(key)`` after a tile is cached (called on a worker thread).
+        on_pass: ``on_pass(kind, seconds)`` when all tiles of a pass of the latest request are
+            done; kind is 'preview', 'coarse' or 'full'.
+        on_error: ``on_error(message)`` if a job fails.
+        cache_bytes: bound of the tile cache.
+    """
+
+    def __init__(self, tile: int = 256,
+                 on_tile: Optional[Callable[[TileKey], None]] = None,
+                 on_pass: Optional[Callable[[str, float], None]] = None,
+                 on_error: Optional[Callable[[str], None]] = None,
+                 cache_bytes: int = 512 << 20) -> None:
+        self.tile = tile
+        self.cache = TileCache(cache_bytes)
+        self.on_tile = on_tile or (lambda key: None)
+        self.on_pass = on_pass or (lambda kind, s: None)
+        self.on_error = on_error or (lambda msg: None)
+        self.image: Optional[LoadedImage] = None
+        self.latent: Optional[LatentImage] = None
+        self.generation = 0
+        self.wanted: set = set()
+        self.timer: Optional[PassTimer] = None
+        self.background_encoding = True
+        self.cancelled_jobs = 0
+        self._lock = threading.Lock()
+        self._fast = _Worker(self, "preview")
+        self._slow = _Worker(self, "liif")
+        self._fast.start()
+        self._slow.start()
+
+    # ---- configuration -----------------------------------------------------------------------
+    def set_source(self, image: Optional[LoadedImage], latent: Optional[LatentImage]) -> None:
+        """A new image and/or model: drop queued work and cached tiles."""
+        with self._lock:
+            self.generation += 1
+            self.wanted = set()
+            self.image, self.latent = image, latent
+        self._fast.replace([])
+        self._slow.replace([])
+        self.wait_idle(30)
+        self.cache.clear()
+
+    def shutdown(self) -> None:
+        for w in (self._fast, self._slow):
+            with w.cond:
+                w.stopping = True
+                w.queue = []
+                w.cond.notify_all()
+        with self._lock:
+            self.generation += 1
+            self.wanted = set()
+
+    # ---- requests ----------------------------------------------------------------------------
+    def request(self, zoom: float, tiles: List[Tuple[int, int]], methods: List[str],
+                tile_region: Callable[[int, int], Region]) -> int:
+        """Ask for ``tiles`` (centre first) at ``zoom`` for each of ``methods`` ('liif',
+        'bicubic', 'nearest'). Returns the request's generation."""
+        running = self._slow.current.key if self._slow.current is not None else None
+        with self._lock:
+            self.generation += 1
+            gen = self.generation
+            fast, coarse, full = [], [], []
+            wanted = set()
+            for m in methods:
+                if m == "liif" and self.latent is None:
+                    continue
+                for (i, j) in tiles:
+                    reg = tile_region(i, j)
+                    if m == "liif":
+                        kf, kc = (m, zoom, "full", i, j), (m, zoom, "coarse", i, j)
+                        wanted.update((kf, kc))
+                        if kf not in self.cache:
+                            if kf != running:  # the running job goes on and delivers it
+                                full.append(Job(kf, reg, self.tile, gen))
+                            if kc not in self.cache and kc != running:
+                                coarse.append(Job(kc, reg, self.tile // COARSE, gen))
+                    else:
+                        k = (m, zoom, "full", i, j)
+                        wanted.add(k)
+                        if k not in self.cache:
+                            fast.append(Job(k, reg, self.tile, gen))
+            self.wanted = wanted
+            extra = {running} if running in wanted else set()
+            self.timer = PassTimer(time.perf_counter(), pending={
+                "preview": {j.key for j in fast},
+                "coarse": {j.key for j in coarse} | {k for k in extra if k[2] == "coarse"},
+                "full": {j.key for j in full} | {k for k in extra if k[2] == "full"}})
+            for kind in ("preview", "coarse", "full"):
+                if not self.timer.pending[kind]:
+                    setattr(self.timer, kind, 0.0)
+        self._fast.replace(fast)
+        self._slow.replace(coarse + full)
+        return gen
+
+    def wanted_key(self, key: TileKey) -> bool:
+        with self._lock:
+            return key in self.wanted
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Block until both workers have nothing queued or running (for tests and scripts)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self._fast.idle() and self._slow.idle():
+                return True
+            time.sleep(0.005)
+        return False
+
+    # ---- workers -----------------------------------------------------------------------------
+    def _run_job(self, job: Job) -> None:
+        key = job.key
+        method = key[0]
+
+        def cancelled() -> bool:
+            stale = not self.wanted_key(key)
+            if stale:
+                self.cancelled_jobs += 1
+            return stale
+
+        if cancelled():
+            return
+        image, latent = self.image, self.latent
+        if image is None:
+            return
+        if method == "liif":
+            rgb = render(latent, job.region, job.size, job.size, cancelled=cancelled)
+        elif method == "bicubic":
+            rgb = np.clip(render_bicubic(image.rgb, job.region, job.size, job.size), 0, 1)
+        elif method == "nearest":
+            rgb = render_nearest(image.rgb, job.region, job.size, job.size)
+        else:
+            raise ValueError(f"unknown method {method}")
+        tile = np.ascontiguousarray(np.round(rgb * 255).astype(np.uint8))
+        if image is not self.image or latent is not self.latent:
+            return  # the source changed meanwhile
+        self.cache.put(key, tile)
+        self._mark_done(key)
+        self.on_tile(key)
+
+    def _mark_done(self, key: TileKey) -> None:
+        with self._lock:
+            t = self.timer
+            if t is None:
+                return
+            for kind in ("preview", "coarse", "full"):
+                pend = t.pending[kind]
+                if key in pend:
+                    pend.discard(key)
+                    if not pend and getattr(t, kind) is None:
+                        dt = time.perf_counter() - t.start
+                        setattr(t, kind, dt)
+                        done = (kind, dt)
+                        break
+            else:
+                return
+        self.on_pass(*done)
+
+    def _report_error(self, exc: Exception) -> None:
+        self.on_error(f"{type(exc).__name__}: {exc}")
+
+    def _has_idle_work(self) -> bool:
+        lat = self.latent
+        return lat is not None and self.background_encoding and lat.n_encoded < lat.n_tiles
+
+    def _idle_encode_step(self) -> bool:
+        """Encode one more latent tile of the open image (background). False when done."""
+        lat = self.latent
+        if not self._has_idle_work():
+            return False
+        for ty in range(lat.tiles_y):
+            for tx in range(lat.tiles_x):
+                if (ty, tx) not in lat._tiles:
+                    lat.ensure(ty, ty + 1, tx, tx + 1)
+                    return True
+        return False
