@@ -21,6 +21,7 @@ The output is processed in tiles of at most ``chunk`` pixels, so working memory 
 """
 from __future__ import annotations
 
+import threading
 from typing import Callable, List, Optional, Tuple
 
 import numpy as np
@@ -34,6 +35,42 @@ from core.models.liif import area_weights, neighbour_index
 __all__ = ["render", "render_tile"]
 
 DEFAULT_CHUNK = 8192
+
+_workspace = threading.local()
+
+
+def _buffers(rows: int, width: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Two reusable ``(rows, width)`` float32 buffers for this thread and device.
+
+    The decoder's activations are large (``4 x chunk x hidden``); allocating them afresh for
+    every tile costs as much as the matrix products (fresh pages are faulted in), so each
+    thread keeps a pair and the layers ping-pong between them."""
+    key = (str(device), width)
+    bufs = getattr(_workspace, "bufs", {})
+    pair = bufs.get(key)
+    if pair is None or pair[0].shape[0] < rows:
+        pair = (torch.empty(rows, width, device=device), torch.empty(rows, width, device=device))
+        bufs = {key: pair}  # keep one pair per thread
+        _workspace.bufs = bufs
+    return pair[0][:rows], pair[1][:rows]
+
+
+def _mlp_tail(model, h1: torch.Tensor, spare: torch.Tensor) -> torch.Tensor:
+    """Layers after the first on pre-activations ``h1`` (overwritten), using ``spare``."""
+    x = torch.relu_(h1)
+    lins = model.imnet.linears[1:]
+    for i, lin in enumerate(lins):
+        last = i == len(lins) - 1
+        w = lin.weight.t()
+        if last:
+            return torch.addmm(lin.bias, x, w)
+        out = spare[:, :w.shape[1]] if w.shape[1] <= spare.shape[1] else None
+        if out is not None:
+            torch.addmm(lin.bias.expand(x.shape[0], -1), x, w, out=out)
+            spare, x = x, torch.relu_(out)
+        else:
+            x = torch.relu_(torch.addmm(lin.bias, x, w))
+    return x
 
 
 def _p_grid(latent: LatentImage, rows: torch.Tensor, cols: torch.Tensor,
@@ -101,18 +138,20 @@ def render_tile(latent: LatentImage, ys: torch.Tensor, xs: torch.Tensor,
         pr = rlut[iy[a] - r0] * nc
         for b in range(n):
             index[a * n + b] = pr[:, None] + clut[ix[b] - c0][None, :]
-    hidden = torch.index_select(pflat, 0, index.flatten().to(dev))
-    hid4 = hidden.view(n * n, th, tw, -1)
-    if w_cell is not None:
+    if w_cell is not None:  # the cell is constant over a render: fold it into P
         cy, cx = cell
-        hid4 += (2.0 * cy) * w_cell[:, 0] + (2.0 * cx) * w_cell[:, 1]
+        pflat = pflat + ((2.0 * cy) * w_cell[:, 0] + (2.0 * cx) * w_cell[:, 1])
+    nq = n * n * th * tw
+    buf, spare = _buffers(nq, pflat.shape[1], dev)
+    hidden = torch.index_select(pflat, 0, index.flatten().to(dev), out=buf)
+    hid4 = hidden.view(n * n, th, tw, -1)
+    rterms = [ry[a].to(dev)[:, None] * w_rel[:, 0][None, :] for a in range(n)]
+    cterms = [rx[b].to(dev)[:, None] * w_rel[:, 1][None, :] for b in range(n)]
     for a in range(n):
-        rterm = ry[a].to(dev)[:, None] * w_rel[:, 0][None, :]
         for b in range(n):
-            cterm = rx[b].to(dev)[:, None] * w_rel[:, 1][None, :]
-            hid4[a * n + b] += rterm[:, None, :]
-            hid4[a * n + b] += cterm[None, :, :]
-    pred = model.decode_hidden(hidden).view(n * n, th, tw, -1)
+            hid4[a * n + b] += rterms[a][:, None, :]
+            hid4[a * n + b] += cterms[b][None, :, :]
+    pred = _mlp_tail(model, hidden, spare).view(n * n, th, tw, -1)
     if not ens:
         return pred[0]
     weights = area_weights([r.to(dev)[:, None] for r in ry], [r.to(dev)[None, :] for r in rx])

@@ -443,5 +443,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def closeEvent(self, ev) -> None:
         self._export_cancel.set()
+        if self._export_thread is not None:
+            self._export_thread.join(timeout=30)
         self.scheduler.shutdown()
         super().closeEvent(ev)

@@ -210,7 +210,10 @@ class RenderScheduler:
                 w.cond.notify_all()
         with self._lock:
             self.generation += 1
-            self.wanted = set()
+            self.wanted = set()  # the running job, if any, sees itself stale and stops
+        for w in (self._fast, self._slow):
+            if w.is_alive() and w is not threading.current_thread():
+                w.join(timeout=30)
 
     # ---- requests ----------------------------------------------------------------------------
     def request(self, zoom: float, tiles: List[Tuple[int, int]], methods: List[str],

@@ -1,0 +1,37 @@
+"""The pure-Python view state."""
+import pytest
+
+from viewer.view_state import MAX_ZOOM, ViewState
+
+
+def test_fit_and_one_to_one():
+    st = ViewState(600, 400, 1200, 600)
+    st.fit()
+    assert st.zoom == pytest.approx(1.5)
+    r = st.visible_region()
+    assert r.x <= 0 and r.x + r.w >= 600 and r.h == pytest.approx(400, abs=1)
+    st.one_to_one()
+    assert st.zoom == 1.0
+
+
+def test_zoom_about_cursor_keeps_the_point_under_it():
+    st = ViewState(600, 400, 800, 600)
+    st.fit()
+    before = st.screen_to_source(100, 150)
+    st.zoom_at(3.0, 100, 150)
+    after = st.screen_to_source(100, 150)
+    assert after == pytest.approx(before, abs=1 / st.zoom)
+    st.zoom_at(1e9)
+    assert st.zoom == MAX_ZOOM >= 100
+
+
+def test_tiles_cover_the_view_and_tile_regions_partition_the_grid():
+    st = ViewState(600, 400, 500, 300, zoom=4.0, cx=300, cy=200)
+    tiles = st.visible_tiles(128)
+    r = st.visible_region()
+    xs = [st.tile_region(i, j, 128) for i, j in tiles]
+    assert min(t.x for t in xs) <= r.x and max(t.x + t.w for t in xs) >= r.x + r.w
+    a, b = st.tile_region(3, 4, 128), st.tile_region(3, 5, 128)
+    assert a.x + a.w == pytest.approx(b.x)
+    st.pan(40, 0)  # drag right by 40 device px -> content moves right, view moves left
+    assert st.visible_region().x == pytest.approx(r.x - 10)

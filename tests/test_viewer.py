@@ -1,0 +1,171 @@
+"""The Qt viewer, offscreen (pytest-qt)."""
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from PySide6 import QtCore
+
+from core.geometry import Region
+from core.registry import make
+from tests.conftest import tiny_spec
+from viewer.export_dialog import ExportRequest
+from viewer.main_window import MainWindow
+
+
+@pytest.fixture
+def image_path(tmp_path):
+    a = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
+    p = tmp_path / "photo.png"
+    Image.fromarray(a).save(p)
+    return str(p)
+
+
+@pytest.fixture
+def win(qtbot, tmp_path):
+    torch.manual_seed(0)
+    model = make(tiny_spec()).eval()
+    settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
+    w = MainWindow(model=model, model_name="tiny", settings=settings, tile=64)
+    w.errors = []
+    w.error = lambda title, msg: w.errors.append((title, msg))
+    qtbot.addWidget(w)
+    w.resize(640, 400)
+    w.show()
+    qtbot.waitExposed(w)
+    yield w
+    w.scheduler.shutdown()
+
+
+def settle(qtbot, w):
+    assert w.scheduler.wait_idle(60)
+    qtbot.wait(20)
+
+
+def test_open_image_renders_the_view(qtbot, win, image_path):
+    assert win.open_image(image_path)
+    settle(qtbot, win)
+    assert win.image.width == 160 and win.latent is not None
+    st = win.state
+    keys = [("liif", st.zoom, "full", i, j) for i, j in st.visible_tiles(64)]
+    # below 1:1 the LIIF pane shows the filtered source
+    if st.zoom < 1:
+        keys = [("bicubic", st.zoom, "full", i, j) for i, j in st.visible_tiles(64)]
+    assert keys and all(k in win.scheduler.cache for k in keys)
+    assert "photo.png" in win.windowTitle()
+    assert win.settings.value("recent")[0].endswith("photo.png")
+
+
+def test_zoom_step_rerenders_new_region_at_new_resolution(qtbot, win, image_path):
+    win.open_image(image_path)
+    win.one_to_one()
+    settle(qtbot, win)
+    r1, z1 = win.state.visible_region(), win.state.zoom
+    win.zoom_step(2.0)
+    settle(qtbot, win)
+    r2, z2 = win.state.visible_region(), win.state.zoom
+    assert z2 == pytest.approx(2 * z1)
+    assert r2.w == pytest.approx(r1.w / 2, abs=1) and r2.h == pytest.approx(r1.h / 2, abs=1)
+    tiles = win.state.visible_tiles(64)
+    for i, j in tiles:  # rendered from the implicit function at the new zoom, full resolution
+        tile = win.scheduler.cache.get(("liif", z2, "full", i, j))
+        assert tile is not None and tile.shape == (64, 64, 3)
+    assert "2×" in win.lbl_zoom.text() or "2" in win.lbl_zoom.text()
+
+
+def test_stale_render_is_cancelled(qtbot, win, image_path):
+    win.open_image(image_path)
+    settle(qtbot, win)
+    sched = win.scheduler
+    z_old = 8.0
+    win.state.zoom = z_old
+    win.view_changed()
+    qtbot.wait(5)
+    win.zoom_step(2.0)  # before the z=8 pass can finish
+    settle(qtbot, win)
+    z_new = win.state.zoom
+    new_keys = [("liif", z_new, "full", i, j) for i, j in win.state.visible_tiles(64)]
+    assert all(k in sched.cache for k in new_keys)
+    old = [k for k in sched.cache._d if k[0] == "liif" and k[1] == z_old and k[2] == "full"]
+    old_wanted = len(win.state.visible_tiles(64))
+    assert len(old) < old_wanted  # the stale pass did not run to completion
+
+
+def test_linked_panes_show_the_same_region(qtbot, win, image_path):
+    win.open_image(image_path)
+    win.set_mode("side") if win.mode != "side" else None
+    qtbot.wait(50)
+    assert len(win.panes) == 2
+    a, b = win.panes
+    assert a.device_size() == b.device_size()
+    win.zoom_at(3.0, 10, 10)
+    win.pan(-25, 7)
+    settle(qtbot, win)
+    st = win.state
+    for i, j in st.visible_tiles(64):  # both methods rendered for the same tiles
+        assert ("liif", st.zoom, "full", i, j) in win.scheduler.cache
+        assert ("bicubic", st.zoom, "full", i, j) in win.scheduler.cache
+    assert [p.methods for p in win.panes] == [["liif"], ["bicubic"]]
+    win.set_mode("split")
+    assert len(win.panes) == 1 and win.panes[0].methods == ["liif", "bicubic"]
+    win.toggle_nearest()
+    assert win.panes[0].methods == ["liif", "nearest"]
+
+
+def test_export_writes_chosen_size_and_cancel_leaves_nothing(qtbot, win, image_path, tmp_path):
+    win.open_image(image_path)
+    out = str(tmp_path / "out.png")
+    win.start_export(ExportRequest(Region(10, 10, 50, 40), 125, 100, ["liif"], [out], 95))
+    qtbot.waitUntil(lambda: win._progress_dialog is None, timeout=60000)
+    assert Image.open(out).size == (125, 100)
+    big = str(tmp_path / "big.png")
+    win.start_export(ExportRequest(Region(0, 0, 160, 120), 4000, 3000, ["liif", "bicubic"],
+                                   [big, str(tmp_path / "big2.png")], 95))
+    qtbot.wait(100)
+    win._progress_dialog.canceled.emit()  # the user presses Cancel
+    qtbot.waitUntil(lambda: win._progress_dialog is None, timeout=60000)
+    assert sorted(os.listdir(tmp_path)) == ["out.png", "photo.png", "s.ini"]
+    assert not win.errors
+
+
+def test_export_error_is_shown_and_app_keeps_running(qtbot, win, image_path, tmp_path):
+    win.open_image(image_path)
+    bad = str(tmp_path / "no-such-dir" / "x.png")
+    win.start_export(ExportRequest(Region(0, 0, 10, 10), 20, 20, ["bicubic"], [bad], 95))
+    qtbot.waitUntil(lambda: win._progress_dialog is None, timeout=30000)
+    assert win.errors and "x.png" in win.errors[-1][1]
+    assert win.image is not None
+
+
+def test_bad_files_give_error_dialog_and_keep_current_image(qtbot, win, image_path, tmp_path):
+    win.open_image(image_path)
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    assert not win.open_image(str(bad))
+    assert win.errors and "broken.jpg" in win.errors[-1][1]
+    assert win.image.path == image_path
+    ckpt = tmp_path / "bad.safetensors"
+    ckpt.write_bytes(b"nope")
+    assert not win.load_checkpoint(str(ckpt))
+    assert "bad.safetensors" in win.errors[-1][1] and win.model_name == "tiny"
+
+
+def test_load_checkpoint_reencodes_and_shows_name(qtbot, win, image_path, tiny_checkpoint):
+    win.open_image(image_path)
+    old = win.latent
+    assert win.load_checkpoint(str(tiny_checkpoint))
+    assert win.latent is not old and win.model_name == "tiny"
+    assert "tiny" in win.lbl_model.text()
+
+
+def test_main_opens_bundled_sample_with_bundled_model(qtbot, tmp_path):
+    from viewer.app import build_window, parse_args
+    settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
+    w = build_window(parse_args([]), settings=settings)
+    qtbot.addWidget(w)
+    try:
+        assert w.image is not None and w.latent is not None
+        assert w.model_name == "liif-cpu"
+    finally:
+        w.scheduler.shutdown()
