@@ -307,6 +307,16 @@ def train(args) -> int:
             writer.close()
         log.info("finished at epoch %d, step %d; weights in %s", epoch, step, run)
     if distributed:
+        # every rank must hold the same weights: compare each with rank 0's
+        flat = torch.cat([q.detach().flatten() for q in model.parameters()]).to(device)
+        ref = flat.clone()
+        dist.broadcast(ref, 0)
+        diff = (flat - ref).abs().max()
+        dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+        if is_main:
+            log.info("weights agree across %d ranks: max |difference| = %g", world, float(diff))
+            with open(run / "ddp_check.json", "w") as f:
+                json.dump({"world": world, "max_abs_diff": float(diff)}, f)
         dist.barrier()
         dist.destroy_process_group()
     return 0

@@ -1,0 +1,158 @@
+"""Training package: sampler, a tiny run, exact resume, DDP, metrics, evaluation CLI."""
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from core.metrics import psnr
+from training.data import ImageFolder, ImplicitDownsampled
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_images(folder, n=6, size=(110, 120), seed=0):
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size[0], 0:size[1]]
+    for i in range(n):
+        # smooth structured images (learnable), not noise
+        f1, f2 = rng.uniform(0.02, 0.15, 2)
+        img = np.stack([np.sin(xx * f1 + c) * np.cos(yy * f2 - c) for c in (0, 1, 2)], -1)
+        Image.fromarray(((img * 0.5 + 0.5) * 255).astype(np.uint8)).save(f"{folder}/{i:02d}.png")
+
+
+def tiny_config(tmp_path, data, **over):
+    cfg = {
+        "name": "tiny", "seed": 0,
+        "train": {"data": str(data), "holdout": 1, "repeat": 4, "inp_size": 16, "scale_min": 1,
+                  "scale_max": 4, "augment": True, "sample_q": 256, "batch_size": 4},
+        "val": {"repeat": 2, "inp_size": 16, "scale_max": 4, "sample_q": 256, "batch_size": 4},
+        "model": {"name": "liif", "args": {
+            "encoder_spec": {"name": "edsr-baseline",
+                             "args": {"n_resblocks": 1, "n_feats": 8, "no_upsampling": True}},
+            "imnet_spec": {"name": "mlp", "args": {"out_dim": 3, "hidden_list": [32, 32]}}}},
+        "optimizer": {"name": "adam", "args": {"lr": 2e-3}},
+        "epoch_max": 100, "multi_step_lr": {"milestones": [50], "gamma": 0.5},
+        "epoch_val": 1, "save_every_steps": 2}
+    cfg.update(over)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def run_train(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "training.train", "--no-progress",
+                           "--threads", "1", *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT, env=env)
+
+
+def losses(run):
+    with open(run / "log.jsonl") as f:
+        return [json.loads(line)["loss"] for line in f]
+
+
+def test_sampler_shapes_and_skips_bad_images(tmp_path, caplog):
+    make_images(tmp_path / "d", n=2)
+    (tmp_path / "d" / "broken.png").write_bytes(b"not a png")
+    Image.new("RGB", (20, 20)).save(tmp_path / "d" / "small.png")
+    with caplog.at_level("WARNING"):
+        folder = ImageFolder(tmp_path / "d", min_size=64)
+    assert len(folder) == 2
+    assert "broken.png" in caplog.text and "small.png" in caplog.text
+    ds = ImplicitDownsampled(folder, 16, 1, 4, augment=True, sample_q=100)
+    b = ds[0]
+    assert b["inp"].shape == (3, 16, 16) and b["coord"].shape == (100, 2)
+    assert b["gt"].shape == (100, 3) and b["cell"].shape == (100, 2)
+    assert b["coord"].abs().max() < 1
+    # the cell is 2 / (HR crop side), the same for all queries
+    side = round(2 / float(b["cell"][0, 0]))
+    assert 16 <= side <= 64 and torch.allclose(b["cell"], b["cell"][:1].expand(100, 2))
+    # deterministic in (seed, epoch, index)
+    assert torch.equal(ds[0]["gt"], b["gt"])
+    ds.set_epoch(1)
+    assert not torch.equal(ds[0]["gt"], b["gt"])
+
+
+def test_tiny_run_lowers_the_loss_and_writes_checkpoints(tmp_path):
+    make_images(tmp_path / "d")
+    cfg = tiny_config(tmp_path, tmp_path / "d")
+    r = run_train("--config", cfg, "--out", tmp_path / "run", "--max-steps", 40)
+    assert r.returncode == 0, r.stderr
+    ls = losses(tmp_path / "run")
+    assert len(ls) == 40
+    assert np.mean(ls[-8:]) < 0.7 * np.mean(ls[:4])
+    from core.checkpoints import load_model
+    for name in ("last", "best"):
+        model, spec, info = load_model(tmp_path / "run" / f"{name}.safetensors")
+        assert spec["name"] == "liif"
+    assert (tmp_path / "run" / "tb").is_dir()
+
+
+def test_resume_continues_exactly(tmp_path):
+    make_images(tmp_path / "d")
+    cfg = tiny_config(tmp_path, tmp_path / "d")
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run_train("--config", cfg, "--out", a, "--max-steps", 9).returncode == 0
+    assert run_train("--config", cfg, "--out", b, "--max-steps", 4).returncode == 0
+    r = run_train("--config", cfg, "--out", b, "--max-steps", 9, "--resume")
+    assert r.returncode == 0 and "resumed" in r.stderr
+    la, lb = losses(a), losses(b)
+    assert len(lb) == 9
+    assert la[4:] == lb[4:]  # bit-identical after the resume (epoch boundary crossed too)
+
+
+def test_ddp_two_processes_gloo(tmp_path):
+    make_images(tmp_path / "d")
+    cfg = tiny_config(tmp_path, tmp_path / "d")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                        "--master_port=29517", "-m", "training.train", "--no-progress",
+                        "--config", str(cfg), "--out", str(tmp_path / "ddp"), "--max-steps", "4",
+                        "--device", "cpu"],
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    check = json.loads((tmp_path / "ddp" / "ddp_check.json").read_text())
+    assert check == {"world": 2, "max_abs_diff": 0.0}
+    assert len(losses(tmp_path / "ddp")) == 4  # rank 0 logs alone
+
+
+def test_psnr_matches_hand_computation():
+    gt = np.zeros((4, 4, 3))
+    pred = gt.copy()
+    pred[0, 0, 0] = 0.5  # one sample off by 0.5 among 48
+    assert psnr(pred, gt) == pytest.approx(-10 * math.log10(0.25 / 48))
+    # Y channel: diff 0.5 in R -> 0.5 * 65.738 / 256 in Y, one pixel among 16
+    y = 0.5 * 65.738 / 256
+    assert psnr(pred, gt, y_channel=True) == pytest.approx(-10 * math.log10(y * y / 16))
+    # shaving removes the border pixel that differs
+    assert psnr(pred, gt, shave=1) == math.inf
+
+
+def test_evaluate_cli_json_shape(tmp_path, tiny_checkpoint):
+    make_images(tmp_path / "set" / "HR", n=2, size=(48, 60))
+    out = tmp_path / "res.json"
+    r = subprocess.run([sys.executable, "-m", "training.evaluate", "--checkpoint",
+                        str(tiny_checkpoint), "--data", str(tmp_path / "set"),
+                        "--scales", "2,3,12", "--json", str(out)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(out.read_text())
+    assert set(d) == {"dataset", "protocol", "checkpoint", "results"}
+    assert d["dataset"] == "set" and d["protocol"] == "benchmark"
+    assert d["checkpoint"] == str(tiny_checkpoint)
+    assert [(e["scale"], e["method"]) for e in d["results"]] == [
+        (s, m) for s in (2, 3, 12) for m in ("liif", "bicubic")]
+    assert all(set(e) == {"scale", "method", "psnr"} and isinstance(e["psnr"], float)
+               for e in d["results"])
+    assert "liif" in r.stdout and "bicubic" in r.stdout
+    bad = subprocess.run([sys.executable, "-m", "training.evaluate", "--data",
+                          str(tmp_path / "nowhere")], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
