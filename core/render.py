@@ -26,7 +26,6 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from core.encoding import Cancelled, LatentImage
 from core.geometry import Region, iter_tiles
@@ -55,10 +54,10 @@ def _buffers(rows: int, width: int, device: torch.device) -> Tuple[torch.Tensor,
     return pair[0][:rows], pair[1][:rows]
 
 
-def _mlp_tail(model, h1: torch.Tensor, spare: torch.Tensor) -> torch.Tensor:
-    """Layers after the first on pre-activations ``h1`` (overwritten), using ``spare``."""
+def mlp_tail(lins, h1: torch.Tensor, spare: torch.Tensor) -> torch.Tensor:
+    """ReLU, then the linear layers ``lins`` (ReLU between) on pre-activations ``h1``
+    (overwritten), ping-ponging with the buffer ``spare``."""
     x = torch.relu_(h1)
-    lins = model.imnet.linears[1:]
     for i, lin in enumerate(lins):
         last = i == len(lins) - 1
         w = lin.weight.t()
@@ -104,8 +103,7 @@ def _p_grid(latent: LatentImage, rows: torch.Tensor, cols: torch.Tensor,
                              cancelled)
     else:
         feat = latent.take(rsrc, csrc, cancelled)
-    w_lat, _, _, b = model.first_layer()
-    pmap = F.conv2d(feat.unsqueeze(0), w_lat, b, stride=(rstride, cstride))[0]
+    pmap = model.window_features(feat.unsqueeze(0), stride=(rstride, cstride))[0]
     assert pmap.shape[1:] == (nr, nc)
     return pmap.permute(1, 2, 0).reshape(nr * nc, -1), rlut, clut, nc
 
@@ -130,7 +128,6 @@ def render_tile(latent: LatentImage, ys: torch.Tensor, xs: torch.Tensor,
     pflat, rlut, clut, nc = _p_grid(latent, rows, cols, cancelled)
     r0, c0 = int(rows[0]), int(cols[0])
 
-    _, w_rel, w_cell, _ = model.first_layer()
     th, tw = len(ys), len(xs)
     n = len(offsets)
     index = torch.empty(n * n, th, tw, dtype=torch.long)
@@ -138,20 +135,11 @@ def render_tile(latent: LatentImage, ys: torch.Tensor, xs: torch.Tensor,
         pr = rlut[iy[a] - r0] * nc
         for b in range(n):
             index[a * n + b] = pr[:, None] + clut[ix[b] - c0][None, :]
-    if w_cell is not None:  # the cell is constant over a render: fold it into P
-        cy, cx = cell
-        pflat = pflat + ((2.0 * cy) * w_cell[:, 0] + (2.0 * cx) * w_cell[:, 1])
-    nq = n * n * th * tw
-    buf, spare = _buffers(nq, pflat.shape[1], dev)
+    pflat = model.fold_cell(pflat, cell)
+    buf, spare = _buffers(n * n * th * tw, pflat.shape[1], dev)
     hidden = torch.index_select(pflat, 0, index.flatten().to(dev), out=buf)
-    hid4 = hidden.view(n * n, th, tw, -1)
-    rterms = [ry[a].to(dev)[:, None] * w_rel[:, 0][None, :] for a in range(n)]
-    cterms = [rx[b].to(dev)[:, None] * w_rel[:, 1][None, :] for b in range(n)]
-    for a in range(n):
-        for b in range(n):
-            hid4[a * n + b] += rterms[a][:, None, :]
-            hid4[a * n + b] += cterms[b][None, :, :]
-    pred = _mlp_tail(model, hidden, spare).view(n * n, th, tw, -1)
+    pred = model.grid_decode(hidden.view(n * n, th, tw, -1), [r.to(dev) for r in ry],
+                             [r.to(dev) for r in rx], spare).view(n * n, th, tw, -1)
     if not ens:
         return pred[0]
     weights = area_weights([r.to(dev)[:, None] for r in ry], [r.to(dev)[None, :] for r in rx])

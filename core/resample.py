@@ -75,9 +75,12 @@ def render_bicubic(image: np.ndarray, region: Region, out_w: int, out_h: int,
     squeeze = src.ndim == 2
     if squeeze:
         src = src[..., None]
-    tmp = torch.einsum("oy,yxc->oxc", wy.float(), src)
-    out = torch.einsum("px,oxc->opc", wx.float(), tmp)
-    out = out.numpy()
+    ny, nx, nc = src.shape
+    no, npx = wy.shape[0], wx.shape[0]
+    tmp = (wy.float() @ src.reshape(ny, nx * nc)).reshape(no, nx, nc)         # rows
+    tmp = tmp.permute(1, 0, 2).reshape(nx, no * nc)
+    out = (wx.float() @ tmp).reshape(npx, no, nc).permute(1, 0, 2)           # columns
+    out = out.contiguous().numpy()
     return out[..., 0] if squeeze else out
 
 

@@ -131,6 +131,15 @@ class LIIF(nn.Module):
         w_cell = w[:, n + 2:n + 4] if self.cell_decode else None
         return w_lat, w_rel, w_cell, b
 
+    def window_features(self, feat: torch.Tensor, stride=(1, 1), padding: int = 0) -> torch.Tensor:
+        """Per-code features the decoder reads: here the P map ``Wz zhat + b1``.
+
+        ``feat (B, C, H, W)``; with ``stride = (3, 3)`` (unfolding) it evaluates codes whose
+        3x3 neighbourhoods were stacked side by side."""
+        w_lat, _, _, b = self.first_layer()
+        return F.conv2d(feat, w_lat.to(feat.dtype), b.to(feat.dtype), stride=stride,
+                        padding=padding)
+
     def precompute(self, feat: torch.Tensor, padded: bool = False) -> torch.Tensor:
         """P map ``Wz zhat + b1`` for every code of ``feat`` ``(B, C, H, W)``.
 
@@ -138,9 +147,34 @@ class LIIF(nn.Module):
         otherwise ``feat`` must carry a halo of :attr:`window_halo` codes (zeros where it
         lies outside the image) and the output is ``(H - 2 halo) x (W - 2 halo)``.
         """
-        w_lat, _, _, b = self.first_layer()
-        pad = self.window_halo if padded else 0
-        return F.conv2d(feat, w_lat.to(feat.dtype), b.to(feat.dtype), padding=pad)
+        return self.window_features(feat, padding=self.window_halo if padded else 0)
+
+    def fold_cell(self, pflat: torch.Tensor, cell: Tuple[float, float]) -> torch.Tensor:
+        """Add the (render-constant) cell term ``Wc (2 s)`` to P rows ``(N, hidden)``."""
+        _, _, w_cell, _ = self.first_layer()
+        if w_cell is None:
+            return pflat
+        cy, cx = cell
+        return pflat + ((2.0 * cy) * w_cell[:, 0] + (2.0 * cx) * w_cell[:, 1])
+
+    def grid_decode(self, hid: torch.Tensor, ry: List[torch.Tensor], rx: List[torch.Tensor],
+                    spare: torch.Tensor) -> torch.Tensor:
+        """Decode gathered P rows on a grid.
+
+        ``hid (n*n, th, tw, hidden)`` holds P (cell folded in) of neighbour ``a*n + b`` at
+        output pixel ``(r, c)``; ``ry[a] (th,)``, ``rx[b] (tw,)`` are relative coordinates.
+        Overwrites ``hid``; ``spare`` is a buffer of the same flat shape. Returns
+        ``(n*n*th*tw, 3)``."""
+        from core.render import mlp_tail
+
+        _, w_rel, _, _ = self.first_layer()
+        n = len(ry)
+        for a in range(n):
+            rterm = ry[a][:, None, None] * w_rel[:, 0]
+            for b in range(n):
+                hid[a * n + b] += rterm
+                hid[a * n + b] += rx[b][None, :, None] * w_rel[:, 1]
+        return mlp_tail(self.imnet.linears[1:], hid.view(-1, hid.shape[-1]), spare)
 
     def cell_bias(self, cell_rel: torch.Tensor) -> Optional[torch.Tensor]:
         """``Wc c`` for cells ``(..., 2)`` in relative units, or None without cell decoding."""

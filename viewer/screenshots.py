@@ -1,0 +1,72 @@
+"""Save screenshots of the app: fit, 4x and 32x, in side-by-side and split modes.
+
+    QT_QPA_PLATFORM=offscreen python -m viewer.screenshots OUTDIR [IMAGE] [--checkpoint C]
+
+Each shot is taken after the full-resolution LIIF pass has landed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def settle(app, win, timeout: float = 600) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        app.processEvents()
+        if win.scheduler.wait_idle(0.05):
+            break
+    for _ in range(10):
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("outdir")
+    p.add_argument("image", nargs="?")
+    p.add_argument("--checkpoint")
+    p.add_argument("--size", default="1280x800")
+    p.add_argument("--centre", default=None, help="X,Y source point to zoom into")
+    args = p.parse_args(argv)
+    from PySide6 import QtCore, QtWidgets
+
+    from viewer.app import build_window, parse_args
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    settings = QtCore.QSettings(os.path.join(args.outdir, ".settings.ini"),
+                                QtCore.QSettings.Format.IniFormat)
+    os.makedirs(args.outdir, exist_ok=True)
+    a = [args.image] if args.image else []
+    if args.checkpoint:
+        a += ["--checkpoint", args.checkpoint]
+    win = build_window(parse_args(a), settings=settings)
+    win.scheduler.background_encoding = False
+    w, h = map(int, args.size.split("x"))
+    win.resize(w, h)
+    win.show()
+    settle(app, win)
+    st = win.state
+    cx, cy = (map(float, args.centre.split(","))) if args.centre else (st.image_w * 0.45, st.image_h * 0.4)
+    for mode in ("side", "split"):
+        if win.mode != mode:
+            win.set_mode(mode)
+        for name, zoom in (("fit", None), ("4x", 4.0), ("32x", 32.0)):
+            if zoom is None:
+                win.fit()
+            else:
+                st = win.state
+                st.zoom, st.cx, st.cy = zoom, cx, cy
+                win.view_changed()
+            settle(app, win)
+            path = os.path.join(args.outdir, f"{mode}-{name}.png")
+            win.grab().save(path)
+            print(path)
+    win.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
