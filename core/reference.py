@@ -52,13 +52,32 @@ def render_naive(model, feat: torch.Tensor, region: Region, out_w: int, out_h: i
         inp = [z, torch.stack([rel_y, rel_x], 1).float()]
         if model.cell_decode:
             inp.append(torch.tensor([[2.0 * cy, 2.0 * cx]]).expand(len(qy), 2))
-        preds.append(model.imnet(torch.cat(inp, 1)))
+        if hasattr(model, "hyper"):
+            preds.append(_lmf_point(model, inp[0], torch.cat(inp[1:], 1)))
+        else:
+            preds.append(model.imnet(torch.cat(inp, 1)))
         areas.append((rel_y * rel_x).abs().float() + 1e-9)
     if not model.local_ensemble:
         return preds[0].view(out_h, out_w, 3)
     total = areas[0] + areas[1] + areas[2] + areas[3]
     out = sum(p * (areas[3 - t] / total)[:, None] for t, p in enumerate(preds))
     return out.view(out_h, out_w, 3)
+
+
+def _lmf_point(model, zhat: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """The LMF formula for one batch of queries: latent MLP on ``zhat``, then the modulated
+    render MLP on ``coords`` = [relative coordinate, cell]."""
+    x = zhat
+    for i, conv in enumerate(model.hyper):
+        if i:
+            x = torch.relu(x)
+        x = x @ conv.weight.reshape(conv.weight.shape[0], -1).t() + conv.bias
+    mods, d = x, model.render_width
+    h = coords
+    for l, lin in enumerate([model.render_in] + list(model.render_hidden)):
+        s, t = mods[:, 2 * l * d:(2 * l + 1) * d], mods[:, (2 * l + 1) * d:(2 * l + 2) * d]
+        h = torch.relu(lin(h) * (1 + s) + t)
+    return model.render_out(h)
 
 
 def make_coord(shape, flatten: bool = True) -> torch.Tensor:

@@ -139,7 +139,7 @@ def render_tile(latent: LatentImage, ys: torch.Tensor, xs: torch.Tensor,
     buf, spare = _buffers(n * n * th * tw, pflat.shape[1], dev)
     hidden = torch.index_select(pflat, 0, index.flatten().to(dev), out=buf)
     pred = model.grid_decode(hidden.view(n * n, th, tw, -1), [r.to(dev) for r in ry],
-                             [r.to(dev) for r in rx], spare).view(n * n, th, tw, -1)
+                             [r.to(dev) for r in rx], cell, spare).view(n * n, th, tw, -1)
     if not ens:
         return pred[0]
     weights = area_weights([r.to(dev)[:, None] for r in ry], [r.to(dev)[None, :] for r in rx])

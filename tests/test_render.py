@@ -86,3 +86,34 @@ def test_training_forward_is_the_same_function(tiny_model, rand_image):
         a = tiny_model(inp, coord, cell)
         b = query_official_style(tiny_model, tiny_model.encode(inp), coord, cell)
     assert (a - b).abs().max() < 1e-5
+
+
+def lmf_spec(ens=True, unfold=True, cell=True):
+    return {"name": "lmf", "args": {
+        "encoder_spec": {"name": "edsr-baseline",
+                         "args": {"n_resblocks": 1, "n_feats": 8, "no_upsampling": True}},
+        "hyper_hidden": [24], "render_width": 8, "render_layers": 3,
+        "local_ensemble": ens, "feat_unfold": unfold, "cell_decode": cell}}
+
+
+@pytest.mark.parametrize("ens,unfold,cell", SWITCHES)
+def test_fast_model_lmf_matches_its_oracle(ens, unfold, cell, rand_image):
+    torch.manual_seed(3)
+    model = make(lmf_spec(ens, unfold, cell)).eval()
+    with torch.no_grad():  # non-zero modulations, so that they are exercised
+        for p in model.hyper[-1].parameters():
+            p.normal_(0, 0.3)
+    latent = encode(model, rand_image, torch.device("cpu"), tile=8)
+    for region, ow, oh in [(Region.full(31, 23), 62, 46), (Region(-0.5, 3.2, 7.7, 5.1), 90, 61),
+                           (Region.full(31, 23), 16, 12)]:
+        fast = render(latent, region, ow, oh, chunk=700)
+        assert np.abs(fast - oracle(model, latent, region, ow, oh)).max() < 1e-5
+    # and the training forward is the same function
+    inp = (torch.from_numpy(rand_image).permute(2, 0, 1)[None] - 0.5) / 0.5
+    ys, xs = Region.full(31, 23).sample_points(62, 46)
+    coord = torch.stack(torch.meshgrid((ys / 23 * 2 - 1).float(), (xs / 31 * 2 - 1).float(),
+                                       indexing="ij"), -1).view(1, -1, 2)
+    cellt = torch.tensor([2 / 46, 2 / 62]).expand(1, coord.shape[1], 2)
+    with torch.no_grad():
+        pred = (model(inp, coord, cellt) * 0.5 + 0.5).clamp(0, 1).view(46, 62, 3).numpy()
+    assert np.abs(pred - render(latent, Region.full(31, 23), 62, 46)).max() < 1e-5

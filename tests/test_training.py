@@ -81,9 +81,17 @@ def test_sampler_shapes_and_skips_bad_images(tmp_path, caplog):
     assert not torch.equal(ds[0]["gt"], b["gt"])
 
 
-def test_tiny_run_lowers_the_loss_and_writes_checkpoints(tmp_path):
+LMF_TINY = {"name": "lmf", "args": {
+    "encoder_spec": {"name": "edsr-baseline",
+                     "args": {"n_resblocks": 1, "n_feats": 8, "no_upsampling": True}},
+    "hyper_hidden": [32], "render_width": 8, "render_layers": 2}}
+
+
+@pytest.mark.parametrize("family", ["liif", "lmf"])
+def test_tiny_run_lowers_the_loss_and_writes_checkpoints(tmp_path, family):
     make_images(tmp_path / "d")
-    cfg = tiny_config(tmp_path, tmp_path / "d")
+    over = {"model": LMF_TINY} if family == "lmf" else {}
+    cfg = tiny_config(tmp_path, tmp_path / "d", **over)
     r = run_train("--config", cfg, "--out", tmp_path / "run", "--max-steps", 40)
     assert r.returncode == 0, r.stderr
     ls = losses(tmp_path / "run")
@@ -92,7 +100,7 @@ def test_tiny_run_lowers_the_loss_and_writes_checkpoints(tmp_path):
     from core.checkpoints import load_model
     for name in ("last", "best"):
         model, spec, info = load_model(tmp_path / "run" / f"{name}.safetensors")
-        assert spec["name"] == "liif"
+        assert spec["name"] == family
     assert (tmp_path / "run" / "tb").is_dir()
 
 

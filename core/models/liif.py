@@ -158,13 +158,13 @@ class LIIF(nn.Module):
         return pflat + ((2.0 * cy) * w_cell[:, 0] + (2.0 * cx) * w_cell[:, 1])
 
     def grid_decode(self, hid: torch.Tensor, ry: List[torch.Tensor], rx: List[torch.Tensor],
-                    spare: torch.Tensor) -> torch.Tensor:
-        """Decode gathered P rows on a grid.
+                    cell: Tuple[float, float], spare: torch.Tensor) -> torch.Tensor:
+        """Decode gathered per-code features on a grid of output pixels.
 
-        ``hid (n*n, th, tw, hidden)`` holds P (cell folded in) of neighbour ``a*n + b`` at
-        output pixel ``(r, c)``; ``ry[a] (th,)``, ``rx[b] (tw,)`` are relative coordinates.
-        Overwrites ``hid``; ``spare`` is a buffer of the same flat shape. Returns
-        ``(n*n*th*tw, 3)``."""
+        ``hid (n*n, th, tw, K)`` holds the features (after :meth:`fold_cell`) of neighbour
+        ``a*n + b`` for output pixel ``(r, c)``; ``ry[a] (th,)``, ``rx[b] (tw,)`` are relative
+        coordinates, ``cell`` the output pixel size in source pixels. May overwrite ``hid``;
+        ``spare`` is a buffer of the same flat shape. Returns ``(n*n*th*tw, 3)``."""
         from core.render import mlp_tail
 
         _, w_rel, _, _ = self.first_layer()
@@ -175,13 +175,6 @@ class LIIF(nn.Module):
                 hid[a * n + b] += rterm
                 hid[a * n + b] += rx[b][None, :, None] * w_rel[:, 1]
         return mlp_tail(self.imnet.linears[1:], hid.view(-1, hid.shape[-1]), spare)
-
-    def cell_bias(self, cell_rel: torch.Tensor) -> Optional[torch.Tensor]:
-        """``Wc c`` for cells ``(..., 2)`` in relative units, or None without cell decoding."""
-        _, _, w_cell, _ = self.first_layer()
-        if w_cell is None:
-            return None
-        return cell_rel @ w_cell.t()
 
     def decode_hidden(self, h1: torch.Tensor) -> torch.Tensor:
         """Run the layers after the first on pre-activations ``h1 (N, hidden)``; in place."""
@@ -199,35 +192,42 @@ class LIIF(nn.Module):
         """Predict normalised RGB at arbitrary points.
 
         Args:
-            pmap: P map ``(B, hidden, h, w)`` of the whole latent map (``precompute(padded=True)``).
+            pmap: per-code features ``(B, K, h, w)`` of the whole latent map
+                (``precompute(padded=True)``; the P map for LIIF).
             qy, qx: query coordinates ``(B, Q)`` in source pixels.
             cell_rel: ``(B, Q, 2)`` cell in relative units (``2 s``), (y, x) order.
         Returns:
             ``(B, Q, 3)``.
         """
         bsz, hidden, h, w = pmap.shape
-        _, w_rel, _, _ = self.first_layer()
         flat = pmap.flatten(2)
         offsets = (-1.0, 1.0) if self.local_ensemble else (0.0,)
         iy = [neighbour_index(qy, h, o, self.local_ensemble) for o in offsets]
         ix = [neighbour_index(qx, w, o, self.local_ensemble) for o in offsets]
         ry = [2.0 * (qy - (i.to(qy.dtype) + 0.5)) for i in iy]
         rx = [2.0 * (qx - (j.to(qx.dtype) + 0.5)) for j in ix]
-        cb = self.cell_bias(cell_rel) if cell_rel is not None else None
         preds = []
         for a in range(len(offsets)):
             for b in range(len(offsets)):
                 idx = (iy[a] * w + ix[b]).unsqueeze(1).expand(bsz, hidden, -1)
-                g = torch.gather(flat, 2, idx).transpose(1, 2)  # (B, Q, hidden)
+                g = torch.gather(flat, 2, idx).transpose(1, 2)  # (B, Q, K)
                 rel = torch.stack([ry[a], rx[b]], -1).to(g.dtype)
-                h1 = g + rel @ w_rel.t()
-                if cb is not None:
-                    h1 = h1 + cb
-                preds.append(self.decode_hidden(h1.reshape(-1, hidden)).view(bsz, -1, 3))
+                preds.append(self.decode_points(g, rel, cell_rel))
         if not self.local_ensemble:
             return preds[0]
         weights = area_weights(ry, [r for r in rx])
         return sum(p * wgt.unsqueeze(-1).to(p.dtype) for p, wgt in zip(preds, weights))
+
+    def decode_points(self, g: torch.Tensor, rel: torch.Tensor,
+                      cell_rel: Optional[torch.Tensor]) -> torch.Tensor:
+        """RGB ``(B, Q, 3)`` from gathered P rows ``g (B, Q, hidden)``, relative coordinates
+        ``rel (B, Q, 2)`` and cells ``cell_rel (B, Q, 2)`` (relative units)."""
+        _, w_rel, w_cell, _ = self.first_layer()
+        h1 = g + rel @ w_rel.t()
+        if w_cell is not None and cell_rel is not None:
+            h1 = h1 + cell_rel @ w_cell.t()
+        bsz = g.shape[0]
+        return self.decode_hidden(h1.reshape(-1, h1.shape[-1])).view(bsz, -1, 3)
 
     def query_rgb(self, feat: torch.Tensor, coord: torch.Tensor,
                   cell: Optional[torch.Tensor] = None) -> torch.Tensor:
