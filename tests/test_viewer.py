@@ -74,22 +74,35 @@ def test_zoom_step_rerenders_new_region_at_new_resolution(qtbot, win, image_path
     assert "2×" in win.lbl_zoom.text() or "2" in win.lbl_zoom.text()
 
 
-def test_stale_render_is_cancelled(qtbot, win, image_path):
+def test_stale_render_is_cancelled(qtbot, win, image_path, monkeypatch):
+    import viewer.scheduler as sched_mod
+    real_render = sched_mod.render
+    started = []
+
+    def slow_render(latent, region, w, h, cancelled=None, **kw):
+        started.append(region)
+        for _ in range(400):  # a slow tile: polls for cancellation like the real renderer
+            if cancelled():
+                raise sched_mod.Cancelled()
+            import time
+            time.sleep(0.005)
+        return real_render(latent, region, w, h, cancelled=cancelled, **kw)
+
     win.open_image(image_path)
     settle(qtbot, win)
+    monkeypatch.setattr(sched_mod, "render", slow_render)
     sched = win.scheduler
-    z_old = 8.0
-    win.state.zoom = z_old
+    before = sched.cancelled_jobs
+    win.state.zoom = 8.0
     win.view_changed()
-    qtbot.wait(5)
-    win.zoom_step(2.0)  # before the z=8 pass can finish
+    qtbot.waitUntil(lambda: bool(started), timeout=5000)  # the z=8 pass is running
+    monkeypatch.setattr(sched_mod, "render", real_render)
+    win.zoom_step(2.0)  # makes it stale
     settle(qtbot, win)
+    assert sched.cancelled_jobs > before
+    assert not [k for k in sched.cache._d if k[0] == "liif" and k[1] == 8.0]
     z_new = win.state.zoom
-    new_keys = [("liif", z_new, "full", i, j) for i, j in win.state.visible_tiles(64)]
-    assert all(k in sched.cache for k in new_keys)
-    old = [k for k in sched.cache._d if k[0] == "liif" and k[1] == z_old and k[2] == "full"]
-    old_wanted = len(win.state.visible_tiles(64))
-    assert len(old) < old_wanted  # the stale pass did not run to completion
+    assert all(("liif", z_new, "full", i, j) in sched.cache for i, j in win.state.visible_tiles(64))
 
 
 def test_linked_panes_show_the_same_region(qtbot, win, image_path):
@@ -169,3 +182,26 @@ def test_main_opens_bundled_sample_with_bundled_model(qtbot, tmp_path):
         assert w.model_name == "liif-cpu"
     finally:
         w.scheduler.shutdown()
+
+
+def test_bad_file_opens_a_real_error_dialog(qtbot, tmp_path):
+    from PySide6 import QtWidgets
+    settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
+    w = MainWindow(settings=settings)
+    qtbot.addWidget(w)
+    bad = tmp_path / "notes.png"
+    bad.write_text("hello")
+    seen = []
+
+    def close_box():
+        box = QtWidgets.QApplication.activeModalWidget()
+        if isinstance(box, QtWidgets.QMessageBox):
+            seen.append(box.text())
+            box.accept()
+        else:
+            QtCore.QTimer.singleShot(20, close_box)
+
+    QtCore.QTimer.singleShot(20, close_box)
+    assert not w.open_image(str(bad))
+    assert seen and "notes.png" in seen[0]
+    w.scheduler.shutdown()

@@ -11,7 +11,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python main.py", description="LIIF Zoom: continuous zoom "
                                 "into an image with a local implicit image function.")
     p.add_argument("image", nargs="?", help="image to open (default: the bundled sample)")
-    p.add_argument("--checkpoint", help="model file (default: the bundled model)")
+    p.add_argument("--checkpoint", help="model file (default: the bundled model for the "
+                   "device: the fast one on a CPU when bundled, else the full LIIF model)")
     p.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
     return p.parse_args(argv)
 
@@ -19,13 +20,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def build_window(args: argparse.Namespace, settings=None):
     """Create the main window for ``args`` (model and image loaded); errors go to dialogs."""
     from core.checkpoints import CheckpointError, load_model
-    from core.defaults import DEFAULT_CHECKPOINT, SAMPLE_IMAGE
+    from core.defaults import SAMPLE_IMAGE, default_checkpoint
     from core.device import pick_device
     from viewer.main_window import MainWindow
 
     device = pick_device(args.device)
     win = MainWindow(device=device, settings=settings)
-    ckpt = args.checkpoint or str(DEFAULT_CHECKPOINT)
+    ckpt = args.checkpoint or str(default_checkpoint(device))
     try:
         model, _, _ = load_model(ckpt, device)
         win.set_model(model, Path(ckpt).stem)

@@ -46,7 +46,6 @@ class Pane(QtWidgets.QWidget):
         self._last: Optional[QtCore.QPointF] = None
         self._sel_start: Optional[Tuple[float, float]] = None
         self.setMouseTracking(True)
-        self.setAcceptDrops(True)
         self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
         self.setMinimumSize(120, 90)
         self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding,
@@ -208,12 +207,3 @@ class Pane(QtWidgets.QWidget):
     def mouseReleaseEvent(self, ev: QtGui.QMouseEvent) -> None:
         self._drag = None
         self.setCursor(QtCore.Qt.CursorShape.ArrowCursor)
-
-    def dragEnterEvent(self, ev) -> None:
-        if ev.mimeData().hasUrls():
-            ev.acceptProposedAction()
-
-    def dropEvent(self, ev) -> None:
-        urls = [u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()]
-        if urls:
-            self.c.open_image(urls[0])

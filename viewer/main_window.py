@@ -133,6 +133,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(v, "Clear Selection", self.clear_selection, "Esc")
         m = mb.addMenu("&Model")
         self._action(m, "&Load Checkpoint…", self.load_checkpoint_dialog, "Ctrl+L")
+        from core.defaults import bundled_models
+        for kind, path in bundled_models().items():
+            label = {"full": "Bundled &full model (LIIF)", "fast": "Bundled f&ast model (LMF)"}[kind]
+            self._action(m, f"{label}: {path.name}", lambda _=False, p=str(path): self.load_checkpoint(p))
         self.model_info = m.addAction("")
         self.model_info.setEnabled(False)
         h = mb.addMenu("&Help")
