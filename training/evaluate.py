@@ -26,6 +26,7 @@ import time
 from typing import Dict, List
 
 import numpy as np
+import torch
 
 from core.checkpoints import CheckpointError, load_model
 from core.defaults import DEFAULT_CHECKPOINT
@@ -54,7 +55,7 @@ def to_u8(rgb: np.ndarray) -> np.ndarray:
 
 
 def evaluate(model, folder: PairedFolder, scales: List[int], protocol: str, device,
-             limit: int | None = None, log=None) -> Dict[tuple, float]:
+             limit: int | None = None, log=None, latent_dtype=None) -> Dict[tuple, float]:
     """Mean PSNR per ``(scale, method)``."""
     sums: Dict[tuple, List[float]] = {}
     files = folder.hr_files[:limit] if limit else folder.hr_files
@@ -73,7 +74,8 @@ def evaluate(model, folder: PairedFolder, scales: List[int], protocol: str, devi
             full = Region.full(lr.shape[1], lr.shape[0])
             preds = {"bicubic": np.clip(render_bicubic(lrf, full, w, h), 0, 1)}
             if model is not None:
-                preds["liif"] = render(encode(model, lrf, device), full, w, h)
+                lat = encode(model, lrf, device, dtype=latent_dtype or torch.float32)
+                preds["liif"] = render(lat, full, w, h)
             for method, pred in preds.items():
                 v = psnr(pred, gt, shave=s if protocol == "benchmark" else s + 6,
                          y_channel=protocol == "benchmark")
@@ -103,6 +105,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default=None)
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--bicubic-only", action="store_true", help="skip the model")
+    p.add_argument("--fp16-latent", action="store_true", help="store the latent in float16")
     args = p.parse_args(argv)
     try:
         scales = parse_scales(args.scales)
@@ -112,7 +115,8 @@ def main(argv=None) -> int:
         model = None if args.bicubic_only else load_model(ckpt, device)[0]
         t0 = time.time()
         res = evaluate(model, folder, scales, args.protocol, device, args.limit,
-                       log=lambda m: print(m, file=sys.stderr))
+                       log=lambda m: print(m, file=sys.stderr),
+                       latent_dtype=torch.float16 if args.fp16_latent else None)
         print(f"{folder.name} ({args.protocol} protocol, {len(folder.hr_files[:args.limit] if args.limit else folder.hr_files)} images, "
               f"{time.time() - t0:.0f} s)")
         print(format_table(res, scales))
