@@ -285,6 +285,7 @@ def train(args) -> int:
         if stop and pos < steps_per_epoch:
             break
         epoch, pos = epoch + 1, 0
+        save("last")  # before anything that could fail, such as validation
         if is_main:
             log.info("epoch %d done in %.0f s", epoch, time.time() - t0)
             if val_loader is not None and epoch % epoch_val == 0:
@@ -292,14 +293,17 @@ def train(args) -> int:
                 log.info("epoch %d validation PSNR %.3f dB", epoch, psnr)
                 if writer is not None:
                     writer.add_scalar("val/psnr", psnr, step)
-                    for tag, img in sample_renders(model, val_set, device):
-                        writer.add_image(tag, img, step)
+                    try:
+                        for tag, img in sample_renders(model, val_set, device):
+                            writer.add_image(tag, img, step)
+                    except Exception as exc:  # a picture for TensorBoard never stops training
+                        log.warning("sample renders failed: %s", exc)
                 if psnr > best:
                     best = psnr
                     save("best")
+                    save("last")  # so that a resume knows the best score
             if epoch_save and epoch % int(epoch_save) == 0:
                 save_model(model, spec, run / f"epoch-{epoch}.safetensors", dict(info, epoch=epoch))
-        save("last")
     save("last")
     if is_main:
         logf.close()
