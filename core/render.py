@@ -1,11 +1,13 @@
-"""Render any region of a latent image at any output size: the fast LIIF path.
+"""Render any region of a latent image at any output size: the fast path.
 
-``render(latent, region, out_w, out_h)`` evaluates the LIIF function (see
-:mod:`core.models.liif`) at the output-pixel centres of :mod:`core.geometry`. It exploits two
-facts:
+``render(latent, region, out_w, out_h)`` evaluates the model's implicit function (LIIF,
+:mod:`core.models.liif`, or its fast sibling LMF, :mod:`core.models.lmf`) at the
+output-pixel centres of :mod:`core.geometry`. It exploits two facts:
 
-1. the first MLP layer is affine, so its latent part is a 3x3 convolution of the latent map,
-   the *P map*, computed only for the latent codes the queries touch;
+1. everything the decoder computes from a latent code alone can be computed once per code:
+   for LIIF the latent part of the first (affine) MLP layer, a 3x3 convolution of the latent
+   map (the *P map*); for LMF the latent MLP's modulations. The model computes these
+   *window features* (``model.window_features``) only for the codes the queries touch;
 2. output samples form a grid, so the four ensemble neighbours, relative coordinates and area
    weights of a query factor into a row part and a column part.
 
@@ -13,10 +15,11 @@ The output is processed in tiles of at most ``chunk`` pixels, so working memory 
 ``chunk`` and not by the image or output size. For each tile:
 
 * the latent rows and columns the tile's neighbours use are collected; if they are dense (zoom
-  in) the P map is a stride-1 convolution of the latent window around them, if sparse (zoom
-  out) of the 3x3 neighbourhoods of exactly those codes, stacked, with stride 3;
-* the ``4 x tile`` first-layer pre-activations are gathered from it, plus the row and column
-  coordinate terms and the (constant) cell term, and the remaining layers run in one batch;
+  in) the window features are a stride-1 convolution of the latent window around them, if
+  sparse (zoom out) of the 3x3 neighbourhoods of exactly those codes, stacked, with stride 3;
+* the ``4 x tile`` feature rows are gathered and decoded in one batch
+  (``model.grid_decode``: row and column coordinate terms, the constant cell term, the
+  remaining layers);
 * the 4 predictions are blended with the area weights.
 """
 from __future__ import annotations
@@ -112,7 +115,7 @@ def _p_grid(latent: LatentImage, rows: torch.Tensor, cols: torch.Tensor,
 def render_tile(latent: LatentImage, ys: torch.Tensor, xs: torch.Tensor,
                 cell: Tuple[float, float],
                 cancelled: Optional[Callable[[], bool]] = None) -> torch.Tensor:
-    """LIIF at the grid ``ys x xs`` (float64 source-pixel coordinates), normalised RGB
+    """The model at the grid ``ys x xs`` (float64 source-pixel coordinates): normalised RGB
     ``(len(ys), len(xs), 3)`` on the latent's device."""
     model = latent.model
     dev = latent.device
