@@ -50,7 +50,7 @@ def tiny_config(tmp_path, data, **over):
 
 def run_train(*args, env=None):
     return subprocess.run([sys.executable, "-m", "training.train", "--no-progress",
-                           "--threads", "1", *map(str, args)],
+                           "--threads", "2", *map(str, args)],
                           capture_output=True, text=True, cwd=ROOT, env=env)
 
 

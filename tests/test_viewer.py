@@ -205,3 +205,22 @@ def test_bad_file_opens_a_real_error_dialog(qtbot, tmp_path):
     assert not w.open_image(str(bad))
     assert seen and "notes.png" in seen[0]
     w.scheduler.shutdown()
+
+
+def test_viewer_export_equals_cli_pixel_for_pixel(qtbot, win, image_path, tmp_path,
+                                                  tiny_checkpoint):
+    import subprocess
+    import sys
+    win.load_checkpoint(str(tiny_checkpoint))
+    win.open_image(image_path)
+    a = str(tmp_path / "viewer.png")
+    win.start_export(ExportRequest(Region(12.5, 7.25, 40, 30), 133, 100, ["liif"], [a], 95))
+    qtbot.waitUntil(lambda: win._progress_dialog is None, timeout=60000)
+    b = str(tmp_path / "cli.png")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-m", "core.upscale", image_path, "--region",
+                        "12.5,7.25,40,30", "--size", "133x100", "--checkpoint",
+                        str(tiny_checkpoint), "--device", "cpu", "-o", b],
+                       capture_output=True, text=True, cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
