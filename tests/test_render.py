@@ -117,3 +117,20 @@ def test_fast_model_lmf_matches_its_oracle(ens, unfold, cell, rand_image):
     with torch.no_grad():
         pred = (model(inp, coord, cellt) * 0.5 + 0.5).clamp(0, 1).view(46, 62, 3).numpy()
     assert np.abs(pred - render(latent, Region.full(31, 23), 62, 46)).max() < 1e-5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.parametrize("family", ["liif", "lmf"])
+def test_cuda_render_matches_cpu(family, rand_image):
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.manual_seed(0)
+    model = make(tiny_spec() if family == "liif" else lmf_spec()).eval()
+    cpu = encode(model, rand_image, torch.device("cpu"))
+    gpu = encode(model.to("cuda"), rand_image, torch.device("cuda"))
+    for region, ow, oh in [(Region.full(31, 23), 93, 69), (Region(-1, 2.5, 9.3, 6.1), 150, 97)]:
+        a = render(gpu, region, ow, oh)
+        model.to("cpu")
+        b = render(cpu, region, ow, oh)
+        model.to("cuda")
+        assert np.abs(a - b).max() < 1e-5
