@@ -147,6 +147,8 @@ class Pane(QtWidgets.QWidget):
         for n, (method, clip) in enumerate(parts):
             m = effective_method(method, st.zoom)
             text = LABELS[method] + (" (filtered source below 1:1)" if m != method else "")
+            if method == "liif" and self.c.latent is None:
+                text = "LIIF: no model loaded (Model → Load Checkpoint)"
             fm = QtGui.QFontMetrics(f)
             w = fm.horizontalAdvance(text) + 12 * d
             x = clip.left() + 8 * d if n == 0 else clip.right() - w - 8 * d

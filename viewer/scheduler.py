@@ -197,10 +197,11 @@ class RenderScheduler:
             self.generation += 1
             self.wanted = set()
             self.image, self.latent = image, latent
+            self.cache.clear()
         self._fast.replace([])
         self._slow.replace([])
-        self.wait_idle(30)
-        self.cache.clear()
+        # a job still running for the old source sees itself stale and stops; its result,
+        # if any, is dropped (see _run_job), so there is nothing to wait for
 
     def shutdown(self) -> None:
         for w in (self._fast, self._slow):
@@ -295,9 +296,10 @@ class RenderScheduler:
         else:
             raise ValueError(f"unknown method {method}")
         tile = np.ascontiguousarray(np.round(rgb * 255).astype(np.uint8))
-        if image is not self.image or latent is not self.latent:
-            return  # the source changed meanwhile
-        self.cache.put(key, tile)
+        with self._lock:
+            if image is not self.image or latent is not self.latent:
+                return  # the source changed meanwhile
+            self.cache.put(key, tile)
         self._mark_done(key)
         self.on_tile(key)
 
