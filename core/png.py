@@ -40,9 +40,23 @@ def is_png16_rgb(path: str) -> bool:
 
 
 def read(path: str) -> np.ndarray:
-    """``(H, W, C)`` uint16 array of a 16-bit PNG: C = 3 (RGB), 4 (RGBA) or 2 (grey+alpha)."""
+    """``(H, W, C)`` uint16 array of a 16-bit PNG: C = 3 (RGB), 4 (RGBA) or 2 (grey+alpha).
+
+    Uses libpng through the optional ``imagecodecs`` package when it is installed (fast);
+    otherwise this module's decoder, whose Average and Paeth rows are unfiltered pixel by
+    pixel in Python (a few seconds per megapixel)."""
     with open(path, "rb") as f:
         data = f.read()
+    try:
+        import imagecodecs  # type: ignore
+
+        arr = imagecodecs.png_decode(data)
+        if arr.dtype == np.uint16 and arr.ndim == 3:
+            return arr
+    except ImportError:
+        pass
+    except Exception as exc:
+        raise ValueError(f"corrupt PNG ({exc})") from None
     idat = []
     w = h = ctype = interlace = None
     ended = False
@@ -70,22 +84,12 @@ def read(path: str) -> np.ndarray:
         ft, line = rows[y, 0], rows[y, 1:].astype(np.int32)
         if ft == 0:
             cur = line
-        elif ft == 2:
+        elif ft == 1:  # Sub: running sum along each byte lane, mod 256
+            cur = np.cumsum(line.reshape(w, bpp), axis=0).reshape(-1) & 255
+        elif ft == 2:  # Up
             cur = (line + prev) & 255
-        else:
-            cur = np.empty(stride, np.int32)
-            for x in range(stride):  # sub/average/paeth depend on the left byte: sequential
-                a = cur[x - bpp] if x >= bpp else 0
-                b = prev[x]
-                c = prev[x - bpp] if x >= bpp else 0
-                if ft == 1:
-                    p = a
-                elif ft == 3:
-                    p = (a + b) >> 1
-                else:
-                    pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
-                    p = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-                cur[x] = (line[x] + p) & 255
+        else:  # Average / Paeth depend on the decoded left pixel: pixel by pixel
+            cur = _unfilter_sequential(ft, line.reshape(w, bpp), prev.reshape(w, bpp))
         out[y] = cur
         prev = cur
     b = out.astype(np.uint8).reshape(h, w, ch, 2)
@@ -125,6 +129,25 @@ class PNGStreamWriter:
             raise ValueError(f"PNG got {self.rows} rows, expected {self.height}")
         self.f.write(_chunk(b"IDAT", self.z.flush()))
         self.f.write(_chunk(b"IEND", b""))
+
+
+def _unfilter_sequential(ft: int, line: np.ndarray, prev: np.ndarray) -> np.ndarray:
+    """Average (3) or Paeth (4) unfiltering of one row of ``(w, bpp)`` bytes."""
+    w, bpp = line.shape
+    cur = np.empty_like(line)
+    a = np.zeros(bpp, np.int32)
+    c = np.zeros(bpp, np.int32)
+    for x in range(w):
+        b = prev[x]
+        if ft == 3:
+            p = (a + b) >> 1
+        else:
+            pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
+            p = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+        a = (line[x] + p) & 255
+        cur[x] = a
+        c = b
+    return cur.reshape(-1)
 
 
 def write(path: str, arr: np.ndarray) -> None:

@@ -73,3 +73,36 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(ImageError):
         save_image(tmp_path / "nodir" / "x.png", np.zeros((2, 2, 3)))
     assert os.listdir(tmp_path) == []
+
+
+def test_png16_decoder_handles_every_filter(tmp_path):
+    """A 16-bit RGB PNG whose rows use filters 0-4, made here with a small encoder."""
+    import struct
+    import zlib
+    from core import png
+    h, w, bpp = 10, 7, 6
+    arr = (np.random.default_rng(1).random((h, w, 3)) * 65535).astype(np.uint16)
+    raw = arr.astype(">u2").reshape(h, w * 3).view(np.uint8).astype(np.int64)
+    rows = []
+    for y in range(h):
+        cur, prev = raw[y], (raw[y - 1] if y else np.zeros_like(raw[0]))
+        a = np.concatenate([np.zeros(bpp, np.int64), cur[:-bpp]])
+        c = np.concatenate([np.zeros(bpp, np.int64), prev[:-bpp]])
+        ft = y % 5
+        if ft == 4:
+            p = a + prev - c
+            pa, pb, pc = abs(p - a), abs(p - prev), abs(p - c)
+            pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, prev, c))
+        else:
+            pred = [0, a, prev, (a + prev) >> 1][ft]
+        rows.append(np.concatenate([[ft], (cur - pred) & 255]).astype(np.uint8))
+
+    def chunk(k, b):
+        return struct.pack(">I", len(b)) + k + b + struct.pack(">I", zlib.crc32(k + b))
+
+    p = tmp_path / "f.png"
+    p.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                  + chunk(b"IDAT", zlib.compress(np.concatenate(rows).tobytes())) + chunk(b"IEND", b""))
+    assert np.array_equal(png.read(str(p)), arr)
+    img = load_image(p)
+    assert img.bits == 16 and np.abs(img.rgb - arr / 65535.0).max() < 1e-6
