@@ -140,7 +140,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
     p.add_argument("--config", required=True)
     p.add_argument("--data", help="training image folder (overrides the config)")
-    p.add_argument("--val-data", help="validation image folder (overrides the config)")
+    p.add_argument("--val-data", help="validation image folder (overrides the config); "
+                   "'none' turns validation off")
     p.add_argument("--out", help="run folder (default runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.*")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
@@ -158,7 +159,9 @@ def main(argv=None) -> int:
 
 def train(args) -> int:
     cfg = load_config(args.config)
-    if args.val_data:
+    if args.val_data == "none":
+        cfg["val"] = None
+    elif args.val_data:
         cfg.setdefault("val", {})["data"] = args.val_data
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -230,7 +233,7 @@ def train(args) -> int:
             writer = SummaryWriter(str(run / "tb"))
         except Exception as exc:  # tensorboard is optional
             log.warning("TensorBoard logging off: %s", exc)
-    val_loader = DataLoader(val_set, batch_size=int(cfg["val"].get("batch_size", 16))) \
+    val_loader = DataLoader(val_set, batch_size=int((cfg.get("val") or {}).get("batch_size", 16))) \
         if (val_set is not None and is_main) else None
     epoch_max = int(cfg["epoch_max"])
     save_every = int(cfg.get("save_every_steps", 200))
