@@ -146,6 +146,8 @@ def main(argv=None) -> int:
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.*")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    p.add_argument("--init", help="start from the weights of this model file (fresh optimizer; "
+                   "for fine-tuning or continuing a finished run with a new schedule)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -216,8 +218,16 @@ def train(args) -> int:
         epoch, pos, step, best = state["epoch"], state["pos"], state["step"], state["best"]
         if is_main:
             log.info("resumed %s at epoch %d, step %d", run, epoch + 1, step)
-    elif args.resume and is_main:
-        log.info("nothing to resume in %s; starting fresh", run)
+    else:
+        if args.resume and is_main:
+            log.info("nothing to resume in %s; starting fresh", run)
+        if args.init:
+            init_spec, sd, _ = load_checkpoint(args.init)
+            if init_spec != spec:
+                raise ValueError(f"--init {args.init}: its model spec differs from the config's")
+            model.load_state_dict(sd)
+            if is_main:
+                log.info("initialised from %s", args.init)
     if is_main:
         with open(run / "config.yaml", "w") as f:
             yaml.safe_dump(cfg, f, sort_keys=False)
