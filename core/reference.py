@@ -76,7 +76,7 @@ def _lmf_point(model, zhat: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     h = coords
     for l, lin in enumerate([model.render_in] + list(model.render_hidden)):
         s, t = mods[:, 2 * l * d:(2 * l + 1) * d], mods[:, (2 * l + 1) * d:(2 * l + 2) * d]
-        h = torch.relu(lin(h) * (1 + s) + t)
+        h = torch.relu(lin(h) * s + t)
     return model.render_out(h)
 
 

@@ -7,12 +7,12 @@ ensemble as :mod:`core.models.liif`; only ``f`` changes::
 
     (s, t) = H(zhat_t)                      latent MLP, once per latent code
     h_0 = [2 (p - v_t), 2 s_cell]           (4 numbers; 2 without cell decoding)
-    h_l = ReLU((W_l h_{l-1} + b_l) * (1 + s_l) + t_l),   l = 1..L   (width d)
+    h_l = ReLU((W_l h_{l-1} + b_l) * s_l + t_l),   l = 1..L   (width d)
     f   = W_out h_L + b_out
 
 ``H`` is a ReLU MLP from the unfolded code (``9 C``) to ``2 L d`` modulations (a scale and
-a shift per hidden unit of the render MLP), so the per-pixel render MLP is tiny
-(``L`` layers of width ``d``, about ``4 (4 d + (L-1) d^2 + 3 d)`` multiply-adds per output
+a shift per hidden unit of the render MLP; scales start at 1, shifts at 0), so the per-pixel
+render MLP is tiny (``L`` layers of width ``d``, about ``4 (4 d + (L-1) d^2 + 3 d)`` multiply-adds per output
 pixel for the 4 ensemble members, 3.5 k for ``d = 16, L = 4``) while ``H`` costs
 ``9 C h_1 + ...`` once per latent code. As with LIIF's P map, the renderer evaluates ``H``
 only on the latent codes a view touches (its first layer is a 3x3 convolution of the latent
@@ -58,8 +58,11 @@ class LMF(LIIF):
         convs = [nn.Conv2d(widths[0], widths[1], k)]
         convs += [nn.Conv2d(widths[i], widths[i + 1], 1) for i in range(1, len(widths) - 1)]
         self.hyper = nn.ModuleList(convs)
-        nn.init.zeros_(self.hyper[-1].weight)  # start as an unmodulated MLP
-        nn.init.zeros_(self.hyper[-1].bias)
+        # start as an unmodulated MLP: scales 1, shifts 0
+        nn.init.zeros_(self.hyper[-1].weight)
+        with torch.no_grad():
+            self.hyper[-1].bias.view(L, 2, d)[:, 0].fill_(1.0)
+            self.hyper[-1].bias.view(L, 2, d)[:, 1].fill_(0.0)
         n_in = 4 if cell_decode else 2
         self.render_in = nn.Linear(n_in, d)
         self.render_hidden = nn.ModuleList([nn.Linear(d, d) for _ in range(L - 1)])
@@ -88,7 +91,7 @@ class LMF(LIIF):
                 x = lin(x)
             s = mods[:, 2 * l * d:(2 * l + 1) * d]
             t = mods[:, (2 * l + 1) * d:(2 * l + 2) * d]
-            x = torch.relu(torch.addcmul(t, x, 1 + s))
+            x = torch.relu_(torch.addcmul(t, x, s))
         return self.render_out(x)
 
     def decode_points(self, g: torch.Tensor, rel: torch.Tensor,

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Every CPU benchmark of docs/BENCHMARKS.md, one after the other, outputs in ${1:-bench-out}/.
+# Run on an otherwise idle machine: the figures are wall-clock times.
+set -u
+out=${1:-bench-out}
+mkdir -p "$out"
+export QT_QPA_PLATFORM=offscreen
+run() { name=$1; shift; echo "== $name: $*"; /usr/bin/time -v "$@" > "$out/$name.txt" 2> "$out/$name.err"; tail -n 12 "$out/$name.txt"; }
+run throughput python bench/render_throughput.py --input 128 --scale 4 --repeat 3
+run memory python bench/render_memory.py --sizes 256,1024,4096 --out 512
+run encode24 python bench/encode_large.py --mpx 24 --tile 256
+run encode24-fp16 python bench/encode_large.py --mpx 24 --tile 256 --fp16
+run encode-paper python bench/encode_large.py --mpx 3.4 --tile 256 --paper
+run latency python bench/viewer_latency.py --window 1280x800 --mode single --zooms 2,4,8
+run latency-side python bench/viewer_latency.py --window 1280x800 --mode side --zooms 2,4,8
+run fp16-set5 python -m training.evaluate --data ../shared/data/bench/Set5 --scales 2,4,8 --fp16-latent
+run fp32-set5 python -m training.evaluate --data ../shared/data/bench/Set5 --scales 2,4,8
