@@ -26,6 +26,8 @@ from core.resample import render_bicubic
 __all__ = ["export", "render_region", "METHODS"]
 
 METHODS = ("liif", "bicubic")
+#: largest 8-bit image assembled in memory for formats that cannot be streamed
+MAX_BUFFERED_BYTES = 3 << 30
 
 
 def render_region(image: LoadedImage, region: Region, out_w: int, out_h: int, method: str,
@@ -59,6 +61,9 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
                          f"(use one of {', '.join(sorted(WRITE_FORMATS))})")
     if out_w < 1 or out_h < 1:
         raise ValueError(f"output size must be positive, got {out_w}x{out_h}")
+    if fmt != "PNG" and out_w * out_h * 3 > MAX_BUFFERED_BYTES:
+        raise ImageError(f"cannot write {path}: {out_w}x{out_h} is too large to encode as {fmt} "
+                         f"in memory; use PNG, which is written in bands")
     band = max(1, min(out_h, band_pixels // out_w))
     alpha = image.alpha if fmt != "JPEG" else None
 

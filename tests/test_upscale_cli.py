@@ -113,3 +113,9 @@ def test_cancelled_export_leaves_no_file(tmp_path, tiny_model):
                    band_pixels=2000, cancelled=cancelled)
         calls.clear()
     assert os.listdir(tmp_path) == []
+
+
+def test_too_large_for_in_memory_format_is_refused(tmp_path, photo):
+    r = run_cli(photo, "--size", "40000x40000", "--method", "bicubic", "-o", tmp_path / "x.jpg")
+    assert r.returncode == 2 and "use PNG" in r.stderr
+    assert not (tmp_path / "x.jpg").exists()
