@@ -7,7 +7,7 @@ mkdir -p "$out"
 export QT_QPA_PLATFORM=offscreen
 run() { name=$1; shift; echo "== $name: $*"; /usr/bin/time -v "$@" > "$out/$name.txt" 2> "$out/$name.err"; tail -n 12 "$out/$name.txt"; }
 run throughput python bench/render_throughput.py --input 128 --scale 4 --repeat 3
-run memory python bench/render_memory.py --sizes 256,1024,4096 --out 512
+run memory python bench/render_memory.py --sizes 256,1024,4096,8192 --out 512
 run encode24 python bench/encode_large.py --mpx 24 --tile 256
 run encode24-fp16 python bench/encode_large.py --mpx 24 --tile 256 --fp16
 run encode-paper python bench/encode_large.py --mpx 3.4 --tile 256 --paper
