@@ -98,12 +98,6 @@ class LatentImage:
                 if progress is not None:
                     progress(done, self.n_tiles)
 
-    def missing_tiles(self, y0: int, y1: int, x0: int, x1: int) -> int:
-        """How many tiles covering latent rows ``[y0, y1)``, columns ``[x0, x1)`` are not encoded."""
-        ty0, ty1, tx0, tx1 = self._tile_span(y0, y1, x0, x1)
-        return sum((ty, tx) not in self._tiles
-                   for ty in range(ty0, ty1) for tx in range(tx0, tx1))
-
     def _tile_span(self, y0: int, y1: int, x0: int, x1: int) -> Tuple[int, int, int, int]:
         t = self.tile
         y0, y1 = max(0, y0), min(self.height, y1)
