@@ -98,6 +98,15 @@ class LatentImage:
                 if progress is not None:
                     progress(done, self.n_tiles)
 
+    def encode_next(self) -> bool:
+        """Encode one tile that is not encoded yet (row-major); False if none is left."""
+        for ty in range(self.tiles_y):
+            for tx in range(self.tiles_x):
+                if (ty, tx) not in self._tiles:
+                    self.ensure(ty, ty + 1, tx, tx + 1)
+                    return True
+        return False
+
     def _tile_span(self, y0: int, y1: int, x0: int, x1: int) -> Tuple[int, int, int, int]:
         t = self.tile
         y0, y1 = max(0, y0), min(self.height, y1)

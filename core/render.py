@@ -57,24 +57,6 @@ def _buffers(rows: int, width: int, device: torch.device) -> Tuple[torch.Tensor,
     return pair[0][:rows], pair[1][:rows]
 
 
-def mlp_tail(lins, h1: torch.Tensor, spare: torch.Tensor) -> torch.Tensor:
-    """ReLU, then the linear layers ``lins`` (ReLU between) on pre-activations ``h1``
-    (overwritten), ping-ponging with the buffer ``spare``."""
-    x = torch.relu_(h1)
-    for i, lin in enumerate(lins):
-        last = i == len(lins) - 1
-        w = lin.weight.t()
-        if last:
-            return torch.addmm(lin.bias, x, w)
-        out = spare[:, :w.shape[1]] if w.shape[1] <= spare.shape[1] else None
-        if out is not None:
-            torch.addmm(lin.bias.expand(x.shape[0], -1), x, w, out=out)
-            spare, x = x, torch.relu_(out)
-        else:
-            x = torch.relu_(torch.addmm(lin.bias, x, w))
-    return x
-
-
 def _p_grid(latent: LatentImage, rows: torch.Tensor, cols: torch.Tensor,
             cancelled: Optional[Callable[[], bool]]
             ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:

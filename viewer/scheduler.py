@@ -94,7 +94,6 @@ class Job:
     key: TileKey
     region: Region
     size: int
-    generation: int
 
 
 @dataclass
@@ -179,7 +178,6 @@ class RenderScheduler:
         self.on_error = on_error or (lambda msg: None)
         self.image: Optional[LoadedImage] = None
         self.latent: Optional[LatentImage] = None
-        self.generation = 0
         self.wanted: set = set()
         self.timer: Optional[PassTimer] = None
         self.background_encoding = True
@@ -194,7 +192,6 @@ class RenderScheduler:
     def set_source(self, image: Optional[LoadedImage], latent: Optional[LatentImage]) -> None:
         """A new image and/or model: drop queued work and cached tiles."""
         with self._lock:
-            self.generation += 1
             self.wanted = set()
             self.image, self.latent = image, latent
             self.cache.clear()
@@ -210,7 +207,6 @@ class RenderScheduler:
                 w.queue = []
                 w.cond.notify_all()
         with self._lock:
-            self.generation += 1
             self.wanted = set()  # the running job, if any, sees itself stale and stops
         for w in (self._fast, self._slow):
             if w.is_alive() and w is not threading.current_thread():
@@ -218,13 +214,11 @@ class RenderScheduler:
 
     # ---- requests ----------------------------------------------------------------------------
     def request(self, zoom: float, tiles: List[Tuple[int, int]], methods: List[str],
-                tile_region: Callable[[int, int], Region]) -> int:
+                tile_region: Callable[[int, int], Region]) -> None:
         """Ask for ``tiles`` (centre first) at ``zoom`` for each of ``methods`` ('liif',
-        'bicubic', 'nearest'). Returns the request's generation."""
+        'bicubic', 'nearest'). Jobs for tiles no longer wanted are dropped or cancelled."""
         running = self._slow.current.key if self._slow.current is not None else None
         with self._lock:
-            self.generation += 1
-            gen = self.generation
             fast, coarse, full = [], [], []
             wanted = set()
             for m in methods:
@@ -237,14 +231,14 @@ class RenderScheduler:
                         wanted.update((kf, kc))
                         if kf not in self.cache:
                             if kf != running:  # the running job goes on and delivers it
-                                full.append(Job(kf, reg, self.tile, gen))
+                                full.append(Job(kf, reg, self.tile))
                             if kc not in self.cache and kc != running:
-                                coarse.append(Job(kc, reg, self.tile // COARSE, gen))
+                                coarse.append(Job(kc, reg, self.tile // COARSE))
                     else:
                         k = (m, zoom, "full", i, j)
                         wanted.add(k)
                         if k not in self.cache:
-                            fast.append(Job(k, reg, self.tile, gen))
+                            fast.append(Job(k, reg, self.tile))
             self.wanted = wanted
             extra = {running} if running in wanted else set()
             self.timer = PassTimer(time.perf_counter(), pending={
@@ -256,7 +250,6 @@ class RenderScheduler:
                     setattr(self.timer, kind, 0.0)
         self._fast.replace(fast)
         self._slow.replace(coarse + full)
-        return gen
 
     def wanted_key(self, key: TileKey) -> bool:
         with self._lock:
@@ -331,11 +324,4 @@ class RenderScheduler:
     def _idle_encode_step(self) -> bool:
         """Encode one more latent tile of the open image (background). False when done."""
         lat = self.latent
-        if not self._has_idle_work():
-            return False
-        for ty in range(lat.tiles_y):
-            for tx in range(lat.tiles_x):
-                if (ty, tx) not in lat._tiles:
-                    lat.ensure(ty, ty + 1, tx, tx + 1)
-                    return True
-        return False
+        return self._has_idle_work() and lat.encode_next()

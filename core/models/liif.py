@@ -46,6 +46,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core.models.mlp import mlp_tail
 from core.registry import make, register
 
 #: the official eps_shift, in normalised coordinates
@@ -165,8 +166,6 @@ class LIIF(nn.Module):
         ``a*n + b`` for output pixel ``(r, c)``; ``ry[a] (th,)``, ``rx[b] (tw,)`` are relative
         coordinates, ``cell`` the output pixel size in source pixels. May overwrite ``hid``;
         ``spare`` is a buffer of the same flat shape. Returns ``(n*n*th*tw, 3)``."""
-        from core.render import mlp_tail
-
         _, w_rel, _, _ = self.first_layer()
         n = len(ry)
         for a in range(n):
@@ -178,13 +177,7 @@ class LIIF(nn.Module):
 
     def decode_hidden(self, h1: torch.Tensor) -> torch.Tensor:
         """Run the layers after the first on pre-activations ``h1 (N, hidden)``; in place."""
-        x = torch.relu_(h1)
-        lins = self.imnet.linears[1:]
-        for i, lin in enumerate(lins):
-            x = torch.addmm(lin.bias, x, lin.weight.t())
-            if i < len(lins) - 1:
-                x = torch.relu_(x)
-        return x
+        return mlp_tail(self.imnet.linears[1:], h1)
 
     # ---- generic queries (training, evaluation) -------------------------------------------
     def query_pixels(self, pmap: torch.Tensor, qy: torch.Tensor, qx: torch.Tensor,
