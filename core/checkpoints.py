@@ -114,7 +114,8 @@ def _load_official(path: Path):
 
 def load_model(path: PathLike, device: Union[str, torch.device] = "cpu"
                ) -> Tuple[nn.Module, ModelSpec, Dict[str, Any]]:
-    """Front door: ``(model in eval mode on device, spec, info)`` from any supported file."""
+    """Front door: ``(model in eval mode on device, spec, info)`` from any supported file,
+    ready for inference."""
     spec, sd, info = load_checkpoint(path)
     try:
         model = make(spec)
@@ -126,4 +127,6 @@ def load_model(path: PathLike, device: Union[str, torch.device] = "cpu"
         first = str(exc).strip().splitlines()
         raise _fail(path, "weights do not match the model spec ("
                     + (first[0] if first else type(exc).__name__) + ")") from None
-    return model.to(device).eval(), spec, info
+    # channels-last weights: the layout the encoder's convolutions run fastest in (save_model
+    # writes them back in the default layout)
+    return model.to(device).to(memory_format=torch.channels_last).eval(), spec, info

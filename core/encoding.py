@@ -2,17 +2,19 @@
 
 The encoder is a stack of 3x3 convolutions, so latent code ``(i, j)`` depends only on input
 pixels within ``R = model.receptive_radius`` of it. :class:`LatentImage` splits the latent
-map into ``tile x tile`` blocks and encodes a block from the input cropped to the block plus
-a halo of ``R`` pixels (clipped at the image border, where the encoder's own zero padding
-applies, as in an untiled pass). The result equals the untiled encoding up to floating-point
-rounding. Blocks are encoded lazily, the first time a render reads them, and kept (on the
-compute device) for as long as the image is open; memory is bounded by the latent size, and
-the encoder's working memory by the tile size.
+map into ``tile x tile`` tiles. Missing tiles are encoded together in blocks of up to
+``max_block`` pixels a side, each from the input cropped to the block plus a halo of ``R``
+pixels (clipped at the image border, where the encoder's own zero padding applies, as in an
+untiled pass), so the halo is paid once per block. The result equals the untiled encoding up
+to floating-point rounding. Tiles are encoded lazily, the first time a render reads them
+(or when the viewer asks for a whole view's worth ahead of rendering it), and kept on the
+compute device for as long as the image is open; memory is bounded by the latent size, and
+the encoder's working memory by ``max_block``.
 """
 from __future__ import annotations
 
 import threading
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -36,10 +38,13 @@ class LatentImage:
         tile: latent tile side in pixels.
         dtype: storage type of the latent (``torch.float16`` halves its memory; computation
             is always float32).
+        max_block: most pixels per side that one encoder pass covers (bounds the encoder's
+            working memory; several missing tiles are encoded together up to this size).
     """
 
     def __init__(self, model: torch.nn.Module, rgb: np.ndarray, device: torch.device,
-                 tile: int = 96, dtype: torch.dtype = torch.float32) -> None:
+                 tile: int = 64, dtype: torch.dtype = torch.float32,
+                 max_block: int = 512) -> None:
         self.model = model
         self.device = torch.device(device)
         self.height, self.width = int(rgb.shape[0]), int(rgb.shape[1])
@@ -53,6 +58,7 @@ class LatentImage:
         self._lock = threading.RLock()
         self.tiles_y = -(-self.height // self.tile)
         self.tiles_x = -(-self.width // self.tile)
+        self.group = max(1, int(max_block) // self.tile)
 
     # ---- encoding ----------------------------------------------------------------------------
     @property
@@ -63,47 +69,72 @@ class LatentImage:
     def n_encoded(self) -> int:
         return len(self._tiles)
 
-    def _encode_tile(self, ty: int, tx: int) -> torch.Tensor:
+    def _encode_block(self, ty0: int, ty1: int, tx0: int, tx1: int) -> None:
+        """Encode tiles ``[ty0, ty1) x [tx0, tx1)`` in one pass: their pixels plus a halo of
+        ``R`` (clipped at the image border), then cut into tiles; keeps the missing ones."""
         t, r = self.tile, self.halo
-        y0, x0 = ty * t, tx * t
-        y1, x1 = min(y0 + t, self.height), min(x0 + t, self.width)
+        y0, x0 = ty0 * t, tx0 * t
+        y1, x1 = min(ty1 * t, self.height), min(tx1 * t, self.width)
         cy0, cx0 = max(0, y0 - r), max(0, x0 - r)
         cy1, cx1 = min(self.height, y1 + r), min(self.width, x1 + r)
         crop = self._input[:, cy0:cy1, cx0:cx1].unsqueeze(0).to(self.device)
         with torch.no_grad():
-            feat = self.model.encode(crop)[0]
-        return feat[:, y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0].to(self.dtype).contiguous()
+            feat = self.model.encode(crop)[0].to(self.dtype)
+        for ty in range(ty0, ty1):
+            for tx in range(tx0, tx1):
+                a, b = ty * t - cy0, tx * t - cx0
+                block = feat[:, a:a + t, b:b + t].contiguous()  # clipped at the image edge
+                with self._lock:
+                    self._tiles.setdefault((ty, tx), block)
+
+    def _missing(self, ty0: int, ty1: int, tx0: int, tx1: int) -> List[Tuple[int, int]]:
+        return [(ty, tx) for ty in range(max(0, ty0), min(ty1, self.tiles_y))
+                for tx in range(max(0, tx0), min(tx1, self.tiles_x)) if (ty, tx) not in self._tiles]
 
     def ensure(self, ty0: int, ty1: int, tx0: int, tx1: int,
                cancelled: Optional[Callable[[], bool]] = None) -> None:
-        """Encode tiles ``[ty0, ty1) x [tx0, tx1)`` that are not encoded yet."""
-        for ty in range(max(0, ty0), min(ty1, self.tiles_y)):
-            for tx in range(max(0, tx0), min(tx1, self.tiles_x)):
-                if (ty, tx) in self._tiles:
+        """Encode tiles ``[ty0, ty1) x [tx0, tx1)`` that are not encoded yet.
+
+        Missing tiles are encoded in blocks of at most ``group x group`` tiles, one encoder
+        pass per block (the halo is paid once per block, not once per tile); ``cancelled``
+        is polled between blocks."""
+        g = self.group
+        for gy in range(max(0, ty0) // g, -(-min(ty1, self.tiles_y) // g)):
+            for gx in range(max(0, tx0) // g, -(-min(tx1, self.tiles_x) // g)):
+                miss = self._missing(max(ty0, gy * g), min(ty1, gy * g + g),
+                                     max(tx0, gx * g), min(tx1, gx * g + g))
+                if not miss:
                     continue
                 if cancelled is not None and cancelled():
                     raise Cancelled()
-                feat = self._encode_tile(ty, tx)
-                with self._lock:
-                    self._tiles.setdefault((ty, tx), feat)
+                ys = [m[0] for m in miss]
+                xs = [m[1] for m in miss]
+                self._encode_block(min(ys), max(ys) + 1, min(xs), max(xs) + 1)
+
+    def ensure_region(self, y0: float, y1: float, x0: float, x1: float,
+                      cancelled: Optional[Callable[[], bool]] = None) -> None:
+        """Encode every tile holding a latent code in rows ``[y0, y1)``, columns ``[x0, x1)``
+        (clipped to the image)."""
+        self.ensure(*self._tile_span(int(y0), int(-(-y1 // 1)), int(x0), int(-(-x1 // 1))),
+                    cancelled)
 
     def encode_all(self, progress: Optional[Callable[[int, int], None]] = None,
                    cancelled: Optional[Callable[[], bool]] = None) -> None:
-        """Encode every tile (``progress(done, total)`` after each)."""
-        done = 0
-        for ty in range(self.tiles_y):
-            for tx in range(self.tiles_x):
-                self.ensure(ty, ty + 1, tx, tx + 1, cancelled)
-                done += 1
+        """Encode every tile (``progress(tiles_done, total)`` after each block)."""
+        g = self.group
+        for ty in range(0, self.tiles_y, g):
+            for tx in range(0, self.tiles_x, g):
+                self.ensure(ty, ty + g, tx, tx + g, cancelled)
                 if progress is not None:
-                    progress(done, self.n_tiles)
+                    progress(self.n_encoded, self.n_tiles)
 
     def encode_next(self) -> bool:
-        """Encode one tile that is not encoded yet (row-major); False if none is left."""
-        for ty in range(self.tiles_y):
-            for tx in range(self.tiles_x):
-                if (ty, tx) not in self._tiles:
-                    self.ensure(ty, ty + 1, tx, tx + 1)
+        """Encode the first block (row-major) that has missing tiles; False if none is left."""
+        g = self.group
+        for ty in range(0, self.tiles_y, g):
+            for tx in range(0, self.tiles_x, g):
+                if self._missing(ty, ty + g, tx, tx + g):
+                    self.ensure(ty, ty + g, tx, tx + g)
                     return True
         return False
 
@@ -168,12 +199,13 @@ class Cancelled(Exception):
 
 
 def encode(model: torch.nn.Module, rgb: np.ndarray, device: torch.device,
-           tile: int = 96, dtype: torch.dtype = torch.float32, lazy: bool = True) -> LatentImage:
+           tile: int = 64, dtype: torch.dtype = torch.float32, lazy: bool = True,
+           max_block: int = 512) -> LatentImage:
     """Front door: the latent of ``rgb`` under ``model`` on ``device``.
 
     With ``lazy`` (the default) nothing is encoded until a render reads it.
     """
-    latent = LatentImage(model, rgb, device, tile=tile, dtype=dtype)
+    latent = LatentImage(model, rgb, device, tile=tile, dtype=dtype, max_block=max_block)
     if not lazy:
         latent.encode_all()
     return latent

@@ -26,10 +26,13 @@ def test_project_format_round_trip(tmp_path, tiny_model, rand_image):
     save_model(tiny_model, tiny_spec(), path, info={"note": "x"})
     model, spec, info = load_model(path)
     assert spec == tiny_spec() and info == {"note": "x"}
+    want = tiny_model.state_dict()
+    for k, v in model.state_dict().items():  # identical weights (loaded channels-last)
+        assert torch.equal(v, want[k]), k
     r = Region.full(31, 23)
     a = render(encode(tiny_model, rand_image, "cpu"), r, 40, 30)
     b = render(encode(model, rand_image, "cpu"), r, 40, 30)
-    assert np.array_equal(a, b)
+    assert np.abs(a - b).max() < 1e-6  # the layout changes only the summation order
 
 
 def test_official_release_layout_loads(tmp_path, rand_image):
@@ -50,7 +53,7 @@ def test_official_release_layout_loads(tmp_path, rand_image):
     img = rand_image[:12, :12]
     a = render(encode(ref.eval(), img, "cpu"), Region.full(12, 12), 24, 24)
     b = render(encode(model, img, "cpu"), Region.full(12, 12), 24, 24)
-    assert np.array_equal(a, b)
+    assert np.abs(a - b).max() < 1e-6  # loaded channels-last: only the summation order differs
 
 
 class Evil:

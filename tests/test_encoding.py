@@ -20,9 +20,18 @@ def test_tiled_encoding_equals_untiled(encoder):
         "imnet_spec": {"name": "mlp", "args": {"out_dim": 3, "hidden_list": [16]}}}}).eval()
     rgb = np.random.default_rng(0).random((45, 70, 3), dtype=np.float32)
     whole = encode(model, rgb, torch.device("cpu"), tile=1000, lazy=False).full()
-    tiled = encode(model, rgb, torch.device("cpu"), tile=16).full()
     assert whole.shape == (8, 45, 70)
-    assert (whole - tiled).abs().max() < 1e-5
+    # one tile per encoder pass; blocks of up to 2x2 tiles
+    for block in (16, 32):
+        tiled = encode(model, rgb, torch.device("cpu"), tile=16, max_block=block).full()
+        assert (whole - tiled).abs().max() < 1e-5
+    # blocks of whatever is missing, after a few tiles were encoded on their own
+    lat = encode(model, rgb, torch.device("cpu"), tile=16, max_block=48)
+    lat.ensure_region(20, 21, 30, 31)
+    lat.ensure(0, 1, 0, 1)
+    assert lat.n_encoded == 2
+    lat.ensure_region(5, 40, 10, 60)  # a block around the first tiles, clipped
+    assert (whole - lat.full()).abs().max() < 1e-5
 
 
 def test_lazy_encoding_touches_only_needed_tiles(tiny_model):

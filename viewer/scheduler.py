@@ -4,8 +4,10 @@ The scheduler knows nothing of Qt. :meth:`RenderScheduler.request` takes the til
 needs (from :class:`viewer.view_state.ViewState`) and queues, for tiles not cached yet:
 
 1. *preview* jobs (bicubic, nearest) on a fast worker thread - milliseconds per tile;
-2. *LIIF* jobs on a second worker thread: a coarse pass of every visible tile (1/4 of the
-   resolution in each direction), then the full-resolution pass, centre first.
+2. *LIIF* jobs on a second worker thread: the encoding of the latent tiles under the whole
+   view that are not encoded yet (in a few large encoder passes), a coarse pass of every
+   visible tile (1/4 of the resolution in each direction), then the full-resolution pass,
+   centre first.
 
 A new request replaces the queues. A job already running is cancelled if its tile is no
 longer wanted (the renderer polls ``cancelled()`` between chunks), so the workers always
@@ -33,6 +35,7 @@ from core.render import render
 from core.resample import render_bicubic
 
 COARSE = 4  # coarse pass: 1/COARSE of the resolution per axis
+PREVIEW_FIRST_S = 0.5  # the LIIF worker waits at most this long for the preview to finish
 
 TileKey = Tuple[str, float, str, int, int]
 
@@ -43,6 +46,15 @@ def render_nearest(image: np.ndarray, region: Region, out_w: int, out_h: int) ->
     iy = np.clip(np.floor(ys.numpy()).astype(int), 0, image.shape[0] - 1)
     ix = np.clip(np.floor(xs.numpy()).astype(int), 0, image.shape[1] - 1)
     return image[iy[:, None], ix[None, :]]
+
+
+def _union(regions) -> Region:
+    regions = list(regions)
+    x0 = min(r.x for r in regions)
+    y0 = min(r.y for r in regions)
+    x1 = max(r.x + r.w for r in regions)
+    y1 = max(r.y + r.h for r in regions)
+    return Region(x0, y0, x1 - x0, y1 - y0)
 
 
 class TileCache:
@@ -123,6 +135,10 @@ class _Worker(threading.Thread):
 
     def run(self) -> None:
         while True:
+            if self.name == "liif":
+                # the preview goes first: it takes milliseconds and the LIIF work would
+                # otherwise compete with it for the cores
+                self.sched._fast.wait_idle(PREVIEW_FIRST_S)
             with self.cond:
                 if self.stopping:
                     return
@@ -152,6 +168,17 @@ class _Worker(threading.Thread):
     def idle(self) -> bool:
         with self.cond:
             return not self.queue and self.current is None
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until this worker has nothing queued or running, at most ``timeout`` s."""
+        end = time.monotonic() + timeout
+        with self.cond:
+            while self.queue or self.current is not None:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
+        return True
 
 
 class RenderScheduler:
@@ -239,6 +266,13 @@ class RenderScheduler:
                         wanted.add(k)
                         if k not in self.cache:
                             fast.append(Job(k, reg, self.tile))
+            if full or coarse:
+                # encode the latent of the whole view first, in as few encoder passes as the
+                # block size allows (cheaper than tile by tile: one halo per block)
+                enc = Job(("encode", zoom, "full", -1, -1),
+                          _union(j.region for j in full + coarse), 0)
+                wanted.add(enc.key)
+                coarse.insert(0, enc)
             self.wanted = wanted
             extra = {running} if running in wanted else set()
             self.timer = PassTimer(time.perf_counter(), pending={
@@ -279,6 +313,10 @@ class RenderScheduler:
             return
         image, latent = self.image, self.latent
         if image is None:
+            return
+        if method == "encode":
+            r = job.region  # neighbours and their 3x3 unfolding reach 2 codes out
+            latent.ensure_region(r.y - 2, r.y + r.h + 2, r.x - 2, r.x + r.w + 2, cancelled)
             return
         if method == "liif":
             rgb = render(latent, job.region, job.size, job.size, cancelled=cancelled)

@@ -71,6 +71,7 @@ class LMF(LIIF):
     # ---- latent side -------------------------------------------------------------------------
     def window_features(self, feat: torch.Tensor, stride=(1, 1), padding: int = 0) -> torch.Tensor:
         """Modulations ``(B, 2 L d, H', W')`` of the codes of ``feat`` (see LIIF)."""
+        feat = feat.contiguous(memory_format=torch.channels_last)
         x = F.conv2d(feat, self.hyper[0].weight, self.hyper[0].bias, stride=stride,
                      padding=padding)
         for conv in self.hyper[1:]:

@@ -1,0 +1,134 @@
+"""The interactive targets of the fast-model issue, measured on this machine.
+
+    QT_QPA_PLATFORM=offscreen python bench/cpu_targets.py [--photo P | --mpx 12]
+        [--checkpoint C] [--window 1280x800] [--zoom 4] [--repeat 3] [--skip-cli]
+
+1. Viewer: a ``--window`` main window (single pane) on a ``--mpx`` megapixel photo. The image
+   is already open and viewed at ``--zoom`` elsewhere in the photo (top-left quarter; that
+   view is rendered and settled first, so model, threads and caches are warm). Then the view
+   moves to ``--zoom`` at a spot not seen before (one of ``--repeat`` spots spread over the
+   bottom-right quarter, none of whose latent tiles are encoded), and the render scheduler
+   times the bicubic preview, the coarse LIIF pass and the full LIIF pass from that step
+   to the moment the last tile of each pass is ready. The full pass includes the encoding
+   of the newly visible latent tiles (background encoding is off, so nothing is encoded
+   ahead of the step).
+2. CLI: ``python -m core.upscale PHOTO --region X,Y,320,200 --size 1280x800`` against the
+   same command at ``--size 16x10``, each a fresh process, wall-clock; the difference is
+   what the larger render costs.
+
+The photo is ``--photo``, or ``../shared/samples/flower.png`` resized (bicubic) to
+``--mpx`` megapixels and written to a temporary folder (content matters little for
+timing; the size does).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def make_photo(mpx: float) -> str:
+    from PIL import Image
+    src = os.path.join(ROOT, "..", "shared", "samples", "flower.png")
+    im = Image.open(src).convert("RGB")
+    f = (mpx * 1e6 / (im.width * im.height)) ** 0.5
+    size = (round(im.width * f), round(im.height * f))
+    path = os.path.join(tempfile.gettempdir(), f"liif-zoom-photo-{size[0]}x{size[1]}.png")
+    if not os.path.exists(path):
+        im.resize(size, Image.BICUBIC).save(path, compress_level=1)
+    return path
+
+
+def viewer_steps(photo: str, checkpoint, window: str, zoom: float, repeat: int):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import torch
+    from PySide6 import QtCore, QtWidgets
+
+    from viewer.app import build_window, parse_args
+    from viewer.screenshots import settle
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    settings = QtCore.QSettings(os.path.join(tempfile.gettempdir(), "liif-zoom-bench.ini"),
+                                QtCore.QSettings.Format.IniFormat)
+    win = build_window(parse_args([photo] + (["--checkpoint", checkpoint] if checkpoint else [])),
+                       settings=settings)
+    win.scheduler.background_encoding = False
+    w, h = map(int, window.split("x"))
+    win.resize(w, h)
+    win.show()
+    if win.mode != "single":
+        win.set_mode("single")
+    settle(app, win)
+    st = win.state
+    print(f"photo {st.image_w}x{st.image_h} ({st.image_w * st.image_h / 1e6:.1f} Mpx), window "
+          f"{w}x{h}, pane {st.view_w}x{st.view_h} device px, model {win.model_name}, "
+          f"{torch.get_num_threads()} torch threads")
+
+    def step(cx: float, cy: float):
+        st.cx, st.cy, st.zoom = cx, cy, zoom
+        before = win.latent.n_encoded
+        win.view_changed()
+        settle(app, win)
+        t = win.scheduler.timer
+        return t.preview, t.coarse, t.full, win.latent.n_encoded - before
+
+    step(st.image_w * 0.25, st.image_h * 0.25)  # the view the user had open: warm-up
+    rows = []
+    for k in range(repeat):
+        fx = 0.6 + 0.3 * k / max(1, repeat - 1)
+        rows.append(step(st.image_w * fx, st.image_h * (0.9 - 0.3 * k / max(1, repeat - 1))))
+    print(f"{'step':>5}{'preview ms':>12}{'coarse ms':>11}{'full ms':>10}{'latent tiles encoded':>22}")
+    for k, (p, c, f, n) in enumerate(rows):
+        print(f"{k + 1:5d}{p * 1000:12.0f}{c * 1000:11.0f}{f * 1000:10.0f}{n:22d}")
+    med = [statistics.median(r[i] for r in rows) * 1000 for i in range(3)]
+    print(f"{'median':>5}{med[0]:12.0f}{med[1]:11.0f}{med[2]:10.0f}")
+    win.close()
+    return med
+
+
+def cli_times(photo: str, checkpoint, repeat: int):
+    from PIL import Image
+    w, h = Image.open(photo).size
+    x, y = w // 2 + 37, h // 2 + 11
+    out = {}
+    for size in ("16x10", "1280x800"):
+        ts = []
+        for _ in range(repeat):
+            dst = os.path.join(tempfile.gettempdir(), f"liif-zoom-cli-{size}.png")
+            cmd = [sys.executable, "-m", "core.upscale", photo, "--region", f"{x},{y},320,200",
+                   "--size", size, "-o", dst] + (["--checkpoint", checkpoint] if checkpoint else [])
+            t0 = time.perf_counter()
+            subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+            ts.append(time.perf_counter() - t0)
+        out[size] = statistics.median(ts)
+        print(f"core.upscale --region {x},{y},320,200 --size {size}: median {out[size]:.2f} s "
+              f"of {repeat} ({', '.join(f'{t:.2f}' for t in ts)})")
+    print(f"difference: {out['1280x800'] - out['16x10']:.2f} s")
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--photo")
+    p.add_argument("--mpx", type=float, default=12.0)
+    p.add_argument("--checkpoint")
+    p.add_argument("--window", default="1280x800")
+    p.add_argument("--zoom", type=float, default=4.0)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--skip-cli", action="store_true")
+    args = p.parse_args()
+    photo = args.photo or make_photo(args.mpx)
+    viewer_steps(photo, args.checkpoint, args.window, args.zoom, args.repeat)
+    if not args.skip_cli:
+        cli_times(photo, args.checkpoint, args.repeat)
+
+
+if __name__ == "__main__":
+    main()
