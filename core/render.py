@@ -18,7 +18,7 @@ The output is processed in tiles of at most ``chunk`` pixels, so working memory 
   in) the window features are a stride-1 convolution of the latent window around them, if
   sparse (zoom out) of the 3x3 neighbourhoods of exactly those codes, stacked, with stride 3;
 * the ``4 x tile`` feature rows are gathered and decoded in one batch
-  (``model.grid_decode``: row and column coordinate terms, the constant cell term, the
+  (``model.decode_indexed``: row and column coordinate terms, the constant cell term, the
   remaining layers);
 * the 4 predictions are blended with the area weights.
 """
@@ -120,11 +120,10 @@ def render_tile(latent: LatentImage, ys: torch.Tensor, xs: torch.Tensor,
         pr = rlut[iy[a] - r0] * nc
         for b in range(n):
             index[a * n + b] = pr[:, None] + clut[ix[b] - c0][None, :]
-    pflat = model.fold_cell(pflat, cell)
-    buf, spare = _buffers(n * n * th * tw, pflat.shape[1], dev)
-    hidden = torch.index_select(pflat, 0, index.flatten().to(dev), out=buf)
-    pred = model.grid_decode(hidden.view(n * n, th, tw, -1), [r.to(dev) for r in ry],
-                             [r.to(dev) for r in rx], cell, spare).view(n * n, th, tw, -1)
+    pred = model.decode_indexed(pflat, index.flatten().to(dev), [r.to(dev) for r in ry],
+                                [r.to(dev) for r in rx], cell,
+                                lambda rows, width: _buffers(rows, width, dev)
+                                ).view(n * n, th, tw, -1)
     if not ens:
         return pred[0]
     weights = area_weights([r.to(dev)[:, None] for r in ry], [r.to(dev)[None, :] for r in rx])

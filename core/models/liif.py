@@ -40,7 +40,7 @@ quarter of the first-layer cost and without unfolding the latent map per query.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -161,6 +161,23 @@ class LIIF(nn.Module):
             return pflat
         cy, cx = cell
         return pflat + ((2.0 * cy) * w_cell[:, 0] + (2.0 * cx) * w_cell[:, 1])
+
+    def decode_indexed(self, table: torch.Tensor, index: torch.Tensor, ry: List[torch.Tensor],
+                       rx: List[torch.Tensor], cell: Tuple[float, float],
+                       workspace: Callable[[int, int], Tuple[torch.Tensor, torch.Tensor]]
+                       ) -> torch.Tensor:
+        """The renderer's decoder: RGB ``(n*n*th*tw, 3)`` of a grid of output pixels.
+
+        ``table (codes, K)`` holds the per-code features (:meth:`window_features`, one row per
+        latent code the grid uses); ``index (n*n*th*tw,)`` the row of neighbour ``a*n + b``
+        of output pixel ``(r, c)``; ``ry[a] (th,)``, ``rx[b] (tw,)`` its relative
+        coordinates; ``cell`` the output pixel size in source pixels. ``workspace(rows,
+        width)`` returns two reusable ``(rows, width)`` buffers."""
+        n, th, tw = len(ry), len(ry[0]), len(rx[0])
+        table = self.fold_cell(table, cell)
+        buf, spare = workspace(index.numel(), table.shape[1])
+        hid = torch.index_select(table, 0, index, out=buf)
+        return self.grid_decode(hid.view(n * n, th, tw, -1), ry, rx, cell, spare)
 
     def grid_decode(self, hid: torch.Tensor, ry: List[torch.Tensor], rx: List[torch.Tensor],
                     cell: Tuple[float, float], spare: torch.Tensor) -> torch.Tensor:

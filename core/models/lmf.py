@@ -20,7 +20,7 @@ map).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -101,18 +101,37 @@ class LMF(LIIF):
         x = self.render_in(inp.reshape(-1, inp.shape[-1]))
         return self._modulated(x, g.reshape(-1, g.shape[-1])).view(g.shape[0], -1, 3)
 
-    def grid_decode(self, hid: torch.Tensor, ry: List[torch.Tensor], rx: List[torch.Tensor],
-                    cell: Tuple[float, float], spare: torch.Tensor) -> torch.Tensor:
-        """See :meth:`LIIF.grid_decode`; the cell enters the first render layer."""
-        n = len(ry)
-        w, b = self.render_in.weight, self.render_in.bias
-        const = b
+    def decode_indexed(self, table: torch.Tensor, index: torch.Tensor, ry: List[torch.Tensor],
+                       rx: List[torch.Tensor], cell: Tuple[float, float],
+                       workspace: Callable[[int, int], Tuple[torch.Tensor, torch.Tensor]]
+                       ) -> torch.Tensor:
+        """See :meth:`LIIF.decode_indexed`; ``table`` holds the modulations.
+
+        The modulations are gathered layer by layer (a scale and a shift of ``d`` floats per
+        pixel, just before they are used) rather than all ``2 L d`` at once: the working
+        set of a layer stays in cache and every operand is contiguous."""
+        d, L = self.render_width, self.render_layers
+        n, th, tw = len(ry), len(ry[0]), len(rx[0])
+        m = index.numel()
+        mods = table.view(-1, L, 2, d).permute(1, 2, 0, 3).contiguous()  # (L, 2, codes, d)
+        a, b = workspace(2 * m, d)
+        x, s = a[:m], a[m:]
+        y, t = b[:m], b[m:]
+        w, bias = self.render_in.weight, self.render_in.bias
+        const = bias
         if self.cell_decode:
-            const = b + (2.0 * cell[0]) * w[:, 2] + (2.0 * cell[1]) * w[:, 3]
-        nn_, th, tw, k = hid.shape
-        d = self.render_width
-        x = torch.empty(nn_, th, tw, d, device=hid.device)
-        for a in range(n):
-            for bb in range(n):
-                x[a * n + bb] = (ry[a][:, None, None] * w[:, 0] + const) + rx[bb][None, :, None] * w[:, 1]
-        return self._modulated(x.view(-1, d), hid.view(-1, k))
+            const = bias + (2.0 * cell[0]) * w[:, 2] + (2.0 * cell[1]) * w[:, 3]
+        xg = x.view(n * n, th, tw, d)
+        for i in range(n):
+            rterm = ry[i][:, None, None] * w[:, 0] + const
+            for j in range(n):
+                torch.add(rterm, rx[j][None, :, None] * w[:, 1], out=xg[i * n + j])
+        for l in range(L):
+            if l > 0:
+                lin = self.render_hidden[l - 1]
+                torch.addmm(lin.bias, x, lin.weight.t(), out=y)
+                x, y = y, x
+            torch.index_select(mods[l, 0], 0, index, out=s)
+            torch.index_select(mods[l, 1], 0, index, out=t)
+            torch.relu_(torch.addcmul(t, x, s, out=x))
+        return torch.addmm(self.render_out.bias, x, self.render_out.weight.t())
