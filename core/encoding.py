@@ -55,6 +55,7 @@ class LatentImage:
         # The input stays on the host; each tile's crop is moved to the device when encoded.
         self._input = to_input_tensor(rgb, torch.device("cpu"))[0]
         self._tiles: Dict[Tuple[int, int], torch.Tensor] = {}
+        self._pending: Dict[Tuple[int, int], threading.Event] = {}  # tiles being encoded
         self._lock = threading.RLock()
         self.tiles_y = -(-self.height // self.tile)
         self.tiles_x = -(-self.width // self.tile)
@@ -97,19 +98,46 @@ class LatentImage:
 
         Missing tiles are encoded in blocks of at most ``group x group`` tiles, one encoder
         pass per block (the halo is paid once per block, not once per tile); ``cancelled``
-        is polled between blocks."""
+        is polled between blocks. Thread-safe: tiles another thread is encoding are waited
+        for, not encoded twice."""
         g = self.group
         for gy in range(max(0, ty0) // g, -(-min(ty1, self.tiles_y) // g)):
             for gx in range(max(0, tx0) // g, -(-min(tx1, self.tiles_x) // g)):
-                miss = self._missing(max(ty0, gy * g), min(ty1, gy * g + g),
-                                     max(tx0, gx * g), min(tx1, gx * g + g))
-                if not miss:
-                    continue
-                if cancelled is not None and cancelled():
-                    raise Cancelled()
-                ys = [m[0] for m in miss]
-                xs = [m[1] for m in miss]
-                self._encode_block(min(ys), max(ys) + 1, min(xs), max(xs) + 1)
+                span = (max(ty0, gy * g), min(ty1, gy * g + g),
+                        max(tx0, gx * g), min(tx1, gx * g + g))
+                while True:
+                    if cancelled is not None and cancelled():
+                        raise Cancelled()
+                    with self._lock:
+                        miss = self._missing(*span)
+                        if not miss:
+                            break
+                        free = [m for m in miss if m not in self._pending]
+                        if free:
+                            ys, xs = [m[0] for m in free], [m[1] for m in free]
+                            block = (min(ys), max(ys) + 1, min(xs), max(xs) + 1)
+                            mine = [m for m in self._missing(*block) if m not in self._pending]
+                            done = threading.Event()
+                            for m in mine:
+                                self._pending[m] = done
+                        else:
+                            other = self._pending[miss[0]]
+                    if not free:  # another thread is encoding them
+                        other.wait(0.05)
+                        continue
+                    try:
+                        self._encode_block(*block)
+                    finally:
+                        with self._lock:
+                            for m in mine:
+                                self._pending.pop(m, None)
+                        done.set()
+
+    def is_encoded(self, y0: int, y1: int, x0: int, x1: int) -> bool:
+        """Whether every tile holding a code in rows ``[y0, y1)``, columns ``[x0, x1)`` is
+        encoded."""
+        with self._lock:
+            return not self._missing(*self._tile_span(y0, y1, x0, x1))
 
     def ensure_region(self, y0: float, y1: float, x0: float, x1: float,
                       cancelled: Optional[Callable[[], bool]] = None) -> None:

@@ -50,3 +50,28 @@ def test_fp16_latent_is_close(tiny_model, rand_image):
     diff = np.abs(render(a, r, 93, 69) - render(b, r, 93, 69)).max()
     assert 0 < diff < 5e-3
     assert b.nbytes() * 2 == a.nbytes()
+
+
+def test_concurrent_ensure_encodes_each_tile_once(tiny_model):
+    """Render workers share a latent: a tile being encoded by one is waited for by the other."""
+    import threading
+    import time
+    rgb = np.random.default_rng(1).random((100, 130, 3), dtype=np.float32)
+    lat = encode(tiny_model, rgb, torch.device("cpu"), tile=16, max_block=48)
+    encoded = []
+    block = lat._encode_block
+
+    def slow_block(*a):
+        time.sleep(0.02)  # long enough for the other thread to find the tiles pending
+        encoded.extend((y, x) for y in range(a[0], a[1]) for x in range(a[2], a[3]))
+        block(*a)
+
+    lat._encode_block = slow_block
+    threads = [threading.Thread(target=lat.ensure_region, args=(0, 100, 0, 130)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(encoded) == sorted(set(encoded)) and len(encoded) == lat.n_tiles
+    whole = encode(tiny_model, rgb, torch.device("cpu"), lazy=False, tile=1000).full()
+    assert (whole - lat.full()).abs().max() < 1e-5

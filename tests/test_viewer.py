@@ -74,6 +74,41 @@ def test_zoom_step_rerenders_new_region_at_new_resolution(qtbot, win, image_path
     assert "2×" in win.lbl_zoom.text() or "2" in win.lbl_zoom.text()
 
 
+def test_several_liif_workers_render_the_same_tiles(qtbot, tmp_path, image_path):
+    """Two LIIF workers sharing the queue (the CPU set-up of viewer.app) deliver every tile,
+    pixel for pixel what one renderer gives, and encode each latent tile once."""
+    from core.encoding import encode
+    from core.render import render
+    torch.manual_seed(0)
+    model = make(tiny_spec()).eval()
+    settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
+    w = MainWindow(model=model, model_name="tiny", settings=settings, tile=64, liif_workers=2)
+    qtbot.addWidget(w)
+    try:
+        w.resize(640, 400)
+        w.show()
+        w.scheduler.background_encoding = False
+        w.open_image(image_path)
+        w.set_mode("single")
+        calls = []
+        block = w.latent._encode_block
+        w.latent._encode_block = lambda *a: calls.append(a) or block(*a)
+        w.state.zoom = 3.0
+        w.view_changed()
+        settle(qtbot, w)
+        assert len({t for c in calls for t in [(y, x) for y in range(c[0], c[1])
+                                               for x in range(c[2], c[3])]}) \
+            == sum((c[1] - c[0]) * (c[3] - c[2]) for c in calls)  # no tile encoded twice
+        ref = encode(model, w.image.rgb, "cpu")
+        for i, j in w.state.visible_tiles(64):
+            tile = w.scheduler.cache.get(("liif", 3.0, "full", i, j))
+            want = render(ref, w.state.tile_region(i, j, 64), 64, 64)
+            assert tile is not None
+            assert np.abs(tile.astype(int) - np.round(want * 255).astype(int)).max() <= 1
+    finally:
+        w.scheduler.shutdown()
+
+
 def test_stale_render_is_cancelled(qtbot, win, image_path, monkeypatch):
     import viewer.scheduler as sched_mod
     real_render = sched_mod.render
@@ -179,9 +214,25 @@ def test_main_opens_bundled_sample_with_bundled_model(qtbot, tmp_path):
     qtbot.addWidget(w)
     try:
         assert w.image is not None and w.latent is not None
-        assert w.model_name == "liif-cpu"
+        # on a CPU the fast model is the default; the status bar names it
+        assert w.model_name == "lmf-cpu" and type(w.model).__name__ == "LMF"
+        assert "lmf-cpu (LMF)" in w.lbl_model.text()
+        assert w.model_actions["lmf-cpu"].isChecked()
+        # the Model menu switches to the full model (and the latent is re-encoded)
+        old = w.latent
+        w.model_actions["liif-cpu"].trigger()
+        assert w.model_name == "liif-cpu" and type(w.model).__name__ == "LIIF"
+        assert w.latent is not old and "liif-cpu (LIIF)" in w.lbl_model.text()
+        assert w.model_actions["liif-cpu"].isChecked() and not w.model_actions["lmf-cpu"].isChecked()
     finally:
         w.scheduler.shutdown()
+
+
+def test_default_model_per_device():
+    from core.defaults import DEFAULT_CHECKPOINT, FAST_CHECKPOINT, bundled_models, default_checkpoint
+    assert set(bundled_models()) == {"full", "fast"}  # both bundled
+    assert default_checkpoint("cpu") == FAST_CHECKPOINT
+    assert default_checkpoint("cuda") == DEFAULT_CHECKPOINT
 
 
 def test_bad_file_opens_a_real_error_dialog(qtbot, tmp_path):

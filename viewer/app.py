@@ -17,7 +17,26 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def build_window(args: argparse.Namespace, settings=None):
+def configure_threads(device) -> int:
+    """Split the CPU between render workers; returns how many LIIF workers to run.
+
+    The decoder's ops are small (a few thousand pixels x 16-256 channels): torch gains little
+    by splitting one of them across cores, while independent tiles rendered on separate
+    cores scale almost linearly. So on a CPU each LIIF worker runs single-threaded torch ops
+    and there is one worker per core (at most 4; beyond that each worker gets more threads).
+    On a GPU one worker feeds the device. Sets torch's (process-wide) thread count."""
+    import os
+
+    import torch
+    if torch.device(device).type != "cpu":
+        return 1
+    cores = os.cpu_count() or 1
+    workers = min(4, cores)
+    torch.set_num_threads(max(1, cores // workers))
+    return workers
+
+
+def build_window(args: argparse.Namespace, settings=None, liif_workers: int = 1):
     """Create the main window for ``args`` (model and image loaded); errors go to dialogs."""
     from core.checkpoints import CheckpointError, load_model
     from core.defaults import SAMPLE_IMAGE, default_checkpoint
@@ -25,7 +44,7 @@ def build_window(args: argparse.Namespace, settings=None):
     from viewer.main_window import MainWindow
 
     device = pick_device(args.device)
-    win = MainWindow(device=device, settings=settings)
+    win = MainWindow(device=device, settings=settings, liif_workers=liif_workers)
     ckpt = args.checkpoint or str(default_checkpoint(device))
     try:
         model, _, _ = load_model(ckpt, device)
@@ -42,9 +61,9 @@ def build_window(args: argparse.Namespace, settings=None):
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    from core.device import pick_device
     try:
-        from core.device import pick_device
-        pick_device(args.device)
+        device = pick_device(args.device)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -53,7 +72,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("LIIF Zoom")
     app.setOrganizationName("LIIF Zoom")
-    win = build_window(args)
+    win = build_window(args, liif_workers=configure_threads(device))
     win.show()
     return app.exec()
 

@@ -38,7 +38,8 @@ class MainWindow(QtWidgets.QMainWindow):
     exportDone = QtCore.Signal(str, str)  # (error message or "", paths)
 
     def __init__(self, model=None, model_name: str = "", device: torch.device | str = "cpu",
-                 settings: Optional[QtCore.QSettings] = None, tile: int = 256) -> None:
+                 settings: Optional[QtCore.QSettings] = None, tile: int = 256,
+                 liif_workers: int = 1) -> None:
         super().__init__()
         self.setWindowTitle("LIIF Zoom")
         self.device = torch.device(device)
@@ -54,7 +55,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.last_times = {}
         self.settings = settings or QtCore.QSettings("LIIF Zoom", "LIIF Zoom")
         self.scheduler = RenderScheduler(
-            tile=tile, on_tile=lambda key: self.tileReady.emit(),
+            tile=tile, liif_workers=liif_workers, on_tile=lambda key: self.tileReady.emit(),
             on_pass=lambda kind, s: self.passDone.emit(kind, s),
             on_error=lambda msg: self.renderError.emit(msg))
         self.tileReady.connect(self._repaint, QtCore.Qt.ConnectionType.QueuedConnection)
@@ -134,9 +135,14 @@ class MainWindow(QtWidgets.QMainWindow):
         m = mb.addMenu("&Model")
         self._action(m, "&Load Checkpoint…", self.load_checkpoint_dialog, "Ctrl+L")
         from core.defaults import bundled_models
+        self.model_actions = {}
+        group = QtGui.QActionGroup(self)
         for kind, path in bundled_models().items():
             label = {"full": "Bundled &full model (LIIF)", "fast": "Bundled f&ast model (LMF)"}[kind]
-            self._action(m, f"{label}: {path.name}", lambda _=False, p=str(path): self.load_checkpoint(p))
+            a = self._action(m, f"{label}: {path.name}",
+                             lambda _=False, p=str(path): self.load_checkpoint(p), checkable=True)
+            group.addAction(a)
+            self.model_actions[path.stem] = a
         self.model_info = m.addAction("")
         self.model_info.setEnabled(False)
         h = mb.addMenu("&Help")
@@ -337,7 +343,10 @@ class MainWindow(QtWidgets.QMainWindow):
         parts = [f"{k} {t[k] * 1000:.0f} ms" for k in ("preview", "coarse", "full") if k in t]
         self.lbl_time.setText("last render: " + (", ".join(parts) if parts else "–"))
         self.lbl_device.setText(f"device {self.device.type}")
-        self.lbl_model.setText(f"model {self.model_name or 'none'}")
+        family = f" ({type(self.model).__name__})" if self.model is not None else ""
+        self.lbl_model.setText(f"model {self.model_name or 'none'}{family}")
+        for stem, act in getattr(self, "model_actions", {}).items():
+            act.setChecked(stem == self.model_name)
         if hasattr(self, "model_info"):
             self.model_info.setText(f"In use: {self.model_name or 'none'} on {self.device.type}")
 

@@ -119,38 +119,69 @@ class PassTimer:
     pending: Dict[str, set] = field(default_factory=dict)
 
 
-class _Worker(threading.Thread):
-    def __init__(self, sched: "RenderScheduler", name: str) -> None:
-        super().__init__(name=name, daemon=True)
-        self.sched = sched
-        self.queue: List[Job] = []
-        self.current: Optional[Job] = None
+class _JobQueue:
+    """Jobs shared by one or more workers; ``replace`` swaps in the latest request's jobs."""
+
+    def __init__(self) -> None:
+        self.jobs: List[Job] = []
+        self.running: Dict[str, Job] = {}  # worker name -> its job
         self.cond = threading.Condition()
         self.stopping = False
 
     def replace(self, jobs: List[Job]) -> None:
         with self.cond:
-            self.queue = list(jobs)
-            self.cond.notify()
+            self.jobs = list(jobs)
+            self.cond.notify_all()
+
+    def running_keys(self) -> set:
+        with self.cond:
+            return {j.key for j in self.running.values()}
+
+    def idle(self) -> bool:
+        with self.cond:
+            return not self.jobs and not self.running
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until nothing is queued or running, at most ``timeout`` seconds."""
+        end = time.monotonic() + timeout
+        with self.cond:
+            while self.jobs or self.running:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
+        return True
+
+
+class _Worker(threading.Thread):
+    def __init__(self, sched: "RenderScheduler", name: str, queue: _JobQueue,
+                 liif: bool) -> None:
+        super().__init__(name=name, daemon=True)
+        self.sched, self.queue, self.liif = sched, queue, liif
 
     def run(self) -> None:
+        q = self.queue
         while True:
-            if self.name == "liif":
+            if self.liif:
                 # the preview goes first: it takes milliseconds and the LIIF work would
                 # otherwise compete with it for the cores
-                self.sched._fast.wait_idle(PREVIEW_FIRST_S)
-            with self.cond:
-                if self.stopping:
+                self.sched._preview.wait_idle(PREVIEW_FIRST_S)
+            with q.cond:
+                if q.stopping:
                     return
-                job = self.queue.pop(0) if self.queue else None
-                self.current = job
+                job = q.jobs.pop(0) if q.jobs else None
                 if job is None:
-                    if not (self.name == "liif" and self.sched._has_idle_work()):
-                        self.cond.wait()
+                    if not (self.liif and self.sched._has_idle_work()):
+                        q.cond.wait()
                         continue
-            if job is None:  # nothing asked for: encode one more latent tile, lock released
+                else:
+                    q.running[self.name] = job
+            if job is None:  # nothing asked for: encode more of the latent, lock released
                 try:
-                    self.sched._idle_encode_step()
+                    if not self.sched._idle_encode_step():
+                        with q.cond:  # another worker has it (or it is done): wait
+                            if not q.jobs and not q.stopping:
+                                q.cond.wait(0.2)
                 except Exception as exc:
                     self.sched._report_error(exc)
                 continue
@@ -161,24 +192,9 @@ class _Worker(threading.Thread):
             except Exception as exc:  # report, never kill the worker
                 self.sched._report_error(exc)
             finally:
-                with self.cond:
-                    self.current = None
-                    self.cond.notify_all()
-
-    def idle(self) -> bool:
-        with self.cond:
-            return not self.queue and self.current is None
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Block until this worker has nothing queued or running, at most ``timeout`` s."""
-        end = time.monotonic() + timeout
-        with self.cond:
-            while self.queue or self.current is not None:
-                left = end - time.monotonic()
-                if left <= 0:
-                    return False
-                self.cond.wait(left)
-        return True
+                with q.cond:
+                    q.running.pop(self.name, None)
+                    q.cond.notify_all()
 
 
 class RenderScheduler:
@@ -191,13 +207,16 @@ class RenderScheduler:
             done; kind is 'preview', 'coarse' or 'full'.
         on_error: ``on_error(message)`` if a job fails.
         cache_bytes: bound of the tile cache.
+        liif_workers: threads rendering LIIF tiles (and encoding) in parallel. On a CPU,
+            several workers each running single-threaded torch ops use the cores better than
+            one worker whose small ops are split across them (see ``viewer.app``).
     """
 
     def __init__(self, tile: int = 256,
                  on_tile: Optional[Callable[[TileKey], None]] = None,
                  on_pass: Optional[Callable[[str, float], None]] = None,
                  on_error: Optional[Callable[[str], None]] = None,
-                 cache_bytes: int = 512 << 20) -> None:
+                 cache_bytes: int = 512 << 20, liif_workers: int = 1) -> None:
         self.tile = tile
         self.cache = TileCache(cache_bytes)
         self.on_tile = on_tile or (lambda key: None)
@@ -210,10 +229,14 @@ class RenderScheduler:
         self.background_encoding = True
         self.cancelled_jobs = 0
         self._lock = threading.Lock()
-        self._fast = _Worker(self, "preview")
-        self._slow = _Worker(self, "liif")
-        self._fast.start()
-        self._slow.start()
+        self._idle_lock = threading.Lock()
+        self._preview = _JobQueue()
+        self._liif = _JobQueue()
+        self._workers = [_Worker(self, "preview", self._preview, False)]
+        self._workers += [_Worker(self, f"liif-{k}", self._liif, True)
+                          for k in range(max(1, int(liif_workers)))]
+        for w in self._workers:
+            w.start()
 
     # ---- configuration -----------------------------------------------------------------------
     def set_source(self, image: Optional[LoadedImage], latent: Optional[LatentImage]) -> None:
@@ -222,20 +245,20 @@ class RenderScheduler:
             self.wanted = set()
             self.image, self.latent = image, latent
             self.cache.clear()
-        self._fast.replace([])
-        self._slow.replace([])
+        self._preview.replace([])
+        self._liif.replace([])
         # a job still running for the old source sees itself stale and stops; its result,
         # if any, is dropped (see _run_job), so there is nothing to wait for
 
     def shutdown(self) -> None:
-        for w in (self._fast, self._slow):
-            with w.cond:
-                w.stopping = True
-                w.queue = []
-                w.cond.notify_all()
+        for q in (self._preview, self._liif):
+            with q.cond:
+                q.stopping = True
+                q.jobs = []
+                q.cond.notify_all()
         with self._lock:
-            self.wanted = set()  # the running job, if any, sees itself stale and stops
-        for w in (self._fast, self._slow):
+            self.wanted = set()  # the running jobs, if any, see themselves stale and stop
+        for w in self._workers:
             if w.is_alive() and w is not threading.current_thread():
                 w.join(timeout=30)
 
@@ -244,7 +267,7 @@ class RenderScheduler:
                 tile_region: Callable[[int, int], Region]) -> None:
         """Ask for ``tiles`` (centre first) at ``zoom`` for each of ``methods`` ('liif',
         'bicubic', 'nearest'). Jobs for tiles no longer wanted are dropped or cancelled."""
-        running = self._slow.current.key if self._slow.current is not None else None
+        running = self._liif.running_keys()
         with self._lock:
             fast, coarse, full = [], [], []
             wanted = set()
@@ -257,33 +280,52 @@ class RenderScheduler:
                         kf, kc = (m, zoom, "full", i, j), (m, zoom, "coarse", i, j)
                         wanted.update((kf, kc))
                         if kf not in self.cache:
-                            if kf != running:  # the running job goes on and delivers it
+                            if kf not in running:  # a running job goes on and delivers it
                                 full.append(Job(kf, reg, self.tile))
-                            if kc not in self.cache and kc != running:
+                            if kc not in self.cache and kc not in running:
                                 coarse.append(Job(kc, reg, self.tile // COARSE))
                     else:
                         k = (m, zoom, "full", i, j)
                         wanted.add(k)
                         if k not in self.cache:
                             fast.append(Job(k, reg, self.tile))
-            if full or coarse:
-                # encode the latent of the whole view first, in as few encoder passes as the
-                # block size allows (cheaper than tile by tile: one halo per block)
-                enc = Job(("encode", zoom, "full", -1, -1),
-                          _union(j.region for j in full + coarse), 0)
-                wanted.add(enc.key)
-                coarse.insert(0, enc)
+            if (full or coarse) and self.latent is not None:
+                # encode the latent under the whole view first, block by block (cheaper than
+                # tile by tile: one halo per block; several workers share the blocks)
+                enc = self._encode_jobs(zoom, _union(j.region for j in full + coarse))
+                wanted.update(j.key for j in enc)
+                coarse = enc + coarse
             self.wanted = wanted
-            extra = {running} if running in wanted else set()
+            extra = {k for k in running if k in wanted and k[0] != "encode"}
             self.timer = PassTimer(time.perf_counter(), pending={
                 "preview": {j.key for j in fast},
-                "coarse": {j.key for j in coarse} | {k for k in extra if k[2] == "coarse"},
+                "coarse": {j.key for j in coarse if j.key[0] != "encode"}
+                | {k for k in extra if k[2] == "coarse"},
                 "full": {j.key for j in full} | {k for k in extra if k[2] == "full"}})
             for kind in ("preview", "coarse", "full"):
                 if not self.timer.pending[kind]:
                     setattr(self.timer, kind, 0.0)
-        self._fast.replace(fast)
-        self._slow.replace(coarse + full)
+        self._preview.replace(fast)
+        self._liif.replace(coarse + full)
+
+    def _encode_jobs(self, zoom: float, view: Region) -> List[Job]:
+        """One job per latent block (see :class:`core.encoding.LatentImage`) under ``view``
+        that still has tiles to encode (neighbours and their unfolding reach 2 codes out)."""
+        lat = self.latent
+        y0, y1 = max(0, int(view.y) - 2), min(lat.height, int(view.y + view.h) + 3)
+        x0, x1 = max(0, int(view.x) - 2), min(lat.width, int(view.x + view.w) + 3)
+        if y1 <= y0 or x1 <= x0:
+            return []
+        side = lat.group * lat.tile
+        jobs = []
+        for by in range(y0 // side, (y1 - 1) // side + 1):
+            for bx in range(x0 // side, (x1 - 1) // side + 1):
+                ry0, ry1 = max(y0, by * side), min(y1, by * side + side)
+                rx0, rx1 = max(x0, bx * side), min(x1, bx * side + side)
+                if not lat.is_encoded(ry0, ry1, rx0, rx1):
+                    jobs.append(Job(("encode", zoom, "full", by, bx),
+                                    Region(rx0, ry0, rx1 - rx0, ry1 - ry0), 0))
+        return jobs
 
     def wanted_key(self, key: TileKey) -> bool:
         with self._lock:
@@ -293,7 +335,7 @@ class RenderScheduler:
         """Block until both workers have nothing queued or running (for tests and scripts)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if self._fast.idle() and self._slow.idle():
+            if self._preview.idle() and self._liif.idle():
                 return True
             time.sleep(0.005)
         return False
@@ -315,8 +357,8 @@ class RenderScheduler:
         if image is None:
             return
         if method == "encode":
-            r = job.region  # neighbours and their 3x3 unfolding reach 2 codes out
-            latent.ensure_region(r.y - 2, r.y + r.h + 2, r.x - 2, r.x + r.w + 2, cancelled)
+            r = job.region
+            latent.ensure_region(r.y, r.y + r.h, r.x, r.x + r.w, cancelled)
             return
         if method == "liif":
             rgb = render(latent, job.region, job.size, job.size, cancelled=cancelled)
@@ -360,6 +402,12 @@ class RenderScheduler:
         return lat is not None and self.background_encoding and lat.n_encoded < lat.n_tiles
 
     def _idle_encode_step(self) -> bool:
-        """Encode one more latent tile of the open image (background). False when done."""
-        lat = self.latent
-        return self._has_idle_work() and lat.encode_next()
+        """Encode one more latent block of the open image (background, one worker at a
+        time). False if there was nothing to do or another worker is doing it."""
+        if not self._idle_lock.acquire(blocking=False):
+            return False
+        try:
+            lat = self.latent
+            return self._has_idle_work() and lat.encode_next()
+        finally:
+            self._idle_lock.release()
