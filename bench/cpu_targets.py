@@ -2,6 +2,7 @@
 
     QT_QPA_PLATFORM=offscreen python bench/cpu_targets.py [--photo P | --mpx 12]
         [--checkpoint C] [--window 1280x800] [--zoom 4] [--repeat 3] [--skip-cli]
+        [--workers N] [--tile T] [--warm]
 
 1. Viewer: a ``--window`` main window (single pane) on a ``--mpx`` megapixel photo. The image
    is already open and viewed at ``--zoom`` elsewhere in the photo (top-left quarter; that
@@ -46,19 +47,25 @@ def make_photo(mpx: float) -> str:
     return path
 
 
-def viewer_steps(photo: str, checkpoint, window: str, zoom: float, repeat: int):
+def viewer_steps(photo: str, checkpoint, window: str, zoom: float, repeat: int,
+                 workers, tile, warm=False):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import torch
     from PySide6 import QtCore, QtWidgets
 
-    from viewer.app import build_window, parse_args
+    from core.device import pick_device
+    from viewer.app import build_window, configure_threads, parse_args
     from viewer.screenshots import settle
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     settings = QtCore.QSettings(os.path.join(tempfile.gettempdir(), "liif-zoom-bench.ini"),
                                 QtCore.QSettings.Format.IniFormat)
+    n = configure_threads(pick_device(None))  # as main.py does
+    if workers:
+        n = workers
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n))
     win = build_window(parse_args([photo] + (["--checkpoint", checkpoint] if checkpoint else [])),
-                       settings=settings)
+                       settings=settings, liif_workers=n, tile=tile)
     win.scheduler.background_encoding = False
     w, h = map(int, window.split("x"))
     win.resize(w, h)
@@ -69,7 +76,8 @@ def viewer_steps(photo: str, checkpoint, window: str, zoom: float, repeat: int):
     st = win.state
     print(f"photo {st.image_w}x{st.image_h} ({st.image_w * st.image_h / 1e6:.1f} Mpx), window "
           f"{w}x{h}, pane {st.view_w}x{st.view_h} device px, model {win.model_name}, "
-          f"{torch.get_num_threads()} torch threads")
+          f"{n} LIIF worker(s) x {torch.get_num_threads()} torch thread(s), screen tiles "
+          f"{win.scheduler.tile} px")
 
     def step(cx: float, cy: float):
         st.cx, st.cy, st.zoom = cx, cy, zoom
@@ -80,6 +88,10 @@ def viewer_steps(photo: str, checkpoint, window: str, zoom: float, repeat: int):
         return t.preview, t.coarse, t.full, win.latent.n_encoded - before
 
     step(st.image_w * 0.25, st.image_h * 0.25)  # the view the user had open: warm-up
+    if warm:  # the background encoder has covered the whole photo meanwhile
+        t0 = time.perf_counter()
+        win.latent.encode_all()
+        print(f"whole latent encoded in {time.perf_counter() - t0:.1f} s (--warm)")
     rows = []
     for k in range(repeat):
         fx = 0.6 + 0.3 * k / max(1, repeat - 1)
@@ -123,9 +135,15 @@ def main() -> None:
     p.add_argument("--zoom", type=float, default=4.0)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--skip-cli", action="store_true")
+    p.add_argument("--workers", type=int, help="LIIF workers (default: as main.py chooses; "
+                   "torch threads = cores / workers)")
+    p.add_argument("--warm", action="store_true", help="encode the whole latent before the "
+                   "measured steps (an image open long enough for the background encoder)")
+    p.add_argument("--tile", type=int, help="screen tile side (default: the viewer's)")
     args = p.parse_args()
     photo = args.photo or make_photo(args.mpx)
-    viewer_steps(photo, args.checkpoint, args.window, args.zoom, args.repeat)
+    viewer_steps(photo, args.checkpoint, args.window, args.zoom, args.repeat, args.workers,
+                 args.tile, args.warm)
     if not args.skip_cli:
         cli_times(photo, args.checkpoint, args.repeat)
 

@@ -77,10 +77,11 @@ def render_bicubic(image: np.ndarray, region: Region, out_w: int, out_h: int,
         src = src[..., None]
     ny, nx, nc = src.shape
     no, npx = wy.shape[0], wx.shape[0]
-    tmp = (wy.float() @ src.reshape(ny, nx * nc)).reshape(no, nx, nc)         # rows
-    tmp = tmp.permute(1, 0, 2).reshape(nx, no * nc)
-    out = (wx.float() @ tmp).reshape(npx, no, nc).permute(1, 0, 2)           # columns
-    out = out.contiguous().numpy()
+    # columns first, on the (small) source, so that the rows pass writes the output layout
+    # directly: both transposes copy source-sized arrays, never output-sized ones
+    tmp = wx.float() @ src.permute(1, 0, 2).reshape(nx, ny * nc)              # (npx, ny*nc)
+    tmp = tmp.view(npx, ny, nc).permute(1, 0, 2).reshape(ny, npx * nc)
+    out = (wy.float() @ tmp).view(no, npx, nc).numpy()                         # rows
     return out[..., 0] if squeeze else out
 
 

@@ -36,7 +36,8 @@ def configure_threads(device) -> int:
     return workers
 
 
-def build_window(args: argparse.Namespace, settings=None, liif_workers: int = 1):
+def build_window(args: argparse.Namespace, settings=None, liif_workers: int = 1,
+                 tile: Optional[int] = None):
     """Create the main window for ``args`` (model and image loaded); errors go to dialogs."""
     from core.checkpoints import CheckpointError, load_model
     from core.defaults import SAMPLE_IMAGE, default_checkpoint
@@ -44,7 +45,8 @@ def build_window(args: argparse.Namespace, settings=None, liif_workers: int = 1)
     from viewer.main_window import MainWindow
 
     device = pick_device(args.device)
-    win = MainWindow(device=device, settings=settings, liif_workers=liif_workers)
+    win = MainWindow(device=device, settings=settings, liif_workers=liif_workers,
+                     **({"tile": tile} if tile else {}))
     ckpt = args.checkpoint or str(default_checkpoint(device))
     try:
         model, _, _ = load_model(ckpt, device)

@@ -207,9 +207,10 @@ class RenderScheduler:
             done; kind is 'preview', 'coarse' or 'full'.
         on_error: ``on_error(message)`` if a job fails.
         cache_bytes: bound of the tile cache.
-        liif_workers: threads rendering LIIF tiles (and encoding) in parallel. On a CPU,
-            several workers each running single-threaded torch ops use the cores better than
-            one worker whose small ops are split across them (see ``viewer.app``).
+        liif_workers: threads rendering LIIF tiles (and encoding) in parallel, and as many
+            for the previews. On a CPU, several workers each running single-threaded torch
+            ops use the cores better than one worker whose small ops are split across them
+            (see ``viewer.app``).
     """
 
     def __init__(self, tile: int = 256,
@@ -232,7 +233,8 @@ class RenderScheduler:
         self._idle_lock = threading.Lock()
         self._preview = _JobQueue()
         self._liif = _JobQueue()
-        self._workers = [_Worker(self, "preview", self._preview, False)]
+        self._workers = [_Worker(self, f"preview-{k}", self._preview, False)
+                         for k in range(max(1, int(liif_workers)))]
         self._workers += [_Worker(self, f"liif-{k}", self._liif, True)
                           for k in range(max(1, int(liif_workers)))]
         for w in self._workers:
