@@ -13,5 +13,7 @@ run encode24-fp16 python bench/encode_large.py --mpx 24 --tile 256 --fp16
 run encode-paper python bench/encode_large.py --mpx 3.4 --tile 256 --paper
 run latency python bench/viewer_latency.py --window 1280x800 --mode single --zooms 2,4,8
 run latency-side python bench/viewer_latency.py --window 1280x800 --mode side --zooms 2,4,8
+run targets python bench/cpu_targets.py --repeat 3
+run targets-warm python bench/cpu_targets.py --repeat 3 --warm --skip-cli
 run fp16-set5 python -m training.evaluate --data ../shared/data/bench/Set5 --scales 2,4,8 --fp16-latent
 run fp32-set5 python -m training.evaluate --data ../shared/data/bench/Set5 --scales 2,4,8
