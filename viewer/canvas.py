@@ -24,8 +24,10 @@ BACKGROUND = QtGui.QColor(38, 38, 42)
 
 
 def to_qimage(arr: np.ndarray) -> QtGui.QImage:
-    """uint8 ``(H, W, 3)`` -> QImage (shares memory: keep ``arr`` alive while drawing)."""
-    return pgf.ndarray_to_qimage(arr, QtGui.QImage.Format.Format_RGB888)
+    """uint8 ``(H, W, 3)`` or ``(H, W, 4)`` (a tile rendered in part: alpha 0 where not yet
+    rendered) -> QImage (shares memory: keep ``arr`` alive while drawing)."""
+    f = QtGui.QImage.Format
+    return pgf.ndarray_to_qimage(arr, f.Format_RGBA8888 if arr.shape[2] == 4 else f.Format_RGB888)
 
 
 def effective_method(method: str, zoom: float) -> str:
@@ -107,24 +109,34 @@ class Pane(QtWidgets.QWidget):
 
     def _draw_tile(self, p: QtGui.QPainter, method: str, i: int, j: int,
                    target: QtCore.QRectF, keep: list) -> None:
+        """Draw the best complete layer of tile ``(i, j)`` (LIIF full, LIIF coarse, bicubic
+        preview, or the source scaled by Qt), then any better layer rendered in part (the
+        visible part of a tile at the edge of an earlier view) over it."""
         st, cache = self.c.state, self.c.scheduler.cache
         z = st.zoom
-        arr = cache.get((method, z, "full", i, j))
-        if arr is None and method == "liif":
-            arr = cache.get(("liif", z, "coarse", i, j))
+        keys = [(method, z, "full", i, j)]
+        if method == "liif":
+            keys += [("liif", z, "coarse", i, j), ("bicubic", z, "full", i, j)]
+        layers = [cache.get(k) for k in keys]
+        base = next((k for k, a in enumerate(layers) if a is not None and a.shape[2] == 3),
+                    len(layers))
+        if base == len(layers):
+            self._draw_source(p, method, i, j, target)
+        for arr in reversed(layers[:base + 1]):
             if arr is None:
-                arr = cache.get(("bicubic", z, "full", i, j))
-        if arr is not None:
+                continue
             keep.append(arr)
             p.setRenderHint(QtGui.QPainter.RenderHint.SmoothPixmapTransform,
                             arr.shape[0] != target.height())
             p.drawImage(target, to_qimage(arr))
-            return
-        # immediate fallback: the source scaled by Qt
+
+    def _draw_source(self, p: QtGui.QPainter, method: str, i: int, j: int,
+                     target: QtCore.QRectF) -> None:
+        """Immediate fallback: the source image scaled by Qt."""
         src = self.c.source_qimage
         if src is None:
             return
-        reg = st.tile_region(i, j, self.c.scheduler.tile)
+        reg = self.c.state.tile_region(i, j, self.c.scheduler.tile)
         p.setRenderHint(QtGui.QPainter.RenderHint.SmoothPixmapTransform, method != "nearest")
         p.drawImage(target, src, QtCore.QRectF(reg.x, reg.y, reg.w, reg.h))
 

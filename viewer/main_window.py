@@ -25,6 +25,7 @@ from viewer.view_state import ViewState
 #: above this many pixels the viewer asks before opening an image
 ASK_PIXELS = 100_000_000
 ZOOM_STEP = 2 ** 0.25
+LATENT_TILE = 32  # latent tile side: small, so that a view encodes little beyond what it shows
 MAX_RECENT = 10
 
 
@@ -215,7 +216,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.latent = None
         if self.image is not None and self.model is not None:
             # lazy: nothing is encoded on the UI thread; the render worker encodes tiles
-            self.latent = encode(self.model, self.image.rgb, self.device)
+            self.latent = encode(self.model, self.image.rgb, self.device, tile=LATENT_TILE)
         self.scheduler.set_source(self.image, self.latent)
         self.view_changed()
 
@@ -317,7 +318,8 @@ class MainWindow(QtWidgets.QMainWindow):
             methods = self.methods()
             # previews first in the method list so their worker starts at once
             self.scheduler.request(st.zoom, st.visible_tiles(T), methods,
-                                   lambda i, j: st.tile_region(i, j, T))
+                                   lambda i, j: st.tile_region(i, j, T),
+                                   lambda i, j: st.tile_window(i, j, T))
         self._update_status()
         for p in self.panes:
             p.update()

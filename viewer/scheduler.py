@@ -38,6 +38,7 @@ COARSE = 4  # coarse pass: 1/COARSE of the resolution per axis
 PREVIEW_FIRST_S = 0.5  # the LIIF worker waits at most this long for the preview to finish
 
 TileKey = Tuple[str, float, str, int, int]
+Window = Tuple[int, int, int, int]  # (c0, r0, c1, r1): columns [c0, c1), rows [r0, r1) of a tile
 
 
 def render_nearest(image: np.ndarray, region: Region, out_w: int, out_h: int) -> np.ndarray:
@@ -106,6 +107,59 @@ class Job:
     key: TileKey
     region: Region
     size: int
+    window: Optional[Window] = None  # render only these pixels of the tile (None: all)
+
+    def source(self) -> Region:
+        """The source region the job renders."""
+        if self.window is None:
+            return self.region
+        c0, r0, c1, r1 = self.window
+        s = self.region.w / self.size
+        return Region(self.region.x + c0 * s, self.region.y + r0 * s, (c1 - c0) * s,
+                      (r1 - r0) * s)
+
+
+def _scale_window(win: Window, size: int, f: int) -> Window:
+    """``win`` of a ``size`` tile in the pixels of the same tile rendered at ``size // f``."""
+    c0, r0, c1, r1 = win
+    n = size // f
+    return c0 // f, r0 // f, min(n, -(-c1 // f)), min(n, -(-r1 // f))
+
+
+def missing_window(tile: Optional[np.ndarray], want: Window) -> Optional[Window]:
+    """The part of ``want`` a cached tile lacks, as a rectangle, or None if it has it all.
+
+    Complete tiles are RGB; tiles rendered in part are RGBA with alpha 0 where nothing was
+    rendered yet (so that they can be drawn over a coarser layer as they are)."""
+    c0, r0, c1, r1 = want
+    if c1 <= c0 or r1 <= r0:
+        return None
+    if tile is None:
+        return want
+    if tile.shape[2] == 3:
+        return None
+    hole = tile[r0:r1, c0:c1, 3] == 0
+    if not hole.any():
+        return None
+    rows, cols = np.nonzero(hole.any(1))[0], np.nonzero(hole.any(0))[0]
+    return c0 + int(cols[0]), r0 + int(rows[0]), c0 + int(cols[-1]) + 1, r0 + int(rows[-1]) + 1
+
+
+def merge_tile(old: Optional[np.ndarray], part: np.ndarray, window: Optional[Window],
+               size: int) -> np.ndarray:
+    """Paste ``part`` (uint8 RGB of ``window``) into the cached tile ``old``; returns an RGB
+    tile once every pixel is rendered, else RGBA (see :func:`missing_window`)."""
+    if window is None or window == (0, 0, size, size):
+        return part
+    if old is not None and old.shape[2] == 3:
+        return old  # already complete
+    out = old.copy() if old is not None else np.zeros((size, size, 4), np.uint8)
+    c0, r0, c1, r1 = window
+    out[r0:r1, c0:c1, :3] = part
+    out[r0:r1, c0:c1, 3] = 255
+    if out[..., 3].all():
+        return np.ascontiguousarray(out[..., :3])
+    return out
 
 
 @dataclass
@@ -133,9 +187,9 @@ class _JobQueue:
             self.jobs = list(jobs)
             self.cond.notify_all()
 
-    def running_keys(self) -> set:
+    def running_jobs(self) -> Dict[TileKey, Job]:
         with self.cond:
-            return {j.key for j in self.running.values()}
+            return {j.key: j for j in self.running.values()}
 
     def idle(self) -> bool:
         with self.cond:
@@ -266,26 +320,37 @@ class RenderScheduler:
 
     # ---- requests ----------------------------------------------------------------------------
     def request(self, zoom: float, tiles: List[Tuple[int, int]], methods: List[str],
-                tile_region: Callable[[int, int], Region]) -> None:
+                tile_region: Callable[[int, int], Region],
+                tile_window: Optional[Callable[[int, int], Window]] = None) -> None:
         """Ask for ``tiles`` (centre first) at ``zoom`` for each of ``methods`` ('liif',
-        'bicubic', 'nearest'). Jobs for tiles no longer wanted are dropped or cancelled."""
-        running = self._liif.running_keys()
+        'bicubic', 'nearest'). Jobs for tiles no longer wanted are dropped or cancelled.
+
+        ``tile_window(i, j)`` is the part of a tile that is on screen: LIIF renders only that
+        (tiles at the edge of the view are completed when a later view shows more of them);
+        previews render whole tiles, so that there is always something under a partial tile.
+        """
+        running = self._liif.running_jobs()
         with self._lock:
             fast, coarse, full = [], [], []
             wanted = set()
+            whole = (0, 0, self.tile, self.tile)
             for m in methods:
                 if m == "liif" and self.latent is None:
                     continue
                 for (i, j) in tiles:
                     reg = tile_region(i, j)
                     if m == "liif":
+                        want = tile_window(i, j) if tile_window else whole
                         kf, kc = (m, zoom, "full", i, j), (m, zoom, "coarse", i, j)
                         wanted.update((kf, kc))
-                        if kf not in self.cache:
-                            if kf not in running:  # a running job goes on and delivers it
-                                full.append(Job(kf, reg, self.tile))
-                            if kc not in self.cache and kc not in running:
-                                coarse.append(Job(kc, reg, self.tile // COARSE))
+                        wf = self._need(kf, want, self.tile, running)
+                        if wf is not None:
+                            full.append(Job(kf, reg, self.tile, wf))
+                            size = self.tile // COARSE
+                            wc = self._need(kc, _scale_window(want, self.tile, COARSE), size,
+                                            running)
+                            if wc is not None:
+                                coarse.append(Job(kc, reg, size, wc))
                     else:
                         k = (m, zoom, "full", i, j)
                         wanted.add(k)
@@ -294,11 +359,12 @@ class RenderScheduler:
             if (full or coarse) and self.latent is not None:
                 # encode the latent under the whole view first, block by block (cheaper than
                 # tile by tile: one halo per block; several workers share the blocks)
-                enc = self._encode_jobs(zoom, _union(j.region for j in full + coarse))
+                enc = self._encode_jobs(zoom, _union(j.source() for j in full + coarse))
                 wanted.update(j.key for j in enc)
                 coarse = enc + coarse
             self.wanted = wanted
-            extra = {k for k in running if k in wanted and k[0] != "encode"}
+            extra = {k for k in running if k in wanted and k[0] != "encode"
+                     and k not in {j.key for j in full + coarse}}
             self.timer = PassTimer(time.perf_counter(), pending={
                 "preview": {j.key for j in fast},
                 "coarse": {j.key for j in coarse if j.key[0] != "encode"}
@@ -309,6 +375,19 @@ class RenderScheduler:
                     setattr(self.timer, kind, 0.0)
         self._preview.replace(fast)
         self._liif.replace(coarse + full)
+
+    def _need(self, key: TileKey, want: Window, size: int, running: Dict[TileKey, Job]
+              ) -> Optional[Window]:
+        """The window of tile ``key`` still to render for ``want`` (None: nothing), given
+        the cache and the jobs running (a running job goes on and delivers its part)."""
+        miss = missing_window(self.cache.get(key), want)
+        job = running.get(key)
+        if miss is not None and job is not None:
+            rc0, rr0, rc1, rr1 = job.window or (0, 0, size, size)
+            c0, r0, c1, r1 = miss
+            if rc0 <= c0 and rr0 <= r0 and c1 <= rc1 and r1 <= rr1:
+                return None
+        return miss
 
     def _encode_jobs(self, zoom: float, view: Region) -> List[Job]:
         """One job per latent block (see :class:`core.encoding.LatentImage`) under ``view``
@@ -363,7 +442,8 @@ class RenderScheduler:
             latent.ensure_region(r.y, r.y + r.h, r.x, r.x + r.w, cancelled)
             return
         if method == "liif":
-            rgb = render(latent, job.region, job.size, job.size, cancelled=cancelled)
+            rgb = render(latent, job.region, job.size, job.size, cancelled=cancelled,
+                         window=job.window)
         elif method == "bicubic":
             rgb = np.clip(render_bicubic(image.rgb, job.region, job.size, job.size), 0, 1)
         elif method == "nearest":
@@ -374,7 +454,7 @@ class RenderScheduler:
         with self._lock:
             if image is not self.image or latent is not self.latent:
                 return  # the source changed meanwhile
-            self.cache.put(key, tile)
+            self.cache.put(key, merge_tile(self.cache.get(key), tile, job.window, job.size))
         self._mark_done(key)
         self.on_tile(key)
 
