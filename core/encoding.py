@@ -40,11 +40,12 @@ class LatentImage:
             is always float32).
         max_block: most pixels per side that one encoder pass covers (bounds the encoder's
             working memory; several missing tiles are encoded together up to this size).
+        feature_cache_bytes: bound of the cache of per-code features (see :meth:`features`).
     """
 
     def __init__(self, model: torch.nn.Module, rgb: np.ndarray, device: torch.device,
                  tile: int = 64, dtype: torch.dtype = torch.float32,
-                 max_block: int = 512) -> None:
+                 max_block: int = 512, feature_cache_bytes: int = 256 << 20) -> None:
         self.model = model
         self.device = torch.device(device)
         self.height, self.width = int(rgb.shape[0]), int(rgb.shape[1])
@@ -56,6 +57,9 @@ class LatentImage:
         self._input = to_input_tensor(rgb, torch.device("cpu"))[0]
         self._tiles: Dict[Tuple[int, int], torch.Tensor] = {}
         self._pending: Dict[Tuple[int, int], threading.Event] = {}  # tiles being encoded
+        self._features: Dict[Tuple[int, int], torch.Tensor] = {}  # LRU, oldest first
+        self._feature_bytes = 0
+        self.feature_cache_bytes = int(feature_cache_bytes)
         self._lock = threading.RLock()
         self.tiles_y = -(-self.height // self.tile)
         self.tiles_x = -(-self.width // self.tile)
@@ -214,6 +218,59 @@ class LatentImage:
                 out[:, rsel.to(self.device)[:, None], csel.to(self.device)[None, :]] = block
         return out
 
+    def features(self, y0: int, y1: int, x0: int, x1: int,
+                 cancelled: Optional[Callable[[], bool]] = None) -> torch.Tensor:
+        """The model's per-code features (``model.window_features``: LIIF's P map, LMF's
+        modulations) of codes in rows ``[y0, y1)``, columns ``[x0, x1)`` (inside the image),
+        ``(K, y1-y0, x1-x0)``.
+
+        Computed per latent tile from the tile and a halo of ``model.window_halo`` codes
+        (zeros outside the image, as everywhere), and kept in a small LRU cache
+        (``feature_cache_bytes``): the viewer's coarse and full passes, and neighbouring
+        render chunks, read the same codes. A tile whose neighbours are not encoded yet is
+        not cached: only the codes asked for are computed (so that reading features never
+        encodes more of the image than the codes' 3x3 neighbourhoods)."""
+        t, halo = self.tile, int(self.model.window_halo)
+        ty0, ty1, tx0, tx1 = self._tile_span(y0, y1, x0, x1)
+        out = None
+        for ty in range(ty0, ty1):
+            for tx in range(tx0, tx1):
+                gy0, gx0 = ty * t, tx * t
+                gy1, gx1 = min(gy0 + t, self.height), min(gx0 + t, self.width)
+                sy0, sy1, sx0, sx1 = max(y0, gy0), min(y1, gy1), max(x0, gx0), min(x1, gx1)
+                if self.is_encoded(gy0 - halo, gy1 + halo, gx0 - halo, gx1 + halo):
+                    f = self._feature_tile(ty, tx, t, halo, cancelled)[
+                        :, sy0 - gy0:sy1 - gy0, sx0 - gx0:sx1 - gx0]
+                else:  # its neighbours are not encoded: only what is asked for, not cached
+                    win = self.window(sy0 - halo, sy1 + halo, sx0 - halo, sx1 + halo, cancelled)
+                    with torch.no_grad():
+                        f = self.model.window_features(win.unsqueeze(0))[0]
+                if out is None:
+                    out = torch.empty(f.shape[0], y1 - y0, x1 - x0, device=self.device)
+                out[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = f
+        return out
+
+    def _feature_tile(self, ty: int, tx: int, t: int, halo: int,
+                      cancelled: Optional[Callable[[], bool]]) -> torch.Tensor:
+        key = (ty, tx)
+        with self._lock:
+            f = self._features.pop(key, None)
+            if f is not None:
+                self._features[key] = f  # most recently used
+                return f
+        y0, x0 = ty * t, tx * t
+        y1, x1 = min(y0 + t, self.height), min(x0 + t, self.width)
+        win = self.window(y0 - halo, y1 + halo, x0 - halo, x1 + halo, cancelled)
+        with torch.no_grad():
+            f = self.model.window_features(win.unsqueeze(0))[0].contiguous()
+        with self._lock:
+            self._features[key] = f
+            self._feature_bytes += f.numel() * f.element_size()
+            while self._feature_bytes > self.feature_cache_bytes and len(self._features) > 1:
+                old = self._features.pop(next(iter(self._features)))
+                self._feature_bytes -= old.numel() * old.element_size()
+        return f
+
     def full(self) -> torch.Tensor:
         """The whole latent map ``(C, H, W)`` (encodes everything)."""
         return self.window(0, self.height, 0, self.width)
@@ -228,12 +285,13 @@ class Cancelled(Exception):
 
 def encode(model: torch.nn.Module, rgb: np.ndarray, device: torch.device,
            tile: int = 64, dtype: torch.dtype = torch.float32, lazy: bool = True,
-           max_block: int = 512) -> LatentImage:
+           max_block: int = 512, feature_cache_bytes: int = 256 << 20) -> LatentImage:
     """Front door: the latent of ``rgb`` under ``model`` on ``device``.
 
     With ``lazy`` (the default) nothing is encoded until a render reads it.
     """
-    latent = LatentImage(model, rgb, device, tile=tile, dtype=dtype, max_block=max_block)
+    latent = LatentImage(model, rgb, device, tile=tile, dtype=dtype, max_block=max_block,
+                         feature_cache_bytes=feature_cache_bytes)
     if not lazy:
         latent.encode_all()
     return latent

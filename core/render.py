@@ -83,12 +83,12 @@ def _p_grid(latent: LatentImage, rows: torch.Tensor, cols: torch.Tensor,
 
     rsrc, rlut, rstride, nr, rdense = axis(rows)
     csrc, clut, cstride, nc, cdense = axis(cols)
-    if rdense and cdense:
-        feat = latent.window(int(rsrc[0]), int(rsrc[-1]) + 1, int(csrc[0]), int(csrc[-1]) + 1,
-                             cancelled)
+    if rdense and cdense:  # cached per latent tile (the viewer's passes share them)
+        pmap = latent.features(int(rows[0]), int(rows[-1]) + 1, int(cols[0]),
+                               int(cols[-1]) + 1, cancelled)
     else:
         feat = latent.take(rsrc, csrc, cancelled)
-    pmap = model.window_features(feat.unsqueeze(0), stride=(rstride, cstride))[0]
+        pmap = model.window_features(feat.unsqueeze(0), stride=(rstride, cstride))[0]
     assert pmap.shape[1:] == (nr, nc)
     return pmap.permute(1, 2, 0).reshape(nr * nc, -1), rlut, clut, nc
 

@@ -75,3 +75,22 @@ def test_concurrent_ensure_encodes_each_tile_once(tiny_model):
     assert sorted(encoded) == sorted(set(encoded)) and len(encoded) == lat.n_tiles
     whole = encode(tiny_model, rgb, torch.device("cpu"), lazy=False, tile=1000).full()
     assert (whole - lat.full()).abs().max() < 1e-5
+
+
+def test_features_cached_per_tile_equal_direct(tiny_model):
+    """Per-code features read through the tile cache equal the model's on the padded map,
+    before (computed directly) and after (cached) the neighbouring tiles are encoded."""
+    rgb = np.random.default_rng(2).random((70, 90, 3), dtype=np.float32)
+    lat = encode(tiny_model, rgb, torch.device("cpu"), tile=16, feature_cache_bytes=40_000)
+    with torch.no_grad():
+        want = tiny_model.window_features(
+            encode(tiny_model, rgb, torch.device("cpu"), lazy=False, tile=1000).full()[None],
+            padding=1)[0]
+    a = lat.features(20, 37, 5, 50)
+    assert not lat._features  # neighbours were not encoded: nothing cached
+    assert (a - want[:, 20:37, 5:50]).abs().max() < 1e-5
+    lat.encode_all()
+    b = lat.features(0, 70, 0, 90)
+    assert lat._features and lat._feature_bytes <= 40_000  # cached, within its bound
+    assert (b - want).abs().max() < 1e-5
+    assert torch.equal(lat.features(3, 9, 60, 70), b[:, 3:9, 60:70])
