@@ -96,7 +96,8 @@ def viewer_steps(photo: str, checkpoint, window: str, zoom: float, repeat: int,
     for k in range(repeat):
         fx = 0.6 + 0.3 * k / max(1, repeat - 1)
         rows.append(step(st.image_w * fx, st.image_h * (0.9 - 0.3 * k / max(1, repeat - 1))))
-    print(f"{'step':>5}{'preview ms':>12}{'coarse ms':>11}{'full ms':>10}{'latent tiles encoded':>22}")
+    print(f"{'step':>5}{'preview ms':>12}{'coarse ms':>11}{'full ms':>10}"
+          f"{'latent tiles encoded':>22}")
     for k, (p, c, f, n) in enumerate(rows):
         print(f"{k + 1:5d}{p * 1000:12.0f}{c * 1000:11.0f}{f * 1000:10.0f}{n:22d}")
     med = [statistics.median(r[i] for r in rows) * 1000 for i in range(3)]

@@ -15,8 +15,10 @@ The output is processed in tiles of at most ``chunk`` pixels, so working memory 
 ``chunk`` and not by the image or output size. For each tile:
 
 * the latent rows and columns the tile's neighbours use are collected; if they are dense (zoom
-  in) the window features are a stride-1 convolution of the latent window around them, if
-  sparse (zoom out) of the 3x3 neighbourhoods of exactly those codes, stacked, with stride 3;
+  in) their window features come from the latent's per-tile cache
+  (:meth:`core.encoding.LatentImage.features`, a stride-1 convolution of each latent tile and
+  its halo), if sparse (zoom out) they are computed from the 3x3 neighbourhoods of exactly
+  those codes, stacked, with stride 3;
 * the ``4 x tile`` feature rows are gathered and decoded in one batch
   (``model.decode_indexed``: row and column coordinate terms, the constant cell term, the
   remaining layers);
