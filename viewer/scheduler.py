@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, Hashable, List, Optional, Tuple
 
 import numpy as np
+import torch
 
 from core.encoding import Cancelled, LatentImage
 from core.geometry import Region
@@ -47,6 +48,14 @@ def render_nearest(image: np.ndarray, region: Region, out_w: int, out_h: int) ->
     iy = np.clip(np.floor(ys.numpy()).astype(int), 0, image.shape[0] - 1)
     ix = np.clip(np.floor(xs.numpy()).astype(int), 0, image.shape[1] - 1)
     return image[iy[:, None], ix[None, :]]
+
+
+def _to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """float RGB in [0, 1] (values outside are clamped) -> uint8, rounded half to even as
+    ``np.round``; in torch (which frees the GIL for the other workers meanwhile), leaving
+    ``rgb`` as it is."""
+    t = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).mul(255)
+    return t.round_().clamp_(0, 255).to(torch.uint8).numpy()
 
 
 def _union(regions) -> Region:
@@ -445,12 +454,12 @@ class RenderScheduler:
             rgb = render(latent, job.region, job.size, job.size, cancelled=cancelled,
                          window=job.window)
         elif method == "bicubic":
-            rgb = np.clip(render_bicubic(image.rgb, job.region, job.size, job.size), 0, 1)
+            rgb = render_bicubic(image.rgb, job.region, job.size, job.size)
         elif method == "nearest":
             rgb = render_nearest(image.rgb, job.region, job.size, job.size)
         else:
             raise ValueError(f"unknown method {method}")
-        tile = np.ascontiguousarray(np.round(rgb * 255).astype(np.uint8))
+        tile = _to_uint8(rgb)
         with self._lock:
             if image is not self.image or latent is not self.latent:
                 return  # the source changed meanwhile
