@@ -60,10 +60,7 @@ def viewer_steps(photo: str, checkpoint, window: str, zoom: float, repeat: int,
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     settings = QtCore.QSettings(os.path.join(tempfile.gettempdir(), "liif-zoom-bench.ini"),
                                 QtCore.QSettings.Format.IniFormat)
-    n = configure_threads(pick_device(None))  # as main.py does
-    if workers:
-        n = workers
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n))
+    n = configure_threads(pick_device(None), workers)  # as main.py does, unless --workers
     win = build_window(parse_args([photo] + (["--checkpoint", checkpoint] if checkpoint else [])),
                        settings=settings, liif_workers=n, tile=tile)
     win.scheduler.background_encoding = False

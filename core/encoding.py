@@ -13,6 +13,7 @@ the encoder's working memory by ``max_block``.
 """
 from __future__ import annotations
 
+import math
 import threading
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -147,8 +148,8 @@ class LatentImage:
                       cancelled: Optional[Callable[[], bool]] = None) -> None:
         """Encode every tile holding a latent code in rows ``[y0, y1)``, columns ``[x0, x1)``
         (clipped to the image)."""
-        self.ensure(*self._tile_span(int(y0), int(-(-y1 // 1)), int(x0), int(-(-x1 // 1))),
-                    cancelled)
+        self.ensure(*self._tile_span(math.floor(y0), math.ceil(y1), math.floor(x0),
+                                     math.ceil(x1)), cancelled)
 
     def encode_all(self, progress: Optional[Callable[[int, int], None]] = None,
                    cancelled: Optional[Callable[[], bool]] = None) -> None:

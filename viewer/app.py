@@ -17,8 +17,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def configure_threads(device) -> int:
-    """Split the CPU between render workers; returns how many LIIF workers to run.
+def configure_threads(device, workers: Optional[int] = None) -> int:
+    """Split the CPU between render workers; returns how many LIIF workers to run
+    (``workers`` overrides the choice, for benchmarks).
 
     The decoder's ops are small (a few thousand pixels x 16-256 channels): torch gains little
     by splitting one of them across cores, while independent tiles rendered on separate
@@ -29,9 +30,9 @@ def configure_threads(device) -> int:
 
     import torch
     if torch.device(device).type != "cpu":
-        return 1
+        return workers or 1
     cores = os.cpu_count() or 1
-    workers = min(4, cores)
+    workers = workers or min(4, cores)
     torch.set_num_threads(max(1, cores // workers))
     return workers
 

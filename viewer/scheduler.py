@@ -372,8 +372,8 @@ class RenderScheduler:
                 wanted.update(j.key for j in enc)
                 coarse = enc + coarse
             self.wanted = wanted
-            extra = {k for k in running if k in wanted and k[0] != "encode"
-                     and k not in {j.key for j in full + coarse}}
+            queued = {j.key for j in full + coarse}
+            extra = {k for k in running if k in wanted and k[0] != "encode" and k not in queued}
             self.timer = PassTimer(time.perf_counter(), pending={
                 "preview": {j.key for j in fast},
                 "coarse": {j.key for j in coarse if j.key[0] != "encode"}

@@ -116,13 +116,18 @@ class ViewState:
         ox, oy = self.origin()
         return sx * self.zoom - ox, sy * self.zoom - oy
 
+    def _shown(self) -> Tuple[float, float, float, float]:
+        """Grid-pixel rectangle ``(x0, y0, x1, y1)`` on both the pane and the image (empty if
+        ``x1 <= x0`` or ``y1 <= y0``)."""
+        ox, oy = self.origin()
+        gw, gh = self.image_w * self.zoom, self.image_h * self.zoom  # image extent in grid px
+        return max(ox, 0), max(oy, 0), min(ox + self.view_w, gw), min(oy + self.view_h, gh)
+
     def visible_tiles(self, tile: int) -> List[Tuple[int, int]]:
         """Tiles ``(i, j)`` of the grid that intersect both the pane and the image, nearest
         to the pane centre first."""
         ox, oy = self.origin()
-        gw, gh = self.image_w * self.zoom, self.image_h * self.zoom  # image extent in grid px
-        x0, y0 = max(ox, 0), max(oy, 0)
-        x1, y1 = min(ox + self.view_w, gw), min(oy + self.view_h, gh)
+        x0, y0, x1, y1 = self._shown()
         if x1 <= x0 or y1 <= y0:
             return []
         tiles = [(i, j) for i in range(int(y0 // tile), int(math.ceil(y1 / tile)))
@@ -134,10 +139,7 @@ class ViewState:
     def tile_window(self, i: int, j: int, tile: int) -> Tuple[int, int, int, int]:
         """The part of tile ``(i, j)`` that is on screen and on the image, in the tile's own
         pixels: ``(c0, r0, c1, r1)`` (the whole tile is ``(0, 0, tile, tile)``)."""
-        ox, oy = self.origin()
-        gw, gh = self.image_w * self.zoom, self.image_h * self.zoom
-        x0, y0 = max(ox, 0), max(oy, 0)
-        x1, y1 = min(ox + self.view_w, gw), min(oy + self.view_h, gh)
+        x0, y0, x1, y1 = self._shown()
         tx, ty = j * tile, i * tile
         c0 = min(tile, max(0, int(math.floor(x0 - tx))))
         r0 = min(tile, max(0, int(math.floor(y0 - ty))))
