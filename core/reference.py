@@ -53,7 +53,10 @@ def render_naive(model, feat: torch.Tensor, region: Region, out_w: int, out_h: i
         if model.cell_decode:
             inp.append(torch.tensor([[2.0 * cy, 2.0 * cx]]).expand(len(qy), 2))
         if hasattr(model, "hyper"):
-            preds.append(_lmf_point(model, inp[0], torch.cat(inp[1:], 1)))
+            pred = _lmf_point(model, inp[0], torch.cat(inp[1:], 1))
+            if model.skip:  # the code's own input colour: the latent's last 3 channels
+                pred = pred + feat[-3:, iy, ix].t()
+            preds.append(pred)
         else:
             preds.append(model.imnet(torch.cat(inp, 1)))
         areas.append((rel_y * rel_x).abs().float() + 1e-9)

@@ -88,18 +88,20 @@ def test_training_forward_is_the_same_function(tiny_model, rand_image):
     assert (a - b).abs().max() < 1e-5
 
 
-def lmf_spec(ens=True, unfold=True, cell=True):
+def lmf_spec(ens=True, unfold=True, cell=True, skip=False):
     return {"name": "lmf", "args": {
         "encoder_spec": {"name": "edsr-baseline",
                          "args": {"n_resblocks": 1, "n_feats": 8, "no_upsampling": True}},
         "hyper_hidden": [24], "render_width": 8, "render_layers": 3,
-        "local_ensemble": ens, "feat_unfold": unfold, "cell_decode": cell}}
+        "local_ensemble": ens, "feat_unfold": unfold, "cell_decode": cell, "skip": skip}}
 
 
-@pytest.mark.parametrize("ens,unfold,cell", SWITCHES)
-def test_fast_model_lmf_matches_its_oracle(ens, unfold, cell, rand_image):
+@pytest.mark.parametrize("ens,unfold,cell,skip", [s + (False,) for s in SWITCHES]
+                         + [(True, True, True, True), (False, True, False, True),
+                            (True, False, True, True)])
+def test_fast_model_lmf_matches_its_oracle(ens, unfold, cell, skip, rand_image):
     torch.manual_seed(3)
-    model = make(lmf_spec(ens, unfold, cell)).eval()
+    model = make(lmf_spec(ens, unfold, cell, skip)).eval()
     with torch.no_grad():  # non-zero modulations, so that they are exercised
         for p in model.hyper[-1].parameters():
             p.normal_(0, 0.3)
@@ -125,7 +127,7 @@ def test_cuda_render_matches_cpu(family, rand_image):
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.manual_seed(0)
-    model = make(tiny_spec() if family == "liif" else lmf_spec()).eval()
+    model = make(tiny_spec() if family == "liif" else lmf_spec(skip=True)).eval()
     cpu = encode(model, rand_image, torch.device("cpu"))
     gpu = encode(model.to("cuda"), rand_image, torch.device("cuda"))
     for region, ow, oh in [(Region.full(31, 23), 93, 69), (Region(-1, 2.5, 9.3, 6.1), 150, 97)]:

@@ -84,7 +84,7 @@ def test_sampler_shapes_and_skips_bad_images(tmp_path, caplog):
 LMF_TINY = {"name": "lmf", "args": {
     "encoder_spec": {"name": "edsr-baseline",
                      "args": {"n_resblocks": 1, "n_feats": 8, "no_upsampling": True}},
-    "hyper_hidden": [32], "render_width": 8, "render_layers": 2}}
+    "hyper_hidden": [32], "render_width": 8, "render_layers": 2, "skip": True}}
 
 
 @pytest.mark.parametrize("family", ["liif", "lmf"])
