@@ -101,15 +101,16 @@ class LatentImage:
                cancelled: Optional[Callable[[], bool]] = None) -> None:
         """Encode tiles ``[ty0, ty1) x [tx0, tx1)`` that are not encoded yet.
 
-        Missing tiles are encoded in blocks of at most ``group x group`` tiles, one encoder
-        pass per block (the halo is paid once per block, not once per tile); ``cancelled``
+        Missing tiles are encoded in blocks of at most ``group x group`` tiles (counted from
+        ``(ty0, tx0)``), one encoder pass per block (the halo is paid once per block, not once per tile); ``cancelled``
         is polled between blocks. Thread-safe: tiles another thread is encoding are waited
         for, not encoded twice."""
         g = self.group
-        for gy in range(max(0, ty0) // g, -(-min(ty1, self.tiles_y) // g)):
-            for gx in range(max(0, tx0) // g, -(-min(tx1, self.tiles_x) // g)):
-                span = (max(ty0, gy * g), min(ty1, gy * g + g),
-                        max(tx0, gx * g), min(tx1, gx * g + g))
+        ty0, ty1 = max(0, ty0), min(ty1, self.tiles_y)
+        tx0, tx1 = max(0, tx0), min(tx1, self.tiles_x)
+        for by in range(ty0, ty1, g):
+            for bx in range(tx0, tx1, g):
+                span = (by, min(ty1, by + g), bx, min(tx1, bx + g))
                 while True:
                     if cancelled is not None and cancelled():
                         raise Cancelled()
@@ -161,15 +162,30 @@ class LatentImage:
                 if progress is not None:
                     progress(self.n_encoded, self.n_tiles)
 
-    def encode_next(self) -> bool:
-        """Encode the first block (row-major) that has missing tiles; False if none is left."""
-        g = self.group
-        for ty in range(0, self.tiles_y, g):
-            for tx in range(0, self.tiles_x, g):
-                if self._missing(ty, ty + g, tx, tx + g):
-                    self.ensure(ty, ty + g, tx, tx + g)
-                    return True
-        return False
+    def encode_next(self, near: Optional[Tuple[float, float]] = None) -> bool:
+        """Encode one block that has missing tiles; False if none is left.
+
+        The block is the one whose centre is nearest to ``near = (y, x)`` (latent pixels;
+        the centre of the view, so that the codes a pan or zoom shows next are likely
+        ready), or the first in row-major order without ``near``."""
+        g, side = self.group, self.group * self.tile
+        with self._lock:
+            blocks = [(ty, tx) for ty in range(0, self.tiles_y, g)
+                      for tx in range(0, self.tiles_x, g)
+                      if self._missing(ty, ty + g, tx, tx + g)]
+        if not blocks:
+            return False
+        if near is not None:
+            y, x = near
+            def dist2(b: Tuple[int, int]) -> float:
+                y0, x0 = b[0] * self.tile, b[1] * self.tile
+                cy = (y0 + min(y0 + side, self.height)) / 2
+                cx = (x0 + min(x0 + side, self.width)) / 2
+                return (cy - y) ** 2 + (cx - x) ** 2
+            blocks.sort(key=dist2)
+        ty, tx = blocks[0]
+        self.ensure(ty, ty + g, tx, tx + g)
+        return True
 
     def _tile_span(self, y0: int, y1: int, x0: int, x1: int) -> Tuple[int, int, int, int]:
         t = self.tile

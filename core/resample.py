@@ -19,6 +19,8 @@ the benchmark files were evidently made otherwise), so both functions replicate 
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from typing import Tuple
 
 import numpy as np
@@ -58,6 +60,31 @@ def _weights(centres: torch.Tensor, n_in: int, scale: float) -> Tuple[torch.Tens
     return mat, lo, hi
 
 
+_cache: "OrderedDict[tuple, Tuple[torch.Tensor, int, int]]" = OrderedDict()
+_cache_lock = threading.Lock()
+_CACHE_SIZE = 256
+
+
+def _weights_cached(centres: torch.Tensor, n_in: int, scale: float
+                    ) -> Tuple[torch.Tensor, int, int]:
+    """:func:`_weights` in float32, memoised (LRU): the viewer's bicubic tiles in one row
+    share their row weights, those in one column their column weights, so a view of
+    ``R x C`` tiles builds ``R + C`` matrices instead of ``2 R C``."""
+    key = (centres.numpy().tobytes(), n_in, scale)
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            return hit
+    mat, lo, hi = _weights(centres, n_in, scale)
+    hit = (mat.float(), lo, hi)
+    with _cache_lock:
+        _cache[key] = hit
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return hit
+
+
 def render_bicubic(image: np.ndarray, region: Region, out_w: int, out_h: int,
                    window: Tuple[int, int, int, int] | None = None) -> np.ndarray:
     """Bicubic render of ``region`` of ``image`` (``(H, W)`` or ``(H, W, C)`` float) at
@@ -69,8 +96,8 @@ def render_bicubic(image: np.ndarray, region: Region, out_w: int, out_h: int,
     h, w = image.shape[:2]
     ys, xs = region.sample_points(out_w, out_h, *(window or ()))
     sy, sx = out_h / region.h, out_w / region.w
-    wy, y0, y1 = _weights(ys, h, sy)
-    wx, x0, x1 = _weights(xs, w, sx)
+    wy, y0, y1 = _weights_cached(ys, h, sy)
+    wx, x0, x1 = _weights_cached(xs, w, sx)
     src = torch.from_numpy(np.ascontiguousarray(image[y0:y1, x0:x1], dtype=np.float32))
     squeeze = src.ndim == 2
     if squeeze:
@@ -79,9 +106,9 @@ def render_bicubic(image: np.ndarray, region: Region, out_w: int, out_h: int,
     no, npx = wy.shape[0], wx.shape[0]
     # columns first, on the (small) source, so that the rows pass writes the output layout
     # directly: both transposes copy source-sized arrays, never output-sized ones
-    tmp = wx.float() @ src.permute(1, 0, 2).reshape(nx, ny * nc)              # (npx, ny*nc)
+    tmp = wx @ src.permute(1, 0, 2).reshape(nx, ny * nc)              # (npx, ny*nc)
     tmp = tmp.view(npx, ny, nc).permute(1, 0, 2).reshape(ny, npx * nc)
-    out = (wy.float() @ tmp).view(no, npx, nc).numpy()                         # rows
+    out = (wy @ tmp).view(no, npx, nc).numpy()                         # rows
     return out[..., 0] if squeeze else out
 
 

@@ -94,3 +94,20 @@ def test_features_cached_per_tile_equal_direct(tiny_model):
     assert lat._features and lat._feature_bytes <= 40_000  # cached, within its bound
     assert (b - want).abs().max() < 1e-5
     assert torch.equal(lat.features(3, 9, 60, 70), b[:, 3:9, 60:70])
+
+
+def test_background_encoding_goes_outward_from_the_view(tiny_model):
+    rgb = np.random.default_rng(2).random((300, 400, 3), dtype=np.float32)
+    lat = encode(tiny_model, rgb, torch.device("cpu"), tile=16, max_block=64)
+    assert lat.encode_next(near=(220.0, 350.0))
+    # the block of 4x4 tiles holding that point (rows 192-255, columns 320-383) comes first
+    assert set(lat._tiles) == {(ty, tx) for ty in range(12, 16) for tx in range(20, 24)}
+    assert lat.encode_next(near=(220.0, 350.0))
+    assert lat.n_encoded == 16 + 4 * 1  # then the nearest other one: the right-edge block (1 tile wide)
+    assert {tx for (_, tx) in lat._tiles} == set(range(20, 25))
+    lat2 = encode(tiny_model, rgb, torch.device("cpu"), tile=16, max_block=64)
+    assert lat2.encode_next()  # without a view: row-major
+    assert set(lat2._tiles) == {(ty, tx) for ty in range(4) for tx in range(4)}
+    while lat2.encode_next(near=(0.0, 0.0)):
+        pass
+    assert lat2.n_encoded == lat2.n_tiles

@@ -312,3 +312,37 @@ def test_viewer_export_equals_cli_pixel_for_pixel(qtbot, win, image_path, tmp_pa
                        capture_output=True, text=True, cwd=root)
     assert r.returncode == 0, r.stderr
     assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_encode_jobs_cover_the_view_in_balanced_pieces(workers):
+    """The latent under a view is encoded in pieces of whole tiles, at most one block each,
+    covering the view exactly once, at least one per LIIF worker, of about equal size."""
+    from core.encoding import encode
+    from viewer.scheduler import RenderScheduler
+    rgb = np.random.default_rng(0).random((300, 400, 3), dtype=np.float32)
+    sched = RenderScheduler(tile=64, liif_workers=workers)
+    try:
+        lat = encode(make(tiny_spec()).eval(), rgb, torch.device("cpu"), tile=16, max_block=128)
+        sched.latent = lat
+        for view in (Region(50.3, 40.7, 100, 60), Region(10, 10, 300, 200), Region(380, 5, 40, 20)):
+            jobs = sched._encode_jobs(2.0, view)
+            ys = range(max(0, int(view.y) - 2) // 16, (min(300, int(view.y + view.h) + 3) - 1) // 16 + 1)
+            xs = range(max(0, int(view.x) - 2) // 16, (min(400, int(view.x + view.w) + 3) - 1) // 16 + 1)
+            want = {(y, x) for y in ys for x in xs}
+            pieces = [{(y, x) for y in range(int(r.y) // 16, -(-int(r.y + r.h) // 16))
+                       for x in range(int(r.x) // 16, -(-int(r.x + r.w) // 16))}
+                      for r in (j.region for j in jobs)]
+            assert sum(len(p) for p in pieces) == len(want) and set().union(*pieces) == want
+            assert all(r.w <= 128 and r.h <= 128 for r in (j.region for j in jobs))
+            assert len(jobs) >= min(workers, len(want))
+            sizes = [len(p) for p in pieces]
+            assert max(sizes) <= 2 * min(sizes)
+        lat.ensure_region(0, 300, 0, 400)  # all encoded: nothing to do
+        assert sched._encode_jobs(2.0, Region(10, 10, 300, 200)) == []
+        # the background encoder starts from the centre of the last view
+        sched.request(2.0, [(0, 0), (0, 1)], ["bicubic"],
+                      lambda i, j: Region(100 + 20 * j, 50 + 10 * i, 20, 10))
+        assert sched.focus == (55.0, 120.0)
+    finally:
+        sched.shutdown()

@@ -121,7 +121,7 @@ class Pane(QtWidgets.QWidget):
         base = next((k for k, a in enumerate(layers) if a is not None and a.shape[2] == 3),
                     len(layers))
         if base == len(layers):
-            self._draw_source(p, method, i, j, target)
+            self._draw_source(p, i, j, target)
         for arr in reversed(layers[:base + 1]):
             if arr is None:
                 continue
@@ -130,14 +130,16 @@ class Pane(QtWidgets.QWidget):
                             arr.shape[0] != target.height())
             p.drawImage(target, to_qimage(arr))
 
-    def _draw_source(self, p: QtGui.QPainter, method: str, i: int, j: int,
+    def _draw_source(self, p: QtGui.QPainter, i: int, j: int,
                      target: QtCore.QRectF) -> None:
-        """Immediate fallback: the source image scaled by Qt."""
+        """Immediate fallback: the source image scaled by Qt, without smoothing. It is on
+        screen only until the bicubic preview arrives (tens of milliseconds), and smooth
+        scaling costs the GUI thread about 1 ms a tile, time the preview workers wait for."""
         src = self.c.source_qimage
         if src is None:
             return
         reg = self.c.state.tile_region(i, j, self.c.scheduler.tile)
-        p.setRenderHint(QtGui.QPainter.RenderHint.SmoothPixmapTransform, method != "nearest")
+        p.setRenderHint(QtGui.QPainter.RenderHint.SmoothPixmapTransform, False)
         p.drawImage(target, src, QtCore.QRectF(reg.x, reg.y, reg.w, reg.h))
 
     def _draw_selection(self, p: QtGui.QPainter, d: float) -> None:

@@ -49,7 +49,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.latent: Optional[LatentImage] = None
         self.state: Optional[ViewState] = None
         self.source_qimage: Optional[QtGui.QImage] = None
-        self._source_arr: Optional[np.ndarray] = None
         self.selection: Optional[Region] = None
         self.mode = "side"
         self.nearest = False
@@ -204,8 +203,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def set_image(self, image: LoadedImage) -> None:
         self.image = image
-        self._source_arr = np.ascontiguousarray(np.round(image.rgb * 255).astype(np.uint8))
-        self.source_qimage = to_qimage(self._source_arr)
+        arr = np.ascontiguousarray(np.round(image.rgb * 255).astype(np.uint8))
+        # converted (a copy) to the layout the painter draws from, not converted per paint
+        self.source_qimage = to_qimage(arr).convertToFormat(QtGui.QImage.Format.Format_RGB32)
         self.selection = None
         vw, vh = self.panes[0].device_size()
         self.state = ViewState(image.width, image.height, vw, vh)
