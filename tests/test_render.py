@@ -136,3 +136,20 @@ def test_cuda_render_matches_cpu(family, rand_image):
         b = render(cpu, region, ow, oh)
         model.to("cuda")
         assert np.abs(a - b).max() < 1e-5
+
+
+def test_lmf_skip_blends_to_bilinear_interpolation(rand_image):
+    """With the render MLP's output zeroed, LMF with the skip renders exactly the bilinear
+    interpolation of the input (the area weights are bilinear weights), away from the border."""
+    torch.manual_seed(5)
+    model = make(lmf_spec(skip=True)).eval()
+    with torch.no_grad():
+        model.render_out.weight.zero_()
+        model.render_out.bias.zero_()
+    latent = encode(model, rand_image, torch.device("cpu"), tile=8)
+    h, w = rand_image.shape[:2]
+    out = render(latent, Region.full(w, h), 2 * w, 2 * h)
+    inp = torch.from_numpy(rand_image).permute(2, 0, 1)[None]
+    ref = torch.nn.functional.interpolate(inp, size=(2 * h, 2 * w), mode="bilinear",
+                                          align_corners=False)[0].permute(1, 2, 0).numpy()
+    assert np.abs(out - ref)[2:-2, 2:-2].max() < 1e-5
