@@ -102,8 +102,8 @@ class LatentImage:
         """Encode tiles ``[ty0, ty1) x [tx0, tx1)`` that are not encoded yet.
 
         Missing tiles are encoded in blocks of at most ``group x group`` tiles (counted from
-        ``(ty0, tx0)``), one encoder pass per block (the halo is paid once per block, not once per tile); ``cancelled``
-        is polled between blocks. Thread-safe: tiles another thread is encoding are waited
+        ``(ty0, tx0)``), one encoder pass per block (the halo is paid once per block, not
+        once per tile); ``cancelled`` is polled between blocks. Thread-safe: tiles another thread is encoding are waited
         for, not encoded twice."""
         g = self.group
         ty0, ty1 = max(0, ty0), min(ty1, self.tiles_y)
