@@ -346,3 +346,18 @@ def test_encode_jobs_cover_the_view_in_balanced_pieces(workers):
         assert sched.focus == (55.0, 120.0)
     finally:
         sched.shutdown()
+
+
+def test_mode_switch_hides_the_old_panes_at_once(qtbot, win, image_path):
+    """Old panes are deleted later (by the event loop); until then they must not be shown,
+    painted or asked for tiles."""
+    win.open_image(image_path)
+    if win.mode != "side":
+        win.set_mode("side")
+    qtbot.wait(10)
+    old = list(win.panes)
+    assert len(old) == 2 and all(p.isVisible() for p in old)
+    win.set_mode("single")
+    assert win.mode == "single" and len(win.panes) == 1
+    assert not any(p.isVisible() for p in old)
+    qtbot.waitUntil(lambda: win.panes[0].isVisible())

@@ -153,7 +153,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _build_panes(self) -> None:
         for p in self.panes:
             self.layout_.removeWidget(p)
-            p.deleteLater()
+            p.hide()  # at once: deleteLater waits for the event loop, and until then the
+            p.deleteLater()  # old pane would still be painted (and its tiles requested)
         other = "nearest" if self.nearest else "bicubic"
         if self.mode == "side":
             specs = [["liif"], [other]]
