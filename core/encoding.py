@@ -103,8 +103,8 @@ class LatentImage:
 
         Missing tiles are encoded in blocks of at most ``group x group`` tiles (counted from
         ``(ty0, tx0)``), one encoder pass per block (the halo is paid once per block, not
-        once per tile); ``cancelled`` is polled between blocks. Thread-safe: tiles another thread is encoding are waited
-        for, not encoded twice."""
+        once per tile); ``cancelled`` is polled between blocks. Thread-safe: tiles another
+        thread is encoding are waited for, not encoded twice."""
         g = self.group
         ty0, ty1 = max(0, ty0), min(ty1, self.tiles_y)
         tx0, tx1 = max(0, tx0), min(tx1, self.tiles_x)
@@ -143,13 +143,13 @@ class LatentImage:
         """Whether every tile holding a code in rows ``[y0, y1)``, columns ``[x0, x1)`` is
         encoded."""
         with self._lock:
-            return not self._missing(*self._tile_span(y0, y1, x0, x1))
+            return not self._missing(*self.tile_span(y0, y1, x0, x1))
 
     def ensure_region(self, y0: float, y1: float, x0: float, x1: float,
                       cancelled: Optional[Callable[[], bool]] = None) -> None:
         """Encode every tile holding a latent code in rows ``[y0, y1)``, columns ``[x0, x1)``
         (clipped to the image)."""
-        self.ensure(*self._tile_span(math.floor(y0), math.ceil(y1), math.floor(x0),
+        self.ensure(*self.tile_span(math.floor(y0), math.ceil(y1), math.floor(x0),
                                      math.ceil(x1)), cancelled)
 
     def encode_all(self, progress: Optional[Callable[[int, int], None]] = None,
@@ -187,7 +187,9 @@ class LatentImage:
         self.ensure(ty, ty + g, tx, tx + g)
         return True
 
-    def _tile_span(self, y0: int, y1: int, x0: int, x1: int) -> Tuple[int, int, int, int]:
+    def tile_span(self, y0: int, y1: int, x0: int, x1: int) -> Tuple[int, int, int, int]:
+        """Tiles ``[ty0, ty1) x [tx0, tx1)`` holding latent rows ``[y0, y1)``, columns
+        ``[x0, x1)`` (clipped to the image; all zero if nothing is left)."""
         t = self.tile
         y0, y1 = max(0, y0), min(self.height, y1)
         x0, x1 = max(0, x0), min(self.width, x1)
@@ -201,7 +203,7 @@ class LatentImage:
         """Latent rows ``[y0, y1)``, columns ``[x0, x1)`` as float32 ``(C, y1-y0, x1-x0)``;
         codes outside the image are zero (the unfolding's padding)."""
         out = torch.zeros(self.channels, y1 - y0, x1 - x0, device=self.device)
-        ty0, ty1, tx0, tx1 = self._tile_span(y0, y1, x0, x1)
+        ty0, ty1, tx0, tx1 = self.tile_span(y0, y1, x0, x1)
         self.ensure(ty0, ty1, tx0, tx1, cancelled)
         t = self.tile
         for ty in range(ty0, ty1):
@@ -248,7 +250,7 @@ class LatentImage:
         not cached: only the codes asked for are computed (so that reading features never
         encodes more of the image than the codes' 3x3 neighbourhoods)."""
         t, halo = self.tile, int(self.model.window_halo)
-        ty0, ty1, tx0, tx1 = self._tile_span(y0, y1, x0, x1)
+        ty0, ty1, tx0, tx1 = self.tile_span(y0, y1, x0, x1)
         out = None
         for ty in range(ty0, ty1):
             for tx in range(tx0, tx1):

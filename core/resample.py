@@ -106,9 +106,9 @@ def render_bicubic(image: np.ndarray, region: Region, out_w: int, out_h: int,
     no, npx = wy.shape[0], wx.shape[0]
     # columns first, on the (small) source, so that the rows pass writes the output layout
     # directly: both transposes copy source-sized arrays, never output-sized ones
-    tmp = wx @ src.permute(1, 0, 2).reshape(nx, ny * nc)              # (npx, ny*nc)
+    tmp = wx @ src.permute(1, 0, 2).reshape(nx, ny * nc)                      # (npx, ny*nc)
     tmp = tmp.view(npx, ny, nc).permute(1, 0, 2).reshape(ny, npx * nc)
-    out = (wy @ tmp).view(no, npx, nc).numpy()                         # rows
+    out = (wy @ tmp).view(no, npx, nc).numpy()                                 # rows
     return out[..., 0] if squeeze else out
 
 

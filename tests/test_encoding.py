@@ -103,7 +103,8 @@ def test_background_encoding_goes_outward_from_the_view(tiny_model):
     # the block of 4x4 tiles holding that point (rows 192-255, columns 320-383) comes first
     assert set(lat._tiles) == {(ty, tx) for ty in range(12, 16) for tx in range(20, 24)}
     assert lat.encode_next(near=(220.0, 350.0))
-    assert lat.n_encoded == 16 + 4 * 1  # then the nearest other one: the right-edge block (1 tile wide)
+    # then the nearest other block: the one at the right edge (1 tile wide)
+    assert lat.n_encoded == 16 + 4 * 1
     assert {tx for (_, tx) in lat._tiles} == set(range(20, 25))
     lat2 = encode(tiny_model, rgb, torch.device("cpu"), tile=16, max_block=64)
     assert lat2.encode_next()  # without a view: row-major

@@ -327,8 +327,9 @@ def test_encode_jobs_cover_the_view_in_balanced_pieces(workers):
         sched.latent = lat
         for view in (Region(50.3, 40.7, 100, 60), Region(10, 10, 300, 200), Region(380, 5, 40, 20)):
             jobs = sched._encode_jobs(2.0, view)
-            ys = range(max(0, int(view.y) - 2) // 16, (min(300, int(view.y + view.h) + 3) - 1) // 16 + 1)
-            xs = range(max(0, int(view.x) - 2) // 16, (min(400, int(view.x + view.w) + 3) - 1) // 16 + 1)
+            y1, x1 = min(300, int(view.y + view.h) + 3), min(400, int(view.x + view.w) + 3)
+            ys = range(max(0, int(view.y) - 2) // 16, (y1 - 1) // 16 + 1)
+            xs = range(max(0, int(view.x) - 2) // 16, (x1 - 1) // 16 + 1)
             want = {(y, x) for y in ys for x in xs}
             pieces = [{(y, x) for y in range(int(r.y) // 16, -(-int(r.y + r.h) // 16))
                        for x in range(int(r.x) // 16, -(-int(r.x + r.w) // 16))}

@@ -411,7 +411,7 @@ class RenderScheduler:
         encoder's halo once: two halves of a 4x view cost about 10% more pixels than one
         block, in half the time on two cores."""
         lat = self.latent
-        ty0, ty1, tx0, tx1 = lat._tile_span(int(view.y) - 2, int(view.y + view.h) + 3,
+        ty0, ty1, tx0, tx1 = lat.tile_span(int(view.y) - 2, int(view.y + view.h) + 3,
                                             int(view.x) - 2, int(view.x + view.w) + 3)
         if ty1 <= ty0 or tx1 <= tx0:
             return []
