@@ -20,6 +20,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from core.lru import LRUCache
 __all__ = ["LatentImage", "Cancelled", "encode", "to_input_tensor"]
 
 
@@ -58,9 +59,7 @@ class LatentImage:
         self._input = to_input_tensor(rgb, torch.device("cpu"))[0]
         self._tiles: Dict[Tuple[int, int], torch.Tensor] = {}
         self._pending: Dict[Tuple[int, int], threading.Event] = {}  # tiles being encoded
-        self._features: Dict[Tuple[int, int], torch.Tensor] = {}  # LRU, oldest first
-        self._feature_bytes = 0
-        self.feature_cache_bytes = int(feature_cache_bytes)
+        self._features = LRUCache(int(feature_cache_bytes))  # (ty, tx) -> features
         self._lock = threading.RLock()
         self.tiles_y = -(-self.height // self.tile)
         self.tiles_x = -(-self.width // self.tile)
@@ -152,15 +151,20 @@ class LatentImage:
         self.ensure(*self.tile_span(math.floor(y0), math.ceil(y1), math.floor(x0),
                                      math.ceil(x1)), cancelled)
 
+    def _blocks(self) -> List[Tuple[int, int]]:
+        """First tiles ``(ty, tx)`` of the image's blocks of ``group x group`` tiles,
+        row-major."""
+        g = self.group
+        return [(ty, tx) for ty in range(0, self.tiles_y, g) for tx in range(0, self.tiles_x, g)]
+
     def encode_all(self, progress: Optional[Callable[[int, int], None]] = None,
                    cancelled: Optional[Callable[[], bool]] = None) -> None:
         """Encode every tile (``progress(tiles_done, total)`` after each block)."""
         g = self.group
-        for ty in range(0, self.tiles_y, g):
-            for tx in range(0, self.tiles_x, g):
-                self.ensure(ty, ty + g, tx, tx + g, cancelled)
-                if progress is not None:
-                    progress(self.n_encoded, self.n_tiles)
+        for ty, tx in self._blocks():
+            self.ensure(ty, ty + g, tx, tx + g, cancelled)
+            if progress is not None:
+                progress(self.n_encoded, self.n_tiles)
 
     def encode_next(self, near: Optional[Tuple[float, float]] = None) -> bool:
         """Encode one block that has missing tiles; False if none is left.
@@ -170,20 +174,18 @@ class LatentImage:
         ready), or the first in row-major order without ``near``."""
         g, side = self.group, self.group * self.tile
         with self._lock:
-            blocks = [(ty, tx) for ty in range(0, self.tiles_y, g)
-                      for tx in range(0, self.tiles_x, g)
+            blocks = [(ty, tx) for ty, tx in self._blocks()
                       if self._missing(ty, ty + g, tx, tx + g)]
         if not blocks:
             return False
-        if near is not None:
-            y, x = near
-            def dist2(b: Tuple[int, int]) -> float:
-                y0, x0 = b[0] * self.tile, b[1] * self.tile
-                cy = (y0 + min(y0 + side, self.height)) / 2
-                cx = (x0 + min(x0 + side, self.width)) / 2
-                return (cy - y) ** 2 + (cx - x) ** 2
-            blocks.sort(key=dist2)
-        ty, tx = blocks[0]
+
+        def dist2(b: Tuple[int, int]) -> float:
+            y0, x0 = b[0] * self.tile, b[1] * self.tile
+            cy = (y0 + min(y0 + side, self.height)) / 2
+            cx = (x0 + min(x0 + side, self.width)) / 2
+            return (cy - near[0]) ** 2 + (cx - near[1]) ** 2
+
+        ty, tx = blocks[0] if near is None else min(blocks, key=dist2)
         self.ensure(ty, ty + g, tx, tx + g)
         return True
 
@@ -271,23 +273,15 @@ class LatentImage:
 
     def _feature_tile(self, ty: int, tx: int, t: int, halo: int,
                       cancelled: Optional[Callable[[], bool]]) -> torch.Tensor:
-        key = (ty, tx)
-        with self._lock:
-            f = self._features.pop(key, None)
-            if f is not None:
-                self._features[key] = f  # most recently used
-                return f
+        f = self._features.get((ty, tx))
+        if f is not None:
+            return f
         y0, x0 = ty * t, tx * t
         y1, x1 = min(y0 + t, self.height), min(x0 + t, self.width)
         win = self.window(y0 - halo, y1 + halo, x0 - halo, x1 + halo, cancelled)
         with torch.no_grad():
             f = self.model.window_features(win.unsqueeze(0))[0].contiguous()
-        with self._lock:
-            self._features[key] = f
-            self._feature_bytes += f.numel() * f.element_size()
-            while self._feature_bytes > self.feature_cache_bytes and len(self._features) > 1:
-                old = self._features.pop(next(iter(self._features)))
-                self._feature_bytes -= old.numel() * old.element_size()
+        self._features.put((ty, tx), f)
         return f
 
     def full(self) -> torch.Tensor:

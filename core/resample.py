@@ -19,14 +19,13 @@ the benchmark files were evidently made otherwise), so both functions replicate 
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from typing import Tuple
 
 import numpy as np
 import torch
 
 from core.geometry import Region
+from core.lru import LRUCache
 
 __all__ = ["cubic", "render_bicubic", "imresize"]
 
@@ -60,28 +59,20 @@ def _weights(centres: torch.Tensor, n_in: int, scale: float) -> Tuple[torch.Tens
     return mat, lo, hi
 
 
-_cache: "OrderedDict[tuple, Tuple[torch.Tensor, int, int]]" = OrderedDict()
-_cache_lock = threading.Lock()
-_CACHE_SIZE = 256
+_matrices = LRUCache(256, size=lambda v: 1)  # (centres, n_in, scale) -> _weights, float32
 
 
 def _weights_cached(centres: torch.Tensor, n_in: int, scale: float
                     ) -> Tuple[torch.Tensor, int, int]:
-    """:func:`_weights` in float32, memoised (LRU): the viewer's bicubic tiles in one row
-    share their row weights, those in one column their column weights, so a view of
-    ``R x C`` tiles builds ``R + C`` matrices instead of ``2 R C``."""
+    """:func:`_weights` in float32, memoised (the 256 most recent): the viewer's bicubic
+    tiles in one row share their row weights, those in one column their column weights, so
+    a view of ``R x C`` tiles builds ``R + C`` matrices instead of ``2 R C``."""
     key = (centres.numpy().tobytes(), n_in, scale)
-    with _cache_lock:
-        hit = _cache.get(key)
-        if hit is not None:
-            _cache.move_to_end(key)
-            return hit
-    mat, lo, hi = _weights(centres, n_in, scale)
-    hit = (mat.float(), lo, hi)
-    with _cache_lock:
-        _cache[key] = hit
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
+    hit = _matrices.get(key)
+    if hit is None:
+        mat, lo, hi = _weights(centres, n_in, scale)
+        hit = (mat.float(), lo, hi)
+        _matrices.put(key, hit)
     return hit
 
 

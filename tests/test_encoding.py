@@ -91,7 +91,7 @@ def test_features_cached_per_tile_equal_direct(tiny_model):
     assert (a - want[:, 20:37, 5:50]).abs().max() < 1e-5
     lat.encode_all()
     b = lat.features(0, 70, 0, 90)
-    assert lat._features and lat._feature_bytes <= 40_000  # cached, within its bound
+    assert lat._features and lat._features.total <= 40_000  # cached, within its bound
     assert (b - want).abs().max() < 1e-5
     assert torch.equal(lat.features(3, 9, 60, 70), b[:, 3:9, 60:70])
 

@@ -14,17 +14,16 @@ longer wanted (the renderer polls ``cancelled()`` between chunks), so the worker
 work for the latest view. When the LIIF queue is empty, the worker encodes the rest of the
 image's latent tiles in the background, one at a time, yielding to any new request.
 
-Finished tiles go into :class:`TileCache` (LRU, bounded in bytes) and ``on_tile(key)`` is
+Finished tiles go into an :class:`core.lru.LRUCache` (bounded in bytes) and ``on_tile(key)`` is
 called from the worker thread; the Qt side turns that into a repaint on the UI thread.
 Tile keys are ``(method, zoom, level, i, j)`` with ``level`` 'full' or 'coarse'.
 """
 from __future__ import annotations
 
-import collections
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Hashable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -32,6 +31,7 @@ import torch
 from core.encoding import Cancelled, LatentImage
 from core.geometry import Region
 from core.imageio import LoadedImage
+from core.lru import LRUCache
 from core.render import render
 from core.resample import render_bicubic
 
@@ -65,50 +65,6 @@ def _union(regions) -> Region:
     x1 = max(r.x + r.w for r in regions)
     y1 = max(r.y + r.h for r in regions)
     return Region(x0, y0, x1 - x0, y1 - y0)
-
-
-class TileCache:
-    """LRU cache of rendered tiles (uint8 RGB arrays), bounded by total bytes."""
-
-    def __init__(self, max_bytes: int = 512 << 20) -> None:
-        self.max_bytes = max_bytes
-        self._d: "collections.OrderedDict[Hashable, np.ndarray]" = collections.OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> Optional[np.ndarray]:
-        with self._lock:
-            v = self._d.get(key)
-            if v is not None:
-                self._d.move_to_end(key)
-            return v
-
-    def __contains__(self, key: Hashable) -> bool:
-        with self._lock:
-            return key in self._d
-
-    def put(self, key: Hashable, value: np.ndarray) -> None:
-        with self._lock:
-            old = self._d.pop(key, None)
-            if old is not None:
-                self._bytes -= old.nbytes
-            self._d[key] = value
-            self._bytes += value.nbytes
-            while self._bytes > self.max_bytes and len(self._d) > 1:
-                _, v = self._d.popitem(last=False)
-                self._bytes -= v.nbytes
-
-    def clear(self) -> None:
-        with self._lock:
-            self._d.clear()
-            self._bytes = 0
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
-
-    def __len__(self) -> int:
-        return len(self._d)
 
 
 @dataclass
@@ -282,7 +238,7 @@ class RenderScheduler:
                  on_error: Optional[Callable[[str], None]] = None,
                  cache_bytes: int = 512 << 20, liif_workers: int = 1) -> None:
         self.tile = tile
-        self.cache = TileCache(cache_bytes)
+        self.cache = LRUCache(cache_bytes)
         self.on_tile = on_tile or (lambda key: None)
         self.on_pass = on_pass or (lambda kind, s: None)
         self.on_error = on_error or (lambda msg: None)
@@ -299,9 +255,9 @@ class RenderScheduler:
         self._preview = _JobQueue()
         self._liif = _JobQueue()
         self._workers = [_Worker(self, f"preview-{k}", self._preview, False)
-                         for k in range(max(1, int(liif_workers)))]
+                         for k in range(self.liif_workers)]
         self._workers += [_Worker(self, f"liif-{k}", self._liif, True)
-                          for k in range(max(1, int(liif_workers)))]
+                          for k in range(self.liif_workers)]
         for w in self._workers:
             w.start()
 
@@ -371,8 +327,8 @@ class RenderScheduler:
                         if k not in self.cache:
                             fast.append(Job(k, reg, self.tile))
             if (full or coarse) and self.latent is not None:
-                # encode the latent under the whole view first, block by block (cheaper than
-                # tile by tile: one halo per block; several workers share the blocks)
+                # encode the latent under the whole view first, in pieces shared by the
+                # workers (see _encode_jobs)
                 enc = self._encode_jobs(zoom, _union(j.source() for j in full + coarse))
                 wanted.update(j.key for j in enc)
                 coarse = enc + coarse
