@@ -40,7 +40,7 @@ def main() -> None:
     from PIL import Image
 
     from core.checkpoints import load_model
-    from core.defaults import DEFAULT_CHECKPOINT
+    from core.defaults import default_checkpoint
     from core.encoding import encode
     from core.registry import make
 
@@ -54,7 +54,7 @@ def main() -> None:
         torch.manual_seed(0)
         model, name = make(PAPER).eval(), "EDSR-baseline-LIIF (random weights)"
     else:
-        ckpt = args.checkpoint or DEFAULT_CHECKPOINT
+        ckpt = args.checkpoint or default_checkpoint("cpu")
         model, _, _ = load_model(ckpt)
         name = os.path.basename(str(ckpt))
     base = peak_rss_mib()

@@ -130,3 +130,69 @@ def load_model(path: PathLike, device: Union[str, torch.device] = "cpu"
     # channels-last weights: the layout the encoder's convolutions run fastest in (save_model
     # writes them back in the default layout)
     return model.to(device).to(memory_format=torch.channels_last).eval(), spec, info
+
+
+def file_sha256(path: PathLike) -> str:
+    """Hex SHA-256 of a file (read in 1 MiB pieces)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def convert(src: PathLike, dst: PathLike, info: Optional[Dict[str, Any]] = None) -> ModelSpec:
+    """Convert any loadable model file (an official LIIF ``.pth`` above all) into the project
+    format at ``dst``: the same weights (checked to build the model and to load strictly), the
+    model spec in the metadata, and ``info`` recording the source file's name and SHA-256 plus
+    whatever ``info`` adds (licence, copyright). Returns the spec."""
+    model, spec, src_info = load_model(src)
+    meta = dict(src_info)
+    meta.update({"converted_from": Path(src).name, "source_sha256": file_sha256(src)})
+    meta.update(info or {})
+    save_model(model.to(memory_format=torch.contiguous_format), spec, dst, meta)
+    return spec
+
+
+def main(argv=None) -> int:
+    """``python -m core.checkpoints convert IN OUT [--licence TEXT] [--copyright TEXT]``
+    and ``python -m core.checkpoints info FILE``."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m core.checkpoints",
+                                description="Convert or inspect LIIF Zoom model files.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("convert", help="write a model file (e.g. an official LIIF .pth) in the "
+                       "project's safetensors format")
+    c.add_argument("input", help="model file: official LIIF .pth or project .safetensors")
+    c.add_argument("output", help="the .safetensors file to write (atomically)")
+    c.add_argument("--licence", help="licence of the weights, recorded in the file's info")
+    c.add_argument("--copyright", help="copyright line, recorded in the file's info")
+    c.add_argument("--name", help="a short model name, recorded in the file's info")
+    i = sub.add_parser("info", help="print a model file's spec, parameter count and info")
+    i.add_argument("file")
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "convert":
+            extra = {k: v for k, v in (("licence", args.licence), ("copyright", args.copyright),
+                                       ("name", args.name)) if v}
+            spec = convert(args.input, args.output, extra)
+            print(f"wrote {args.output} ({spec['name']}, from {Path(args.input).name})",
+                  file=sys.stderr)
+        else:
+            model, spec, info = load_model(args.file)
+            n = sum(t.numel() for t in model.parameters())
+            print(json.dumps({"spec": spec, "parameters": n, "info": info}, indent=1))
+    except (CheckpointError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

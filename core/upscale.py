@@ -15,7 +15,7 @@ import sys
 import time
 
 from core.checkpoints import CheckpointError, load_model
-from core.defaults import DEFAULT_CHECKPOINT, default_checkpoint
+from core.defaults import default_checkpoint, describe_model
 from core.device import pick_device
 from core.encoding import encode
 from core.export import METHODS, export
@@ -43,8 +43,8 @@ def main(argv=None) -> int:
     g.add_argument("--size", help="output size WxH in pixels")
     p.add_argument("--region", help="X,Y,W,H in source pixels (default: the whole image)")
     p.add_argument("--checkpoint", default=None,
-                   help=f"model file (default: the bundled model for the device, {DEFAULT_CHECKPOINT.name} "
-                        "unless a fast model is bundled and the device is a CPU)")
+                   help="model file (default: the bundled model for the device: the CPU model "
+                        "on a CPU, the paper model on a GPU)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     p.add_argument("--method", choices=METHODS, default="liif")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (1-100)")
@@ -76,7 +76,9 @@ def run(args) -> None:
     latent = None
     if args.method == "liif":
         device = pick_device(args.device)
-        model, _, _ = load_model(args.checkpoint or default_checkpoint(device), device)
+        ckpt = args.checkpoint or default_checkpoint(device)
+        model, _, _ = load_model(ckpt, device)
+        print(describe_model(ckpt, model, device), file=sys.stderr)
         latent = encode(model, image.rgb, device,
                         dtype=torch.float16 if args.fp16_latent else torch.float32)
     bar = None

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from core.checkpoints import CheckpointError, load_model, save_model
+from core.checkpoints import CheckpointError, load_checkpoint, load_model, save_model
 from core.encoding import encode
 from core.geometry import Region
 from core.registry import list_models, make
 from core.render import render
-from tests.conftest import tiny_spec
+from core.reference import make_coord, query_official_style
+from tests.conftest import shared_path, tiny_spec
 
 
 def test_registry_lists_and_refuses_duplicates():
@@ -87,3 +88,50 @@ def test_bad_files_give_one_clear_error(tmp_path, tiny_checkpoint, kind):
     msg = str(err.value)
     assert str(path) in msg and "\n" not in msg
     assert not os.path.exists("/tmp/liif-zoom-pwned")
+
+
+PAPER_PTH = shared_path("models", "edsr-baseline-liif.pth")
+
+
+def test_convert_command_writes_a_self_describing_copy(tmp_path, tiny_checkpoint):
+    from core.checkpoints import file_sha256, main
+
+    out = tmp_path / "converted.safetensors"
+    assert main(["convert", str(tiny_checkpoint), str(out), "--licence", "MIT",
+                 "--copyright", "Copyright (c) test"]) == 0
+    spec, sd, info = load_checkpoint(out)
+    spec0, sd0, _ = load_checkpoint(tiny_checkpoint)
+    assert spec == spec0 and sd.keys() == sd0.keys()
+    assert all(torch.equal(sd[k], sd0[k]) for k in sd)
+    assert info["source_sha256"] == file_sha256(tiny_checkpoint)
+    assert info["licence"] == "MIT" and info["copyright"] == "Copyright (c) test"
+    assert main(["convert", str(tmp_path / "missing.pth"), str(tmp_path / "x.safetensors")]) == 2
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+@pytest.mark.skipif(not os.path.isfile(PAPER_PTH), reason="../shared/models is not here")
+def test_bundled_paper_model_renders_what_the_official_code_renders(rand_image):
+    """The bundled conversion holds the release's exact weights, and the fast renderer gives
+    the official query's pixels from it (within 1e-5) at integer and fractional scales."""
+    from core.defaults import PAPER_CHECKPOINT
+
+    spec, sd, info = load_checkpoint(PAPER_CHECKPOINT)
+    ospec, osd, _ = load_checkpoint(PAPER_PTH)
+    assert spec == ospec and sd.keys() == osd.keys()
+    assert all(torch.equal(sd[k], osd[k]) for k in sd)
+    assert info["source_sha256"] == \
+        "1cf77e16f33ee17bd04049f497eaea1e06f25585dbb1919e4c7cd1d9d4d23d57"
+    model, _, _ = load_model(PAPER_PTH)
+    img = rand_image[:14, :17]
+    latent = encode(model, img, "cpu")
+    feat = latent.full()[None]
+    for oh, ow in ((28, 34), (51, 40)):
+        coord = make_coord((oh, ow))[None]
+        cell = torch.ones_like(coord)
+        cell[..., 0] *= 2 / oh
+        cell[..., 1] *= 2 / ow
+        with torch.no_grad():
+            off = query_official_style(model, feat, coord, cell, bsize=700)
+        off = (off * 0.5 + 0.5).clamp(0, 1).view(oh, ow, 3).numpy()
+        fast = render(latent, Region.full(17, 14), ow, oh)
+        assert np.abs(fast - off).max() < 1e-5

@@ -119,3 +119,25 @@ def test_too_large_for_in_memory_format_is_refused(tmp_path, photo):
     r = run_cli(photo, "--size", "40000x40000", "--method", "bicubic", "-o", tmp_path / "x.jpg")
     assert r.returncode == 2 and "use PNG" in r.stderr
     assert not (tmp_path / "x.jpg").exists()
+
+
+def test_cli_and_evaluate_use_the_viewers_default_and_say_which(tmp_path, photo):
+    """One rule for the default model: the upscale CLI and the evaluation CLI take the model
+    core.defaults picks for the device (the viewer's), and name it on stderr / in the JSON."""
+    from core.defaults import default_checkpoint
+
+    want = default_checkpoint("cpu")
+    r = run_cli(photo, "--scale", 2, "--device", "cpu", "-o", tmp_path / "o.png")
+    assert r.returncode == 0, r.stderr
+    assert f"model {want.stem} (" in r.stderr and "on cpu" in r.stderr
+    hr = tmp_path / "set" / "HR"
+    hr.mkdir(parents=True)
+    Image.open(photo).save(hr / "a.png")
+    js = tmp_path / "e.json"
+    e = subprocess.run([sys.executable, "-m", "training.evaluate", "--data", str(hr.parent),
+                        "--scales", "2", "--device", "cpu", "--json", str(js)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert e.returncode == 0, e.stderr
+    assert f"model {want.stem} (" in e.stderr
+    import json
+    assert os.path.samefile(json.load(open(js))["checkpoint"], want)

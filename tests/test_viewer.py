@@ -245,31 +245,34 @@ def test_load_checkpoint_reencodes_and_shows_name(qtbot, win, image_path, tiny_c
 
 
 def test_main_opens_bundled_sample_with_bundled_model(qtbot, tmp_path):
+    from core.defaults import CPU_CHECKPOINT, PAPER_CHECKPOINT
     from viewer.app import build_window, parse_args
     settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
     w = build_window(parse_args([]), settings=settings)
     qtbot.addWidget(w)
+    cpu, paper = CPU_CHECKPOINT.stem, PAPER_CHECKPOINT.stem
     try:
         assert w.image is not None and w.latent is not None
-        # on a CPU the fast model is the default; the status bar names it
-        assert w.model_name == "lmf-cpu" and type(w.model).__name__ == "LMF"
-        assert "lmf-cpu (LMF)" in w.lbl_model.text()
-        assert w.model_actions["lmf-cpu"].isChecked()
-        # the Model menu switches to the full model (and the latent is re-encoded)
+        # on a CPU the CPU model is the default; the status bar names it
+        assert w.model_name == cpu and type(w.model).__name__ == "LMF"
+        assert f"{cpu} (LMF)" in w.lbl_model.text()
+        assert w.model_actions[cpu].isChecked()
+        # the Model menu switches to the paper model (and the latent is re-encoded)
         old = w.latent
-        w.model_actions["liif-cpu"].trigger()
-        assert w.model_name == "liif-cpu" and type(w.model).__name__ == "LIIF"
-        assert w.latent is not old and "liif-cpu (LIIF)" in w.lbl_model.text()
-        assert w.model_actions["liif-cpu"].isChecked() and not w.model_actions["lmf-cpu"].isChecked()
+        w.model_actions[paper].trigger()
+        assert w.model_name == paper and type(w.model).__name__ == "LIIF"
+        assert w.latent is not old and f"{paper} (LIIF)" in w.lbl_model.text()
+        assert w.model_actions[paper].isChecked() and not w.model_actions[cpu].isChecked()
     finally:
         w.scheduler.shutdown()
 
 
 def test_default_model_per_device():
-    from core.defaults import DEFAULT_CHECKPOINT, FAST_CHECKPOINT, bundled_models, default_checkpoint
-    assert set(bundled_models()) == {"full", "fast"}  # both bundled
-    assert default_checkpoint("cpu") == FAST_CHECKPOINT
-    assert default_checkpoint("cuda") == DEFAULT_CHECKPOINT
+    from core.defaults import CPU_CHECKPOINT, PAPER_CHECKPOINT, bundled_models, default_checkpoint
+    assert list(bundled_models()) == ["paper", "cpu"]  # both bundled, paper first
+    assert default_checkpoint("cpu") == CPU_CHECKPOINT
+    assert default_checkpoint("cuda") == PAPER_CHECKPOINT
+    assert default_checkpoint("mps") == PAPER_CHECKPOINT
 
 
 def test_bad_file_opens_a_real_error_dialog(qtbot, tmp_path):

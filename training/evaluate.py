@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from core.checkpoints import CheckpointError, load_model
-from core.defaults import DEFAULT_CHECKPOINT
+from core.defaults import default_checkpoint, describe_model
 from core.device import pick_device
 from core.encoding import encode
 from core.geometry import Region
@@ -97,7 +97,8 @@ def format_table(results: Dict[tuple, float], scales: List[int]) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", default=None, help=f"model file (default: bundled {DEFAULT_CHECKPOINT.name})")
+    p.add_argument("--checkpoint", default=None, help="model file (default: the bundled model for the device, by the "
+                   "viewer's rule: the CPU model on a CPU, the paper model on a GPU)")
     p.add_argument("--data", required=True, help="benchmark folder (HR/ [+ LR_bicubic/]) or HR folder")
     p.add_argument("--scales", default="2,3,4,6,8,12")
     p.add_argument("--protocol", choices=("benchmark", "div2k"), default="benchmark")
@@ -111,8 +112,10 @@ def main(argv=None) -> int:
         scales = parse_scales(args.scales)
         folder = PairedFolder(args.data)
         device = pick_device(args.device)
-        ckpt = str(args.checkpoint or DEFAULT_CHECKPOINT)
+        ckpt = str(args.checkpoint or default_checkpoint(device))
         model = None if args.bicubic_only else load_model(ckpt, device)[0]
+        if model is not None:
+            print(describe_model(ckpt, model, device), file=sys.stderr)
         t0 = time.time()
         res = evaluate(model, folder, scales, args.protocol, device, args.limit,
                        log=lambda m: print(m, file=sys.stderr),

@@ -89,6 +89,35 @@ def make_val_set(cfg: Dict[str, Any], data: Optional[str]) -> Optional[ImplicitD
                                int(v.get("sample_q", 2304)), seed=12345)
 
 
+def init_from(model: torch.nn.Module, init: Dict[str, Any], root: Path) -> int:
+    """Copy weights from another model file into ``model`` before training (the config's
+    ``init`` section): ``{"checkpoint": FILE, "copy": {student_prefix: source_prefix}}``.
+
+    Every tensor ``source_prefix.REST`` of FILE is copied to ``student_prefix.REST``, which
+    must exist with the same shape; e.g. ``encoder.body.3: encoder.body.13`` makes the student's
+    fourth residual block the teacher's fourteenth. A relative FILE is taken from the working
+    directory, then from the repository root. Returns the number of tensors copied."""
+    path = Path(init["checkpoint"])
+    if not path.is_absolute() and not path.exists():
+        path = root / path
+    _, src, _ = load_checkpoint(path)
+    dst = model.state_dict()
+    n = 0
+    for to, frm in (init.get("copy") or {}).items():
+        keys = [k for k in src if k.startswith(frm + ".")]
+        if not keys:
+            raise ValueError(f"init: {path} has no tensors under {frm!r}")
+        for k in keys:
+            target = to + k[len(frm):]
+            if target not in dst or dst[target].shape != src[k].shape:
+                raise ValueError(f"init: {k} {tuple(src[k].shape)} of {path} does not fit "
+                                 f"{target} of the model")
+            dst[target] = src[k]
+            n += 1
+    model.load_state_dict(dst)
+    return n
+
+
 def l1_step_loss(model, batch, device) -> torch.Tensor:
     inp = (batch["inp"].to(device) - 0.5) / 0.5
     gt = (batch["gt"].to(device) - 0.5) / 0.5
@@ -221,6 +250,10 @@ def train(args) -> int:
     else:
         if args.resume and is_main:
             log.info("nothing to resume in %s; starting fresh", run)
+        if cfg.get("init") and not args.init:
+            n = init_from(model, cfg["init"], Path(__file__).resolve().parent.parent)
+            if is_main:
+                log.info("initialised %d tensors from %s", n, cfg["init"]["checkpoint"])
         if args.init:
             init_spec, sd, _ = load_checkpoint(args.init)
             if init_spec != spec:

@@ -134,15 +134,16 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(v, "Clear Selection", self.clear_selection, "Esc")
         m = mb.addMenu("&Model")
         self._action(m, "&Load Checkpoint…", self.load_checkpoint_dialog, "Ctrl+L")
-        from core.defaults import bundled_models
+        from core.defaults import BUNDLED
         self.model_actions = {}
         group = QtGui.QActionGroup(self)
-        for kind, path in bundled_models().items():
-            label = {"full": "Bundled &full model (LIIF)", "fast": "Bundled f&ast model (LMF)"}[kind]
-            a = self._action(m, f"{label}: {path.name}",
-                             lambda _=False, p=str(path): self.load_checkpoint(p), checkable=True)
+        for bm in BUNDLED:
+            if not bm.path.is_file():
+                continue
+            a = self._action(m, f"{bm.label}: {bm.path.name}",
+                             lambda _=False, p=str(bm.path): self.load_checkpoint(p), checkable=True)
             group.addAction(a)
-            self.model_actions[path.stem] = a
+            self.model_actions[bm.path.stem] = a
         self.model_info = m.addAction("")
         self.model_info.setEnabled(False)
         h = mb.addMenu("&Help")
