@@ -9,14 +9,21 @@ Official LIIF release (``edsr-baseline-liif.pth``, ``rdn-liif.pth``)
     A ``torch.save`` dict ``{"model": {"name", "args", "sd"}}``; it is opened with
     ``torch.load(weights_only=True)``, which unpickles only tensors and plain containers.
 
-Opening a file never executes code from it. Every failure is a :class:`CheckpointError`
-whose message names the file and what is wrong with it.
+Opening a file never executes code from it, and a small hostile file cannot make the loader
+allocate much: the spec (JSON, at most :data:`MAX_SPEC_BYTES`, nested at most
+:data:`MAX_SPEC_DEPTH` deep, no integer above :data:`MAX_SPEC_INT`) is first built on the
+``meta`` device, which allocates no storage; every tensor name and shape it wants is compared
+with the file's; only then is the model built for real, so its size is bounded by the file's.
+Non-finite weights are refused. Every failure is a :class:`CheckpointError` whose message
+names the file and what is wrong with it.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -28,6 +35,10 @@ from core.registry import ModelSpec, make
 __all__ = ["CheckpointError", "load_model", "load_checkpoint", "save_model", "FORMAT"]
 
 FORMAT = "liif-zoom/1"
+#: bounds on a model spec (and the free-form info): far above any real model's
+MAX_SPEC_BYTES = 64 * 1024
+MAX_SPEC_DEPTH = 16
+MAX_SPEC_INT = 65536
 PathLike = Union[str, os.PathLike]
 
 
@@ -77,56 +88,181 @@ def load_checkpoint(path: PathLike) -> Tuple[ModelSpec, Dict[str, torch.Tensor],
     raise _fail(path, "not a LIIF Zoom (.safetensors) or official LIIF (.pth) model file")
 
 
+def _json_depth(text: str) -> int:
+    """Deepest nesting of ``[``/``{`` in a JSON text (brackets inside strings ignored)."""
+    depth = best = 0
+    in_str = esc = False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            best = max(best, depth)
+        elif ch in "]}":
+            depth -= 1
+    return best
+
+
+def _parse_bounded_json(path: Path, text: str, what: str) -> Any:
+    if len(text) > MAX_SPEC_BYTES:
+        raise _fail(path, f"its {what} is {len(text)} bytes, more than the {MAX_SPEC_BYTES} "
+                          "any model needs")
+    if _json_depth(text) > MAX_SPEC_DEPTH:
+        raise _fail(path, f"its {what} is nested more than {MAX_SPEC_DEPTH} levels deep")
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise _fail(path, f"its {what} is not valid JSON ({exc})") from None
+
+
+def _check_spec(path: Path, spec: Any, depth: int = 0) -> None:
+    """Plain data only, bounded depth, no absurd integers (the spec's sizes and counts)."""
+    if depth > MAX_SPEC_DEPTH:
+        raise _fail(path, f"its model spec is nested more than {MAX_SPEC_DEPTH} levels deep")
+    if isinstance(spec, dict):
+        for k, v in spec.items():
+            if not isinstance(k, str):
+                raise _fail(path, "its model spec has a key that is not a string")
+            _check_spec(path, v, depth + 1)
+    elif isinstance(spec, (list, tuple)):
+        if len(spec) > 4096:
+            raise _fail(path, "its model spec has a list of more than 4096 entries")
+        for v in spec:
+            _check_spec(path, v, depth + 1)
+    elif isinstance(spec, bool) or spec is None or isinstance(spec, str):
+        pass
+    elif isinstance(spec, int):
+        if abs(spec) > MAX_SPEC_INT:
+            raise _fail(path, f"its model spec asks for {spec}, above the {MAX_SPEC_INT} that "
+                              "bounds any layer count or width")
+    elif isinstance(spec, float):
+        if not math.isfinite(spec):
+            raise _fail(path, "its model spec holds a non-finite number")
+    else:
+        raise _fail(path, f"its model spec holds a {type(spec).__name__}, not plain data")
+
+
 def _load_safetensors(path: Path):
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
+            if meta.get("format") != FORMAT or "spec" not in meta:
+                raise _fail(path, "safetensors file without a LIIF Zoom model spec in its "
+                                  "metadata")
+            spec = _parse_bounded_json(path, meta["spec"], "model spec")
+            info = _parse_bounded_json(path, meta.get("info", "{}"), "info")
+            _check_spec(path, spec)
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            _check_against_spec(path, spec, shapes)
             sd = {k: f.get_tensor(k) for k in f.keys()}
+    except CheckpointError:
+        raise
     except Exception as exc:  # safetensors raises several types for corrupt files
-        raise _fail(path, f"corrupt or truncated safetensors file ({exc})") from None
-    if meta.get("format") != FORMAT or "spec" not in meta:
-        raise _fail(path, "safetensors file without a LIIF Zoom model spec in its metadata")
+        raise _fail(path, f"corrupt or truncated safetensors file ({_first_line(exc)})") from None
+    return spec, sd, info if isinstance(info, dict) else {"info": info}
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+class _TooManyTensors(Exception):
+    pass
+
+
+def _check_against_spec(path: Path, spec: ModelSpec, shapes: Dict[str, Tuple[int, ...]]) -> None:
+    """Build ``spec`` on the meta device (no storage) and compare every tensor name and shape
+    with ``shapes``, the file's; raise on the first difference."""
+    limit = len(shapes) + 8
+    count = [0]
+    me = threading.get_ident()
+
+    def counted(module, name, tensor):
+        # a spec cannot ask for (many) more tensors than the file holds: stop building early
+        if threading.get_ident() == me:
+            count[0] += 1
+            if count[0] > limit:
+                raise _TooManyTensors()
+
+    from torch.nn.modules import module as nn_module
+    hooks = [nn_module.register_module_parameter_registration_hook(counted),
+             nn_module.register_module_buffer_registration_hook(counted)]
     try:
-        spec = json.loads(meta["spec"])
-        info = json.loads(meta.get("info", "{}"))
-    except json.JSONDecodeError as exc:
-        raise _fail(path, f"model spec is not valid JSON ({exc})") from None
-    return spec, sd, info
+        with torch.device("meta"):
+            model = make(spec)
+    except _TooManyTensors:
+        raise _fail(path, f"its model spec asks for more than the {len(shapes)} tensors the "
+                          "file holds") from None
+    except (Exception, RecursionError) as exc:
+        raise _fail(path, f"its model spec cannot be built ({_first_line(exc)})") from None
+    finally:
+        for h in hooks:
+            h.remove()
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(want) - set(shapes))
+    extra = sorted(set(shapes) - set(want))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} tensor(s) missing, e.g. {missing[0]}")
+        if extra:
+            parts.append(f"{len(extra)} unexpected, e.g. {extra[0]}")
+        raise _fail(path, "weights do not match the model spec (" + "; ".join(parts) + ")")
+    for k, shape in want.items():
+        if shapes[k] != shape:
+            raise _fail(path, f"weights do not match the model spec ({k} is "
+                              f"{list(shapes[k])} in the file, the spec needs {list(shape)})")
 
 
 def _load_official(path: Path):
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except (Exception, RecursionError) as exc:
         raise _fail(path, f"not a loadable PyTorch file, or one that would need to run code "
-                          f"to open ({msg})") from None
+                          f"to open ({_first_line(exc)})") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
         raise _fail(path, "PyTorch file without a 'model' entry (expected the official LIIF "
                           "layout {'model': {'name', 'args', 'sd'}})")
     m = obj["model"]
     if not {"name", "args", "sd"} <= set(m):
         raise _fail(path, "the 'model' entry lacks 'name', 'args' or 'sd'")
-    return {"name": m["name"], "args": m["args"]}, m["sd"], {"source": "official LIIF release"}
+    spec = {"name": m["name"], "args": m["args"]}
+    _check_spec(path, spec)
+    sd = m["sd"]
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                           for k, v in sd.items()):
+        raise _fail(path, "its 'sd' entry is not a dict of named tensors")
+    _check_against_spec(path, spec, {k: tuple(v.shape) for k, v in sd.items()})
+    return spec, sd, {"source": "official LIIF release"}
 
 
 def load_model(path: PathLike, device: Union[str, torch.device] = "cpu"
                ) -> Tuple[nn.Module, ModelSpec, Dict[str, Any]]:
     """Front door: ``(model in eval mode on device, spec, info)`` from any supported file,
-    ready for inference."""
+    ready for inference. The spec and the tensors' names and shapes are checked against each
+    other before the model is allocated (see the module docstring)."""
     spec, sd, info = load_checkpoint(path)
+    for k, v in sd.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise _fail(path, f"its weights hold NaN or infinite values ({k})")
     try:
         model = make(spec)
     except Exception as exc:
-        raise _fail(path, f"its model spec cannot be built ({exc})") from None
+        raise _fail(path, f"its model spec cannot be built ({_first_line(exc)})") from None
     try:
         model.load_state_dict(sd, strict=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()
-        raise _fail(path, "weights do not match the model spec ("
-                    + (first[0] if first else type(exc).__name__) + ")") from None
+        raise _fail(path, "weights do not match the model spec (" + _first_line(exc) + ")") from None
     # channels-last weights: the layout the encoder's convolutions run fastest in (save_model
     # writes them back in the default layout)
     return model.to(device).to(memory_format=torch.channels_last).eval(), spec, info

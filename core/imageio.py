@@ -3,12 +3,17 @@
 ``load_image(path) -> LoadedImage`` gives float32 RGB in [0, 1] (``(H, W, 3)``) plus what is
 needed to write a faithful result: the alpha channel (if any), whether the source is
 greyscale, and its bit depth. EXIF orientation is applied. Decompression bombs (more than
-:data:`MAX_PIXELS` pixels) and truncated files are refused with :class:`ImageError`.
+:data:`MAX_PIXELS` pixels) and truncated files are refused with :class:`ImageError`; every
+decoder checks the size its header declares before it allocates anything.
+
+Decoders: Pillow for 8-bit images of every format; libpng (through ``imagecodecs``) for
+16-bit RGB(A) PNGs, which Pillow reduces to 8 bits; ``tifffile`` for 16-bit RGB(A) TIFFs.
 
 ``save_image(path, rgb, ...)`` writes PNG, JPEG, TIFF, WebP or BMP (by extension) through a
 temporary file in the target folder and an atomic rename, so a failed or cancelled write
 leaves no partial file. Greyscale stays greyscale; 16-bit is kept where the format allows
-(PNG and TIFF greyscale through Pillow, 16-bit RGB(A) PNG through :mod:`core.png`).
+(PNG and TIFF greyscale through Pillow, 16-bit RGB(A) PNG through :mod:`core.png`, 16-bit
+RGB(A) TIFF through ``tifffile``).
 """
 from __future__ import annotations
 
@@ -94,16 +99,18 @@ def load_image(path: Union[str, os.PathLike], max_pixels: Optional[int] = MAX_PI
         raise ImageError(f"cannot read image {path}: no such file")
     if png.is_png16_rgb(path):
         try:
-            arr = png.read(path)
+            arr = png.read(path, max_pixels)
+        except ValueError as exc:
+            if "decompression bomb" in str(exc):
+                raise ImageTooLarge(f"cannot read image {path}: {exc}") from None
+            raise ImageError(f"cannot read image {path}: {_why(exc)}") from None
         except Exception as exc:
             raise ImageError(f"cannot read image {path}: {_why(exc)}") from None
-        _check_size(path, arr.shape[1], arr.shape[0], max_pixels)
-        x = arr.astype(np.float32) / 65535.0
-        if x.shape[2] == 2:  # grey + alpha
-            return LoadedImage(np.repeat(x[..., :1], 3, 2), np.ascontiguousarray(x[..., 1]),
-                               True, 16, path)
-        alpha = np.ascontiguousarray(x[..., 3]) if x.shape[2] == 4 else None
-        return LoadedImage(np.ascontiguousarray(x[..., :3]), alpha, False, 16, path)
+        return _from_uint16(arr, path)
+    if _is_tiff(path):
+        arr = _read_tiff16(path, max_pixels)
+        if arr is not None:
+            return _from_uint16(arr, path)
     try:
         im = Image.open(path)
         _check_size(path, im.size[0], im.size[1], max_pixels)
@@ -116,6 +123,51 @@ def load_image(path: Union[str, os.PathLike], max_pixels: Optional[int] = MAX_PI
     except Exception as exc:
         raise ImageError(f"cannot read image {path}: {_why(exc)}") from None
     return _from_pil(im, path)
+
+
+def _from_uint16(arr: np.ndarray, path: str) -> LoadedImage:
+    """A LoadedImage from ``(H, W, C)`` uint16, C = 2 (grey+alpha), 3 (RGB) or 4 (RGBA)."""
+    x = arr.astype(np.float32) / 65535.0
+    if x.shape[2] == 2:  # grey + alpha
+        return LoadedImage(np.repeat(x[..., :1], 3, 2), np.ascontiguousarray(x[..., 1]),
+                           True, 16, path)
+    alpha = np.ascontiguousarray(x[..., 3]) if x.shape[2] == 4 else None
+    return LoadedImage(np.ascontiguousarray(x[..., :3]), alpha, False, 16, path)
+
+
+def _is_tiff(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _read_tiff16(path: str, max_pixels: Optional[int]) -> Optional[np.ndarray]:
+    """``(H, W, C)`` uint16 of a 16-bit RGB(A) or grey+alpha TIFF's first page through
+    ``tifffile`` (Pillow cannot keep it 16-bit), the page's declared size checked first; None for any other TIFF
+    (Pillow reads those)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            shape = tuple(page.shape)
+            want = {tifffile.PHOTOMETRIC.RGB: (3, 4), tifffile.PHOTOMETRIC.MINISBLACK: (2,)}
+            if not (page.bitspersample == 16 and len(shape) == 3
+                    and page.planarconfig == tifffile.PLANARCONFIG.CONTIG
+                    and shape[2] in want.get(page.photometric, ())):
+                return None
+            _check_size(path, shape[1], shape[0], max_pixels)
+            arr = page.asarray()
+    except ImageError:
+        raise
+    except Exception as exc:
+        raise ImageError(f"cannot read image {path}: {_why(exc)}") from None
+    if arr.dtype != np.uint16 or arr.shape != shape:
+        raise ImageError(f"cannot read image {path}: unsupported TIFF layout {arr.shape}")
+    return arr
 
 
 def _check_size(path: str, w: int, h: int, max_pixels: Optional[int]) -> None:
@@ -218,6 +270,16 @@ def save_image(path: Union[str, os.PathLike], rgb: np.ndarray, alpha: Optional[n
         if sixteen and fmt == "PNG":
             a16 = np.round(chans * 65535).astype(np.uint16)
             atomic_write(path, lambda tmp: png.write(tmp, a16))
+            return
+        if sixteen and fmt == "TIFF":  # 16-bit RGB(A) / grey+alpha: Pillow would write 8 bits
+            import tifffile
+
+            a16 = np.round(chans * 65535).astype(np.uint16)
+            photometric = "minisblack" if chans.shape[2] <= 2 else "rgb"
+            extra = 1 if chans.shape[2] in (2, 4) else 0
+            atomic_write(path, lambda tmp: tifffile.imwrite(
+                tmp, a16, photometric=photometric, compression="zlib",
+                extrasamples=("unassalpha",) * extra))
             return
         a8 = chans8 if bits == 8 and rgb.dtype == np.uint8 else np.round(chans * 255).astype(np.uint8)
         mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[a8.shape[2]]

@@ -1,7 +1,8 @@
-"""A small PNG codec for what Pillow cannot do.
+"""PNG support for what Pillow cannot do.
 
-* :func:`read` decodes non-interlaced 16-bit truecolour (+alpha) PNGs, which Pillow reduces
-  to 8 bits.
+* :func:`header` reads the IHDR (size, depth, colour type) before anything is decoded.
+* :func:`read` decodes 16-bit truecolour (+alpha) PNGs, which Pillow reduces to 8 bits, with
+  libpng (through ``imagecodecs``) after checking the declared size.
 * :class:`PNGStreamWriter` writes a PNG of 1-4 channels at 8 or 16 bits band by band, so an
   export of any size needs memory for one band only (filter 0, zlib level 6).
 """
@@ -9,91 +10,60 @@ from __future__ import annotations
 
 import struct
 import zlib
+from typing import Optional, Tuple
 
 import numpy as np
 
 _SIG = b"\x89PNG\r\n\x1a\n"
 
 
-def _chunks(data: bytes):
-    pos = 8
-    while pos + 8 <= len(data):
-        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + n]
-        if len(body) != n:
-            raise ValueError("the file is truncated")
-        yield kind, body
-        pos += 12 + n
-
-
-def is_png16_rgb(path: str) -> bool:
-    """True for a PNG whose header says 16-bit RGB, RGBA or grey+alpha (what Pillow reduces)."""
+def header(path: str) -> Optional[Tuple[int, int, int, int]]:
+    """``(width, height, bit_depth, colour_type)`` from a PNG's IHDR, or None if ``path`` is
+    not a PNG. Reads 33 bytes: the size is known before anything is decoded."""
     try:
         with open(path, "rb") as f:
             head = f.read(33)
     except OSError:
-        return False
+        return None
     if len(head) < 33 or head[:8] != _SIG or head[12:16] != b"IHDR":
-        return False
-    depth, ctype = head[24], head[25]
-    return depth == 16 and ctype in (2, 4, 6)
+        return None
+    w, h, depth, ctype = struct.unpack(">IIBB", head[16:26])
+    return w, h, depth, ctype
 
 
-def read(path: str) -> np.ndarray:
-    """``(H, W, C)`` uint16 array of a 16-bit PNG: C = 3 (RGB), 4 (RGBA) or 2 (grey+alpha).
+def is_png16_rgb(path: str) -> bool:
+    """True for a PNG whose header says 16-bit RGB, RGBA or grey+alpha (what Pillow reduces)."""
+    hd = header(path)
+    return hd is not None and hd[2] == 16 and hd[3] in (2, 4, 6)
 
-    Uses libpng through the optional ``imagecodecs`` package when it is installed (fast);
-    otherwise this module's decoder, whose Average and Paeth rows are unfiltered pixel by
-    pixel in Python (a few seconds per megapixel)."""
+
+def read(path: str, max_pixels: Optional[int] = None) -> np.ndarray:
+    """``(H, W, C)`` uint16 array of a 16-bit PNG: C = 3 (RGB), 4 (RGBA) or 2 (grey+alpha),
+    decoded by libpng (through ``imagecodecs``). The header's size is checked against
+    ``max_pixels`` before anything is inflated (:class:`ValueError` if larger)."""
+    import imagecodecs
+
+    hd = header(path)
+    if hd is None:
+        raise ValueError("not a PNG file")
+    w, h = hd[0], hd[1]
+    if w == 0 or h == 0:
+        raise ValueError(f"the PNG header declares an empty image ({w}x{h})")
+    if max_pixels is not None and w * h > max_pixels:
+        raise ValueError(f"{w}x{h} is {w * h / 1e6:.0f} Mpx, above the limit of "
+                         f"{max_pixels / 1e6:.0f} Mpx (a decompression bomb?)")
     with open(path, "rb") as f:
         data = f.read()
     try:
-        import imagecodecs  # type: ignore
-
         arr = imagecodecs.png_decode(data)
-        if arr.dtype == np.uint16 and arr.ndim == 3:
-            return arr
-    except ImportError:
-        pass
-    except Exception as exc:
-        raise ValueError(f"corrupt PNG ({exc})") from None
-    idat = []
-    w = h = ctype = interlace = None
-    ended = False
-    for kind, body in _chunks(data):
-        if kind == b"IHDR":
-            w, h, _, ctype, _, _, interlace = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"IEND":
-            ended = True
-    if w is None or not ended:
-        raise ValueError("the file is truncated")
-    if interlace:
-        raise ValueError("interlaced 16-bit PNG is not supported")
-    ch = {0: 1, 2: 3, 4: 2, 6: 4}[ctype]
-    bpp = 2 * ch
-    raw = zlib.decompress(b"".join(idat))
-    stride = w * bpp
-    if len(raw) < h * (stride + 1):
-        raise ValueError("the file is truncated")
-    rows = np.frombuffer(raw, np.uint8)[:h * (stride + 1)].reshape(h, stride + 1)
-    out = np.zeros((h, stride), np.int32)
-    prev = np.zeros(stride, np.int32)
-    for y in range(h):
-        ft, line = rows[y, 0], rows[y, 1:].astype(np.int32)
-        if ft == 0:
-            cur = line
-        elif ft == 1:  # Sub: running sum along each byte lane, mod 256
-            cur = np.cumsum(line.reshape(w, bpp), axis=0).reshape(-1) & 255
-        elif ft == 2:  # Up
-            cur = (line + prev) & 255
-        else:  # Average / Paeth depend on the decoded left pixel: pixel by pixel
-            cur = _unfilter_sequential(ft, line.reshape(w, bpp), prev.reshape(w, bpp))
-        out[y] = cur
-        prev = cur
-    b = out.astype(np.uint8).reshape(h, w, ch, 2)
-    return (b[..., 0].astype(np.uint16) << 8) | b[..., 1]
+    except Exception as exc:  # imagecodecs.PngError and friends
+        msg = str(exc).lower()
+        raise ValueError("the file is truncated" if ("truncat" in msg or "end of" in msg
+                                                     or "not enough" in msg)
+                         else f"corrupt PNG ({exc})") from None
+    if arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[:2] != (h, w):
+        raise ValueError("corrupt PNG (decoded data does not match its header)")
+    return arr
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
@@ -129,25 +99,6 @@ class PNGStreamWriter:
             raise ValueError(f"PNG got {self.rows} rows, expected {self.height}")
         self.f.write(_chunk(b"IDAT", self.z.flush()))
         self.f.write(_chunk(b"IEND", b""))
-
-
-def _unfilter_sequential(ft: int, line: np.ndarray, prev: np.ndarray) -> np.ndarray:
-    """Average (3) or Paeth (4) unfiltering of one row of ``(w, bpp)`` bytes."""
-    w, bpp = line.shape
-    cur = np.empty_like(line)
-    a = np.zeros(bpp, np.int32)
-    c = np.zeros(bpp, np.int32)
-    for x in range(w):
-        b = prev[x]
-        if ft == 3:
-            p = (a + b) >> 1
-        else:
-            pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
-            p = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-        a = (line[x] + p) & 255
-        cur[x] = a
-        c = b
-    return cur.reshape(-1)
 
 
 def write(path: str, arr: np.ndarray) -> None:

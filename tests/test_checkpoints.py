@@ -135,3 +135,69 @@ def test_bundled_paper_model_renders_what_the_official_code_renders(rand_image):
         off = (off * 0.5 + 0.5).clamp(0, 1).view(oh, ow, 3).numpy()
         fast = render(latent, Region.full(17, 14), ow, oh)
         assert np.abs(fast - off).max() < 1e-5
+
+
+def _write_st(path, tensors, spec_text, info_text=None):
+    from safetensors.torch import save_file
+    meta = {"format": "liif-zoom/1", "spec": spec_text}
+    if info_text is not None:
+        meta["info"] = info_text
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+def test_hostile_specs_are_refused_before_allocating(tmp_path):
+    """A few hundred bytes asking for a huge model, a deeply nested spec, absurd numbers:
+    each a one-line CheckpointError, quickly, without building the model."""
+    import json
+    import resource
+    import time
+
+    huge = {"name": "liif", "args": {
+        "encoder_spec": {"name": "edsr-baseline", "args": {"n_resblocks": 20000, "n_feats": 4096}},
+        "imnet_spec": {"name": "mlp", "args": {"out_dim": 3, "hidden_list": [65536] * 4}}}}
+    cases = {
+        "huge": (json.dumps(huge), "more than the 1 tensors"),
+        "deep": ("[" * 10000 + "]" * 10000, "nested more than"),
+        "long": ("[" + "1," * 100000 + "1]", "more than the 65536"),
+        "big-int": (json.dumps({"name": "mlp", "args": {"in_dim": 10 ** 12, "out_dim": 3}}),
+                    "above the 65536"),
+        "not-json": ("{'name': ", "not valid JSON"),
+        "unknown": (json.dumps({"name": "no-such-model", "args": {}}), "cannot be built"),
+        "bad-args": (json.dumps({"name": "mlp", "args": {"bogus": 1}}), "cannot be built"),
+        "nan-arg": ('{"name": "mlp", "args": {"in_dim": NaN, "out_dim": 3}}', "non-finite"),
+    }
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for name, (text, why) in cases.items():
+        p = _write_st(tmp_path / f"{name}.safetensors", {"a": torch.zeros(1)}, text)
+        t = time.time()
+        with pytest.raises(CheckpointError, match=why) as ei:
+            load_model(p)
+        assert str(p) in str(ei.value) and "\n" not in str(ei.value)
+        assert time.time() - t < 5, name
+    deep_info = _write_st(tmp_path / "info.safetensors", {"a": torch.zeros(1)},
+                          json.dumps(huge), "{" * 50 + "}" * 50)
+    with pytest.raises(CheckpointError, match="nested"):
+        load_model(deep_info)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0 < 200_000  # KiB
+
+
+def test_shape_mismatch_and_non_finite_weights_are_refused(tmp_path):
+    import json
+
+    torch.manual_seed(0)
+    spec = tiny_spec()
+    sd = {k: v.clone() for k, v in make(spec).state_dict().items()}
+    k0 = "imnet.layers.0.weight"
+    bad = dict(sd)
+    bad[k0] = torch.zeros(3, 3)
+    p = _write_st(tmp_path / "shape.safetensors", bad, json.dumps(spec))
+    with pytest.raises(CheckpointError, match=rf"{k0} is \[3, 3\] in the file"):
+        load_model(p)
+    for v in (float("nan"), float("inf")):
+        bad = dict(sd)
+        bad[k0] = sd[k0].clone()
+        bad[k0][0, 0] = v
+        p = _write_st(tmp_path / "nan.safetensors", bad, json.dumps(spec))
+        with pytest.raises(CheckpointError, match="NaN or infinite"):
+            load_model(p)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.imageio import ImageError, load_image, save_image
+from core.imageio import ImageError, ImageTooLarge, load_image, save_image
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -106,3 +106,41 @@ def test_png16_decoder_handles_every_filter(tmp_path):
     assert np.array_equal(png.read(str(p)), arr)
     img = load_image(p)
     assert img.bits == 16 and np.abs(img.rgb - arr / 65535.0).max() < 1e-6
+
+
+@pytest.mark.parametrize("grey,alpha", [(False, False), (False, True), (True, True)])
+def test_16bit_tiff_stays_16bit(tmp_path, grey, alpha):
+    rng = np.random.default_rng(3)
+    rgb = (rng.random((9, 11, 3)) * 65535).round() / 65535
+    if grey:
+        rgb = np.repeat(rgb[..., :1], 3, 2)
+    a = (rng.random((9, 11)) * 65535).round() / 65535 if alpha else None
+    save_image(tmp_path / "c.tif", rgb, a, grey=grey, bits=16)
+    back = load_image(tmp_path / "c.tif")
+    assert back.bits == 16 and back.grey == grey
+    assert np.abs(back.rgb - rgb).max() < 1e-6
+    if alpha:
+        assert np.abs(back.alpha - a).max() < 1e-6
+
+
+def test_png16_bomb_is_refused_from_its_header(tmp_path, monkeypatch):
+    """A 16-bit RGB PNG declaring 100000 x 100000 is refused before any byte is inflated."""
+    import struct
+    import zlib
+
+    import imagecodecs
+
+    def chunk(k, b):
+        return struct.pack(">I", len(b)) + k + b + struct.pack(">I", zlib.crc32(k + b))
+
+    p = tmp_path / "bomb.png"
+    p.write_bytes(b"\x89PNG\r\n\x1a\n"
+                  + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 16, 2, 0, 0, 0))
+                  + chunk(b"IDAT", zlib.compress(b"\0" * 1_000_000)) + chunk(b"IEND", b""))
+
+    def never(*a, **k):
+        raise AssertionError("decoded a bomb")
+
+    monkeypatch.setattr(imagecodecs, "png_decode", never)
+    with pytest.raises(ImageTooLarge, match="bomb.png.*limit"):
+        load_image(p)

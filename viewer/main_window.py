@@ -237,7 +237,11 @@ class MainWindow(QtWidgets.QMainWindow):
         try:
             model, spec, info = load_model(path, self.device)
         except CheckpointError as exc:
-            self.error("Cannot load checkpoint", str(exc))
+            self.error("Cannot load checkpoint", f"{exc}\n\nThe current model stays in use.")
+            return False
+        except (Exception, RecursionError) as exc:  # never lose the window to a bad file
+            self.error("Cannot load checkpoint", f"cannot load checkpoint {path}: "
+                       f"{type(exc).__name__}: {exc}\n\nThe current model stays in use.")
             return False
         self.set_model(model, Path(path).stem)
         return True
