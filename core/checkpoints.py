@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
@@ -30,6 +29,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
+from core.atomic import atomic_write
 from core.registry import ModelSpec, make
 
 __all__ = ["CheckpointError", "load_model", "load_checkpoint", "save_model", "FORMAT"]
@@ -59,16 +59,7 @@ def save_model(model: nn.Module, spec: ModelSpec, path: PathLike,
     meta = {"format": FORMAT, "spec": json.dumps(spec)}
     if info:
         meta["info"] = json.dumps(info)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(sd, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: save_file(sd, tmp, metadata=meta))
 
 
 def load_checkpoint(path: PathLike) -> Tuple[ModelSpec, Dict[str, torch.Tensor], Dict[str, Any]]:
@@ -295,10 +286,11 @@ def convert(src: PathLike, dst: PathLike, info: Optional[Dict[str, Any]] = None)
 def main(argv=None) -> int:
     """``python -m core.checkpoints convert IN OUT [--licence TEXT] [--copyright TEXT]``
     and ``python -m core.checkpoints info FILE``."""
-    import argparse
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m core.checkpoints",
+    from core.cli import ArgumentParser
+
+    p = ArgumentParser(prog="python -m core.checkpoints",
                                 description="Convert or inspect LIIF Zoom model files.")
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("convert", help="write a model file (e.g. an official LIIF .pth) in the "

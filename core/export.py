@@ -23,11 +23,44 @@ from core.png import PNGStreamWriter
 from core.render import render
 from core.resample import render_bicubic
 
-__all__ = ["export", "render_region", "METHODS"]
+__all__ = ["export", "render_region", "check_request", "METHODS", "MAX_OUTPUT_PIXELS"]
 
 METHODS = ("liif", "bicubic")
 #: largest 8-bit image assembled in memory for formats that cannot be streamed
 MAX_BUFFERED_BYTES = 3 << 30
+#: largest output of any export (PNG is streamed, so this is about time, not memory)
+MAX_OUTPUT_PIXELS = 1 << 32
+MAX_OUTPUT_SIDE = 1 << 20
+#: the largest side each format can store
+FORMAT_MAX_SIDE = {"JPEG": 65535, "WEBP": 16383, "BMP": 1 << 31, "PNG": (1 << 31) - 1,
+                   "TIFF": 1 << 31}
+
+
+def check_request(region: Region, out_w: int, out_h: int, image_w: int, image_h: int,
+                  fmt: Optional[str] = None) -> None:
+    """Refuse, with a one-line :class:`ValueError`, an export that cannot be what the user
+    means: an output size that is not a positive integer or beyond :data:`MAX_OUTPUT_PIXELS`
+    (or the format's limit), or a region that does not overlap the image or reaches further
+    beyond it than the image's own width or height.
+
+    The part of a region outside the image (allowed up to one image width/height beyond each
+    edge) is rendered as the renderers extend any image: its border continued outwards
+    (LIIF clamps its query coordinates to the image, bicubic replicates the edge pixels)."""
+    if not (isinstance(out_w, int) and isinstance(out_h, int)) or out_w < 1 or out_h < 1:
+        raise ValueError(f"output size must be positive integers, got {out_w}x{out_h}")
+    if out_w > MAX_OUTPUT_SIDE or out_h > MAX_OUTPUT_SIDE or out_w * out_h > MAX_OUTPUT_PIXELS:
+        raise ValueError(f"output {out_w}x{out_h} is above the limit of {MAX_OUTPUT_SIDE} px a "
+                         f"side and {MAX_OUTPUT_PIXELS / 1e9:.1f} Gpx")
+    if fmt is not None and max(out_w, out_h) > FORMAT_MAX_SIDE.get(fmt, MAX_OUTPUT_SIDE):
+        raise ValueError(f"{fmt} stores at most {FORMAT_MAX_SIDE[fmt]} px a side; "
+                         f"{out_w}x{out_h} needs PNG or TIFF")
+    x1, y1 = region.x + region.w, region.y + region.h
+    if region.x >= image_w or region.y >= image_h or x1 <= 0 or y1 <= 0:
+        raise ValueError(f"region {region.x:g},{region.y:g},{region.w:g},{region.h:g} does not "
+                         f"overlap the {image_w}x{image_h} image")
+    if region.x < -image_w or region.y < -image_h or x1 > 2 * image_w or y1 > 2 * image_h:
+        raise ValueError(f"region {region.x:g},{region.y:g},{region.w:g},{region.h:g} reaches "
+                         f"more than the image's own size beyond the {image_w}x{image_h} image")
 
 
 def render_region(image: LoadedImage, region: Region, out_w: int, out_h: int, method: str,
@@ -52,15 +85,15 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
 
     Greyscale sources are written greyscale, alpha is resampled bicubically and re-attached,
     16-bit sources stay 16-bit in PNG/TIFF. ``progress(rows_done, rows_total)`` after each band.
-    Raises :class:`core.encoding.Cancelled` when cancelled, :class:`ImageError` on I/O errors.
+    Raises :class:`core.encoding.Cancelled` when cancelled, :class:`ImageError` on I/O errors,
+    :class:`ValueError` for a request :func:`check_request` refuses.
     """
     ext = os.path.splitext(path)[1].lower()
     fmt = WRITE_FORMATS.get(ext)
     if fmt is None:
         raise ImageError(f"cannot write {path}: unknown image extension {ext!r} "
                          f"(use one of {', '.join(sorted(WRITE_FORMATS))})")
-    if out_w < 1 or out_h < 1:
-        raise ValueError(f"output size must be positive, got {out_w}x{out_h}")
+    check_request(region, out_w, out_h, image.width, image.height, fmt)
     if fmt != "PNG" and out_w * out_h * 3 > MAX_BUFFERED_BYTES:
         raise ImageError(f"cannot write {path}: {out_w}x{out_h} is too large to encode as {fmt} "
                          f"in memory; use PNG, which is written in bands")

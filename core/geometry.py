@@ -13,6 +13,7 @@ sub-rectangle of a render equals the render of the matching sub-region.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -29,6 +30,9 @@ class Region:
     h: float
 
     def __post_init__(self) -> None:
+        if not all(math.isfinite(v) for v in (self.x, self.y, self.w, self.h)):
+            raise ValueError(f"region numbers must be finite, got {self.x},{self.y},{self.w},"
+                             f"{self.h}")
         if not (self.w > 0 and self.h > 0):
             raise ValueError(f"region width and height must be positive, got {self.w}x{self.h}")
 
@@ -42,7 +46,11 @@ class Region:
         parts = text.split(",")
         if len(parts) != 4:
             raise ValueError(f"region must be X,Y,W,H, got {text!r}")
-        return cls(*(float(p) for p in parts))
+        try:
+            nums = [float(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"region must be four numbers X,Y,W,H, got {text!r}") from None
+        return cls(*nums)
 
     def sub(self, out_w: int, out_h: int, c0: int, r0: int, c1: int, r1: int) -> "Region":
         """The region sampled by output columns ``c0:c1`` and rows ``r0:r1``."""

@@ -18,15 +18,14 @@ RGB(A) TIFF through ``tifffile``).
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core import png
+from core.atomic import atomic_write
 
 __all__ = ["ImageError", "ImageTooLarge", "image_size", "LoadedImage", "load_image", "save_image", "atomic_write",
            "MAX_PIXELS", "WRITE_FORMATS"]
@@ -213,25 +212,6 @@ def _from_pil(im: Image.Image, path: str) -> LoadedImage:
     if mode == "RGB":
         return LoadedImage(np.ascontiguousarray(a), None, False, 8, path)
     raise ImageError(f"cannot read image {path}: unsupported pixel mode {mode}")
-
-
-def atomic_write(path: Union[str, os.PathLike], write) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``.
-
-    The temporary file lives in the target folder (same filesystem); it is removed if
-    ``write`` raises (including cancellation), so no partial output is ever left."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent or ".")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def save_image(path: Union[str, os.PathLike], rgb: np.ndarray, alpha: Optional[np.ndarray] = None,

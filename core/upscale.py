@@ -5,20 +5,27 @@
 
 The region is in source pixels (fractional allowed; default the whole image); ``--scale``
 multiplies its size, ``--size`` sets the output size exactly. Output format by extension:
-PNG, JPEG, TIFF, WebP, BMP. The default checkpoint is the bundled model. On bad input the
-command prints one line ``error: ...`` and exits with status 2, leaving no output file.
+PNG, JPEG, TIFF, WebP, BMP. The default checkpoint is the bundled model for the device (one
+line on stderr names it). Every number is checked (finite, in range); the region must overlap
+the image and may reach at most the image's own size beyond it, that part rendered with the
+image's border continued outwards. On bad input the command prints one line ``error: ...`` and
+exits with status 2; Ctrl+C, SIGTERM and SIGHUP stop it with one line and status 130/143/129.
+No partial output file is ever left; a new file gets the umask's permissions, an overwritten
+one keeps its own.
 """
 from __future__ import annotations
 
-import argparse
+import math
 import sys
 import time
 
+from core.cli import ArgumentParser
+from core.atomic import Terminated, terminate_on_signals
 from core.checkpoints import CheckpointError, load_model
 from core.defaults import default_checkpoint, describe_model
 from core.device import pick_device
 from core.encoding import encode
-from core.export import METHODS, export
+from core.export import MAX_OUTPUT_PIXELS, MAX_OUTPUT_SIDE, METHODS, check_request, export
 from core.geometry import Region
 from core.imageio import ImageError, load_image
 
@@ -34,8 +41,20 @@ def parse_size(text: str):
     return w, h
 
 
+def output_size(region: Region, scale: float) -> tuple:
+    """``(out_w, out_h)`` = the region's size times ``scale`` (finite, positive, and within
+    :data:`core.export.MAX_OUTPUT_PIXELS`), at least 1 x 1."""
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"--scale must be a finite positive number, got {scale}")
+    w, h = region.w * scale, region.h * scale
+    if not (w * h <= MAX_OUTPUT_PIXELS and max(w, h) <= MAX_OUTPUT_SIDE):
+        raise ValueError(f"--scale {scale:g} makes a {w:.0f}x{h:.0f} output, above the limit of "
+                         f"{MAX_OUTPUT_SIDE} px a side and {MAX_OUTPUT_PIXELS / 1e9:.1f} Gpx")
+    return max(1, round(w)), max(1, round(h))
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.upscale",
+    p = ArgumentParser(prog="python -m core.upscale",
                                 description="Render a region of an image at any resolution.")
     p.add_argument("input")
     g = p.add_mutually_exclusive_group(required=True)
@@ -52,27 +71,29 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", required=True)
     args = p.parse_args(argv)
     try:
-        run(args)
+        with terminate_on_signals():
+            run(args)
     except (ImageError, CheckpointError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; no output written", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        print(f"error: {exc} received; no output written", file=sys.stderr)
+        return 128 + exc.signum
     return 0
 
 
 def run(args) -> None:
     import torch
 
+    if not 1 <= args.quality <= 100:
+        raise ValueError(f"--quality must be 1-100, got {args.quality}")
     image = load_image(args.input)
     region = Region.parse(args.region) if args.region else Region.full(image.width, image.height)
-    if args.size:
-        out_w, out_h = parse_size(args.size)
-    else:
-        if not args.scale > 0:
-            raise ValueError(f"--scale must be positive, got {args.scale}")
-        out_w, out_h = max(1, round(region.w * args.scale)), max(1, round(region.h * args.scale))
+    out_w, out_h = parse_size(args.size) if args.size else output_size(region, args.scale)
+    check_request(region, out_w, out_h, image.width, image.height)
     latent = None
     if args.method == "liif":
         device = pick_device(args.device)

@@ -164,3 +164,74 @@ def test_evaluate_cli_json_shape(tmp_path, tiny_checkpoint):
     bad = subprocess.run([sys.executable, "-m", "training.evaluate", "--data",
                           str(tmp_path / "nowhere")], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_holdout_counts_usable_images_only(tmp_path):
+    """An unreadable or too-small file among the last ones does not shrink the held-out split
+    or leak a held-out image into training."""
+    make_images(tmp_path / "d", n=6)
+    (tmp_path / "d" / "04b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # sorts among the last
+    Image.new("RGB", (20, 20)).save(tmp_path / "d" / "05b.png")  # too small
+    train = ImageFolder(tmp_path / "d", skip_last_k=2, min_size=48)
+    val = ImageFolder(tmp_path / "d", last_k=2, min_size=48)
+    assert [f.name for f in val.files] == ["04.png", "05.png"]
+    assert [f.name for f in train.files] == ["00.png", "01.png", "02.png", "03.png"]
+    assert [f.name for f in ImageFolder(tmp_path / "d", last_k=2, min_size=48,
+                                        cache="none").files] == ["04.png", "05.png"]
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_signal_saves_the_current_step_and_resume_continues_exactly(tmp_path, sig):
+    """SIGINT/SIGTERM: the step in progress finishes, a resumable checkpoint is saved at it,
+    one line says so (no traceback); --resume then continues as if never stopped."""
+    import signal
+    import time
+
+    make_images(tmp_path / "d")
+    cfg = tiny_config(tmp_path, tmp_path / "d", save_every_steps=10_000)
+    b = tmp_path / "b"
+    proc = subprocess.Popen([sys.executable, "-m", "training.train", "--no-progress",
+                             "--threads", "2", "--config", str(cfg), "--out", str(b),
+                             "--max-steps", "100000"], cwd=ROOT, stderr=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    log = b / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 3):
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + getattr(signal, sig), err
+    assert "Traceback" not in err and f"stopped by {sig}" in err
+    k = len(losses(b))
+    state = torch.load(b / "last.state.pth", weights_only=True)
+    assert state["step"] == k  # saved at the step it stopped on, not at the last save_every
+    n = k + 7
+    r = run_train("--config", cfg, "--out", b, "--max-steps", n, "--resume")
+    assert r.returncode == 0 and "resumed" in r.stderr, r.stderr
+    a = tmp_path / "a"
+    assert run_train("--config", cfg, "--out", a, "--max-steps", n).returncode == 0
+    assert losses(a) == losses(b)
+
+
+def test_init_section_copies_weights_by_prefix(tmp_path, tiny_checkpoint):
+    """A config's init section copies named blocks of another model file (e.g. a teacher's
+    encoder blocks) into the new model; a mismatch is one clear error."""
+    from core.checkpoints import load_checkpoint
+    from core.registry import make
+    from training.train import init_from
+    from tests.conftest import tiny_spec
+
+    spec = tiny_spec(n_resblocks=1)
+    model = make(spec)
+    n = init_from(model, {"checkpoint": str(tiny_checkpoint), "copy": {
+        "encoder.head.0": "encoder.head.0", "encoder.body.0": "encoder.body.1"}}, tmp_path)
+    _, src, _ = load_checkpoint(tiny_checkpoint)
+    sd = model.state_dict()
+    assert n == 6
+    assert torch.equal(sd["encoder.body.0.body.0.weight"], src["encoder.body.1.body.0.weight"])
+    assert torch.equal(sd["encoder.head.0.bias"], src["encoder.head.0.bias"])
+    with pytest.raises(ValueError, match="no tensors under"):
+        init_from(model, {"checkpoint": str(tiny_checkpoint), "copy": {"x": "nothing"}}, tmp_path)
+    with pytest.raises(ValueError, match="does not fit"):
+        init_from(model, {"checkpoint": str(tiny_checkpoint), "copy": {
+            "encoder.body.0": "imnet.layers.0"}}, tmp_path)

@@ -57,17 +57,31 @@ def test_cli_scale_region_and_formats(tmp_path, photo, tiny_checkpoint):
     ["{photo}", "--size", "12by3"],
     ["{photo}", "--scale", "2", "--checkpoint", "{bad}"],
     ["{photo}", "--scale", "2", "--region", "1,2,3"],
+    ["{photo}", "--scale", "inf"],
+    ["{photo}", "--scale", "nan"],
+    ["{photo}", "--scale", "1e9"],
+    ["{photo}", "--size", "99999999x2"],
+    ["{photo}", "--scale", "2", "--region", "nan,0,4,4"],
+    ["{photo}", "--scale", "2", "--region", "0,0,inf,4"],
+    ["{photo}", "--scale", "2", "--region", "0,0,1e12,1e12"],
+    ["{photo}", "--size", "64x64", "--region", "0,0,1e12,1e12"],
+    ["{photo}", "--size", "64x64", "--region", "30,0,5,5"],
+    ["{photo}", "--size", "64x64", "--region=-10,-10,9,9"],
+    ["{photo}", "--size", "64x64", "--region", "-10,-10,9,9"],
+    ["{photo}", "--size", "64x64", "--region", "a,b,c,d"],
+    ["{photo}", "--scale", "2", "--quality", "0"],
+    ["{photo}", "--size", "70000x10", "--method", "bicubic", "-o", "{jpg}"],
 ])
 def test_cli_bad_input_one_line_error_no_file(tmp_path, photo, args):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"garbage")
     out = tmp_path / "out.png"
-    args = [a.format(photo=photo, bad=bad) for a in args]
-    r = run_cli(*args, "-o", out)
-    assert r.returncode == 2
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:")
-    assert not out.exists()
+    args = [a.format(photo=photo, bad=bad, jpg=tmp_path / "out.jpg") for a in args]
+    r = run_cli(*args, "-o", out) if "-o" not in args else run_cli(*args)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith("model ")]
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    assert sorted(os.listdir(tmp_path)) == sorted(["bad.png", "in.png"])
 
 
 def test_export_streams_in_bands_equal_to_one_render(tmp_path, tiny_model):
@@ -93,7 +107,13 @@ def test_export_keeps_alpha_grey_and_16bit(tmp_path, tiny_model):
     assert back.grey and back.bits == 16 and back.alpha is not None
     assert back.rgb.shape == (20, 24, 3)
     export(img, Region.full(12, 10), 24, 20, str(tmp_path / "g.tif"), method="bicubic")
-    assert Image.open(tmp_path / "g.tif").mode in ("I;16", "I;16B", "LA", "L")
+    back = load_image(tmp_path / "g.tif")  # 16-bit grey + alpha, through tifffile
+    assert back.grey and back.bits == 16 and back.alpha is not None
+    rgb16 = LoadedImage(rgb, None, False, 16, "x")
+    export(rgb16, Region.full(12, 10), 24, 20, str(tmp_path / "c.tif"), method="bicubic")
+    back = load_image(tmp_path / "c.tif")  # 16-bit RGB stays 16-bit (it came out 8-bit once)
+    assert not back.grey and back.bits == 16
+    assert len(np.unique(back.rgb)) > 256
 
 
 def test_cancelled_export_leaves_no_file(tmp_path, tiny_model):
@@ -141,3 +161,54 @@ def test_cli_and_evaluate_use_the_viewers_default_and_say_which(tmp_path, photo)
     assert f"model {want.stem} (" in e.stderr
     import json
     assert os.path.samefile(json.load(open(js))["checkpoint"], want)
+
+
+def test_region_partly_outside_continues_the_border(tmp_path, photo):
+    """Up to the image's size beyond an edge is allowed; it shows the border continued."""
+    out = tmp_path / "o.png"
+    r = run_cli(photo, "--region=-24,0,48,20", "--size", "96x40", "--method", "bicubic",
+                "-o", out)
+    assert r.returncode == 0, r.stderr
+    a = np.asarray(Image.open(out)).astype(int)
+    # the left half lies outside: each row is constant there, and equals the first column's
+    # colour continued (bicubic replicates the edge)
+    assert np.abs(a[:, :40] - a[:, :1]).max() <= 1
+    assert a.shape == (40, 96, 3)
+
+
+def test_outputs_honour_the_umask_and_keep_an_overwritten_files_mode(tmp_path, photo):
+    out = tmp_path / "o.png"
+    old = os.umask(0o027)
+    try:
+        assert run_cli(photo, "--scale", 2, "--method", "bicubic", "-o", out).returncode == 0
+    finally:
+        os.umask(old)
+    assert (os.stat(out).st_mode & 0o777) == 0o640
+    os.chmod(out, 0o604)
+    assert run_cli(photo, "--scale", 3, "--method", "bicubic", "-o", out).returncode == 0
+    assert (os.stat(out).st_mode & 0o777) == 0o604 and Image.open(out).size == (72, 60)
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_signal_during_export_leaves_no_file(tmp_path, sig):
+    """A long PNG export stopped by a signal: one line, status 128+n, no output or .part."""
+    import signal
+    import time
+
+    a = (np.random.default_rng(0).random((200, 300, 3)) * 255).astype(np.uint8)
+    src = tmp_path / "in.png"
+    Image.fromarray(a).save(src)
+    out = tmp_path / "big.png"
+    proc = subprocess.Popen([sys.executable, "-m", "core.upscale", str(src), "--size",
+                             "20000x12000", "--method", "bicubic", "-o", str(out)],
+                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(n.endswith(".part.png") for n in os.listdir(tmp_path)):
+        time.sleep(0.02)
+    assert proc.poll() is None, "finished before the signal"
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    num = getattr(signal, sig)
+    assert proc.returncode == 128 + num, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("error:")
+    assert sorted(os.listdir(tmp_path)) == ["in.png"]

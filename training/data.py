@@ -51,43 +51,76 @@ class ImageFolder(Dataset):
         repeat: the dataset appears ``repeat`` times per epoch (LIIF uses 20 on DIV2K).
         cache: 'in_memory' decodes every image once up front; 'none' decodes on access.
         min_size: images whose shorter side is below this are skipped (with a warning).
-        first_k: keep only the first ``k`` files (sorted), e.g. for quick validation.
-        last_k, skip_last_k: keep only / leave out the last ``k`` files (a held-out split).
+        first_k: keep only the first ``k`` usable files (sorted), e.g. for quick validation.
+        last_k, skip_last_k: keep only / leave out the last ``k`` usable files (a held-out
+            split: the same ``k`` images on both sides, however many unreadable or too-small
+            files lie among them). Usable means it decodes ('in_memory') or its header reads
+            ('none'), and is at least ``min_size`` on its shorter side.
     """
 
     def __init__(self, root: str | os.PathLike, repeat: int = 1, cache: str = "in_memory",
                  min_size: int = 0, first_k: Optional[int] = None,
                  last_k: Optional[int] = None, skip_last_k: int = 0) -> None:
         files = list_images(root)
-        if skip_last_k:
-            files = files[:-skip_last_k]
-        if last_k is not None:
-            files = files[-last_k:]
-        if first_k is not None:
-            files = files[:first_k]
         self.repeat = int(repeat)
         self.cache = cache
+        self.min_size = min_size
+        # the splits count usable images only: walk from the end (last_k / skip_last_k) or
+        # the start (first_k) until enough usable ones are found
+        probed: Dict[Path, Optional[np.ndarray]] = {}
+
+        def usable(f: Path) -> bool:
+            if f not in probed:
+                probed[f] = self._probe(f)
+            return probed[f] is not None
+
+        def take(seq, k):
+            out = []
+            for f in seq:
+                if len(out) == k:
+                    break
+                if usable(f):
+                    out.append(f)
+            return out
+
+        if skip_last_k:
+            held = take(reversed(files), int(skip_last_k))
+            files = files[:files.index(held[-1])] if held else files
+        if last_k is not None:
+            files = take(reversed(files), int(last_k))[::-1]
+        if first_k is not None:
+            files = take(files, int(first_k))
         self.files: List[Path] = []
         self.images: List[np.ndarray] = []
         for f in files:
-            try:
-                if cache == "in_memory":
-                    img = load_uint8(f)
-                    size = img.shape[:2]
-                else:
-                    with Image.open(f) as im:
-                        size = im.size[::-1]
-            except (ImageError, OSError) as exc:
-                log.warning("skipping unreadable image %s: %s", f, exc)
-                continue
-            if min(size) < min_size:
-                log.warning("skipping %s: %dx%d is smaller than %d px", f, size[1], size[0], min_size)
+            if not usable(f):
                 continue
             self.files.append(f)
             if cache == "in_memory":
-                self.images.append(img)
+                self.images.append(probed[f])
+            probed[f] = None  # the list holds it now
         if not self.files:
             raise ValueError(f"no usable images in {root}")
+
+    def _probe(self, f: Path) -> Optional[np.ndarray]:
+        """The decoded image (in_memory cache) or an empty marker if ``f`` is usable (decodes,
+        shorter side at least ``min_size``); None, with a warning naming it, if not."""
+        try:
+            if self.cache == "in_memory":
+                img = load_uint8(f)
+                size = img.shape[:2]
+            else:
+                with Image.open(f) as im:
+                    size = im.size[::-1]
+                img = np.empty(0, np.uint8)
+        except (ImageError, OSError) as exc:
+            log.warning("skipping unreadable image %s: %s", f, exc)
+            return None
+        if min(size) < self.min_size:
+            log.warning("skipping %s: %dx%d is smaller than %d px", f, size[1], size[0],
+                        self.min_size)
+            return None
+        return img
 
     def __len__(self) -> int:
         return len(self.files) * self.repeat

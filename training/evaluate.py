@@ -18,7 +18,6 @@ and with ``--json`` a file ``{"dataset", "protocol", "checkpoint", "results": [{
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -28,6 +27,7 @@ from typing import Dict, List
 import numpy as np
 import torch
 
+from core.cli import ArgumentParser
 from core.checkpoints import CheckpointError, load_model
 from core.defaults import default_checkpoint, describe_model
 from core.device import pick_device
@@ -96,7 +96,7 @@ def format_table(results: Dict[tuple, float], scales: List[int]) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", default=None, help="model file (default: the bundled model for the device, by the "
                    "viewer's rule: the CPU model on a CPU, the paper model on a GPU)")
     p.add_argument("--data", required=True, help="benchmark folder (HR/ [+ LR_bicubic/]) or HR folder")

@@ -16,11 +16,11 @@ loss as an uninterrupted run.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -33,6 +33,8 @@ import yaml
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from core.cli import ArgumentParser
+from core.atomic import atomic_write
 from core.checkpoints import load_checkpoint, save_model
 from core.device import pick_device
 from core.registry import make
@@ -160,13 +162,39 @@ def sample_renders(model, val_set, device, scales=(2, 4, 8)):
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM/SIGHUP while training: remember the signal, let the current step finish,
+    then save a resumable checkpoint at that step and stop (see :func:`train`). A second
+    signal of the same kind before that stops at once (KeyboardInterrupt)."""
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+        self._old: Dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopRequest":
+        for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
+            if sig is not None:
+                try:
+                    self._old[sig] = signal.signal(sig, self._handle)
+                except ValueError:  # not the main thread
+                    pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, h in self._old.items():
+            signal.signal(sig, h)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
     p.add_argument("--config", required=True)
     p.add_argument("--data", help="training image folder (overrides the config)")
     p.add_argument("--val-data", help="validation image folder (overrides the config); "
@@ -182,13 +210,18 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        return train(args)
+        with _StopRequest() as stop:
+            return train(args, stop)
     except (ValueError, FileNotFoundError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted before the first step could be saved; the run folder "
+              "holds the last checkpoint", file=sys.stderr)
+        return 130
 
 
-def train(args) -> int:
+def train(args, stop: Optional["_StopRequest"] = None) -> int:
     cfg = load_config(args.config)
     if args.val_data == "none":
         cfg["val"] = None
@@ -296,8 +329,8 @@ def train(args) -> int:
 
     logf = open(run / "log.jsonl", "a") if is_main else None
     net.train()
-    stop = False
-    while epoch < epoch_max and not stop:
+    done = False
+    while epoch < epoch_max and not done and not (stop is not None and stop.signum is not None):
         lr = lr_at(cfg, epoch)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -325,10 +358,13 @@ def train(args) -> int:
             if step % save_every == 0:
                 save("last")
             if args.max_steps is not None and step >= args.max_steps:
-                stop = True
+                done = True
+                break
+            if stop is not None and stop.signum is not None:
+                done = True
                 break
         bar.close()
-        if stop and pos < steps_per_epoch:
+        if done and pos < steps_per_epoch:
             break
         epoch, pos = epoch + 1, 0
         save("last")  # before anything that could fail, such as validation
@@ -351,6 +387,17 @@ def train(args) -> int:
             if epoch_save and epoch % int(epoch_save) == 0:
                 save_model(model, spec, run / f"epoch-{epoch}.safetensors", dict(info, epoch=epoch))
     save("last")
+    if stop is not None and stop.signum is not None:
+        if is_main:
+            logf.close()
+            if writer is not None:
+                writer.close()
+            print(f"stopped by {signal.Signals(stop.signum).name} at epoch {epoch + 1}, step "
+                  f"{step}; saved {run / 'last.safetensors'}; continue with --resume",
+                  file=sys.stderr)
+        if distributed:
+            dist.destroy_process_group()
+        return 128 + stop.signum
     if is_main:
         logf.close()
         if writer is not None:

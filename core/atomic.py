@@ -1,0 +1,129 @@
+"""Atomic, permission-preserving file output.
+
+Every file the project writes (images, exports, model files, JSON results) appears only when
+complete: it is written to a temporary file in the target's folder, then renamed onto the
+target. The result has the permissions a plain ``open(path, "w")`` would give it: the mode of
+the file it replaces, or ``0o666`` less the process umask for a new file (``mkstemp`` alone
+would leave ``0o600``). On any exception, including ``KeyboardInterrupt`` and the
+:class:`Terminated` that :func:`terminate_on_signals` raises for SIGTERM/SIGHUP, the
+temporary file is removed.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, List, Tuple, Union
+
+PathLike = Union[str, os.PathLike]
+
+__all__ = ["atomic_write", "commit", "new_file_mode", "staged", "Terminated",
+           "terminate_on_signals"]
+
+
+class Terminated(BaseException):
+    """Raised in the main thread for SIGTERM or SIGHUP (see :func:`terminate_on_signals`),
+    so that the same clean-up as for Ctrl+C runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def terminate_on_signals() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise :class:`Terminated` (main thread only)."""
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    old = {}
+    for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            try:
+                old[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread
+                pass
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask is process-wide and racy)
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode(path: PathLike) -> int:
+    """The permission bits ``path`` should get: those of the existing file, or
+    ``0o666 & ~umask`` for a new one."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def commit(tmp: PathLike, path: PathLike) -> None:
+    """Give ``tmp`` the mode ``path`` should have, then rename it onto ``path``."""
+    os.chmod(tmp, new_file_mode(path))
+    os.replace(tmp, path)
+
+
+def _temp_beside(path: Path, tag: str = "part") -> str:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{tag}{path.suffix}",
+                               dir=path.parent if str(path.parent) else ".")
+    os.close(fd)
+    return tmp
+
+
+def _remove(tmp: PathLike) -> None:
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+
+def atomic_write(path: PathLike, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` then move the temporary file onto ``path`` (see the module
+    docstring). The temporary name keeps ``path``'s extension, so a writer that picks the
+    format from it works."""
+    path = Path(path)
+    tmp = _temp_beside(path)
+    try:
+        write(tmp)
+        commit(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+@contextmanager
+def staged(paths: List[PathLike]) -> Iterator[List[str]]:
+    """All or nothing for several files: yields one temporary path per target (same folder,
+    same extension); when the block ends normally every temporary file is committed onto its
+    target, and if it raises (cancel, error, signal) every one is removed and no target is
+    touched."""
+    pairs: List[Tuple[str, Path]] = []
+    try:
+        for p in paths:
+            p = Path(p)
+            pairs.append((_temp_beside(p, "staged"), p))
+        yield [t for t, _ in pairs]
+    except BaseException:
+        for t, _ in pairs:
+            _remove(t)
+        raise
+    for t, p in pairs:
+        commit(t, p)
