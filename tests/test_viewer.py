@@ -214,6 +214,24 @@ def test_export_writes_chosen_size_and_cancel_leaves_nothing(qtbot, win, image_p
     assert not win.errors
 
 
+def test_two_file_export_cancelled_after_the_first_changes_nothing(qtbot, win, image_path,
+                                                                    tmp_path):
+    """Cancel while the second of two files renders: the first (already complete) is not
+    left behind, an existing target keeps its content, and the message says so."""
+    win.open_image(image_path)
+    first, second = tmp_path / "a.png", tmp_path / "b.png"
+    first.write_bytes(b"the user's older file")
+    win.start_export(ExportRequest(Region(0, 0, 160, 120), 3000, 2250, ["bicubic", "liif"],
+                                   [str(first), str(second)], 95))
+    qtbot.waitUntil(lambda: win._progress_dialog is not None
+                    and win._progress_dialog.value() > 520, timeout=60000)
+    win._progress_dialog.canceled.emit()
+    qtbot.waitUntil(lambda: win._progress_dialog is None, timeout=60000)
+    assert first.read_bytes() == b"the user's older file"
+    assert sorted(os.listdir(tmp_path)) == ["a.png", "photo.png", "s.ini"]
+    assert "nothing written" in win.statusBar().currentMessage()
+
+
 def test_export_error_is_shown_and_app_keeps_running(qtbot, win, image_path, tmp_path):
     win.open_image(image_path)
     bad = str(tmp_path / "no-such-dir" / "x.png")
@@ -365,3 +383,28 @@ def test_mode_switch_hides_the_old_panes_at_once(qtbot, win, image_path):
     assert win.mode == "single" and len(win.panes) == 1
     assert not any(p.isVisible() for p in old)
     qtbot.waitUntil(lambda: win.panes[0].isVisible())
+
+
+def test_decoding_does_not_block_the_gui_thread(qtbot, win, image_path, monkeypatch):
+    """A slow decoder runs in a worker: the GUI thread's timers keep firing meanwhile."""
+    import time
+
+    import viewer.main_window as mw
+    real = mw.load_image
+
+    def slow(path, max_pixels=None):
+        time.sleep(0.6)
+        return real(path, max_pixels=max_pixels)
+
+    monkeypatch.setattr(mw, "load_image", slow)
+    ticks = []
+    timer = QtCore.QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(20)
+    try:
+        assert win.open_image(image_path)
+    finally:
+        timer.stop()
+    assert win.image is not None and win.image.width == 160
+    assert len(ticks) >= 10  # the event loop ran all along (about 30 ticks in 0.6 s)
+    assert max(b - a for a, b in zip(ticks, ticks[1:])) < 0.3

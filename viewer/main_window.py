@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from core.atomic import staged
 from core.checkpoints import CheckpointError, load_model
 from core.encoding import Cancelled, LatentImage, encode
 from core.export import export
@@ -29,6 +29,10 @@ LATENT_TILE = 32  # latent tile side: small, so that a view encodes little beyon
 MAX_RECENT = 10
 
 
+def _to_u8(rgb: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.round(rgb * 255).astype(np.uint8))
+
+
 class MainWindow(QtWidgets.QMainWindow):
     """Controller and window. Public slots are what menus, keys and panes call."""
 
@@ -37,6 +41,7 @@ class MainWindow(QtWidgets.QMainWindow):
     renderError = QtCore.Signal(str)
     exportProgress = QtCore.Signal(int, int)
     exportDone = QtCore.Signal(str, str)  # (error message or "", paths)
+    decoded = QtCore.Signal()  # the background decoder finished (see _decode)
 
     def __init__(self, model=None, model_name: str = "", device: torch.device | str = "cpu",
                  settings: Optional[QtCore.QSettings] = None, tile: int = 256,
@@ -66,6 +71,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._export_cancel = threading.Event()
         self._export_thread: Optional[threading.Thread] = None
         self._progress_dialog: Optional[QtWidgets.QProgressDialog] = None
+        self._decoding = False
 
         self.central = QtWidgets.QWidget()
         self.layout_ = QtWidgets.QHBoxLayout(self.central)
@@ -189,23 +195,59 @@ class MainWindow(QtWidgets.QMainWindow):
                     "needs a lot of memory. Open it anyway?")
                 if ans != QtWidgets.QMessageBox.StandardButton.Yes:
                     return False
+            if self._decoding:
+                self.statusBar().showMessage("still opening the previous image", 4000)
+                return False
             QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
+            self.statusBar().showMessage(f"opening {os.path.basename(path)}…")
             try:
-                image = load_image(path, max_pixels=max_pixels)
+                image, arr = self._decode(path, max_pixels)
             finally:
                 QtWidgets.QApplication.restoreOverrideCursor()
+                self.statusBar().clearMessage()
         except (ImageError, OSError) as exc:
             self.error("Cannot open image", str(exc))
             return False
-        self.set_image(image)
+        except MemoryError:
+            self.error("Cannot open image", f"cannot read image {path}: not enough memory")
+            return False
+        self.set_image(image, arr)
         self._add_recent(path)
         self.settings.setValue("last_dir", os.path.dirname(os.path.abspath(path)))
         self.setWindowTitle(f"LIIF Zoom — {os.path.basename(path)}")
         return True
 
-    def set_image(self, image: LoadedImage) -> None:
+    def _decode(self, path: str, max_pixels: Optional[int]):
+        """``(LoadedImage, uint8 RGB)`` of ``path``, decoded in a worker thread while this
+        (the GUI) thread keeps processing events: the window repaints and stays responsive
+        however slow the file is. Errors of the decoder are re-raised here."""
+        result = {}
+        loop = QtCore.QEventLoop()
+        self.decoded.connect(loop.quit, QtCore.Qt.ConnectionType.QueuedConnection)
+
+        def work():
+            try:
+                image = load_image(path, max_pixels=max_pixels)
+                result["value"] = (image, _to_u8(image.rgb))
+            except BaseException as exc:  # handed to the GUI thread
+                result["error"] = exc
+            finally:
+                self.decoded.emit()
+
+        self._decoding = True
+        try:
+            threading.Thread(target=work, name="decode", daemon=True).start()
+            loop.exec()
+        finally:
+            self._decoding = False
+            self.decoded.disconnect(loop.quit)
+        if "error" in result:
+            raise result["error"]
+        return result["value"]
+
+    def set_image(self, image: LoadedImage, arr: Optional[np.ndarray] = None) -> None:
         self.image = image
-        arr = np.ascontiguousarray(np.round(image.rgb * 255).astype(np.uint8))
+        arr = _to_u8(image.rgb) if arr is None else arr
         # converted (a copy) to the layout the painter draws from, not converted per paint
         self.source_qimage = to_qimage(arr).convertToFormat(QtGui.QImage.Format.Format_RGB32)
         self.selection = None
@@ -391,13 +433,19 @@ class MainWindow(QtWidgets.QMainWindow):
         self._progress_dialog = dlg
         n = len(req.methods)
 
+        image, latent = self.image, self.latent
+
         def work():
+            # all or nothing: every method renders into a staged file beside its target, and
+            # the targets are replaced only when all are complete; a cancel or an error
+            # removes the staged files and leaves every target as it was
             try:
-                for k, (m, path) in enumerate(zip(req.methods, req.paths)):
-                    export(self.image, req.region, req.out_w, req.out_h, path, m, self.latent,
-                           quality=req.quality,
-                           progress=lambda d, t, k=k: self.exportProgress.emit(k * t + d, n * t),
-                           cancelled=self._export_cancel.is_set)
+                with staged(req.paths) as tmps:
+                    for k, (m, tmp) in enumerate(zip(req.methods, tmps)):
+                        export(image, req.region, req.out_w, req.out_h, tmp, m, latent,
+                               quality=req.quality,
+                               progress=lambda d, t, k=k: self.exportProgress.emit(k * t + d, n * t),
+                               cancelled=self._export_cancel.is_set)
                 self.exportDone.emit("", ", ".join(req.paths))
             except Cancelled:
                 self.exportDone.emit("cancelled", "")
@@ -419,7 +467,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self._progress_dialog.reset()
             self._progress_dialog = None
         if err == "cancelled":
-            self.statusBar().showMessage("export cancelled; nothing written", 5000)
+            self.statusBar().showMessage("export cancelled; nothing written, no file changed",
+                                         5000)
         elif err:
             self.error("Export failed", err)
         else:
