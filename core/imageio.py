@@ -96,6 +96,7 @@ def load_image(path: Union[str, os.PathLike], max_pixels: Optional[int] = MAX_PI
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ImageError(f"cannot read image {path}: no such file")
+    _check_png_plausible(path, max_pixels)
     if png.is_png16_rgb(path):
         try:
             arr = png.read(path, max_pixels)
@@ -113,6 +114,7 @@ def load_image(path: Union[str, os.PathLike], max_pixels: Optional[int] = MAX_PI
     try:
         im = Image.open(path)
         _check_size(path, im.size[0], im.size[1], max_pixels)
+        _check_plausible(path, im.size[0], im.size[1], im.format)
         im.load()
         im = ImageOps.exif_transpose(im)
     except ImageError:
@@ -159,6 +161,7 @@ def _read_tiff16(path: str, max_pixels: Optional[int]) -> Optional[np.ndarray]:
                     and shape[2] in want.get(page.photometric, ())):
                 return None
             _check_size(path, shape[1], shape[0], max_pixels)
+            _check_plausible(path, shape[1], shape[0], "TIFF")
             arr = page.asarray()
     except ImageError:
         raise
@@ -167,6 +170,40 @@ def _read_tiff16(path: str, max_pixels: Optional[int]) -> Optional[np.ndarray]:
     if arr.dtype != np.uint16 or arr.shape != shape:
         raise ImageError(f"cannot read image {path}: unsupported TIFF layout {arr.shape}")
     return arr
+
+
+#: The fewest file bytes per declared pixel each format's coding allows (with margin): a file
+#: below it is truncated or a decompression bomb, and is refused before a decoder allocates
+#: the image. PNG: deflate compresses at best about 1032:1 (of the raw bytes); JPEG (Huffman):
+#: at least one bit per 8x8 luma block in the DC scan; TIFF and GIF: LZW/deflate, at best a
+#: few thousand to one; BMP: RLE at best 128:1. WebP is absent: its lossless mode can code a
+#: flat image in almost no bytes, so only the pixel limit bounds it.
+_MIN_BYTES_PER_PIXEL = {"PNG": 1 / 1100, "JPEG": 1 / 1024, "MPO": 1 / 1024, "TIFF": 1 / 4096,
+                        "GIF": 1 / 4096, "BMP": 1 / 256}
+#: below this many pixels a decode costs little, whatever the file claims
+_PLAUSIBILITY_PIXELS = 16_000_000
+
+
+def _check_plausible(path: str, w: int, h: int, fmt: Optional[str]) -> None:
+    """Refuse a file far too small to hold the ``w x h`` pixels its header declares (see
+    :data:`_MIN_BYTES_PER_PIXEL`)."""
+    ratio = _MIN_BYTES_PER_PIXEL.get(fmt or "")
+    if ratio is None or w * h <= _PLAUSIBILITY_PIXELS:
+        return
+    size = os.path.getsize(path)
+    if size < w * h * ratio:
+        raise ImageError(f"cannot read image {path}: the file is truncated ({size} bytes "
+                         f"cannot hold the {w}x{h} pixels its header declares)")
+
+
+def _check_png_plausible(path: str, max_pixels: Optional[int]) -> None:
+    """The PNG checks (size limit, plausibility) from the IHDR alone, before any decoder."""
+    hd = png.header(path)
+    if hd is None:
+        return
+    w, h = hd[0], hd[1]
+    _check_size(path, w, h, max_pixels)
+    _check_plausible(path, w, h, "PNG")
 
 
 def _check_size(path: str, w: int, h: int, max_pixels: Optional[int]) -> None:
