@@ -61,7 +61,10 @@ def lr_at(cfg: Dict[str, Any], epoch: int) -> float:
 
 def make_train_set(cfg: Dict[str, Any], data: Optional[str], seed: int) -> ImplicitDownsampled:
     t = cfg["train"]
-    root = data or t["data"]
+    root = data or t.get("data")
+    if not root:
+        raise ValueError("no training data: pass --data FOLDER (a folder of HR images; "
+                         "python -m training.fetch div2k-train DEST downloads DIV2K)")
     n_in = int(t.get("inp_size", 48))
     folder = ImageFolder(root, repeat=t.get("repeat", 1), cache=t.get("cache", "in_memory"),
                          min_size=round(n_in * float(t.get("scale_max", 4))),
@@ -85,7 +88,7 @@ def make_val_set(cfg: Dict[str, Any], data: Optional[str]) -> Optional[ImplicitD
         k = int(t.get("holdout", 0))
         if not k:
             return None
-        folder = ImageFolder(data or t["data"], repeat=v.get("repeat", 1), last_k=k,
+        folder = ImageFolder(data or t.get("data"), repeat=v.get("repeat", 1), last_k=k,
                              min_size=round(n_in * smax))
     return ImplicitDownsampled(folder, n_in, float(v.get("scale_min", 1)), smax, False,
                                int(v.get("sample_q", 2304)), seed=12345)
@@ -315,7 +318,7 @@ def train(args, stop: Optional["_StopRequest"] = None) -> int:
     save_every = int(cfg.get("save_every_steps", 200))
     epoch_val = int(cfg.get("epoch_val", 1))
     epoch_save = cfg.get("epoch_save")
-    info = {"config": name, "data": str(args.data or t["data"])}
+    info = {"config": name, "data": str(args.data or t.get("data"))}
 
     def save(kind: str = "last") -> None:
         if not is_main:
