@@ -212,3 +212,50 @@ def test_signal_during_export_leaves_no_file(tmp_path, sig):
     assert proc.returncode == 128 + num, err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("error:")
     assert sorted(os.listdir(tmp_path)) == ["in.png"]
+
+
+def test_batch_folder_glob_skip_overwrite_and_bad_files(tmp_path, tiny_checkpoint):
+    """Several inputs into a folder: names from the pattern, existing outputs skipped (or
+    replaced with --overwrite), a bad input reported while the rest go on (status 1), one
+    summary line and one model line."""
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.jpg", "sub/c.png"):
+        Image.fromarray((rng.random((10, 12, 3)) * 255).astype(np.uint8)).save(src / name)
+    (src / "bad.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    r = run_cli(src, "--scale", 2, "--checkpoint", tiny_checkpoint, "-o", out)
+    assert r.returncode == 1, r.stderr
+    assert sorted(os.listdir(out)) == ["a-liif-x2.png", "b-liif-x2.png", "c-liif-x2.png"]
+    assert Image.open(out / "c-liif-x2.png").size == (24, 20)
+    err = r.stderr.splitlines()
+    assert any(ln.startswith("model tiny (LIIF") for ln in err)
+    assert any(ln.startswith("error:") and "bad.png" in ln for ln in err)
+    assert "3 written, 0 skipped" in err[-1] and "1 failed" in err[-1]
+    # a glob (not recursive) picks a.png and bad.png
+    r = run_cli(str(src / "*.png"), "--scale", 2, "--method", "bicubic", "-o", out)
+    assert r.returncode == 1 and "1 written, 0 skipped" in r.stderr and "1 failed" in r.stderr
+    assert (out / "a-bicubic-x2.png").exists() and not (out / "c-bicubic-x2.png").exists()
+    (out / "a-liif-x2.png").write_bytes(b"old")
+    r = run_cli(src / "a.png", src / "b.jpg", "--scale", 2, "--checkpoint", tiny_checkpoint,
+                "-o", out)
+    assert r.returncode == 0 and "0 written, 2 skipped" in r.stderr
+    assert (out / "a-liif-x2.png").read_bytes() == b"old"
+    r = run_cli(src / "a.png", src / "b.jpg", "--scale", 2, "--checkpoint", tiny_checkpoint,
+                "-o", out, "--overwrite", "--name", "{stem}.{ext}.webp")
+    assert r.returncode == 0 and "2 written" in r.stderr
+    assert {"a.png.webp", "b.jpg.webp"} <= set(os.listdir(out))
+    # two inputs with one name: refused before anything is written
+    r = run_cli(src / "a.png", src / "sub" / "c.png", "--scale", 2, "-o", tmp_path / "o2",
+                "--name", "same.png", "--method", "bicubic")
+    assert r.returncode == 2 and "both write same.png" in r.stderr
+    assert not (tmp_path / "o2").exists()
+
+
+def test_progress_appears_for_runs_over_a_second(tmp_path):
+    src = tmp_path / "in.png"
+    Image.fromarray((np.random.default_rng(0).random((300, 400, 3)) * 255).astype(np.uint8)).save(src)
+    r = run_cli(src, "--size", "9000x6750", "--method", "bicubic", "-o", tmp_path / "o.png")
+    assert r.returncode == 0, r.stderr
+    assert "upscaling" in r.stderr and "100%" in r.stderr and "wrote" in r.stderr
