@@ -20,7 +20,22 @@ from typing import Dict, Tuple
 
 import torch
 
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+def _resources() -> Path:
+    """The bundled resources: the ``resources`` package's folder (through
+    ``importlib.resources``, which finds it in an installed wheel as in a checkout), checked to
+    be ours; else the folder beside this source tree."""
+    try:
+        from importlib.resources import files
+
+        p = Path(str(files("resources")))
+        if (p / "LICENSES.md").is_file():
+            return p
+    except (ImportError, TypeError, ValueError):
+        pass
+    return Path(__file__).resolve().parent.parent / "resources"
+
+
+RESOURCES = _resources()
 #: the image ``python main.py`` opens
 SAMPLE_IMAGE = RESOURCES / "sample.png"
 
