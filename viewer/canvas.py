@@ -105,6 +105,7 @@ class Pane(QtWidgets.QWidget):
             p.setPen(QtGui.QPen(QtGui.QColor(255, 210, 0), 2 * d))
             p.drawLine(QtCore.QPointF(x, 0), QtCore.QPointF(x, vh))
         self._draw_selection(p, d)
+        self._draw_line(p, d)
         self._draw_labels(p, parts, d)
 
     def _draw_tile(self, p: QtGui.QPainter, method: str, i: int, j: int,
@@ -153,6 +154,21 @@ class Pane(QtWidgets.QWidget):
         p.setBrush(QtGui.QColor(80, 200, 255, 40))
         p.drawRect(QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))
 
+    def _draw_line(self, p: QtGui.QPainter, d: float) -> None:
+        """The inspector's line, with a dot at its start."""
+        line = self.c.profile_line
+        if line is None:
+            return
+        st = self.c.state
+        a = QtCore.QPointF(*st.source_to_screen(*line[0]))
+        b = QtCore.QPointF(*st.source_to_screen(*line[1]))
+        p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, True)
+        p.setPen(QtGui.QPen(QtGui.QColor(255, 60, 200), 2 * d))
+        p.drawLine(a, b)
+        p.setBrush(QtGui.QColor(255, 60, 200))
+        p.drawEllipse(a, 3 * d, 3 * d)
+        p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, False)
+
     def _draw_labels(self, p: QtGui.QPainter, parts, d: float) -> None:
         f = p.font()
         f.setPixelSize(round(12 * d))
@@ -196,6 +212,10 @@ class Pane(QtWidgets.QWidget):
             self._drag = "select"
             d = self.dpr()
             self._sel_start = self.c.state.screen_to_source(pos.x() * d, pos.y() * d)
+        elif ev.modifiers() & QtCore.Qt.KeyboardModifier.ControlModifier:
+            self._drag = "line"
+            d = self.dpr()
+            self._sel_start = self.c.state.screen_to_source(pos.x() * d, pos.y() * d)
         else:
             self._drag = "pan"
             self.setCursor(QtCore.Qt.CursorShape.ClosedHandCursor)
@@ -215,6 +235,9 @@ class Pane(QtWidgets.QWidget):
         elif self._drag == "select":
             sx, sy = self.c.state.screen_to_source(pos.x() * d, pos.y() * d)
             self.c.set_selection(self._sel_start, (sx, sy))
+        elif self._drag == "line":
+            sx, sy = self.c.state.screen_to_source(pos.x() * d, pos.y() * d)
+            self.c.set_profile_line(self._sel_start, (sx, sy))
         elif self._drag == "pan":
             delta = pos - self._last
             self.c.pan(delta.x() * d, delta.y() * d)

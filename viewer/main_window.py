@@ -19,6 +19,7 @@ from core.geometry import Region
 from core.imageio import ImageError, ImageTooLarge, LoadedImage, image_size, load_image
 from viewer.canvas import Pane, to_qimage
 from viewer.export_dialog import ExportDialog, ExportRequest
+from viewer.inspector import InspectorDock, line_profile
 from viewer.scheduler import RenderScheduler
 from viewer.view_state import ViewState
 
@@ -55,6 +56,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.state: Optional[ViewState] = None
         self.source_qimage: Optional[QtGui.QImage] = None
         self.selection: Optional[Region] = None
+        #: the inspector's line, source pixels ``((x0, y0), (x1, y1))``, or None
+        self.profile_line = None
         self.mode = "side"
         self.nearest = False
         self.last_times = {}
@@ -79,6 +82,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.layout_.setSpacing(2)
         self.setCentralWidget(self.central)
         self.panes: List[Pane] = []
+        self.inspector = InspectorDock(self)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, self.inspector)
+        self.inspector.hide()
+        self.inspector.visibilityChanged.connect(lambda _: self._schedule_inspector())
+        self._inspector_timer = QtCore.QTimer(self)
+        self._inspector_timer.setSingleShot(True)
+        self._inspector_timer.setInterval(60)  # coalesce tile arrivals
+        self._inspector_timer.timeout.connect(self.refresh_inspector)
         self._build_status()
         self._build_menus()
         self._build_panes()
@@ -137,7 +148,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_nearest = self._action(v, "&Nearest Neighbour (source pixels)",
                                         self.toggle_nearest, "N", True)
         v.addSeparator()
-        self._action(v, "Clear Selection", self.clear_selection, "Esc")
+        act = self.inspector.toggleViewAction()
+        act.setText("&Inspector (line profile; Ctrl+drag draws the line)")
+        act.setShortcut(QtGui.QKeySequence("I"))
+        v.addAction(act)
+        self._action(v, "Clear Selection and Line", self.clear_selection, "Esc")
         m = mb.addMenu("&Model")
         self._action(m, "&Load Checkpoint…", self.load_checkpoint_dialog, "Ctrl+L")
         from core.defaults import BUNDLED
@@ -251,6 +266,7 @@ class MainWindow(QtWidgets.QMainWindow):
         # converted (a copy) to the layout the painter draws from, not converted per paint
         self.source_qimage = to_qimage(arr).convertToFormat(QtGui.QImage.Format.Format_RGB32)
         self.selection = None
+        self.profile_line = None
         vw, vh = self.panes[0].device_size()
         self.state = ViewState(image.width, image.height, vw, vh)
         self.state.fit()
@@ -346,8 +362,56 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def clear_selection(self) -> None:
         self.selection = None
+        self.profile_line = None
+        self._schedule_inspector()
         for p in self.panes:
             p.update()
+
+    def set_profile_line(self, a, b) -> None:
+        """The inspector's line from source point ``a`` to ``b``; shows the inspector."""
+        self.profile_line = (tuple(map(float, a)), tuple(map(float, b)))
+        if not self.inspector.isVisible():
+            self.show_inspector()
+        self._schedule_inspector()
+        for p in self.panes:
+            p.update()
+
+    def show_inspector(self) -> None:
+        """Show the inspector dock at a height that leaves the panes most of the window."""
+        self.inspector.show()
+        self.resizeDocks([self.inspector], [max(160, self.height() // 3)],
+                         QtCore.Qt.Orientation.Vertical)
+
+    def _schedule_inspector(self) -> None:
+        if not self._inspector_timer.isActive():
+            self._inspector_timer.start()
+
+    def shown_methods(self) -> List[str]:
+        """The methods the panes show now, in pane order (LIIF only with a model)."""
+        from viewer.canvas import effective_method
+        out = []
+        for p in self.panes:
+            for m in p.methods:
+                if m == "liif" and self.latent is None:
+                    continue
+                out.append(effective_method(m, self.state.zoom) if self.state else m)
+        return list(dict.fromkeys(out))
+
+    def refresh_inspector(self) -> None:
+        """Recompute the profiles from what is rendered now (see viewer.inspector)."""
+        if not self.inspector.isVisible():
+            return
+        line, st = self.profile_line, self.state
+        if line is None or st is None:
+            self.inspector.update_profiles({}, "Ctrl+drag on the image to draw a line")
+            return
+        T = self.scheduler.tile
+        curves = {m: line_profile(self.scheduler.cache.get, m, st.zoom, T, *line)
+                  for m in self.shown_methods()}
+        (x0, y0), (x1, y1) = line
+        self.inspector.update_profiles(curves, (
+            f"({x0:.1f}, {y0:.1f}) → ({x1:.1f}, {y1:.1f}), "
+            f"{((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5:.1f} source px at {st.zoom:.3g}×"))
 
     def methods(self) -> List[str]:
         from viewer.canvas import effective_method
@@ -371,10 +435,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_status()
         for p in self.panes:
             p.update()
+        if self.profile_line is not None:
+            self._schedule_inspector()
 
     def _repaint(self) -> None:
         for p in self.panes:
             p.update()
+        if self.profile_line is not None:
+            self._schedule_inspector()
 
     def _pass_done(self, kind: str, seconds: float) -> None:
         self.last_times[kind] = seconds
@@ -484,6 +552,7 @@ class MainWindow(QtWidgets.QMainWindow):
             "+ / −: zoom · 0: 1 screen pixel per source pixel · F: fit\n"
             "C: side by side (LIIF | bicubic) · V: split view (drag the divider) · "
             "L: LIIF only · N: nearest neighbour\n"
+            "Ctrl+drag: draw a line for the inspector's profiles · I: show/hide the inspector\n"
             "Ctrl+E: export · Ctrl+L: load checkpoint · Ctrl+O: open"))
 
     def _add_recent(self, path: str) -> None:

@@ -1,4 +1,5 @@
-"""Save screenshots of the app: fit, 4x and 32x, in side-by-side and split modes.
+"""Save screenshots of the app: fit, 4x and 32x, in side-by-side and split modes, and the
+inspector's line profiles at 8x.
 
     QT_QPA_PLATFORM=offscreen python -m viewer.screenshots OUTDIR [IMAGE] [--checkpoint C]
 
@@ -64,6 +65,21 @@ def main(argv=None) -> int:
             path = os.path.join(args.outdir, f"{mode}-{name}.png")
             win.grab().save(path)
             print(path)
+    # the inspector: a line across the centre of the view, profiles of LIIF and bicubic
+    win.set_mode("side")
+    win.show_inspector()
+    st = win.state
+    st.zoom, st.cx, st.cy = 8.0, cx, cy
+    win.view_changed()
+    settle(app, win)
+    r = win.state.visible_region()
+    win.set_profile_line((r.x + r.w * 0.15, r.y + r.h * 0.55), (r.x + r.w * 0.85, r.y + r.h * 0.45))
+    settle(app, win)
+    win.refresh_inspector()
+    app.processEvents()
+    path = os.path.join(args.outdir, "inspector-8x.png")
+    win.grab().save(path)
+    print(path)
     win.close()
     return 0
 

@@ -1,0 +1,86 @@
+"""The inspector: line profiles read from the rendered tiles, and its dock in the window."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from PySide6 import QtCore
+from PySide6.QtTest import QTest
+
+from core.registry import make
+from tests.conftest import tiny_spec
+from viewer.inspector import line_profile, luminance
+from viewer.main_window import MainWindow
+
+
+def test_line_profile_reads_the_rendered_pixels_with_gaps_and_coarse_fallback():
+    T, z = 8, 2.0
+    # tile (0, 0): full, value = column index * 10; tile (0, 1): coarse only (2x2 px);
+    # tile (0, 2): rendered in part (alpha 0 in its right half)
+    full = np.zeros((T, T, 3), np.uint8)
+    full[:] = (np.arange(T) * 10)[None, :, None]
+    coarse = np.full((2, 2, 3), 200, np.uint8)
+    part = np.zeros((T, T, 4), np.uint8)
+    part[..., :3] = 50
+    part[:, :T // 2, 3] = 255
+    cache = {("liif", z, "full", 0, 0): full, ("liif", z, "coarse", 0, 1): coarse,
+             ("liif", z, "full", 0, 2): part}
+    # a horizontal line through grid row 2, grid x 0.5 .. 31.5 (source x 0.25 .. 15.75)
+    d, rgb = line_profile(cache.get, "liif", z, T, (0.25, 1.0), (15.75, 1.0))
+    assert len(d) == 32 and d[0] == 0 and abs(d[-1] - 15.5) < 1e-9
+    gx = np.linspace(0.5, 31.5, 32)
+    col = gx.astype(int)
+    np.testing.assert_allclose(rgb[col < 8, 0], (col[col < 8] * 10) / 255, atol=1e-6)
+    assert np.allclose(rgb[(col >= 8) & (col < 16), 0], 200 / 255)
+    assert np.allclose(rgb[(col >= 16) & (col < 20), 0], 50 / 255)
+    assert np.isnan(rgb[(col >= 20) & (col < 24)]).all()  # not rendered yet: a gap
+    assert np.isnan(rgb[col >= 24]).all()                  # no tile at all
+    assert np.allclose(luminance(np.array([[1.0, 1.0, 1.0]], np.float32)), 1.0)
+    # bicubic has no coarse layer
+    _, b = line_profile(cache.get, "bicubic", z, T, (0.25, 1.0), (15.75, 1.0))
+    assert np.isnan(b).all()
+
+
+def test_inspector_dock_plots_every_shown_method(qtbot, tmp_path):
+    a = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
+    Image.fromarray(a).save(tmp_path / "p.png")
+    torch.manual_seed(0)
+    settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
+    w = MainWindow(model=make(tiny_spec()).eval(), model_name="tiny", settings=settings, tile=64)
+    w.error = lambda *a: None
+    qtbot.addWidget(w)
+    w.resize(800, 500)
+    w.show()
+    qtbot.waitExposed(w)
+    try:
+        assert w.open_image(str(tmp_path / "p.png"))
+        w.zoom_step(4.0)  # above 1:1, so LIIF renders
+        assert w.mode == "side" and w.shown_methods() == ["liif", "bicubic"]
+        QTest.keyClick(w.panes[0], "I")  # the inspector first: showing it resizes the panes
+        assert w.inspector.isVisible()
+        w.show_inspector()
+        qtbot.wait(50)
+        pane = w.panes[0]
+        st = w.state
+        assert pane.height() > 200
+        p0 = QtCore.QPoint(int(pane.width() * 0.2), int(pane.height() * 0.3))
+        p1 = QtCore.QPoint(int(pane.width() * 0.8), int(pane.height() * 0.7))
+        ctrl = QtCore.Qt.KeyboardModifier.ControlModifier
+        QTest.mousePress(pane, QtCore.Qt.MouseButton.LeftButton, ctrl, p0)
+        QTest.mouseMove(pane, p1)
+        QTest.mouseRelease(pane, QtCore.Qt.MouseButton.LeftButton, ctrl, p1)
+        assert w.profile_line is not None and w.inspector.isVisible()
+        assert w.scheduler.wait_idle(60)
+        qtbot.waitUntil(lambda: all(np.isfinite(y).all() for y in
+                                    [c[1] for c in w.inspector.curve_data().values()]) and
+                        set(w.inspector.curve_data()) == {"liif", "bicubic"}, timeout=20000)
+        data = w.inspector.curve_data()
+        (x0, y0), (x1, y1) = w.profile_line
+        n = int(np.ceil(np.hypot(x1 - x0, y1 - y0) * st.zoom)) + 1
+        assert len(data["liif"][1]) == n
+        assert not np.allclose(data["liif"][1], data["bicubic"][1])  # two different renders
+        w.inspector.mode.setCurrentIndex(1)  # per channel
+        assert {"liif R", "liif G", "liif B", "bicubic R"} <= set(w.inspector.curve_data())
+        w.clear_selection()
+        assert w.profile_line is None
+    finally:
+        w.scheduler.shutdown()

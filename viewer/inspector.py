@@ -1,0 +1,141 @@
+"""The inspector: intensity profiles along a line, for every method the panes show.
+
+The user draws a line on the image (Ctrl+drag). For each method on screen (LIIF, bicubic,
+nearest) the dock plots the intensity along it, sampled where that method was rendered: one
+sample per screen pixel of the line at the current zoom, read from the scheduler's cached
+tiles (so what is plotted is exactly what is shown, and it updates as renders land; a part
+not rendered yet is a gap). Luminance is BT.601 Y in [0, 1]; per-channel shows R, G and B.
+
+:func:`line_profile` uses no Qt (a function of the tile cache and the view) and is tested on
+its own; :class:`InspectorDock` is its pyqtgraph view.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict, Optional, Tuple
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+#: BT.601 luma weights (as the evaluation's Y channel, without its offset and range)
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+TileGetter = Callable[[tuple], Optional[np.ndarray]]
+
+
+def line_profile(get: TileGetter, method: str, zoom: float, tile: int,
+                 p0: Tuple[float, float], p1: Tuple[float, float],
+                 coarse: int = 4) -> Tuple[np.ndarray, np.ndarray]:
+    """``(distance, rgb)`` along the source-pixel segment ``p0 -> p1`` for ``method``.
+
+    Samples are one screen pixel apart (``1 / zoom`` source pixels); each takes the rendered
+    pixel under it from the best cached layer of its tile (``(method, zoom, 'full', i, j)``,
+    else for LIIF the coarse pass, whose pixels are ``coarse`` screen pixels wide). ``rgb`` is
+    ``(n, 3)`` float32 in [0, 1], NaN where nothing is rendered yet; ``distance`` is in
+    source pixels from ``p0``. Tile ``(i, j)`` holds grid pixels ``[j T, (j+1) T)`` with
+    grid = source x zoom (see :class:`viewer.view_state.ViewState`)."""
+    (x0, y0), (x1, y1) = p0, p1
+    length = math.hypot(x1 - x0, y1 - y0)
+    n = max(2, int(math.ceil(length * zoom)) + 1)
+    t = np.linspace(0.0, 1.0, n)
+    gx = (x0 + t * (x1 - x0)) * zoom
+    gy = (y0 + t * (y1 - y0)) * zoom
+    j = np.floor(gx / tile).astype(np.int64)
+    i = np.floor(gy / tile).astype(np.int64)
+    out = np.full((n, 3), np.nan, np.float32)
+    for ti, tj in set(zip(i.tolist(), j.tolist())):
+        sel = (i == ti) & (j == tj)
+        keys = [(method, zoom, "full", ti, tj)]
+        if method == "liif":
+            keys.append(("liif", zoom, "coarse", ti, tj))
+        px = gx[sel] - tj * tile
+        py = gy[sel] - ti * tile
+        vals = np.full((int(sel.sum()), 3), np.nan, np.float32)
+        for key in keys:
+            arr = get(key)
+            if arr is None:
+                continue
+            f = arr.shape[0] / tile  # 1 for full tiles, 1 / coarse for the coarse pass
+            r = np.clip((py * f).astype(np.int64), 0, arr.shape[0] - 1)
+            c = np.clip((px * f).astype(np.int64), 0, arr.shape[1] - 1)
+            got = arr[r, c, :3].astype(np.float32) / 255.0
+            if arr.shape[2] == 4:  # rendered in part: alpha 0 where not yet
+                got[arr[r, c, 3] == 0] = np.nan
+            fill = np.isnan(vals[:, 0]) & ~np.isnan(got[:, 0])
+            vals[fill] = got[fill]
+            if not np.isnan(vals[:, 0]).any():
+                break
+        out[sel] = vals
+    return t * length, out
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma of ``(n, 3)`` RGB in [0, 1] (NaN stays NaN)."""
+    return rgb @ LUMA
+
+
+# ---- the Qt view ---------------------------------------------------------------------------
+class InspectorDock(QtWidgets.QDockWidget):
+    """A dock with the line profiles of the methods on screen (see the module docstring).
+
+    ``update_profiles(curves)`` takes ``{method: (distance, rgb)}``."""
+
+    PENS = {"liif": (255, 200, 0), "bicubic": (90, 170, 255), "nearest": (200, 200, 200)}
+    CHANNELS = {"R": (255, 80, 80), "G": (80, 220, 80), "B": (90, 140, 255)}
+
+    def __init__(self, parent=None) -> None:
+        super().__init__("Inspector: line profile", parent)
+        self.setObjectName("inspector")
+        w = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(w)
+        lay.setContentsMargins(4, 4, 4, 4)
+        row = QtWidgets.QHBoxLayout()
+        self.info = QtWidgets.QLabel("Ctrl+drag on the image to draw a line")
+        self.mode = QtWidgets.QComboBox()
+        self.mode.addItems(["luminance", "per channel"])
+        self.mode.currentIndexChanged.connect(lambda _: self._redraw())
+        row.addWidget(self.info, 1)
+        row.addWidget(self.mode)
+        lay.addLayout(row)
+        self.plot = pg.PlotWidget()
+        self.plot.setLabel("bottom", "distance along the line (source px)")
+        self.plot.setLabel("left", "intensity")
+        self.plot.setYRange(0, 1)
+        self.plot.showGrid(x=True, y=True, alpha=0.3)
+        self.legend = self.plot.addLegend()
+        lay.addWidget(self.plot)
+        self.setWidget(w)
+        self._curves: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
+
+    def update_profiles(self, curves: Dict[str, Tuple[np.ndarray, np.ndarray]],
+                        text: str = "") -> None:
+        self._curves = curves
+        if text:
+            self.info.setText(text)
+        self._redraw()
+
+    def _redraw(self) -> None:
+        self.plot.clear()
+        self.legend.clear()
+        per_channel = self.mode.currentIndex() == 1
+        for method, (d, rgb) in self._curves.items():
+            colour = self.PENS.get(method, (255, 255, 255))
+            if per_channel:
+                for k, (ch, c) in enumerate(self.CHANNELS.items()):
+                    style = QtCore.Qt.PenStyle.SolidLine if method == "liif" else \
+                        QtCore.Qt.PenStyle.DashLine
+                    self.plot.plot(d, rgb[:, k], pen=pg.mkPen(c, width=1.5, style=style),
+                                   name=f"{method} {ch}", connect="finite")
+            else:
+                self.plot.plot(d, luminance(rgb), pen=pg.mkPen(colour, width=2),
+                               name=method, connect="finite")
+
+    def curve_data(self) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+        """What the plot shows now: ``{name: (x, y)}`` (for tests and export)."""
+        out = {}
+        for item in self.plot.listDataItems():
+            x, y = item.getData()
+            out[item.name()] = (x, y)
+        return out
+
