@@ -262,6 +262,31 @@ def test_load_checkpoint_reencodes_and_shows_name(qtbot, win, image_path, tiny_c
     assert "tiny" in win.lbl_model.text()
 
 
+def test_hostile_checkpoint_gives_a_dialog_and_keeps_the_model(qtbot, win, image_path,
+                                                                tmp_path):
+    """A deeply nested spec, a huge spec and NaN weights: one dialog each, same model."""
+    import json
+
+    from safetensors.torch import save_file
+    win.open_image(image_path)
+    model, latent = win.model, win.latent
+    nan = {k: v.clone() for k, v in make(tiny_spec()).state_dict().items()}
+    next(iter(nan.values())).fill_(float("nan"))
+    files = {
+        "deep": ({"a": torch.zeros(1)}, "[" * 5000 + "]" * 5000),
+        "huge": ({"a": torch.zeros(1)}, json.dumps({"name": "mlp", "args": {
+            "in_dim": 60000, "out_dim": 60000, "hidden_list": [60000] * 50}})),
+        "nan": (nan, json.dumps(tiny_spec())),
+    }
+    for name, (sd, spec) in files.items():
+        p = tmp_path / f"{name}.safetensors"
+        save_file(sd, str(p), metadata={"format": "liif-zoom/1", "spec": spec})
+        n = len(win.errors)
+        assert not win.load_checkpoint(str(p))
+        assert len(win.errors) == n + 1 and "current model stays" in win.errors[-1][1]
+        assert win.model is model and win.latent is latent
+
+
 def test_main_opens_bundled_sample_with_bundled_model(qtbot, tmp_path):
     from core.defaults import CPU_CHECKPOINT, PAPER_CHECKPOINT
     from viewer.app import build_window, parse_args
