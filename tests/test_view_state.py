@@ -35,3 +35,16 @@ def test_tiles_cover_the_view_and_tile_regions_partition_the_grid():
     assert a.x + a.w == pytest.approx(b.x)
     st.pan(40, 0)  # drag right by 40 device px -> content moves right, view moves left
     assert st.visible_region().x == pytest.approx(r.x - 10)
+
+
+def test_tile_vocabulary_one_rule_for_layers():
+    from viewer.tiles import Level, Method, TileKey, keys_for, layers, methods_needed
+    k = TileKey(Method.LIIF, 2.0, Level.FULL, 3, 4)
+    assert k == ("liif", 2.0, "full", 3, 4) and hash(k) == hash(("liif", 2.0, "full", 3, 4))
+    assert {k: 1}[("liif", 2.0, "full", 3, 4)] == 1
+    assert [(x.method, x.level) for x in layers("liif")] == [
+        ("liif", "full"), ("liif", "coarse"), ("bicubic", "full")]
+    assert keys_for("nearest", 1.5, 0, 7) == [("nearest", 1.5, "full", 0, 7)]
+    # side by side LIIF | nearest needs the bicubic preview too; previews first
+    assert methods_needed(["liif", "nearest"]) == ["bicubic", "nearest", "liif"]
+    assert methods_needed(["bicubic"]) == ["bicubic"]

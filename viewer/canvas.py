@@ -17,7 +17,7 @@ import numpy as np
 import pyqtgraph.functions as pgf
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from viewer.scheduler import COARSE
+from viewer.tiles import keys_for
 
 LABELS = {"liif": "LIIF", "bicubic": "bicubic", "nearest": "nearest"}
 BACKGROUND = QtGui.QColor(38, 38, 42)
@@ -114,11 +114,7 @@ class Pane(QtWidgets.QWidget):
         preview, or the source scaled by Qt), then any better layer rendered in part (the
         visible part of a tile at the edge of an earlier view) over it."""
         st, cache = self.c.state, self.c.scheduler.cache
-        z = st.zoom
-        keys = [(method, z, "full", i, j)]
-        if method == "liif":
-            keys += [("liif", z, "coarse", i, j), ("bicubic", z, "full", i, j)]
-        layers = [cache.get(k) for k in keys]
+        layers = [cache.get(k) for k in keys_for(method, st.zoom, i, j)]
         base = next((k for k, a in enumerate(layers) if a is not None and a.shape[2] == 3),
                     len(layers))
         if base == len(layers):

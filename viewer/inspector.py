@@ -18,6 +18,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
+from viewer.tiles import keys_for
+
 #: BT.601 luma weights (as the evaluation's Y channel, without its offset and range)
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -25,13 +27,13 @@ TileGetter = Callable[[tuple], Optional[np.ndarray]]
 
 
 def line_profile(get: TileGetter, method: str, zoom: float, tile: int,
-                 p0: Tuple[float, float], p1: Tuple[float, float],
-                 coarse: int = 4) -> Tuple[np.ndarray, np.ndarray]:
+                 p0: Tuple[float, float], p1: Tuple[float, float]
+                 ) -> Tuple[np.ndarray, np.ndarray]:
     """``(distance, rgb)`` along the source-pixel segment ``p0 -> p1`` for ``method``.
 
     Samples are one screen pixel apart (``1 / zoom`` source pixels); each takes the rendered
-    pixel under it from the best cached layer of its tile (``(method, zoom, 'full', i, j)``,
-    else for LIIF the coarse pass, whose pixels are ``coarse`` screen pixels wide). ``rgb`` is
+    pixel under it from the best cached layer of the method's own (:func:`viewer.tiles.keys_for`:
+    the full pass, else for LIIF the coarse pass, whose pixels are several screen pixels wide). ``rgb`` is
     ``(n, 3)`` float32 in [0, 1], NaN where nothing is rendered yet; ``distance`` is in
     source pixels from ``p0``. Tile ``(i, j)`` holds grid pixels ``[j T, (j+1) T)`` with
     grid = source x zoom (see :class:`viewer.view_state.ViewState`)."""
@@ -46,9 +48,9 @@ def line_profile(get: TileGetter, method: str, zoom: float, tile: int,
     out = np.full((n, 3), np.nan, np.float32)
     for ti, tj in set(zip(i.tolist(), j.tolist())):
         sel = (i == ti) & (j == tj)
-        keys = [(method, zoom, "full", ti, tj)]
-        if method == "liif":
-            keys.append(("liif", zoom, "coarse", ti, tj))
+        # the method's own layers (not the bicubic preview under LIIF: a LIIF profile shows
+        # LIIF or nothing)
+        keys = [k for k in keys_for(method, zoom, ti, tj) if k.method == method]
         px = gx[sel] - tj * tile
         py = gy[sel] - ti * tile
         vals = np.full((int(sel.sum()), 3), np.nan, np.float32)
@@ -56,7 +58,7 @@ def line_profile(get: TileGetter, method: str, zoom: float, tile: int,
             arr = get(key)
             if arr is None:
                 continue
-            f = arr.shape[0] / tile  # 1 for full tiles, 1 / coarse for the coarse pass
+            f = arr.shape[0] / tile  # 1 for full tiles, less for the coarse pass
             r = np.clip((py * f).astype(np.int64), 0, arr.shape[0] - 1)
             c = np.clip((px * f).astype(np.int64), 0, arr.shape[1] - 1)
             got = arr[r, c, :3].astype(np.float32) / 255.0

@@ -414,14 +414,11 @@ class MainWindow(QtWidgets.QMainWindow):
             f"{((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5:.1f} source px at {st.zoom:.3g}×"))
 
     def methods(self) -> List[str]:
+        """What the scheduler renders for the panes: every layer they draw, previews first."""
         from viewer.canvas import effective_method
-        ms = []
-        for p in self.panes:
-            for m in p.methods:
-                ms.append(effective_method(m, self.state.zoom))
-                if m == "liif":
-                    ms.append("bicubic")  # the preview under LIIF
-        return list(dict.fromkeys(ms))
+        from viewer.tiles import methods_needed
+        shown = [effective_method(m, self.state.zoom) for p in self.panes for m in p.methods]
+        return [m.value for m in methods_needed(shown)]
 
     def view_changed(self) -> None:
         """Re-query what the panes show now; called after every change of the view."""

@@ -34,11 +34,11 @@ from core.imageio import LoadedImage
 from core.lru import LRUCache
 from core.render import render
 from core.resample import render_bicubic
+from viewer.tiles import PASSES, Level, Method, TileKey
 
 COARSE = 4  # coarse pass: 1/COARSE of the resolution per axis
 PREVIEW_FIRST_S = 0.5  # the LIIF worker waits at most this long for the preview to finish
 
-TileKey = Tuple[str, float, str, int, int]
 Window = Tuple[int, int, int, int]  # (c0, r0, c1, r1): columns [c0, c1), rows [r0, r1) of a tile
 
 
@@ -305,13 +305,14 @@ class RenderScheduler:
             wanted = set()
             whole = (0, 0, self.tile, self.tile)
             for m in methods:
-                if m == "liif" and self.latent is None:
+                if m == Method.LIIF and self.latent is None:
                     continue
                 for (i, j) in tiles:
                     reg = tile_region(i, j)
-                    if m == "liif":
+                    if m == Method.LIIF:
                         want = tile_window(i, j) if tile_window else whole
-                        kf, kc = (m, zoom, "full", i, j), (m, zoom, "coarse", i, j)
+                        kf = TileKey(Method.LIIF, zoom, Level.FULL, i, j)
+                        kc = TileKey(Method.LIIF, zoom, Level.COARSE, i, j)
                         wanted.update((kf, kc))
                         wf = self._need(kf, want, self.tile, running)
                         if wf is not None:
@@ -322,7 +323,7 @@ class RenderScheduler:
                             if wc is not None:
                                 coarse.append(Job(kc, reg, size, wc))
                     else:
-                        k = (m, zoom, "full", i, j)
+                        k = TileKey(Method(m), zoom, Level.FULL, i, j)
                         wanted.add(k)
                         if k not in self.cache:
                             fast.append(Job(k, reg, self.tile))
@@ -334,13 +335,14 @@ class RenderScheduler:
                 coarse = enc + coarse
             self.wanted = wanted
             queued = {j.key for j in full + coarse}
-            extra = {k for k in running if k in wanted and k[0] != "encode" and k not in queued}
+            extra = {k for k in running
+                     if k in wanted and k.method != Method.ENCODE and k not in queued}
             self.timer = PassTimer(time.perf_counter(), pending={
                 "preview": {j.key for j in fast},
-                "coarse": {j.key for j in coarse if j.key[0] != "encode"}
-                | {k for k in extra if k[2] == "coarse"},
-                "full": {j.key for j in full} | {k for k in extra if k[2] == "full"}})
-            for kind in ("preview", "coarse", "full"):
+                "coarse": {j.key for j in coarse if j.key.method != Method.ENCODE}
+                | {k for k in extra if k.level == Level.COARSE},
+                "full": {j.key for j in full} | {k for k in extra if k.level == Level.FULL}})
+            for kind in PASSES:
                 if not self.timer.pending[kind]:
                     setattr(self.timer, kind, 0.0)
         self._preview.replace(fast)
@@ -390,7 +392,7 @@ class RenderScheduler:
                 y0, y1 = ry0 * t, min(lat.height, ry1 * t)
                 x0, x1 = rx0 * t, min(lat.width, rx1 * t)
                 if not lat.is_encoded(y0, y1, x0, x1):
-                    jobs.append(Job(("encode", zoom, "full", ry0, rx0),
+                    jobs.append(Job(TileKey(Method.ENCODE, zoom, Level.FULL, ry0, rx0),
                                     Region(x0, y0, x1 - x0, y1 - y0), 0))
         return jobs
 
@@ -410,7 +412,7 @@ class RenderScheduler:
     # ---- workers -----------------------------------------------------------------------------
     def _run_job(self, job: Job) -> None:
         key = job.key
-        method = key[0]
+        method = key.method
 
         def cancelled() -> bool:
             stale = not self.wanted_key(key)
@@ -423,16 +425,16 @@ class RenderScheduler:
         image, latent = self.image, self.latent
         if image is None:
             return
-        if method == "encode":
+        if method == Method.ENCODE:
             r = job.region
             latent.ensure_region(r.y, r.y + r.h, r.x, r.x + r.w, cancelled)
             return
-        if method == "liif":
+        if method == Method.LIIF:
             rgb = render(latent, job.region, job.size, job.size, cancelled=cancelled,
                          window=job.window)
-        elif method == "bicubic":
+        elif method == Method.BICUBIC:
             rgb = render_bicubic(image.rgb, job.region, job.size, job.size)
-        elif method == "nearest":
+        elif method == Method.NEAREST:
             rgb = render_nearest(image.rgb, job.region, job.size, job.size)
         else:
             raise ValueError(f"unknown method {method}")
@@ -449,7 +451,7 @@ class RenderScheduler:
             t = self.timer
             if t is None:
                 return
-            for kind in ("preview", "coarse", "full"):
+            for kind in PASSES:
                 pend = t.pending[kind]
                 if key in pend:
                     pend.discard(key)
