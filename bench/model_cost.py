@@ -1,0 +1,103 @@
+"""Cost of a model, counted and timed: multiply-adds per source pixel of encoding, per latent
+code (the per-code features: LIIF's P map, LMF's modulations) and per output pixel, and the
+measured time of each on this machine, for several model files side by side.
+
+    python bench/model_cost.py [CKPT ...] [--size 256] [--scale 4] [--threads 2] [--repeat 3]
+
+Multiply-adds are counted by ``torch.utils.flop_counter`` (convolutions and matrix products,
+FLOPs / 2), so they are exactly what the code runs. Times: the median of ``--repeat`` runs of
+encoding a ``size``-square image, computing the features of all its codes, and rendering
+it at ``scale`` with the features already cached (the per-pixel work alone).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def measure(path: str, size: int, scale: int, repeat: int) -> dict:
+    import numpy as np
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from core.checkpoints import load_model
+    from core.encoding import encode
+    from core.geometry import Region
+    from core.render import render
+
+    model, _, _ = load_model(path)
+    rgb = np.random.default_rng(0).random((size, size, 3), dtype=np.float32)
+    out = size * scale
+
+    def run_encode():
+        lat = encode(model, rgb, "cpu", tile=size)
+        lat.encode_all()
+        return lat
+
+    def run_features(lat):
+        lat._features.clear()
+        return lat.features(0, size, 0, size)
+
+    with FlopCounterMode(display=False) as fc:
+        lat = run_encode()
+    enc_mac = fc.get_total_flops() / 2 / size ** 2
+    with FlopCounterMode(display=False) as fc:
+        run_features(lat)
+    feat_mac = fc.get_total_flops() / 2 / size ** 2
+    render(lat, Region.full(size, size), out, out)  # features cached from here on
+    with FlopCounterMode(display=False) as fc:
+        render(lat, Region.full(size, size), out, out)
+    pix_mac = fc.get_total_flops() / 2 / out ** 2
+
+    def timed(fn):
+        ts = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return statistics.median(ts)
+
+    t_enc = timed(run_encode)
+    t_feat = timed(lambda: run_features(lat))
+    render(lat, Region.full(size, size), out, out)
+    t_pix = timed(lambda: render(lat, Region.full(size, size), out, out))
+    return {"model": os.path.basename(path), "encode_mac_per_src_px": enc_mac,
+            "features_mac_per_code": feat_mac, "render_mac_per_out_px": pix_mac,
+            "encode_us_per_src_px": 1e6 * t_enc / size ** 2,
+            "features_us_per_code": 1e6 * t_feat / size ** 2,
+            "render_us_per_out_px": 1e6 * t_pix / out ** 2}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("checkpoints", nargs="*")
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=3)
+    args = p.parse_args()
+    import torch
+    torch.set_num_threads(args.threads)
+    from core.defaults import bundled_models
+    paths = args.checkpoints or [str(p) for p in bundled_models().values()]
+    rows = [measure(c, args.size, args.scale, args.repeat) for c in paths]
+    print(f"{args.size}x{args.size} source, x{args.scale}, {args.threads} threads, "
+          f"torch {torch.__version__}")
+    print("| model | encode MAC/src px | features MAC/code | render MAC/out px | at x4 MAC/out px "
+          "| encode µs/src px | features µs/code | render µs/out px |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        at = r["render_mac_per_out_px"] + (r["encode_mac_per_src_px"] + r["features_mac_per_code"]) / args.scale ** 2
+        print(f"| {r['model']} | {r['encode_mac_per_src_px'] / 1e3:.0f} k | "
+              f"{r['features_mac_per_code'] / 1e3:.0f} k | {r['render_mac_per_out_px'] / 1e3:.1f} k | "
+              f"{at / 1e3:.1f} k | {r['encode_us_per_src_px']:.2f} | "
+              f"{r['features_us_per_code']:.2f} | {r['render_us_per_out_px']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
