@@ -17,6 +17,7 @@ import numpy as np
 import pyqtgraph.functions as pgf
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from viewer.session import effective_method  # noqa: F401 (re-exported)
 from viewer.tiles import keys_for
 
 LABELS = {"liif": "LIIF", "bicubic": "bicubic", "nearest": "nearest"}
@@ -28,11 +29,6 @@ def to_qimage(arr: np.ndarray) -> QtGui.QImage:
     rendered) -> QImage (shares memory: keep ``arr`` alive while drawing)."""
     f = QtGui.QImage.Format
     return pgf.ndarray_to_qimage(arr, f.Format_RGBA8888 if arr.shape[2] == 4 else f.Format_RGB888)
-
-
-def effective_method(method: str, zoom: float) -> str:
-    """Below 1 device pixel per source pixel, LIIF panes show the filtered source."""
-    return "bicubic" if (method == "liif" and zoom < 1.0) else method
 
 
 class Pane(QtWidgets.QWidget):

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtWidgets
 
 from core.geometry import Region
 

@@ -13,15 +13,14 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from core.atomic import staged
 from core.checkpoints import CheckpointError, load_model
-from core.encoding import Cancelled, LatentImage, encode
+from core.encoding import Cancelled
 from core.export import export
-from core.geometry import Region
-from core.imageio import ImageError, ImageTooLarge, LoadedImage, image_size, load_image
+from core.imageio import ImageError, LoadedImage, image_size, load_image
 from viewer.canvas import Pane, to_qimage
 from viewer.export_dialog import ExportDialog, ExportRequest
 from viewer.inspector import InspectorDock, line_profile
 from viewer.scheduler import RenderScheduler
-from viewer.view_state import ViewState
+from viewer.session import Session
 
 #: above this many pixels the viewer asks before opening an image
 ASK_PIXELS = 100_000_000
@@ -49,17 +48,11 @@ class MainWindow(QtWidgets.QMainWindow):
                  liif_workers: int = 1) -> None:
         super().__init__()
         self.setWindowTitle("LIIF Zoom")
-        self.device = torch.device(device)
-        self.model, self.model_name = model, model_name
-        self.image: Optional[LoadedImage] = None
-        self.latent: Optional[LatentImage] = None
-        self.state: Optional[ViewState] = None
+        #: everything that is not Qt (image, model, latent, camera, compare mode, selection,
+        #: inspector line); this window observes it (see _on_session)
+        self.session = Session(device, LATENT_TILE)
+        self.session.model, self.session.model_name = model, model_name
         self.source_qimage: Optional[QtGui.QImage] = None
-        self.selection: Optional[Region] = None
-        #: the inspector's line, source pixels ``((x0, y0), (x1, y1))``, or None
-        self.profile_line = None
-        self.mode = "side"
-        self.nearest = False
         self.last_times = {}
         self.settings = settings or QtCore.QSettings("LIIF Zoom", "LIIF Zoom")
         self.scheduler = RenderScheduler(
@@ -93,11 +86,41 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_status()
         self._build_menus()
         self._build_panes()
+        self.session.subscribe(self._on_session)
         self.setAcceptDrops(True)
         self.resize(1280, 800)
         self._encode_timer = QtCore.QTimer(self)
         self._encode_timer.timeout.connect(self._update_encode_progress)
         self._encode_timer.start(200)
+
+    # ---- the session's state, read by the panes, the scheduler and tests -----------------------
+    device = property(lambda self: self.session.device)
+    model = property(lambda self: self.session.model)
+    model_name = property(lambda self: self.session.model_name)
+    image = property(lambda self: self.session.image)
+    latent = property(lambda self: self.session.latent)
+    state = property(lambda self: self.session.state)
+    mode = property(lambda self: self.session.mode)
+    nearest = property(lambda self: self.session.nearest)
+    selection = property(lambda self: self.session.selection)
+    profile_line = property(lambda self: self.session.profile_line)
+
+    def _on_session(self, event: str) -> None:
+        """Turn a change of the session into Qt work."""
+        if event == "source":
+            self.scheduler.set_source(self.image, self.latent)
+            self.view_changed()
+            self._update_status()
+        elif event == "mode":
+            self._sync_mode_actions()
+            self._build_panes()
+        elif event == "view":
+            self.view_changed()
+        elif event in ("selection", "line"):
+            if event == "line":
+                self._schedule_inspector()
+            for p in self.panes:
+                p.update()
 
     # ---- construction ------------------------------------------------------------------------
     def _build_status(self) -> None:
@@ -177,14 +200,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.layout_.removeWidget(p)
             p.hide()  # at once: deleteLater waits for the event loop, and until then the
             p.deleteLater()  # old pane would still be painted (and its tiles requested)
-        other = "nearest" if self.nearest else "bicubic"
-        if self.mode == "side":
-            specs = [["liif"], [other]]
-        elif self.mode == "split":
-            specs = [["liif", other]]
-        else:
-            specs = [["nearest"] if self.nearest else ["liif"]]
-        self.panes = [Pane(self, s) for s in specs]
+        self.panes = [Pane(self, s) for s in self.session.pane_methods()]
         for p in self.panes:
             self.layout_.addWidget(p, 1)
         self.panes[0].setFocus()
@@ -261,29 +277,13 @@ class MainWindow(QtWidgets.QMainWindow):
         return result["value"]
 
     def set_image(self, image: LoadedImage, arr: Optional[np.ndarray] = None) -> None:
-        self.image = image
         arr = _to_u8(image.rgb) if arr is None else arr
         # converted (a copy) to the layout the painter draws from, not converted per paint
         self.source_qimage = to_qimage(arr).convertToFormat(QtGui.QImage.Format.Format_RGB32)
-        self.selection = None
-        self.profile_line = None
-        vw, vh = self.panes[0].device_size()
-        self.state = ViewState(image.width, image.height, vw, vh)
-        self.state.fit()
-        self._reencode()
-
-    def _reencode(self) -> None:
-        self.latent = None
-        if self.image is not None and self.model is not None:
-            # lazy: nothing is encoded on the UI thread; the render worker encodes tiles
-            self.latent = encode(self.model, self.image.rgb, self.device, tile=LATENT_TILE)
-        self.scheduler.set_source(self.image, self.latent)
-        self.view_changed()
+        self.session.set_image(image, *self.panes[0].device_size())
 
     def set_model(self, model, name: str) -> None:
-        self.model, self.model_name = model, name
-        self._reencode()
-        self._update_status()
+        self.session.set_model(model, name)
 
     def load_checkpoint_dialog(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
@@ -306,44 +306,30 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ---- view actions ------------------------------------------------------------------------
     def pane_resized(self, pane: Pane) -> None:
-        if self.state is None or pane is not self.panes[0]:
-            return
-        self.state.resize(*pane.device_size())
-        self.view_changed()
+        if pane is self.panes[0]:
+            self.session.resize(*pane.device_size())
 
     def zoom_at(self, factor: float, px: float, py: float) -> None:
-        if self.state is not None:
-            self.state.zoom_at(factor, px, py)
-            self.view_changed()
+        self.session.zoom_at(factor, px, py)
 
     def zoom_step(self, factor: float) -> None:
-        self.zoom_at(factor, None, None)
+        self.session.zoom_at(factor)
 
     def pan(self, dx: float, dy: float) -> None:
-        if self.state is not None:
-            self.state.pan(dx, dy)
-            self.view_changed()
+        self.session.pan(dx, dy)
 
     def fit(self) -> None:
-        if self.state is not None:
-            self.state.fit()
-            self.view_changed()
+        self.session.fit()
 
     def one_to_one(self) -> None:
-        if self.state is not None:
-            self.state.one_to_one()
-            self.view_changed()
+        self.session.one_to_one()
 
     def set_mode(self, mode: str) -> None:
-        # pressing the key of the current compare mode returns to LIIF only
-        self.mode = "single" if (mode == self.mode and mode != "single") else mode
-        self._sync_mode_actions()
-        self._build_panes()
+        """Side by side, split or LIIF only (the current mode's key returns to LIIF only)."""
+        self.session.set_mode(mode)
 
     def toggle_nearest(self) -> None:
-        self.nearest = not self.nearest
-        self._sync_mode_actions()
-        self._build_panes()
+        self.session.toggle_nearest()
 
     def _sync_mode_actions(self) -> None:
         self.act_side.setChecked(self.mode == "side")
@@ -352,29 +338,16 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_nearest.setChecked(self.nearest)
 
     def set_selection(self, a, b) -> None:
-        x0, x1 = sorted((a[0], b[0]))
-        y0, y1 = sorted((a[1], b[1]))
-        x0, y0 = max(0.0, x0), max(0.0, y0)
-        x1, y1 = min(float(self.image.width), x1), min(float(self.image.height), y1)
-        self.selection = Region(x0, y0, x1 - x0, y1 - y0) if (x1 - x0 > 0.5 and y1 - y0 > 0.5) else None
-        for p in self.panes:
-            p.update()
+        self.session.set_selection(a, b)
 
     def clear_selection(self) -> None:
-        self.selection = None
-        self.profile_line = None
-        self._schedule_inspector()
-        for p in self.panes:
-            p.update()
+        self.session.clear_selection()
 
     def set_profile_line(self, a, b) -> None:
         """The inspector's line from source point ``a`` to ``b``; shows the inspector."""
-        self.profile_line = (tuple(map(float, a)), tuple(map(float, b)))
         if not self.inspector.isVisible():
             self.show_inspector()
-        self._schedule_inspector()
-        for p in self.panes:
-            p.update()
+        self.session.set_profile_line(a, b)
 
     def show_inspector(self) -> None:
         """Show the inspector dock at a height that leaves the panes most of the window."""
@@ -388,14 +361,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def shown_methods(self) -> List[str]:
         """The methods the panes show now, in pane order (LIIF only with a model)."""
-        from viewer.canvas import effective_method
-        out = []
-        for p in self.panes:
-            for m in p.methods:
-                if m == "liif" and self.latent is None:
-                    continue
-                out.append(effective_method(m, self.state.zoom) if self.state else m)
-        return list(dict.fromkeys(out))
+        return self.session.shown_methods()
 
     def refresh_inspector(self) -> None:
         """Recompute the profiles from what is rendered now (see viewer.inspector)."""
@@ -415,10 +381,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def methods(self) -> List[str]:
         """What the scheduler renders for the panes: every layer they draw, previews first."""
-        from viewer.canvas import effective_method
-        from viewer.tiles import methods_needed
-        shown = [effective_method(m, self.state.zoom) for p in self.panes for m in p.methods]
-        return [m.value for m in methods_needed(shown)]
+        return self.session.render_methods()
 
     def view_changed(self) -> None:
         """Re-query what the panes show now; called after every change of the view."""

@@ -1,0 +1,167 @@
+"""The viewer's state that is not Qt: what is open, how it is compared, what is selected.
+
+A :class:`Session` holds the image, the model and its latent, the camera
+(:class:`~viewer.view_state.ViewState`), the compare mode and the nearest-neighbour switch,
+the export selection and the inspector's line, with the rules that tie them together (a new
+image or model re-encodes the latent; pressing the current compare mode's key returns to
+LIIF only; a selection is clamped to the image). The main window observes it: every change
+calls the subscribers with one of :data:`EVENTS`, and the window turns that into Qt work
+(new panes, repaint, a render request). Everything here is tested without a window.
+"""
+from __future__ import annotations
+
+from typing import Callable, List, Optional, Tuple
+
+import torch
+
+from core.encoding import LatentImage, encode
+from core.geometry import Region
+from core.imageio import LoadedImage
+from viewer.tiles import Method, methods_needed
+from viewer.view_state import ViewState
+
+#: what a subscriber is told changed
+EVENTS = ("source", "mode", "selection", "line", "view")
+MODES = ("side", "split", "single")
+Point = Tuple[float, float]
+
+
+def effective_method(method: str, zoom: float) -> str:
+    """Below 1 device pixel per source pixel, LIIF panes show the filtered source."""
+    return Method.BICUBIC.value if (method == Method.LIIF and zoom < 1.0) else method
+
+
+class Session:
+    """See the module docstring. ``latent_tile`` is the side of the latent's tiles."""
+
+    def __init__(self, device: torch.device | str = "cpu", latent_tile: int = 32) -> None:
+        self.device = torch.device(device)
+        self.latent_tile = latent_tile
+        self.model: Optional[torch.nn.Module] = None
+        self.model_name = ""
+        self.image: Optional[LoadedImage] = None
+        self.latent: Optional[LatentImage] = None
+        self.state: Optional[ViewState] = None
+        self.mode = "side"
+        self.nearest = False
+        self.selection: Optional[Region] = None
+        #: the inspector's line, source pixels ``((x0, y0), (x1, y1))``
+        self.profile_line: Optional[Tuple[Point, Point]] = None
+        self._subscribers: List[Callable[[str], None]] = []
+
+    # ---- observers ---------------------------------------------------------------------------
+    def subscribe(self, fn: Callable[[str], None]) -> None:
+        self._subscribers.append(fn)
+
+    def _notify(self, event: str) -> None:
+        for fn in list(self._subscribers):
+            fn(event)
+
+    # ---- source: image, model, latent --------------------------------------------------------
+    def set_image(self, image: LoadedImage, view_w: int, view_h: int) -> None:
+        """Open ``image`` in a view of ``view_w x view_h`` device pixels, fitted; clears the
+        selection and the line; re-encodes (lazily)."""
+        self.image = image
+        self.selection = None
+        self.profile_line = None
+        self.state = ViewState(image.width, image.height, view_w, view_h)
+        self.state.fit()
+        self._reencode()
+
+    def set_model(self, model: Optional[torch.nn.Module], name: str) -> None:
+        self.model, self.model_name = model, name
+        self._reencode()
+
+    def _reencode(self) -> None:
+        # lazy: nothing is encoded here; the render workers encode the tiles they need
+        self.latent = None
+        if self.image is not None and self.model is not None:
+            self.latent = encode(self.model, self.image.rgb, self.device, tile=self.latent_tile)
+        self._notify("source")
+
+    # ---- comparison --------------------------------------------------------------------------
+    def set_mode(self, mode: str) -> None:
+        """Side by side, split or LIIF only; the current compare mode's key returns to LIIF
+        only."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.mode = "single" if (mode == self.mode and mode != "single") else mode
+        self._notify("mode")
+
+    def toggle_nearest(self) -> None:
+        """Nearest neighbour instead of bicubic (in single mode: instead of LIIF)."""
+        self.nearest = not self.nearest
+        self._notify("mode")
+
+    def pane_methods(self) -> List[List[str]]:
+        """The methods of each pane, left to right (two in one pane: the split view)."""
+        other = "nearest" if self.nearest else "bicubic"
+        if self.mode == "side":
+            return [["liif"], [other]]
+        if self.mode == "split":
+            return [["liif", other]]
+        return [["nearest"] if self.nearest else ["liif"]]
+
+    def shown_methods(self) -> List[str]:
+        """What is on screen, in pane order: LIIF only with a model, the filtered source
+        (bicubic) for LIIF below 1:1."""
+        zoom = self.state.zoom if self.state is not None else 1.0
+        out = [effective_method(m, zoom) for ms in self.pane_methods() for m in ms
+               if not (m == "liif" and self.latent is None)]
+        return list(dict.fromkeys(out))
+
+    def render_methods(self) -> List[str]:
+        """What the scheduler must render for the panes (their layers), previews first."""
+        return [m.value for m in methods_needed(self.shown_methods())]
+
+    # ---- selection and line ------------------------------------------------------------------
+    def set_selection(self, a: Point, b: Point) -> None:
+        """The rectangle spanned by ``a`` and ``b`` (source pixels), clamped to the image;
+        none if it is thinner than half a pixel."""
+        if self.image is None:
+            return
+        x0, x1 = sorted((a[0], b[0]))
+        y0, y1 = sorted((a[1], b[1]))
+        x0, y0 = max(0.0, x0), max(0.0, y0)
+        x1, y1 = min(float(self.image.width), x1), min(float(self.image.height), y1)
+        self.selection = (Region(x0, y0, x1 - x0, y1 - y0)
+                          if (x1 - x0 > 0.5 and y1 - y0 > 0.5) else None)
+        self._notify("selection")
+
+    def set_profile_line(self, a: Point, b: Point) -> None:
+        self.profile_line = ((float(a[0]), float(a[1])), (float(b[0]), float(b[1])))
+        self._notify("line")
+
+    def clear_selection(self) -> None:
+        """Clear the selection and the inspector's line."""
+        self.selection = None
+        self.profile_line = None
+        self._notify("selection")
+        self._notify("line")
+
+    # ---- camera ------------------------------------------------------------------------------
+    def resize(self, view_w: int, view_h: int) -> None:
+        if self.state is not None:
+            self.state.resize(view_w, view_h)
+            self._notify("view")
+
+    def zoom_at(self, factor: float, px: Optional[float] = None,
+                py: Optional[float] = None) -> None:
+        if self.state is not None:
+            self.state.zoom_at(factor, px, py)
+            self._notify("view")
+
+    def pan(self, dx: float, dy: float) -> None:
+        if self.state is not None:
+            self.state.pan(dx, dy)
+            self._notify("view")
+
+    def fit(self) -> None:
+        if self.state is not None:
+            self.state.fit()
+            self._notify("view")
+
+    def one_to_one(self) -> None:
+        if self.state is not None:
+            self.state.one_to_one()
+            self._notify("view")
