@@ -54,7 +54,7 @@ def test_modes_and_methods(session):
     assert session.state.zoom < 1 and session.shown_methods() == ["bicubic"]  # filtered source
     with pytest.raises(ValueError):
         session.set_mode("sideways")
-    assert session.events.count("mode") == 5 and "view" in session.events
+    assert session.events.count("mode") == 4 and "view" in session.events
 
 
 def test_selection_is_clamped_and_cleared_with_the_line(session):
