@@ -42,7 +42,7 @@ def main() -> None:
     from core.checkpoints import load_model
     from core.defaults import default_checkpoint
     from core.encoding import encode
-    from core.registry import make
+    from core.models.registry import make
 
     h = int(round(math.sqrt(args.mpx * 1e6 / 1.5)))
     w = int(round(h * 1.5))

@@ -32,7 +32,7 @@ def main() -> None:
     from core.checkpoints import load_model
     from core.encoding import encode
     from core.geometry import Region
-    from core.registry import make
+    from core.models.registry import make
     from core.render import render
 
     dev = torch.device("cuda")

@@ -22,7 +22,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def measure(path: str, size: int, scale: int, repeat: int) -> dict:
     import numpy as np
-    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from core.checkpoints import load_model
@@ -41,7 +40,7 @@ def measure(path: str, size: int, scale: int, repeat: int) -> dict:
 
     def run_features(lat):
         lat._features.clear()
-        return lat.features(0, size, 0, size)
+        return lat.code_features(0, size, 0, size)
 
     with FlopCounterMode(display=False) as fc:
         lat = run_encode()

@@ -36,7 +36,7 @@ def child(size: int, out: int) -> None:
     from bench.render_throughput import PAPER
     from core.encoding import encode
     from core.geometry import Region
-    from core.registry import make
+    from core.models.registry import make
     from core.render import render
 
     torch.manual_seed(0)

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 
 from core.atomic import atomic_write
-from core.registry import ModelSpec, make
+from core.models.registry import ModelSpec, make
 
 __all__ = ["CheckpointError", "load_model", "load_checkpoint", "save_model", "FORMAT"]
 

@@ -42,7 +42,7 @@ class LatentImage:
             is always float32).
         max_block: most pixels per side that one encoder pass covers (bounds the encoder's
             working memory; several missing tiles are encoded together up to this size).
-        feature_cache_bytes: bound of the cache of per-code features (see :meth:`features`).
+        feature_cache_bytes: bound of the cache of per-code features (see :meth:`code_features`).
     """
 
     def __init__(self, model: torch.nn.Module, rgb: np.ndarray, device: torch.device,
@@ -239,9 +239,9 @@ class LatentImage:
                 out[:, rsel.to(self.device)[:, None], csel.to(self.device)[None, :]] = block
         return out
 
-    def features(self, y0: int, y1: int, x0: int, x1: int,
+    def code_features(self, y0: int, y1: int, x0: int, x1: int,
                  cancelled: Optional[Callable[[], bool]] = None) -> torch.Tensor:
-        """The model's per-code features (``model.window_features``: LIIF's P map, LMF's
+        """The model's code features (``model.code_features``: LIIF's P map, LMF's
         modulations) of codes in rows ``[y0, y1)``, columns ``[x0, x1)`` (inside the image),
         ``(K, y1-y0, x1-x0)``.
 
@@ -265,7 +265,7 @@ class LatentImage:
                 else:  # its neighbours are not encoded: only what is asked for, not cached
                     win = self.window(sy0 - halo, sy1 + halo, sx0 - halo, sx1 + halo, cancelled)
                     with torch.no_grad():
-                        f = self.model.window_features(win.unsqueeze(0))[0]
+                        f = self.model.code_features(win.unsqueeze(0))[0]
                 if out is None:
                     out = torch.empty(f.shape[0], y1 - y0, x1 - x0, device=self.device)
                 out[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = f
@@ -280,7 +280,7 @@ class LatentImage:
         y1, x1 = min(y0 + t, self.height), min(x0 + t, self.width)
         win = self.window(y0 - halo, y1 + halo, x0 - halo, x1 + halo, cancelled)
         with torch.no_grad():
-            f = self.model.window_features(win.unsqueeze(0))[0].contiguous()
+            f = self.model.code_features(win.unsqueeze(0))[0].contiguous()
         self._features.put((ty, tx), f)
         return f
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from core.geometry import Region
-from core.models.liif import EPS_SHIFT
+from core.models.implicit import EPS_SHIFT
 
 
 @torch.no_grad()

@@ -7,7 +7,7 @@ output-pixel centres of :mod:`core.geometry`. It exploits two facts:
 1. everything the decoder computes from a latent code alone can be computed once per code:
    for LIIF the latent part of the first (affine) MLP layer, a 3x3 convolution of the latent
    map (the *P map*); for LMF the latent MLP's modulations. The model computes these
-   *window features* (``model.window_features``) only for the codes the queries touch;
+   *code features* (``model.code_features``) only for the codes the queries touch;
 2. output samples form a grid, so the four ensemble neighbours, relative coordinates and area
    weights of a query factor into a row part and a column part.
 
@@ -27,14 +27,14 @@ The output is processed in tiles of at most ``chunk`` pixels, so working memory 
 from __future__ import annotations
 
 import threading
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
 
 from core.encoding import Cancelled, LatentImage
 from core.geometry import Region, iter_tiles
-from core.models.liif import area_weights, neighbour_index
+from core.models.implicit import area_weights, neighbour_index
 
 __all__ = ["render", "render_tile"]
 
@@ -59,7 +59,7 @@ def _buffers(rows: int, width: int, device: torch.device) -> Tuple[torch.Tensor,
     return pair[0][:rows], pair[1][:rows]
 
 
-def _p_grid(latent: LatentImage, rows: torch.Tensor, cols: torch.Tensor,
+def _code_feature_grid(latent: LatentImage, rows: torch.Tensor, cols: torch.Tensor,
             cancelled: Optional[Callable[[], bool]]
             ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """P map at the grid ``rows x cols`` (sorted unique latent indices).
@@ -86,13 +86,13 @@ def _p_grid(latent: LatentImage, rows: torch.Tensor, cols: torch.Tensor,
     rsrc, rlut, rstride, nr, rdense = axis(rows)
     csrc, clut, cstride, nc, cdense = axis(cols)
     if rdense and cdense:  # cached per latent tile (the viewer's passes share them)
-        pmap = latent.features(int(rows[0]), int(rows[-1]) + 1, int(cols[0]),
+        codes = latent.code_features(int(rows[0]), int(rows[-1]) + 1, int(cols[0]),
                                int(cols[-1]) + 1, cancelled)
     else:
         feat = latent.take(rsrc, csrc, cancelled)
-        pmap = model.window_features(feat.unsqueeze(0), stride=(rstride, cstride))[0]
-    assert pmap.shape[1:] == (nr, nc)
-    return pmap.permute(1, 2, 0).reshape(nr * nc, -1), rlut, clut, nc
+        codes = model.code_features(feat.unsqueeze(0), stride=(rstride, cstride))[0]
+    assert codes.shape[1:] == (nr, nc)
+    return codes.permute(1, 2, 0).reshape(nr * nc, -1), rlut, clut, nc
 
 
 @torch.no_grad()
@@ -112,7 +112,7 @@ def render_tile(latent: LatentImage, ys: torch.Tensor, xs: torch.Tensor,
     rx = [(2.0 * (xs - (j.double() + 0.5))).float() for j in ix]
     rows = torch.unique(torch.cat(iy))
     cols = torch.unique(torch.cat(ix))
-    pflat, rlut, clut, nc = _p_grid(latent, rows, cols, cancelled)
+    table, rlut, clut, nc = _code_feature_grid(latent, rows, cols, cancelled)
     r0, c0 = int(rows[0]), int(cols[0])
 
     th, tw = len(ys), len(xs)
@@ -122,7 +122,7 @@ def render_tile(latent: LatentImage, ys: torch.Tensor, xs: torch.Tensor,
         pr = rlut[iy[a] - r0] * nc
         for b in range(n):
             index[a * n + b] = pr[:, None] + clut[ix[b] - c0][None, :]
-    pred = model.decode_indexed(pflat, index.flatten().to(dev), [r.to(dev) for r in ry],
+    pred = model.decode_indexed(table, index.flatten().to(dev), [r.to(dev) for r in ry],
                                 [r.to(dev) for r in rx], cell,
                                 lambda rows, width: _buffers(rows, width, dev)
                                 ).view(n * n, th, tw, -1)

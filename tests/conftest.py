@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.registry import make
+from core.models.registry import make
 
 torch.set_num_threads(1)
 

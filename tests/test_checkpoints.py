@@ -9,14 +9,14 @@ import torch
 from core.checkpoints import CheckpointError, load_checkpoint, load_model, save_model
 from core.encoding import encode
 from core.geometry import Region
-from core.registry import list_models, make
+from core.models.registry import list_models, make
 from core.render import render
 from core.reference import make_coord, query_official_style
 from tests.conftest import shared_path, tiny_spec
 
 
 def test_registry_lists_and_refuses_duplicates():
-    from core.registry import register
+    from core.models.registry import register
     assert {"liif", "edsr-baseline", "rdn", "mlp"} <= set(list_models())
     with pytest.raises(KeyError):
         register("liif")(object)

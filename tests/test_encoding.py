@@ -5,7 +5,7 @@ import torch
 
 from core.encoding import encode
 from core.geometry import Region
-from core.registry import make
+from core.models.registry import make
 from core.render import render
 
 
@@ -83,17 +83,17 @@ def test_features_cached_per_tile_equal_direct(tiny_model):
     rgb = np.random.default_rng(2).random((70, 90, 3), dtype=np.float32)
     lat = encode(tiny_model, rgb, torch.device("cpu"), tile=16, feature_cache_bytes=40_000)
     with torch.no_grad():
-        want = tiny_model.window_features(
+        want = tiny_model.code_features(
             encode(tiny_model, rgb, torch.device("cpu"), lazy=False, tile=1000).full()[None],
             padding=1)[0]
-    a = lat.features(20, 37, 5, 50)
+    a = lat.code_features(20, 37, 5, 50)
     assert not lat._features  # neighbours were not encoded: nothing cached
     assert (a - want[:, 20:37, 5:50]).abs().max() < 1e-5
     lat.encode_all()
-    b = lat.features(0, 70, 0, 90)
+    b = lat.code_features(0, 70, 0, 90)
     assert lat._features and lat._features.total <= 40_000  # cached, within its bound
     assert (b - want).abs().max() < 1e-5
-    assert torch.equal(lat.features(3, 9, 60, 70), b[:, 3:9, 60:70])
+    assert torch.equal(lat.code_features(3, 9, 60, 70), b[:, 3:9, 60:70])
 
 
 def test_background_encoding_goes_outward_from_the_view(tiny_model):

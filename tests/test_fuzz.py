@@ -178,7 +178,7 @@ def hostile_checkpoints(tmp_path):
     from safetensors.torch import save_file
 
     from tests.conftest import tiny_spec
-    from core.registry import make
+    from core.models.registry import make
 
     rng = np.random.default_rng(RNG_SEED)
     torch.manual_seed(0)

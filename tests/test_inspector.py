@@ -6,7 +6,7 @@ from PIL import Image
 from PySide6 import QtCore
 from PySide6.QtTest import QTest
 
-from core.registry import make
+from core.models.registry import make
 from tests.conftest import tiny_spec
 from viewer.inspector import line_profile, luminance
 from viewer.main_window import MainWindow

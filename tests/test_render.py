@@ -8,7 +8,7 @@ import torch
 from core.encoding import encode
 from core.geometry import Region
 from core.reference import make_coord, query_official_style, render_naive
-from core.registry import make
+from core.models.registry import make
 from core.render import render
 from tests.conftest import tiny_spec
 
@@ -153,3 +153,16 @@ def test_lmf_skip_blends_to_bilinear_interpolation(rand_image):
     ref = torch.nn.functional.interpolate(inp, size=(2 * h, 2 * w), mode="bilinear",
                                           align_corners=False)[0].permute(1, 2, 0).numpy()
     assert np.abs(out - ref)[2:-2, 2:-2].max() < 1e-5
+
+
+def test_both_families_implement_the_whole_decoder_interface():
+    """LIIF and LMF share LocalImplicit (encoder, switches, queries) and each implements the
+    decoder methods itself: no method inherited from a sibling family (LMF used to inherit
+    LIIF's MLP helpers, broken without an MLP)."""
+    from core.models import LIIF, LMF
+    from core.models.implicit import LocalImplicit
+    assert not issubclass(LMF, LIIF)
+    for cls in (LIIF, LMF):
+        assert issubclass(cls, LocalImplicit)
+        for name in ("code_features", "decode_points", "decode_indexed"):
+            assert getattr(cls, name) is not getattr(LocalImplicit, name), (cls, name)

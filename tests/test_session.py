@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from core.imageio import LoadedImage
-from core.registry import make
+from core.models.registry import make
 from tests.conftest import tiny_spec
 from viewer.session import Session
 

@@ -10,7 +10,7 @@ from PIL import Image
 from PySide6 import QtCore
 
 from bench.soak import drive, rss_mib, settle_and_check
-from core.registry import make
+from core.models.registry import make
 from tests.conftest import tiny_spec
 from viewer.main_window import MainWindow
 

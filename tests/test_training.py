@@ -217,7 +217,7 @@ def test_init_section_copies_weights_by_prefix(tmp_path, tiny_checkpoint):
     """A config's init section copies named blocks of another model file (e.g. a teacher's
     encoder blocks) into the new model; a mismatch is one clear error."""
     from core.checkpoints import load_checkpoint
-    from core.registry import make
+    from core.models.registry import make
     from training.train import init_from
     from tests.conftest import tiny_spec
 

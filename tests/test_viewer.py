@@ -8,7 +8,7 @@ from PIL import Image
 from PySide6 import QtCore
 
 from core.geometry import Region
-from core.registry import make
+from core.models.registry import make
 from tests.conftest import tiny_spec
 from viewer.export_dialog import ExportRequest
 from viewer.main_window import MainWindow

@@ -37,7 +37,7 @@ from core.cli import ArgumentParser
 from core.atomic import atomic_write
 from core.checkpoints import load_checkpoint, save_model
 from core.device import pick_device
-from core.registry import make
+from core.models.registry import make
 from training.data import EpochSampler, ImageFolder, ImplicitDownsampled
 
 log = logging.getLogger("training")

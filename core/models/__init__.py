@@ -1,9 +1,10 @@
 """Model zoo: encoders (EDSR-baseline, RDN), the MLP decoder and LIIF itself.
 
-Importing this package registers every model with :mod:`core.registry`.
+Importing this package registers every model with :mod:`core.models.registry`.
 """
-from core.models import edsr, rdn, mlp, liif, lmf  # noqa: F401
+from core.models import edsr, rdn, mlp, implicit, liif, lmf  # noqa: F401
+from core.models.implicit import LocalImplicit
 from core.models.liif import LIIF
 from core.models.lmf import LMF
 
-__all__ = ["LIIF", "LMF"]
+__all__ = ["LocalImplicit", "LIIF", "LMF"]

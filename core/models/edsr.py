@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from core.registry import register
+from core.models.registry import register
 
 
 class MeanShift(nn.Conv2d):

@@ -3,7 +3,7 @@ r"""LMF: a latent-modulated implicit function, LIIF's cheap-to-render sibling.
 After He and Jin, "Latent Modulated Function for Computational Optimal Continuous Image
 Representation" (CVPR 2024): move the heavy computation from every output pixel to every
 latent code. Same coordinates, neighbours, relative coordinates, cells and area-weighted
-ensemble as :mod:`core.models.liif`; only ``f`` changes::
+ensemble as LIIF (:mod:`core.models.implicit`); only ``f`` changes::
 
     (s, t) = H(zhat_t)                      latent MLP, once per latent code
     h_0 = [2 (p - v_t), 2 s_cell]           (4 numbers; 2 without cell decoding)
@@ -16,7 +16,7 @@ render MLP is tiny (``L`` layers of width ``d``, about ``4 (4 d + (L-1) d^2 + 3 
 pixel for the 4 ensemble members, 3.5 k for ``d = 16, L = 4``) while ``H`` costs
 ``9 C h_1 + ...`` once per latent code. As with LIIF's P map, the renderer evaluates ``H``
 only on the latent codes a view touches (its first layer is a 3x3 convolution of the latent
-map).
+map): the modulations are LMF's *code features*.
 
 With ``skip`` (after LTE, Lee and Jin, CVPR 2022) the latent map also carries the input
 colour of each code (3 channels appended by :meth:`LMF.encode`) and every ensemble member
@@ -34,12 +34,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.models.liif import LIIF
-from core.registry import make, register
+from core.models.implicit import LocalImplicit
+from core.models.registry import register
 
 
 @register("lmf")
-class LMF(LIIF):
+class LMF(LocalImplicit):
     """Latent-modulated implicit function.
 
     Args:
@@ -54,12 +54,8 @@ class LMF(LIIF):
     def __init__(self, encoder_spec: Dict[str, Any], hyper_hidden: Sequence[int] = (256,),
                  render_width: int = 16, render_layers: int = 4, local_ensemble: bool = True,
                  feat_unfold: bool = True, cell_decode: bool = True, skip: bool = False) -> None:
-        nn.Module.__init__(self)
+        super().__init__(encoder_spec, local_ensemble, feat_unfold, cell_decode)
         self.skip = bool(skip)
-        self.local_ensemble = local_ensemble
-        self.feat_unfold = feat_unfold
-        self.cell_decode = cell_decode
-        self.encoder = make(encoder_spec)
         c = self.encoder.out_dim + (3 if self.skip else 0)
         k = 3 if feat_unfold else 1
         d, L = int(render_width), int(render_layers)
@@ -84,13 +80,15 @@ class LMF(LIIF):
         return self.encoder.out_dim + (3 if self.skip else 0)
 
     def encode(self, inp: torch.Tensor) -> torch.Tensor:
-        """Latent map (see LIIF); with ``skip`` the input colour is appended as 3 channels."""
+        """Latent map (see :meth:`LocalImplicit.encode`); with ``skip`` the input colour is
+        appended as 3 channels."""
         feat = super().encode(inp)
         return torch.cat([feat, inp.to(feat.dtype)], 1) if self.skip else feat
 
-    def window_features(self, feat: torch.Tensor, stride=(1, 1), padding: int = 0) -> torch.Tensor:
-        """Per-code table ``(B, 2 L d [+ 3], H', W')`` of the codes of ``feat`` (see LIIF):
-        the modulations, then (with ``skip``) the code's own input colour."""
+    def code_features(self, feat: torch.Tensor, stride=(1, 1), padding: int = 0) -> torch.Tensor:
+        """LMF's code features ``(B, 2 L d [+ 3], H', W')`` (see
+        :meth:`LocalImplicit.code_features`): the modulations, then (with ``skip``) the code's
+        own input colour."""
         feat = feat.contiguous(memory_format=torch.channels_last)
         x = F.conv2d(feat, self.hyper[0].weight, self.hyper[0].bias, stride=stride,
                      padding=padding)
@@ -103,9 +101,6 @@ class LMF(LIIF):
         start = self.window_halo - padding
         rgb = feat[:, -3:, start::sy, start::sx][:, :, :x.shape[2], :x.shape[3]]
         return torch.cat([x, rgb.to(x.dtype)], 1)
-
-    def fold_cell(self, pflat: torch.Tensor, cell: Tuple[float, float]) -> torch.Tensor:
-        return pflat
 
     # ---- pixel side --------------------------------------------------------------------------
     def _modulated(self, x: torch.Tensor, mods: torch.Tensor) -> torch.Tensor:
@@ -133,7 +128,7 @@ class LMF(LIIF):
                        rx: List[torch.Tensor], cell: Tuple[float, float],
                        workspace: Callable[[int, int], Tuple[torch.Tensor, torch.Tensor]]
                        ) -> torch.Tensor:
-        """See :meth:`LIIF.decode_indexed`; ``table`` holds the modulations.
+        """See :meth:`LocalImplicit.decode_indexed`; ``table`` holds the modulations.
 
         The modulations are gathered layer by layer (a scale and a shift of ``d`` floats per
         pixel, just before they are used) rather than all ``2 L d`` at once: the working

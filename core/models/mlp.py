@@ -6,7 +6,7 @@ from typing import List, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from core.registry import register
+from core.models.registry import register
 
 
 @register("mlp")

@@ -11,7 +11,7 @@ from typing import List
 import torch
 import torch.nn as nn
 
-from core.registry import register
+from core.models.registry import register
 
 
 class RDBConv(nn.Module):

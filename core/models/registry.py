@@ -1,9 +1,13 @@
 """One registry for every model part, built from a ``{name, args}`` spec.
 
+It lives inside :mod:`core.models`: importing it imports the package, whose ``__init__``
+imports every model module, and those register themselves here (no import cycle: this module
+imports no model).
+
 A *spec* is a plain dict ``{"name": str, "args": dict}``: the same shape the official LIIF
 release stores in its checkpoints, so a file describes the model it holds.
 
->>> from core.registry import make, list_models
+>>> from core.models.registry import make, list_models
 >>> enc = make({"name": "edsr-baseline", "args": {"no_upsampling": True}})
 """
 from __future__ import annotations
@@ -34,13 +38,11 @@ def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn
 
 def list_models() -> List[str]:
     """Names that :func:`make` accepts."""
-    _import_all()
     return sorted(_REGISTRY)
 
 
 def make(spec: ModelSpec, args: Optional[Dict[str, Any]] = None) -> nn.Module:
     """Build the module described by ``spec``; ``args`` override ``spec['args']``."""
-    _import_all()
     if not isinstance(spec, dict) or "name" not in spec:
         raise ValueError(f"a model spec is a dict with 'name' and 'args', got {spec!r}")
     name = spec["name"]
@@ -50,8 +52,3 @@ def make(spec: ModelSpec, args: Optional[Dict[str, Any]] = None) -> nn.Module:
     if args:
         kwargs.update(args)
     return _REGISTRY[name](**kwargs)
-
-
-def _import_all() -> None:
-    # Importing the model modules runs their @register decorators.
-    from core import models  # noqa: F401
