@@ -60,6 +60,12 @@ class LRUCache:
             self._d.clear()
             self._total = 0
 
+    def drop(self, which: Callable[[Hashable], bool]) -> None:
+        """Remove the entries whose key ``which`` selects."""
+        with self._lock:
+            for k in [k for k in self._d if which(k)]:
+                self._total -= self._size(self._d.pop(k))
+
     @property
     def total(self) -> int:
         """The values' total size (bytes, with the default ``size``)."""

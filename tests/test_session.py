@@ -72,3 +72,29 @@ def test_selection_is_clamped_and_cleared_with_the_line(session):
     session.clear_selection()
     assert session.selection is None and session.profile_line is None
     assert session.events[-2:] == ["selection", "line"]
+
+
+def test_compare_with_a_second_model(session):
+    torch.manual_seed(0)
+    a, b = make(tiny_spec()).eval(), make(tiny_spec(hidden=(16,))).eval()
+    session.set_model(a, "a")
+    session.set_image(image(), 200, 100)
+    session.zoom_at(4.0)
+    session.set_compare_model(b, "b")
+    assert session.other == "compare" and session.pane_methods() == [["liif"], ["compare"]]
+    assert session.compare_latent is not None and session.compare_latent is not session.latent
+    assert session.render_methods() == ["bicubic", "liif", "compare"]
+    assert session.label("liif") == "LIIF: a" and session.label("compare") == "LIIF: b"
+    session.set_mode("split")
+    assert session.pane_methods() == [["liif", "compare"]]
+    old = session.compare_latent
+    session.set_image(image(20, 10), 200, 100)  # a new image re-encodes both
+    assert session.compare_latent is not old and session.compare_latent.width == 20
+    session.toggle_nearest()
+    assert session.pane_methods() == [["liif", "nearest"]]
+    session.set_other("compare")
+    assert session.pane_methods() == [["liif", "compare"]]
+    session.set_compare_model(None)
+    assert session.other == "bicubic" and session.compare_latent is None
+    with pytest.raises(ValueError):
+        session.set_other("compare")

@@ -287,6 +287,37 @@ def test_hostile_checkpoint_gives_a_dialog_and_keeps_the_model(qtbot, win, image
         assert win.model is model and win.latent is latent
 
 
+def test_compare_any_two_models_side_by_side_and_split(qtbot, win, image_path, tmp_path):
+    """The second pane can show another model: both render their own tiles from their own
+    latents, the labels name them, and the View keys keep working."""
+    from core.checkpoints import save_model
+    torch.manual_seed(1)
+    spec = tiny_spec(hidden=(16,))
+    save_model(make(spec), spec, tmp_path / "other.safetensors")
+    win.open_image(image_path)
+    win.zoom_step(2.0)
+    assert win.compare_with_checkpoint(str(tmp_path / "other.safetensors"))
+    assert [p.methods for p in win.panes] == [["liif"], ["compare"]]
+    settle(qtbot, win)
+    st = win.state
+    i, j = st.visible_tiles(64)[0]
+    a = win.scheduler.cache.get(("liif", st.zoom, "full", i, j))
+    b = win.scheduler.cache.get(("compare", st.zoom, "full", i, j))
+    assert a is not None and b is not None and not np.array_equal(a, b)
+    assert win.session.label("compare") == "LIIF: other"
+    assert not any(a.isChecked() for a in win.compare_actions.values())  # not in the menu
+    win.set_mode("split")
+    assert [p.methods for p in win.panes] == [["liif", "compare"]]
+    win.toggle_nearest()  # N: nearest neighbour instead
+    assert [p.methods for p in win.panes] == [["liif", "nearest"]]
+    win.compare_with("bicubic")
+    assert [p.methods for p in win.panes] == [["liif", "bicubic"]]
+    assert win.session.compare_model is None and win.compare_actions["bicubic"].isChecked()
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"junk")
+    assert not win.compare_with_checkpoint(str(bad)) and win.errors
+
+
 def test_main_opens_bundled_sample_with_bundled_model(qtbot, tmp_path):
     from core.defaults import CPU_CHECKPOINT, PAPER_CHECKPOINT
     from viewer.app import build_window, parse_args
@@ -306,6 +337,11 @@ def test_main_opens_bundled_sample_with_bundled_model(qtbot, tmp_path):
         assert w.model_name == paper and type(w.model).__name__ == "LIIF"
         assert w.latent is not old and f"{paper} (LIIF)" in w.lbl_model.text()
         assert w.model_actions[paper].isChecked() and not w.model_actions[cpu].isChecked()
+        # Model → Compare With → the CPU model: paper model | CPU model, labelled
+        w.compare_actions[cpu].trigger()
+        assert [p.methods for p in w.panes] == [["liif"], ["compare"]]
+        assert w.session.label("compare") == f"LIIF: {cpu}"
+        assert w.compare_actions[cpu].isChecked()
     finally:
         w.scheduler.shutdown()
 
@@ -366,13 +402,14 @@ def test_encode_jobs_cover_the_view_in_balanced_pieces(workers):
     covering the view exactly once, at least one per LIIF worker, of about equal size."""
     from core.encoding import encode
     from viewer.scheduler import RenderScheduler
+    from viewer.tiles import Method
     rgb = np.random.default_rng(0).random((300, 400, 3), dtype=np.float32)
     sched = RenderScheduler(tile=64, liif_workers=workers)
     try:
         lat = encode(make(tiny_spec()).eval(), rgb, torch.device("cpu"), tile=16, max_block=128)
         sched.latent = lat
         for view in (Region(50.3, 40.7, 100, 60), Region(10, 10, 300, 200), Region(380, 5, 40, 20)):
-            jobs = sched._encode_jobs(2.0, view)
+            jobs = sched._encode_jobs(lat, Method.ENCODE, 2.0, view)
             y1, x1 = min(300, int(view.y + view.h) + 3), min(400, int(view.x + view.w) + 3)
             ys = range(max(0, int(view.y) - 2) // 16, (y1 - 1) // 16 + 1)
             xs = range(max(0, int(view.x) - 2) // 16, (x1 - 1) // 16 + 1)
@@ -386,7 +423,7 @@ def test_encode_jobs_cover_the_view_in_balanced_pieces(workers):
             sizes = [len(p) for p in pieces]
             assert max(sizes) <= 2 * min(sizes)
         lat.ensure_region(0, 300, 0, 400)  # all encoded: nothing to do
-        assert sched._encode_jobs(2.0, Region(10, 10, 300, 200)) == []
+        assert sched._encode_jobs(lat, Method.ENCODE, 2.0, Region(10, 10, 300, 200)) == []
         # the background encoder starts from the centre of the last view
         sched.request(2.0, [(0, 0), (0, 1)], ["bicubic"],
                       lambda i, j: Region(100 + 20 * j, 50 + 10 * i, 20, 10))

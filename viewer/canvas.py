@@ -20,7 +20,6 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from viewer.session import effective_method  # noqa: F401 (re-exported)
 from viewer.tiles import keys_for
 
-LABELS = {"liif": "LIIF", "bicubic": "bicubic", "nearest": "nearest"}
 BACKGROUND = QtGui.QColor(38, 38, 42)
 
 
@@ -168,7 +167,8 @@ class Pane(QtWidgets.QWidget):
         st = self.c.state
         for n, (method, clip) in enumerate(parts):
             m = effective_method(method, st.zoom)
-            text = LABELS[method] + (" (filtered source below 1:1)" if m != method else "")
+            text = self.c.session.label(method) + (" (filtered source below 1:1)"
+                                                    if m != method else "")
             if method == "liif" and self.c.latent is None:
                 text = "LIIF: no model loaded (Model → Load Checkpoint)"
             fm = QtGui.QFontMetrics(f)

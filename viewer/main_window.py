@@ -108,7 +108,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_session(self, event: str) -> None:
         """Turn a change of the session into Qt work."""
         if event == "source":
-            self.scheduler.set_source(self.image, self.latent)
+            self.scheduler.set_source(self.image, self.latent, self.session.compare_latent)
             self.view_changed()
             self._update_status()
         elif event == "mode":
@@ -163,7 +163,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(v, "&Actual Pixels (1:1)", self.one_to_one, "0")
         self._action(v, "&Fit to Window", self.fit, "F")
         v.addSeparator()
-        self.act_side = self._action(v, "&Compare Side by Side (LIIF | bicubic)",
+        self.act_side = self._action(v, "&Compare Side by Side (LIIF | bicubic, or the Model "
+                                     "menu's comparison)",
                                      lambda: self.set_mode("side"), "C", True)
         self.act_split = self._action(v, "Split / S&wipe Compare",
                                       lambda: self.set_mode("split"), "V", True)
@@ -188,6 +189,25 @@ class MainWindow(QtWidgets.QMainWindow):
                              lambda _=False, p=str(bm.path): self.load_checkpoint(p), checkable=True)
             group.addAction(a)
             self.model_actions[bm.path.stem] = a
+        m.addSeparator()
+        cm = m.addMenu("&Compare With (second pane, or right of the divider)")
+        cgroup = QtGui.QActionGroup(self)
+        self.compare_actions = {}
+        for key, label in (("bicubic", "&Bicubic"), ("nearest", "&Nearest neighbour")):
+            a = self._action(cm, label, lambda _=False, k=key: self.compare_with(k),
+                             checkable=True)
+            cgroup.addAction(a)
+            self.compare_actions[key] = a
+        cm.addSeparator()
+        for bm in BUNDLED:
+            if not bm.path.is_file():
+                continue
+            a = self._action(cm, f"{bm.label}: {bm.path.name}",
+                             lambda _=False, p=str(bm.path): self.compare_with_checkpoint(p),
+                             checkable=True)
+            cgroup.addAction(a)
+            self.compare_actions[bm.path.stem] = a
+        self._action(cm, "Another &Model File…", self.compare_checkpoint_dialog)
         self.model_info = m.addAction("")
         self.model_info.setEnabled(False)
         h = mb.addMenu("&Help")
@@ -285,6 +305,35 @@ class MainWindow(QtWidgets.QMainWindow):
     def set_model(self, model, name: str) -> None:
         self.session.set_model(model, name)
 
+    def compare_with(self, other: str) -> None:
+        """Compare with bicubic or nearest neighbour (drops a compare model)."""
+        if self.session.compare_model is not None:
+            self.session.set_compare_model(None)
+        self.session.set_other(other)
+
+    def compare_checkpoint_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Compare with model", "", "Models (*.safetensors *.pth *.pt);;All files (*)")
+        if path:
+            self.compare_with_checkpoint(path)
+
+    def compare_with_checkpoint(self, path: str) -> bool:
+        """Show the model in ``path`` beside the one in use (side by side or split); on
+        failure a dialog, and the comparison stays as it was."""
+        try:
+            model, _, _ = load_model(path, self.device)
+        except CheckpointError as exc:
+            self.error("Cannot load checkpoint", f"{exc}\n\nThe comparison stays as it was.")
+            return False
+        except (Exception, RecursionError) as exc:
+            self.error("Cannot load checkpoint", f"cannot load checkpoint {path}: "
+                       f"{type(exc).__name__}: {exc}\n\nThe comparison stays as it was.")
+            return False
+        self.session.set_compare_model(model, Path(path).stem)
+        if self.session.mode == "single":
+            self.session.set_mode("side")
+        return True
+
     def load_checkpoint_dialog(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
             self, "Load checkpoint", "", "Models (*.safetensors *.pth *.pt);;All files (*)")
@@ -336,6 +385,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_split.setChecked(self.mode == "split")
         self.act_single.setChecked(self.mode == "single")
         self.act_nearest.setChecked(self.nearest)
+        other = self.session.other
+        key = self.session.compare_name if other == "compare" else other
+        for k, a in getattr(self, "compare_actions", {}).items():
+            a.setChecked(k == key)
 
     def set_selection(self, a, b) -> None:
         self.session.set_selection(a, b)

@@ -244,6 +244,7 @@ class RenderScheduler:
         self.on_error = on_error or (lambda msg: None)
         self.image: Optional[LoadedImage] = None
         self.latent: Optional[LatentImage] = None
+        self.compare_latent: Optional[LatentImage] = None  # a second model's, or None
         self.wanted: set = set()
         self.timer: Optional[PassTimer] = None
         self.background_encoding = True
@@ -262,12 +263,25 @@ class RenderScheduler:
             w.start()
 
     # ---- configuration -----------------------------------------------------------------------
-    def set_source(self, image: Optional[LoadedImage], latent: Optional[LatentImage]) -> None:
-        """A new image and/or model: drop queued work and cached tiles."""
+    def set_source(self, image: Optional[LoadedImage], latent: Optional[LatentImage],
+                   compare_latent: Optional[LatentImage] = None) -> None:
+        """A new image and/or model (and/or compare model): drop queued work and cached
+        tiles of what changed."""
         with self._lock:
             self.wanted = set()
-            self.image, self.latent = image, latent
-            self.cache.clear()
+            changed = image is not self.image
+            keep = set()
+            if not changed and latent is self.latent:
+                keep.add(Method.LIIF)
+            if not changed and compare_latent is self.compare_latent:
+                keep.add(Method.COMPARE)
+            if not changed:
+                keep.update((Method.BICUBIC, Method.NEAREST))
+            self.image, self.latent, self.compare_latent = image, latent, compare_latent
+            if keep:
+                self.cache.drop(lambda k: k[0] not in keep)
+            else:
+                self.cache.clear()
         self._preview.replace([])
         self._liif.replace([])
         # a job still running for the old source sees itself stale and stops; its result,
@@ -304,15 +318,15 @@ class RenderScheduler:
             fast, coarse, full = [], [], []
             wanted = set()
             whole = (0, 0, self.tile, self.tile)
-            for m in methods:
-                if m == Method.LIIF and self.latent is None:
+            for m in map(Method, methods):
+                if m.is_model and self.latent_for(m) is None:
                     continue
                 for (i, j) in tiles:
                     reg = tile_region(i, j)
-                    if m == Method.LIIF:
+                    if m.is_model:
                         want = tile_window(i, j) if tile_window else whole
-                        kf = TileKey(Method.LIIF, zoom, Level.FULL, i, j)
-                        kc = TileKey(Method.LIIF, zoom, Level.COARSE, i, j)
+                        kf = TileKey(m, zoom, Level.FULL, i, j)
+                        kc = TileKey(m, zoom, Level.COARSE, i, j)
                         wanted.update((kf, kc))
                         wf = self._need(kf, want, self.tile, running)
                         if wf is not None:
@@ -323,23 +337,28 @@ class RenderScheduler:
                             if wc is not None:
                                 coarse.append(Job(kc, reg, size, wc))
                     else:
-                        k = TileKey(Method(m), zoom, Level.FULL, i, j)
+                        k = TileKey(m, zoom, Level.FULL, i, j)
                         wanted.add(k)
                         if k not in self.cache:
                             fast.append(Job(k, reg, self.tile))
-            if (full or coarse) and self.latent is not None:
-                # encode the latent under the whole view first, in pieces shared by the
-                # workers (see _encode_jobs)
-                enc = self._encode_jobs(zoom, _union(j.source() for j in full + coarse))
-                wanted.update(j.key for j in enc)
-                coarse = enc + coarse
+            enc = []
+            for m, e in ((Method.LIIF, Method.ENCODE), (Method.COMPARE, Method.ENCODE_COMPARE)):
+                mine = [j for j in full + coarse if j.key.method == m]
+                if mine:
+                    # encode the latent under the whole view first, in pieces shared by the
+                    # workers (see _encode_jobs)
+                    enc += self._encode_jobs(self.latent_for(m), e, zoom,
+                                             _union(j.source() for j in mine))
+            wanted.update(j.key for j in enc)
+            coarse = enc + coarse
             self.wanted = wanted
             queued = {j.key for j in full + coarse}
+            encoding = (Method.ENCODE, Method.ENCODE_COMPARE)
             extra = {k for k in running
-                     if k in wanted and k.method != Method.ENCODE and k not in queued}
+                     if k in wanted and k.method not in encoding and k not in queued}
             self.timer = PassTimer(time.perf_counter(), pending={
                 "preview": {j.key for j in fast},
-                "coarse": {j.key for j in coarse if j.key.method != Method.ENCODE}
+                "coarse": {j.key for j in coarse if j.key.method not in encoding}
                 | {k for k in extra if k.level == Level.COARSE},
                 "full": {j.key for j in full} | {k for k in extra if k.level == Level.FULL}})
             for kind in PASSES:
@@ -361,14 +380,23 @@ class RenderScheduler:
                 return None
         return miss
 
-    def _encode_jobs(self, zoom: float, view: Region) -> List[Job]:
+    def latent_for(self, method: str) -> Optional[LatentImage]:
+        """The latent a model method (or its encoding jobs) renders from."""
+        m = Method(method)
+        if m in (Method.LIIF, Method.ENCODE):
+            return self.latent
+        if m in (Method.COMPARE, Method.ENCODE_COMPARE):
+            return self.compare_latent
+        return None
+
+    def _encode_jobs(self, lat: LatentImage, method: Method, zoom: float,
+                     view: Region) -> List[Job]:
         """Jobs that encode the latent under ``view`` (neighbours and their unfolding reach
         2 codes out): pieces of whole latent tiles, each at most one block (see
         :class:`core.encoding.LatentImage`), and at least as many as there are LIIF workers,
         of about equal size, so that every worker (and core) encodes. A piece pays the
         encoder's halo once: two halves of a 4x view cost about 10% more pixels than one
         block, in half the time on two cores."""
-        lat = self.latent
         ty0, ty1, tx0, tx1 = lat.tile_span(int(view.y) - 2, int(view.y + view.h) + 3,
                                             int(view.x) - 2, int(view.x + view.w) + 3)
         if ty1 <= ty0 or tx1 <= tx0:
@@ -392,7 +420,7 @@ class RenderScheduler:
                 y0, y1 = ry0 * t, min(lat.height, ry1 * t)
                 x0, x1 = rx0 * t, min(lat.width, rx1 * t)
                 if not lat.is_encoded(y0, y1, x0, x1):
-                    jobs.append(Job(TileKey(Method.ENCODE, zoom, Level.FULL, ry0, rx0),
+                    jobs.append(Job(TileKey(method, zoom, Level.FULL, ry0, rx0),
                                     Region(x0, y0, x1 - x0, y1 - y0), 0))
         return jobs
 
@@ -422,14 +450,14 @@ class RenderScheduler:
 
         if cancelled():
             return
-        image, latent = self.image, self.latent
+        image, latent = self.image, self.latent_for(method)
         if image is None:
             return
-        if method == Method.ENCODE:
+        if method in (Method.ENCODE, Method.ENCODE_COMPARE):
             r = job.region
             latent.ensure_region(r.y, r.y + r.h, r.x, r.x + r.w, cancelled)
             return
-        if method == Method.LIIF:
+        if method.is_model:
             rgb = render(latent, job.region, job.size, job.size, cancelled=cancelled,
                          window=job.window)
         elif method == Method.BICUBIC:
@@ -440,7 +468,7 @@ class RenderScheduler:
             raise ValueError(f"unknown method {method}")
         tile = _to_uint8(rgb)
         with self._lock:
-            if image is not self.image or latent is not self.latent:
+            if image is not self.image or latent is not self.latent_for(method):
                 return  # the source changed meanwhile
             self.cache.put(key, merge_tile(self.cache.get(key), tile, job.window, job.size))
         self._mark_done(key)

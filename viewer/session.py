@@ -1,7 +1,8 @@
 """The viewer's state that is not Qt: what is open, how it is compared, what is selected.
 
-A :class:`Session` holds the image, the model and its latent, the camera
-(:class:`~viewer.view_state.ViewState`), the compare mode and the nearest-neighbour switch,
+A :class:`Session` holds the image, the model and its latent, a second model to compare
+with and its latent, the camera (:class:`~viewer.view_state.ViewState`), the compare mode and
+what the second pane shows (bicubic, nearest neighbour or the compare model),
 the export selection and the inspector's line, with the rules that tie them together (a new
 image or model re-encodes the latent; pressing the current compare mode's key returns to
 LIIF only; a selection is clamped to the image). The main window observes it: every change
@@ -27,8 +28,10 @@ Point = Tuple[float, float]
 
 
 def effective_method(method: str, zoom: float) -> str:
-    """Below 1 device pixel per source pixel, LIIF panes show the filtered source."""
-    return Method.BICUBIC.value if (method == Method.LIIF and zoom < 1.0) else method
+    """Below 1 device pixel per source pixel, model panes show the filtered source."""
+    if method in (Method.LIIF, Method.COMPARE) and zoom < 1.0:
+        return Method.BICUBIC.value
+    return method
 
 
 class Session:
@@ -43,7 +46,12 @@ class Session:
         self.latent: Optional[LatentImage] = None
         self.state: Optional[ViewState] = None
         self.mode = "side"
-        self.nearest = False
+        #: what the second pane (or the right of the divider) shows: "bicubic", "nearest" or
+        #: "compare" (the compare model's LIIF)
+        self.other = "bicubic"
+        self.compare_model: Optional[torch.nn.Module] = None
+        self.compare_name = ""
+        self.compare_latent: Optional[LatentImage] = None
         self.selection: Optional[Region] = None
         #: the inspector's line, source pixels ``((x0, y0), (x1, y1))``
         self.profile_line: Optional[Tuple[Point, Point]] = None
@@ -72,11 +80,26 @@ class Session:
         self.model, self.model_name = model, name
         self._reencode()
 
-    def _reencode(self) -> None:
+    def set_compare_model(self, model: Optional[torch.nn.Module], name: str = "") -> None:
+        """Show ``model`` beside the model in use (side by side, or right of the divider);
+        None goes back to bicubic."""
+        self.compare_model, self.compare_name = model, name if model is not None else ""
+        self.other = "compare" if model is not None else "bicubic"
+        self._reencode(main=False)
+        self._notify("mode")
+
+    def _encode(self, model) -> Optional[LatentImage]:
         # lazy: nothing is encoded here; the render workers encode the tiles they need
-        self.latent = None
-        if self.image is not None and self.model is not None:
-            self.latent = encode(self.model, self.image.rgb, self.device, tile=self.latent_tile)
+        if self.image is None or model is None:
+            return None
+        return encode(model, self.image.rgb, self.device, tile=self.latent_tile)
+
+    def _reencode(self, main: bool = True) -> None:
+        if main:
+            self.latent = self._encode(self.model)
+            self.compare_latent = self._encode(self.compare_model)
+        else:
+            self.compare_latent = self._encode(self.compare_model)
         self._notify("source")
 
     # ---- comparison --------------------------------------------------------------------------
@@ -88,14 +111,38 @@ class Session:
         self.mode = "single" if (mode == self.mode and mode != "single") else mode
         self._notify("mode")
 
+    @property
+    def nearest(self) -> bool:
+        """Nearest neighbour is the comparison (and, in single mode, what is shown)."""
+        return self.other == "nearest"
+
     def toggle_nearest(self) -> None:
-        """Nearest neighbour instead of bicubic (in single mode: instead of LIIF)."""
-        self.nearest = not self.nearest
+        """Nearest neighbour instead of bicubic or the compare model (in single mode: instead
+        of LIIF); again: back to bicubic."""
+        self.other = "bicubic" if self.other == "nearest" else "nearest"
         self._notify("mode")
+
+    def set_other(self, other: str) -> None:
+        """What the second pane shows: 'bicubic', 'nearest' or 'compare' (needs a compare
+        model)."""
+        if other not in ("bicubic", "nearest", "compare"):
+            raise ValueError(f"compare with bicubic, nearest or compare, got {other!r}")
+        if other == "compare" and self.compare_model is None:
+            raise ValueError("no compare model is loaded")
+        self.other = other
+        self._notify("mode")
+
+    def label(self, method: str) -> str:
+        """A pane's label for ``method``: the model's name for the two model methods."""
+        if method == "liif":
+            return f"LIIF: {self.model_name}" if self.model_name else "LIIF"
+        if method == "compare":
+            return f"LIIF: {self.compare_name}"
+        return method
 
     def pane_methods(self) -> List[List[str]]:
         """The methods of each pane, left to right (two in one pane: the split view)."""
-        other = "nearest" if self.nearest else "bicubic"
+        other = self.other
         if self.mode == "side":
             return [["liif"], [other]]
         if self.mode == "split":
@@ -106,8 +153,9 @@ class Session:
         """What is on screen, in pane order: LIIF only with a model, the filtered source
         (bicubic) for LIIF below 1:1."""
         zoom = self.state.zoom if self.state is not None else 1.0
+        latents = {"liif": self.latent, "compare": self.compare_latent}
         out = [effective_method(m, zoom) for ms in self.pane_methods() for m in ms
-               if not (m == "liif" and self.latent is None)]
+               if not (m in latents and latents[m] is None)]
         return list(dict.fromkeys(out))
 
     def render_methods(self) -> List[str]:

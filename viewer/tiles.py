@@ -14,12 +14,21 @@ from typing import List, NamedTuple
 
 
 class Method(str, Enum):
-    """How a tile is made. ``ENCODE`` is not drawn: its jobs encode latent tiles."""
+    """How a tile is made. ``LIIF`` is the model in use, ``COMPARE`` a second model shown
+    beside it (any bundled or loaded model); ``ENCODE``/``ENCODE_COMPARE`` are not drawn:
+    their jobs encode the latent tiles of the one or the other."""
 
     LIIF = "liif"
+    COMPARE = "compare"
     BICUBIC = "bicubic"
     NEAREST = "nearest"
     ENCODE = "encode"
+    ENCODE_COMPARE = "encode-compare"
+
+    @property
+    def is_model(self) -> bool:
+        """Rendered by a model from its latent (two passes, a preview under it)."""
+        return self in (Method.LIIF, Method.COMPARE)
 
     def __str__(self) -> str:
         return self.value
@@ -53,10 +62,10 @@ class TileKey(NamedTuple):
 
 def layers(method: str) -> List[TileKey]:
     """The cached layers that can show ``method``'s tile, best first, as keys with zoom and
-    position left at 0 (use :func:`keys_for`). LIIF: its full pass, its coarse pass, then the
-    bicubic preview under it; bicubic and nearest: their own (full) tile."""
+    position left at 0 (use :func:`keys_for`). A model (LIIF, COMPARE): its full pass, its
+    coarse pass, then the bicubic preview under it; bicubic and nearest: their own tile."""
     m = Method(method)
-    if m is Method.LIIF:
+    if m.is_model:
         return [TileKey(m, 0.0, Level.FULL, 0, 0), TileKey(m, 0.0, Level.COARSE, 0, 0),
                 TileKey(Method.BICUBIC, 0.0, Level.FULL, 0, 0)]
     return [TileKey(m, 0.0, Level.FULL, 0, 0)]
@@ -71,5 +80,5 @@ def methods_needed(shown: List[str]) -> List[Method]:
     """Every method whose tiles the panes showing ``shown`` draw (each method's layers),
     previews first: what the scheduler is asked for."""
     need = {k.method for m in shown for k in layers(m)}
-    order = [Method.BICUBIC, Method.NEAREST, Method.LIIF]
+    order = [Method.BICUBIC, Method.NEAREST, Method.LIIF, Method.COMPARE]
     return [m for m in order if m in need]
