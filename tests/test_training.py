@@ -235,3 +235,28 @@ def test_init_section_copies_weights_by_prefix(tmp_path, tiny_checkpoint):
     with pytest.raises(ValueError, match="does not fit"):
         init_from(model, {"checkpoint": str(tiny_checkpoint), "copy": {
             "encoder.body.0": "imnet.layers.0"}}, tmp_path)
+
+
+def test_ssim_matches_a_direct_windowed_computation():
+    from core.metrics import Y_COEFFS, ssim
+    rng = np.random.default_rng(3)
+    a = rng.random((14, 13, 3))
+    b = np.clip(a + 0.2 * rng.standard_normal(a.shape), 0, 1)
+    assert ssim(a, a) == pytest.approx(1.0) and ssim(a, b) == pytest.approx(ssim(b, a))
+    # by hand: the mean over the 4 x 3 valid windows of the Gaussian-weighted statistics
+    t = np.arange(-5, 6)
+    g = np.exp(-t ** 2 / (2 * 1.5 ** 2))
+    w2 = np.outer(g, g) / np.outer(g, g).sum()
+    ya, yb = a @ Y_COEFFS, b @ Y_COEFFS
+    vals = []
+    for i in range(14 - 10):
+        for j in range(13 - 10):
+            pa, pb = ya[i:i + 11, j:j + 11], yb[i:i + 11, j:j + 11]
+            ma, mb = (w2 * pa).sum(), (w2 * pb).sum()
+            va, vb = (w2 * pa * pa).sum() - ma ** 2, (w2 * pb * pb).sum() - mb ** 2
+            cov = (w2 * pa * pb).sum() - ma * mb
+            c1, c2 = 0.01 ** 2, 0.03 ** 2
+            vals.append(((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2)))
+    assert ssim(a, b) == pytest.approx(np.mean(vals), abs=1e-12)
+    with pytest.raises(ValueError):
+        ssim(a[:10], b[:10])

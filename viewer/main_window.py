@@ -42,6 +42,7 @@ class MainWindow(QtWidgets.QMainWindow):
     exportProgress = QtCore.Signal(int, int)
     exportDone = QtCore.Signal(str, str)  # (error message or "", paths)
     decoded = QtCore.Signal()  # the background decoder finished (see _decode)
+    metricsReady = QtCore.Signal(int, object)  # (generation, {method: (psnr, ssim)})
 
     def __init__(self, model=None, model_name: str = "", device: torch.device | str = "cpu",
                  settings: Optional[QtCore.QSettings] = None, tile: int = 256,
@@ -83,6 +84,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self._inspector_timer.setSingleShot(True)
         self._inspector_timer.setInterval(60)  # coalesce tile arrivals
         self._inspector_timer.timeout.connect(self.refresh_inspector)
+        self._metrics_timer = QtCore.QTimer(self)
+        self._metrics_timer.setSingleShot(True)
+        self._metrics_timer.setInterval(300)  # after the view settles
+        self._metrics_timer.timeout.connect(self._start_metrics)
+        self._metrics_gen = 0
+        self.metricsReady.connect(self._metrics_done)
         self._build_status()
         self._build_menus()
         self._build_panes()
@@ -111,12 +118,14 @@ class MainWindow(QtWidgets.QMainWindow):
             self.scheduler.set_source(self.image, self.latent, self.session.compare_latent)
             self.view_changed()
             self._update_status()
-        elif event == "mode":
+        if event == "mode":
             self._sync_mode_actions()
             self._build_panes()
-        elif event == "view":
+        if event == "view":
             self.view_changed()
-        elif event in ("selection", "line"):
+        if event in ("source", "mode", "view", "reference"):
+            self._schedule_metrics()
+        if event in ("selection", "line"):
             if event == "line":
                 self._schedule_inspector()
             for p in self.panes:
@@ -130,11 +139,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.lbl_time = QtWidgets.QLabel()
         self.lbl_device = QtWidgets.QLabel()
         self.lbl_model = QtWidgets.QLabel()
+        self.lbl_metrics = QtWidgets.QLabel()
+        self.lbl_metrics.hide()
         self.progress = QtWidgets.QProgressBar()
         self.progress.setMaximumWidth(160)
         self.progress.setFormat("encoding %p%")
         self.progress.hide()
-        for w in (self.lbl_zoom, self.lbl_region, self.lbl_time, self.progress,
+        for w in (self.lbl_zoom, self.lbl_region, self.lbl_metrics, self.lbl_time, self.progress,
                   self.lbl_device, self.lbl_model):
             sb.addPermanentWidget(w)
         self._update_status()
@@ -153,6 +164,8 @@ class MainWindow(QtWidgets.QMainWindow):
         f = mb.addMenu("&File")
         self._action(f, "&Open…", self.open_dialog, "Ctrl+O")
         self.recent_menu = f.addMenu("Open &Recent")
+        self._action(f, "Open &Reference (higher resolution, for PSNR/SSIM)…",
+                     self.open_reference_dialog)
         self._action(f, "&Export…", self.export_dialog, "Ctrl+E")
         f.addSeparator()
         self._action(f, "&Quit", self.close, "Ctrl+Q")
@@ -295,6 +308,71 @@ class MainWindow(QtWidgets.QMainWindow):
         if "error" in result:
             raise result["error"]
         return result["value"]
+
+    # ---- ground truth ------------------------------------------------------------------------
+    def open_reference_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Open reference (the same picture at a higher resolution)",
+            self.settings.value("last_dir", ""),
+            "Images (*.png *.jpg *.jpeg *.tif *.tiff *.webp *.bmp);;All files (*)")
+        if path:
+            self.open_reference(path)
+
+    def open_reference(self, path: str) -> bool:
+        """Measure the panes against ``path``, a higher-resolution version of the open image:
+        the status bar shows each method's PSNR and SSIM over the view (viewer.groundtruth)."""
+        if self.image is None:
+            self.error("Open reference", "Open an image first, then its reference.")
+            return False
+        try:
+            ref, _ = self._decode(path, None)
+            self.session.set_reference(ref)
+        except (ImageError, OSError, ValueError) as exc:
+            self.error("Cannot use reference", str(exc))
+            return False
+        return True
+
+    def _schedule_metrics(self) -> None:
+        if self.session.reference is not None:
+            self._metrics_timer.start()
+        else:
+            self.lbl_metrics.hide()
+
+    def _start_metrics(self) -> None:
+        """Compute the metrics of the view in a thread; a newer view makes it stale."""
+        from viewer.groundtruth import renderers_for, visible_metrics
+        ses = self.session
+        if ses.reference is None or ses.state is None:
+            return
+        self._metrics_gen += 1
+        gen = self._metrics_gen
+        shown = ses.shown_methods()
+        latents = {"liif": ses.latent, "compare": ses.compare_latent}
+        fns = {m: f for m, f in renderers_for(ses.image, latents).items() if m in shown}
+        args = (ses.image, ses.reference, ses.state.visible_region(), fns)
+        self.lbl_metrics.setText("vs reference: measuring…")
+        self.lbl_metrics.show()
+
+        def work():
+            try:
+                res = visible_metrics(*args, cancelled=lambda: gen != self._metrics_gen)
+            except Exception as exc:  # shown, never fatal
+                res = {"error": str(exc)}
+            self.metricsReady.emit(gen, res)
+
+        threading.Thread(target=work, name="metrics", daemon=True).start()
+
+    def _metrics_done(self, gen: int, res: dict) -> None:
+        if gen != self._metrics_gen:
+            return
+        self.last_metrics = res
+        if "error" in res:
+            self.lbl_metrics.setText(f"vs reference: {res['error']}")
+        elif not res:
+            self.lbl_metrics.setText("vs reference: view too small")
+        else:
+            self.lbl_metrics.setText("vs reference: " + " · ".join(
+                f"{self.session.label(m)} {p:.2f} dB / SSIM {q:.3f}" for m, (p, q) in res.items()))
 
     def set_image(self, image: LoadedImage, arr: Optional[np.ndarray] = None) -> None:
         arr = _to_u8(image.rgb) if arr is None else arr

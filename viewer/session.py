@@ -22,7 +22,7 @@ from viewer.tiles import Method, methods_needed
 from viewer.view_state import ViewState
 
 #: what a subscriber is told changed
-EVENTS = ("source", "mode", "selection", "line", "view")
+EVENTS = ("source", "mode", "selection", "line", "view", "reference")
 MODES = ("side", "split", "single")
 Point = Tuple[float, float]
 
@@ -53,6 +53,8 @@ class Session:
         self.compare_name = ""
         self.compare_latent: Optional[LatentImage] = None
         self.selection: Optional[Region] = None
+        #: a higher-resolution version of the image (ground truth), or None
+        self.reference: Optional[LoadedImage] = None
         #: the inspector's line, source pixels ``((x0, y0), (x1, y1))``
         self.profile_line: Optional[Tuple[Point, Point]] = None
         self._subscribers: List[Callable[[str], None]] = []
@@ -72,9 +74,21 @@ class Session:
         self.image = image
         self.selection = None
         self.profile_line = None
+        self.reference = None  # it was the previous image's
         self.state = ViewState(image.width, image.height, view_w, view_h)
         self.state.fit()
         self._reencode()
+
+    def set_reference(self, reference: Optional[LoadedImage]) -> None:
+        """A higher-resolution version of the open image to measure the panes against
+        (ValueError if it is not the image at a larger size); None removes it."""
+        if reference is not None:
+            if self.image is None:
+                raise ValueError("open an image first, then its reference")
+            from viewer.groundtruth import reference_scale
+            reference_scale(self.image, reference)
+        self.reference = reference
+        self._notify("reference")
 
     def set_model(self, model: Optional[torch.nn.Module], name: str) -> None:
         self.model, self.model_name = model, name

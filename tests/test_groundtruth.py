@@ -1,0 +1,70 @@
+"""Ground truth: each pane's method against a higher-resolution reference of the image."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from PySide6 import QtCore
+
+from core.geometry import Region
+from core.imageio import LoadedImage
+from core.metrics import psnr, ssim
+from core.models.registry import make
+from core.resample import imresize, render_bicubic
+from tests.conftest import tiny_spec
+from viewer.groundtruth import comparison_window, reference_scale, visible_metrics
+from viewer.main_window import MainWindow
+
+
+def smooth(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    f = rng.uniform(0.03, 0.12, 3)
+    return np.stack([0.5 + 0.4 * np.sin(xx * f[c] + yy * f[(c + 1) % 3] + c) for c in range(3)], -1)
+
+
+def test_window_snaps_to_reference_pixels_and_metrics_are_the_evaluations():
+    hr = smooth(80, 96)
+    lr = imresize((hr * 255).round().astype(np.uint8), 0.5).astype(np.float32) / 255
+    img, ref = LoadedImage(lr), LoadedImage(hr.astype(np.float32))
+    assert reference_scale(img, ref) == 2.0
+    with pytest.raises(ValueError):
+        reference_scale(img, LoadedImage(hr[:, :50].astype(np.float32)))
+    assert comparison_window(Region(10.3, 5.6, 20, 15), img, ref) == (20, 11, 61, 42)
+    assert comparison_window(Region(-5, -5, 100, 100), img, ref) == (0, 0, 96, 80)
+    assert comparison_window(Region(0, 0, 48, 40), img, ref, max_pixels=900) == (32, 26, 64, 53)
+    res = visible_metrics(img, ref, Region(0, 0, 48, 40), {
+        "bicubic": lambda r, w, h: render_bicubic(lr, r, w, h)})
+    want = np.clip(render_bicubic(lr, Region(0, 0, 48, 40), 96, 80), 0, 1)
+    assert res["bicubic"] == (pytest.approx(psnr(want, hr)), pytest.approx(ssim(want, hr)))
+    assert 20 < res["bicubic"][0] < 60 and 0.5 < res["bicubic"][1] <= 1
+
+
+def test_open_reference_shows_psnr_and_ssim_per_pane(qtbot, tmp_path):
+    hr = (smooth(80, 96) * 255).round().astype(np.uint8)
+    Image.fromarray(hr).save(tmp_path / "hr.png")
+    Image.fromarray(imresize(hr, 0.5)).save(tmp_path / "lr.png")
+    torch.manual_seed(0)
+    settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
+    w = MainWindow(model=make(tiny_spec()).eval(), model_name="tiny", settings=settings, tile=64)
+    w.errors = []
+    w.error = lambda title, msg: w.errors.append((title, msg))
+    qtbot.addWidget(w)
+    w.resize(700, 400)
+    w.show()
+    qtbot.waitExposed(w)
+    try:
+        assert w.open_image(str(tmp_path / "lr.png"))
+        Image.fromarray(hr[:, :60]).save(tmp_path / "wrong.png")
+        n = len(w.errors)
+        assert not w.open_reference(str(tmp_path / "wrong.png")) and len(w.errors) == n + 1
+        assert w.open_reference(str(tmp_path / "hr.png"))
+        qtbot.waitUntil(lambda: "dB" in w.lbl_metrics.text(), timeout=30000)
+        text = w.lbl_metrics.text()
+        assert "LIIF: tiny" in text and "bicubic" in text and "SSIM" in text
+        assert set(w.last_metrics) == {"liif", "bicubic"}
+        # a new image drops the reference
+        w.open_image(str(tmp_path / "hr.png"))
+        assert w.session.reference is None
+        qtbot.waitUntil(lambda: not w.lbl_metrics.isVisible(), timeout=5000)
+    finally:
+        w.scheduler.shutdown()
