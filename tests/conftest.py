@@ -52,3 +52,24 @@ def tiny_checkpoint(tmp_path):
 
 def shared_path(*parts):
     return os.path.normpath(os.path.join(SHARED, *parts))
+
+
+def make_window(qtbot, tmp_path, size=(640, 400), **kw):
+    """A shown main window with a tiny model (seed 0), settings in ``tmp_path``, 64-px tiles,
+    its error dialogs recorded in ``window.errors`` instead of shown. Shut its scheduler down
+    when done (the ``win`` fixtures do)."""
+    from PySide6 import QtCore
+
+    from viewer.main_window import MainWindow
+
+    torch.manual_seed(0)
+    settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
+    w = MainWindow(model=make(tiny_spec()).eval(), model_name="tiny", settings=settings,
+                   tile=64, **kw)
+    w.errors = []
+    w.error = lambda title, msg: w.errors.append((title, msg))
+    qtbot.addWidget(w)
+    w.resize(*size)
+    w.show()
+    qtbot.waitExposed(w)
+    return w

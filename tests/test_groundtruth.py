@@ -1,18 +1,14 @@
 """Ground truth: each pane's method against a higher-resolution reference of the image."""
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from PySide6 import QtCore
 
 from core.geometry import Region
 from core.imageio import LoadedImage
 from core.metrics import psnr, ssim
-from core.models.registry import make
 from core.resample import imresize, render_bicubic
-from tests.conftest import tiny_spec
+from tests.conftest import make_window
 from viewer.groundtruth import comparison_window, reference_scale, visible_metrics
-from viewer.main_window import MainWindow
 
 
 def smooth(h, w, seed=0):
@@ -43,15 +39,7 @@ def test_open_reference_shows_psnr_and_ssim_per_pane(qtbot, tmp_path):
     hr = (smooth(80, 96) * 255).round().astype(np.uint8)
     Image.fromarray(hr).save(tmp_path / "hr.png")
     Image.fromarray(imresize(hr, 0.5)).save(tmp_path / "lr.png")
-    torch.manual_seed(0)
-    settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
-    w = MainWindow(model=make(tiny_spec()).eval(), model_name="tiny", settings=settings, tile=64)
-    w.errors = []
-    w.error = lambda title, msg: w.errors.append((title, msg))
-    qtbot.addWidget(w)
-    w.resize(700, 400)
-    w.show()
-    qtbot.waitExposed(w)
+    w = make_window(qtbot, tmp_path, size=(700, 400))
     try:
         assert w.open_image(str(tmp_path / "lr.png"))
         Image.fromarray(hr[:, :60]).save(tmp_path / "wrong.png")

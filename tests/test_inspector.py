@@ -1,15 +1,11 @@
 """The inspector: line profiles read from the rendered tiles, and its dock in the window."""
 import numpy as np
-import pytest
-import torch
 from PIL import Image
 from PySide6 import QtCore
 from PySide6.QtTest import QTest
 
-from core.models.registry import make
-from tests.conftest import tiny_spec
+from tests.conftest import make_window
 from viewer.inspector import line_profile, luminance
-from viewer.main_window import MainWindow
 
 
 def test_line_profile_reads_the_rendered_pixels_with_gaps_and_coarse_fallback():
@@ -43,14 +39,7 @@ def test_line_profile_reads_the_rendered_pixels_with_gaps_and_coarse_fallback():
 def test_inspector_dock_plots_every_shown_method(qtbot, tmp_path):
     a = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
     Image.fromarray(a).save(tmp_path / "p.png")
-    torch.manual_seed(0)
-    settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
-    w = MainWindow(model=make(tiny_spec()).eval(), model_name="tiny", settings=settings, tile=64)
-    w.error = lambda *a: None
-    qtbot.addWidget(w)
-    w.resize(800, 500)
-    w.show()
-    qtbot.waitExposed(w)
+    w = make_window(qtbot, tmp_path, size=(800, 500))
     try:
         assert w.open_image(str(tmp_path / "p.png"))
         w.zoom_step(4.0)  # above 1:1, so LIIF renders

@@ -9,7 +9,7 @@ from PySide6 import QtCore
 
 from core.geometry import Region
 from core.models.registry import make
-from tests.conftest import tiny_spec
+from tests.conftest import make_window, tiny_spec
 from viewer.export_dialog import ExportRequest
 from viewer.main_window import MainWindow
 
@@ -24,16 +24,7 @@ def image_path(tmp_path):
 
 @pytest.fixture
 def win(qtbot, tmp_path):
-    torch.manual_seed(0)
-    model = make(tiny_spec()).eval()
-    settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
-    w = MainWindow(model=model, model_name="tiny", settings=settings, tile=64)
-    w.errors = []
-    w.error = lambda title, msg: w.errors.append((title, msg))
-    qtbot.addWidget(w)
-    w.resize(640, 400)
-    w.show()
-    qtbot.waitExposed(w)
+    w = make_window(qtbot, tmp_path)
     yield w
     w.scheduler.shutdown()
 

@@ -390,22 +390,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.session.set_other(other)
 
     def compare_checkpoint_dialog(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Compare with model", "", "Models (*.safetensors *.pth *.pt);;All files (*)")
+        path = self._ask_model_file("Compare with model")
         if path:
             self.compare_with_checkpoint(path)
 
     def compare_with_checkpoint(self, path: str) -> bool:
         """Show the model in ``path`` beside the one in use (side by side or split); on
         failure a dialog, and the comparison stays as it was."""
-        try:
-            model, _, _ = load_model(path, self.device)
-        except CheckpointError as exc:
-            self.error("Cannot load checkpoint", f"{exc}\n\nThe comparison stays as it was.")
-            return False
-        except (Exception, RecursionError) as exc:
-            self.error("Cannot load checkpoint", f"cannot load checkpoint {path}: "
-                       f"{type(exc).__name__}: {exc}\n\nThe comparison stays as it was.")
+        model = self._load_or_explain(path, "The comparison stays as it was.")
+        if model is None:
             return False
         self.session.set_compare_model(model, Path(path).stem)
         if self.session.mode == "single":
@@ -413,20 +406,29 @@ class MainWindow(QtWidgets.QMainWindow):
         return True
 
     def load_checkpoint_dialog(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Load checkpoint", "", "Models (*.safetensors *.pth *.pt);;All files (*)")
+        path = self._ask_model_file("Load checkpoint")
         if path:
             self.load_checkpoint(path)
 
-    def load_checkpoint(self, path: str) -> bool:
+    def _ask_model_file(self, title: str) -> str:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, title, "", "Models (*.safetensors *.pth *.pt);;All files (*)")
+        return path
+
+    def _load_or_explain(self, path: str, keeps: str):
+        """The model in ``path``, or None after a dialog that says why and what ``keeps``."""
         try:
-            model, spec, info = load_model(path, self.device)
+            return load_model(path, self.device)[0]
         except CheckpointError as exc:
-            self.error("Cannot load checkpoint", f"{exc}\n\nThe current model stays in use.")
-            return False
+            self.error("Cannot load checkpoint", f"{exc}\n\n{keeps}")
         except (Exception, RecursionError) as exc:  # never lose the window to a bad file
             self.error("Cannot load checkpoint", f"cannot load checkpoint {path}: "
-                       f"{type(exc).__name__}: {exc}\n\nThe current model stays in use.")
+                       f"{type(exc).__name__}: {exc}\n\n{keeps}")
+        return None
+
+    def load_checkpoint(self, path: str) -> bool:
+        model = self._load_or_explain(path, "The current model stays in use.")
+        if model is None:
             return False
         self.set_model(model, Path(path).stem)
         return True
