@@ -1,5 +1,5 @@
-"""Save screenshots of the app: fit, 4x and 32x, in side-by-side and split modes, and the
-inspector's line profiles at 8x.
+"""Save screenshots of the app: fit, 4x and 32x, in side-by-side and split modes, the
+inspector's line profiles at 8x, and the two bundled models side by side at 8x.
 
     QT_QPA_PLATFORM=offscreen python -m viewer.screenshots OUTDIR [IMAGE] [--checkpoint C]
 
@@ -80,6 +80,21 @@ def main(argv=None) -> int:
     path = os.path.join(args.outdir, "inspector-8x.png")
     win.grab().save(path)
     print(path)
+    # compare any two: the paper model | the CPU model (Model -> Compare With)
+    from core.defaults import bundled_models
+    models = bundled_models()
+    if {"paper", "cpu"} <= set(models):
+        win.clear_selection()
+        win.inspector.hide()
+        win.load_checkpoint(str(models["paper"]))
+        win.compare_with_checkpoint(str(models["cpu"]))
+        st = win.state
+        st.zoom, st.cx, st.cy = 8.0, cx, cy
+        win.view_changed()
+        settle(app, win)
+        path = os.path.join(args.outdir, "compare-paper-cpu-8x.png")
+        win.grab().save(path)
+        print(path)
     win.close()
     return 0
 
