@@ -53,7 +53,8 @@ class BundledModel:
 BUNDLED: Tuple[BundledModel, ...] = (
     BundledModel("paper", RESOURCES / "edsr-baseline-liif.safetensors",
                  "Paper model (EDSR-baseline-LIIF, the authors' weights)"),
-    BundledModel("cpu", RESOURCES / "lmf-cpu.safetensors", "CPU model (LMF, fast)"),
+    BundledModel("cpu", RESOURCES / "lmf-edsr6-cpu.safetensors",
+                 "CPU model (LMF on an encoder cut from the paper model)"),
 )
 PAPER_CHECKPOINT = BUNDLED[0].path
 CPU_CHECKPOINT = BUNDLED[1].path

@@ -17,7 +17,13 @@ def test_wheel_ships_the_models_and_runs_outside_the_checkout(tmp_path):
 
     from core.defaults import BUNDLED, SAMPLE_IMAGE
 
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", ROOT, "--no-deps",
+    # build from a copy of the sources (setuptools keeps a build/ folder beside them, and a
+    # stale one could slip old files into the wheel)
+    import shutil
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".venv", "build", "*.egg-info", ".git", "__pycache__", "runs", ".pytest_cache"))
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps",
                         "--no-build-isolation", "-q", "-w", str(tmp_path / "dist")],
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
