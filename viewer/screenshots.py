@@ -73,7 +73,8 @@ def main(argv=None) -> int:
     win.view_changed()
     settle(app, win)
     r = win.state.visible_region()
-    win.set_profile_line((r.x + r.w * 0.15, r.y + r.h * 0.55), (r.x + r.w * 0.85, r.y + r.h * 0.45))
+    # across the rim of the cup (the sample photo), from the coffee into the white rim
+    win.set_profile_line((r.x + r.w * 0.09, r.y + r.h * 0.62), (r.x + r.w * 0.2, r.y + r.h * 0.98))
     settle(app, win)
     win.refresh_inspector()
     app.processEvents()
