@@ -1,7 +1,11 @@
 """Evaluate a checkpoint on the four benchmark sets and print the README's Markdown table.
 
     python bench/eval_tables.py [--checkpoint C] [--scales 2,3,4,6,8,12] [--json OUT]
-        [--fp16-latent] [--sets Set5,Set14,Kodak24,DIV2K-val-crop256]
+        [--fp16-latent] [--sets Set5,Set14,Kodak24,DIV2K-val-crop256] [--bench DIR]
+
+``DIR`` holds the sets as folders (default ``../shared/data/bench``, the project's copies; from
+a clone, ``python -m training.fetch benchmark data`` and ``--bench data/benchmark --sets
+Set5,Set14,B100,Urban100``). A set whose name starts with DIV2K uses the div2k protocol.
 
 Set5, Set14 and Kodak24 use the benchmark protocol (Y channel, shave = scale); the DIV2K crops
 the div2k protocol (RGB, shave = scale + 6); see ``python -m training.evaluate``.
@@ -27,6 +31,7 @@ def main() -> None:
     p.add_argument("--sets", default="Set5,Set14,Kodak24,DIV2K-val-crop256")
     p.add_argument("--json")
     p.add_argument("--fp16-latent", action="store_true")
+    p.add_argument("--bench", default=BENCH, help="folder holding the sets (default: %(default)s)")
     args = p.parse_args()
     import torch
 
@@ -43,7 +48,7 @@ def main() -> None:
     for name in args.sets.split(","):
         proto = "div2k" if name.startswith("DIV2K") else "benchmark"
         t = time.time()
-        res = evaluate(model, PairedFolder(os.path.join(BENCH, name)), scales, proto,
+        res = evaluate(model, PairedFolder(os.path.join(args.bench, name)), scales, proto,
                        torch.device("cpu"),
                        latent_dtype=torch.float16 if args.fp16_latent else None)
         print(f"{name}: {time.time() - t:.0f} s", file=sys.stderr)
