@@ -19,7 +19,6 @@ and with ``--json`` a file ``{"dataset", "protocol", "checkpoint", "results": [{
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from typing import Dict, List
@@ -100,10 +99,15 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", default=None, help="model file (default: the bundled model for the device, by the "
                    "viewer's rule: the CPU model on a CPU, the paper model on a GPU)")
     p.add_argument("--data", required=True, help="benchmark folder (HR/ [+ LR_bicubic/]) or HR folder")
-    p.add_argument("--scales", default="2,3,4,6,8,12")
-    p.add_argument("--protocol", choices=("benchmark", "div2k"), default="benchmark")
+    p.add_argument("--scales", default="2,3,4,6,8,12",
+                   help="integer scales, comma-separated (default %(default)s); x2-x4 use the "
+                        "folder's LR_bicubic images when it has them, the others MATLAB-style "
+                        "bicubic of the HR")
+    p.add_argument("--protocol", choices=("benchmark", "div2k"), default="benchmark",
+                   help="benchmark: PSNR on the Y channel, scale pixels shaved (Set5, Set14, "
+                        "...); div2k: on RGB, scale + 6 shaved (default %(default)s)")
     p.add_argument("--json", help="write results as JSON here")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best available)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--bicubic-only", action="store_true", help="skip the model")
     p.add_argument("--fp16-latent", action="store_true", help="store the latent in float16")

@@ -11,7 +11,7 @@ shows the filtered (antialiased bicubic) source.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Protocol, Tuple
 
 import numpy as np
 import pyqtgraph.functions as pgf
@@ -19,6 +19,11 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from viewer.session import effective_method  # noqa: F401 (re-exported)
 from viewer.tiles import keys_for
+
+if TYPE_CHECKING:
+    from viewer.scheduler import RenderScheduler
+    from viewer.session import Session
+    from viewer.view_state import ViewState
 
 BACKGROUND = QtGui.QColor(38, 38, 42)
 
@@ -30,11 +35,38 @@ def to_qimage(arr: np.ndarray) -> QtGui.QImage:
     return pgf.ndarray_to_qimage(arr, f.Format_RGBA8888 if arr.shape[2] == 4 else f.Format_RGB888)
 
 
+class PaneHost(Protocol):
+    """What a pane reads from and calls on its controller (the main window): the session's
+    state, the scheduler's cache, the source image for the instant fallback, and the view
+    actions its input turns into."""
+
+    session: "Session"
+    scheduler: "RenderScheduler"
+    source_qimage: Optional[QtGui.QImage]
+
+    @property
+    def state(self) -> Optional["ViewState"]: ...
+    @property
+    def image(self): ...
+    @property
+    def latent(self): ...
+    @property
+    def selection(self): ...
+    @property
+    def profile_line(self): ...
+
+    def pane_resized(self, pane: "Pane") -> None: ...
+    def zoom_at(self, factor: float, px: float, py: float) -> None: ...
+    def pan(self, dx: float, dy: float) -> None: ...
+    def set_selection(self, a, b) -> None: ...
+    def set_profile_line(self, a, b) -> None: ...
+
+
 class Pane(QtWidgets.QWidget):
     """One view of the image. ``methods`` has one entry, or two for the split (swipe) mode,
     where ``methods[0]`` is left of the divider and ``methods[1]`` right of it."""
 
-    def __init__(self, controller, methods: List[str], parent=None) -> None:
+    def __init__(self, controller: PaneHost, methods: List[str], parent=None) -> None:
         super().__init__(parent)
         self.c = controller
         self.methods = list(methods)
