@@ -193,7 +193,8 @@ def test_signal_saves_the_current_step_and_resume_continues_exactly(tmp_path, si
     proc = subprocess.Popen([sys.executable, "-m", "training.train", "--no-progress",
                              "--threads", "2", "--config", str(cfg), "--out", str(b),
                              "--max-steps", "100000"], cwd=ROOT, stderr=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log = b / "log.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 3):

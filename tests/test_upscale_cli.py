@@ -199,9 +199,12 @@ def test_signal_during_export_leaves_no_file(tmp_path, sig):
     src = tmp_path / "in.png"
     Image.fromarray(a).save(src)
     out = tmp_path / "big.png"
+    # (a shell that starts jobs in the background makes them ignore SIGINT, and Python keeps
+    # an inherited SIG_IGN; a user's terminal does not: give the child the default)
     proc = subprocess.Popen([sys.executable, "-m", "core.upscale", str(src), "--size",
                              "20000x12000", "--method", "bicubic", "-o", str(out)],
-                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while time.time() < deadline and not any(n.endswith(".part.png") for n in os.listdir(tmp_path)):
         time.sleep(0.02)
