@@ -33,6 +33,11 @@ def main() -> None:
     p.add_argument("--fp16-latent", action="store_true")
     p.add_argument("--bench", default=BENCH, help="folder holding the sets (default: %(default)s)")
     args = p.parse_args()
+    missing = [n for n in args.sets.split(",") if not os.path.isdir(os.path.join(args.bench, n))]
+    if missing:
+        sys.exit(f"error: no set {', '.join(missing)} in {args.bench} (these tables read the "
+                 "project's copies in ../shared/data/bench; from a clone, python -m "
+                 "training.fetch benchmark data, then --bench data/benchmark --sets Set5,Set14)")
     import torch
 
     from core.checkpoints import load_model
