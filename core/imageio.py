@@ -96,17 +96,16 @@ def load_image(path: Union[str, os.PathLike], max_pixels: Optional[int] = MAX_PI
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ImageError(f"cannot read image {path}: no such file")
-    _check_png_plausible(path, max_pixels)
-    if png.is_png16_rgb(path):
-        try:
-            arr = png.read(path, max_pixels)
-        except ValueError as exc:
-            if "decompression bomb" in str(exc):
-                raise ImageTooLarge(f"cannot read image {path}: {exc}") from None
-            raise ImageError(f"cannot read image {path}: {_why(exc)}") from None
-        except Exception as exc:
-            raise ImageError(f"cannot read image {path}: {_why(exc)}") from None
-        return _from_uint16(arr, path)
+    hd = png.header(path)
+    if hd is not None:  # a PNG: its size is known from the IHDR, before any decoder runs
+        _check_size(path, hd[0], hd[1], max_pixels)
+        _check_plausible(path, hd[0], hd[1], "PNG")
+        if png.is_16bit_colour(hd):
+            try:
+                arr = png.read(path)
+            except Exception as exc:
+                raise ImageError(f"cannot read image {path}: {_why(exc)}") from None
+            return _from_uint16(arr, path)
     if _is_tiff(path):
         arr = _read_tiff16(path, max_pixels)
         if arr is not None:
@@ -194,16 +193,6 @@ def _check_plausible(path: str, w: int, h: int, fmt: Optional[str]) -> None:
     if size < w * h * ratio:
         raise ImageError(f"cannot read image {path}: the file is truncated ({size} bytes "
                          f"cannot hold the {w}x{h} pixels its header declares)")
-
-
-def _check_png_plausible(path: str, max_pixels: Optional[int]) -> None:
-    """The PNG checks (size limit, plausibility) from the IHDR alone, before any decoder."""
-    hd = png.header(path)
-    if hd is None:
-        return
-    w, h = hd[0], hd[1]
-    _check_size(path, w, h, max_pixels)
-    _check_plausible(path, w, h, "PNG")
 
 
 def _check_size(path: str, w: int, h: int, max_pixels: Optional[int]) -> None:

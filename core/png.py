@@ -2,7 +2,7 @@
 
 * :func:`header` reads the IHDR (size, depth, colour type) before anything is decoded.
 * :func:`read` decodes 16-bit truecolour (+alpha) PNGs, which Pillow reduces to 8 bits, with
-  libpng (through ``imagecodecs``) after checking the declared size.
+  libpng (through ``imagecodecs``).
 * :class:`PNGStreamWriter` writes a PNG of 1-4 channels at 8 or 16 bits band by band, so an
   export of any size needs memory for one band only (filter 0, zlib level 6).
 """
@@ -31,16 +31,16 @@ def header(path: str) -> Optional[Tuple[int, int, int, int]]:
     return w, h, depth, ctype
 
 
-def is_png16_rgb(path: str) -> bool:
-    """True for a PNG whose header says 16-bit RGB, RGBA or grey+alpha (what Pillow reduces)."""
-    hd = header(path)
-    return hd is not None and hd[2] == 16 and hd[3] in (2, 4, 6)
+def is_16bit_colour(hd: Tuple[int, int, int, int]) -> bool:
+    """Whether an IHDR (:func:`header`) says 16-bit RGB, RGBA or grey+alpha (what Pillow
+    reduces to 8 bits)."""
+    return hd[2] == 16 and hd[3] in (2, 4, 6)
 
 
-def read(path: str, max_pixels: Optional[int] = None) -> np.ndarray:
+def read(path: str) -> np.ndarray:
     """``(H, W, C)`` uint16 array of a 16-bit PNG: C = 3 (RGB), 4 (RGBA) or 2 (grey+alpha),
-    decoded by libpng (through ``imagecodecs``). The header's size is checked against
-    ``max_pixels`` before anything is inflated (:class:`ValueError` if larger)."""
+    decoded by libpng (through ``imagecodecs``). The caller checks the declared size first
+    (:func:`core.imageio.load_image` does)."""
     import imagecodecs
 
     hd = header(path)
@@ -49,9 +49,6 @@ def read(path: str, max_pixels: Optional[int] = None) -> np.ndarray:
     w, h = hd[0], hd[1]
     if w == 0 or h == 0:
         raise ValueError(f"the PNG header declares an empty image ({w}x{h})")
-    if max_pixels is not None and w * h > max_pixels:
-        raise ValueError(f"{w}x{h} is {w * h / 1e6:.0f} Mpx, above the limit of "
-                         f"{max_pixels / 1e6:.0f} Mpx (a decompression bomb?)")
     with open(path, "rb") as f:
         data = f.read()
     try:
