@@ -40,7 +40,7 @@ from core.checkpoints import CheckpointError, load_model
 from core.defaults import default_checkpoint, describe_model
 from core.device import pick_device
 from core.encoding import encode
-from core.export import MAX_OUTPUT_PIXELS, MAX_OUTPUT_SIDE, METHODS, check_request, export
+from core.export import MAX_OUTPUT_PIXELS, MAX_OUTPUT_SIDE, METHODS, export
 from core.geometry import Region
 from core.imageio import WRITE_FORMATS, ImageError, image_size, load_image
 
@@ -56,11 +56,15 @@ def parse_size(text: str):
     return w, h
 
 
+def check_scale(scale: float) -> None:
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"--scale must be a finite positive number, got {scale}")
+
+
 def output_size(region: Region, scale: float) -> tuple:
     """``(out_w, out_h)`` = the region's size times ``scale`` (finite, positive, and within
     :data:`core.export.MAX_OUTPUT_PIXELS`), at least 1 x 1."""
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"--scale must be a finite positive number, got {scale}")
+    check_scale(scale)
     w, h = region.w * scale, region.h * scale
     if not (w * h <= MAX_OUTPUT_PIXELS and max(w, h) <= MAX_OUTPUT_SIDE):
         raise ValueError(f"--scale {scale:g} makes a {w:.0f}x{h:.0f} output, above the limit of "
@@ -80,7 +84,7 @@ class Job:
 
     src: str
     dst: str
-    size: Optional[tuple] = None  #: the input's (width, height) from its header, if readable
+    work: int = 0  #: its share of the progress bar: encoded pixels (weighted) + output pixels
 
 
 def expand_inputs(items: List[str]) -> List[str]:
@@ -197,17 +201,12 @@ def run(args, state: Optional[dict] = None) -> int:
         raise ValueError(f"--quality must be 1-100, got {args.quality}")
     if args.size:
         parse_size(args.size)
-    elif not (math.isfinite(args.scale) and args.scale > 0):
-        raise ValueError(f"--scale must be a finite positive number, got {args.scale}")
+    else:
+        check_scale(args.scale)
     region_arg = Region.parse(args.region) if args.region else None
     jobs, single = plan(args)
     todo = [j for j in jobs if args.overwrite or single or not os.path.exists(j.dst)]
     skipped = len(jobs) - len(todo)
-    for j in todo:
-        try:
-            j.size = image_size(j.src)
-        except ImageError:
-            j.size = None
     model = device = None
     if args.method == "liif":
         device = pick_device(args.device)
@@ -216,20 +215,16 @@ def run(args, state: Optional[dict] = None) -> int:
         print(describe_model(ckpt, model, device), file=sys.stderr)
     if not single:
         os.makedirs(args.output, exist_ok=True)
-
-    def work_of(j: Job) -> int:
-        if j.size is None:
-            return 0
-        r = region_arg or Region.full(*j.size)
+    for j in todo:  # sizes from the headers, for the progress bar (a bad file counts 0)
         try:
-            ow, oh = parse_size(args.size) if args.size else output_size(r, args.scale)
-        except ValueError:
-            return 0
-        enc = ENCODE_WEIGHT * j.size[0] * j.size[1] if model is not None else 0
-        return enc + ow * oh
+            w, h = image_size(j.src)
+            ow, oh = _output_size(args, region_arg or Region.full(w, h))
+        except (ImageError, ValueError):
+            continue
+        j.work = ow * oh + (ENCODE_WEIGHT * w * h if model is not None else 0)
 
     from tqdm import tqdm
-    bar = tqdm(total=sum(work_of(j) for j in todo), unit="px", unit_scale=True, delay=1.0,
+    bar = tqdm(total=sum(j.work for j in todo), unit="px", unit_scale=True, delay=1.0,
                desc="upscaling", file=sys.stderr, disable=args.no_progress, dynamic_ncols=True)
     failed: List[str] = []
     t0 = time.perf_counter()
@@ -247,7 +242,7 @@ def run(args, state: Optional[dict] = None) -> int:
                     bar.write(f"error: {exc}", file=sys.stderr)  # above the bar
                 else:
                     print(f"error: {exc}", file=sys.stderr)
-            bar.update(start + work_of(j) - bar.n)
+            bar.update(start + j.work - bar.n)
     finally:
         bar.close()
     dt = time.perf_counter() - t0
@@ -262,14 +257,17 @@ def run(args, state: Optional[dict] = None) -> int:
     return 1 if failed else 0
 
 
+def _output_size(args, region: Region) -> tuple:
+    return parse_size(args.size) if args.size else output_size(region, args.scale)
+
+
 def _one(args, job: Job, region_arg: Optional[Region], model, device, bar) -> None:
     """Render one job; advances ``bar`` by its encoding and rendering work."""
     import torch
 
     image = load_image(job.src)
     region = region_arg or Region.full(image.width, image.height)
-    out_w, out_h = parse_size(args.size) if args.size else output_size(region, args.scale)
-    check_request(region, out_w, out_h, image.width, image.height)
+    out_w, out_h = _output_size(args, region)  # (export checks the request)
     latent = None
     if model is not None:
         latent = encode(model, image.rgb, device,
