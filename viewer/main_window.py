@@ -192,16 +192,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(v, "Clear Selection and Line", self.clear_selection, "Esc")
         m = mb.addMenu("&Model")
         self._action(m, "&Load Checkpoint…", self.load_checkpoint_dialog, "Ctrl+L")
-        from core.defaults import BUNDLED
         self.model_actions = {}
         group = QtGui.QActionGroup(self)
-        for bm in BUNDLED:
-            if not bm.path.is_file():
-                continue
-            a = self._action(m, f"{bm.label}: {bm.path.name}",
-                             lambda _=False, p=str(bm.path): self.load_checkpoint(p), checkable=True)
-            group.addAction(a)
-            self.model_actions[bm.path.stem] = a
+        self._bundled_actions(m, group, self.model_actions, self.load_checkpoint)
         m.addSeparator()
         cm = m.addMenu("&Compare With (second pane, or right of the divider)")
         cgroup = QtGui.QActionGroup(self)
@@ -212,14 +205,7 @@ class MainWindow(QtWidgets.QMainWindow):
             cgroup.addAction(a)
             self.compare_actions[key] = a
         cm.addSeparator()
-        for bm in BUNDLED:
-            if not bm.path.is_file():
-                continue
-            a = self._action(cm, f"{bm.label}: {bm.path.name}",
-                             lambda _=False, p=str(bm.path): self.compare_with_checkpoint(p),
-                             checkable=True)
-            cgroup.addAction(a)
-            self.compare_actions[bm.path.stem] = a
+        self._bundled_actions(cm, cgroup, self.compare_actions, self.compare_with_checkpoint)
         self._action(cm, "Another &Model File…", self.compare_checkpoint_dialog)
         self.model_info = m.addAction("")
         self.model_info.setEnabled(False)
@@ -227,6 +213,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(h, "&Controls", self.show_help, "F1")
         self._refresh_recent()
         self._sync_mode_actions()
+
+    def _bundled_actions(self, menu, group, actions: dict, slot) -> None:
+        """One checkable action per bundled model file, calling ``slot(path)``; kept in
+        ``actions`` by the file's stem."""
+        from core.defaults import BUNDLED
+        for bm in BUNDLED:
+            if bm.path.is_file():
+                a = self._action(menu, f"{bm.label}: {bm.path.name}",
+                                 lambda _=False, p=str(bm.path): slot(p), checkable=True)
+                group.addAction(a)
+                actions[bm.path.stem] = a
 
     def _build_panes(self) -> None:
         for p in self.panes:
@@ -281,10 +278,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setWindowTitle(f"LIIF Zoom — {os.path.basename(path)}")
         return True
 
-    def _decode(self, path: str, max_pixels: Optional[int]):
-        """``(LoadedImage, uint8 RGB)`` of ``path``, decoded in a worker thread while this
-        (the GUI) thread keeps processing events: the window repaints and stays responsive
-        however slow the file is. Errors of the decoder are re-raised here."""
+    def _decode(self, path: str, max_pixels: Optional[int], display: bool = True):
+        """``(LoadedImage, uint8 RGB or None)`` of ``path`` (the uint8 copy, for drawing, only
+        with ``display``), decoded in a worker thread while this (the GUI) thread keeps
+        processing events: the window repaints and stays responsive however slow the file
+        is. Errors of the decoder are re-raised here."""
         result = {}
         loop = QtCore.QEventLoop()
         self.decoded.connect(loop.quit, QtCore.Qt.ConnectionType.QueuedConnection)
@@ -292,7 +290,7 @@ class MainWindow(QtWidgets.QMainWindow):
         def work():
             try:
                 image = load_image(path, max_pixels=max_pixels)
-                result["value"] = (image, _to_u8(image.rgb))
+                result["value"] = (image, _to_u8(image.rgb) if display else None)
             except BaseException as exc:  # handed to the GUI thread
                 result["error"] = exc
             finally:
@@ -325,7 +323,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.error("Open reference", "Open an image first, then its reference.")
             return False
         try:
-            ref, _ = self._decode(path, None)
+            ref, _ = self._decode(path, None, display=False)
             self.session.set_reference(ref)
         except (ImageError, OSError, ValueError) as exc:
             self.error("Cannot use reference", str(exc))
