@@ -34,7 +34,7 @@ from core.imageio import LoadedImage
 from core.lru import LRUCache
 from core.render import render
 from core.resample import render_bicubic
-from viewer.tiles import PASSES, Level, Method, TileKey
+from viewer.tiles import ENCODE_FOR, ENCODED_BY, PASSES, Level, Method, TileKey
 
 COARSE = 4  # coarse pass: 1/COARSE of the resolution per axis
 PREVIEW_FIRST_S = 0.5  # the LIIF worker waits at most this long for the preview to finish
@@ -269,19 +269,15 @@ class RenderScheduler:
         tiles of what changed."""
         with self._lock:
             self.wanted = set()
-            changed = image is not self.image
-            keep = set()
-            if not changed and latent is self.latent:
-                keep.add(Method.LIIF)
-            if not changed and compare_latent is self.compare_latent:
-                keep.add(Method.COMPARE)
-            if not changed:
-                keep.update((Method.BICUBIC, Method.NEAREST))
-            self.image, self.latent, self.compare_latent = image, latent, compare_latent
-            if keep:
-                self.cache.drop(lambda k: k[0] not in keep)
-            else:
+            if image is not self.image:
                 self.cache.clear()
+            else:  # drop only the tiles of a model whose latent changed
+                stale = {m for m, old, new in ((Method.LIIF, self.latent, latent),
+                                               (Method.COMPARE, self.compare_latent,
+                                                compare_latent)) if old is not new}
+                if stale:
+                    self.cache.drop(lambda k: k[0] in stale)
+            self.image, self.latent, self.compare_latent = image, latent, compare_latent
         self._preview.replace([])
         self._liif.replace([])
         # a job still running for the old source sees itself stale and stops; its result,
@@ -342,7 +338,7 @@ class RenderScheduler:
                         if k not in self.cache:
                             fast.append(Job(k, reg, self.tile))
             enc = []
-            for m, e in ((Method.LIIF, Method.ENCODE), (Method.COMPARE, Method.ENCODE_COMPARE)):
+            for m, e in ENCODE_FOR.items():
                 mine = [j for j in full + coarse if j.key.method == m]
                 if mine:
                     # encode the latent under the whole view first, in pieces shared by the
@@ -353,12 +349,11 @@ class RenderScheduler:
             coarse = enc + coarse
             self.wanted = wanted
             queued = {j.key for j in full + coarse}
-            encoding = (Method.ENCODE, Method.ENCODE_COMPARE)
             extra = {k for k in running
-                     if k in wanted and k.method not in encoding and k not in queued}
+                     if k in wanted and k.method not in ENCODED_BY and k not in queued}
             self.timer = PassTimer(time.perf_counter(), pending={
                 "preview": {j.key for j in fast},
-                "coarse": {j.key for j in coarse if j.key.method not in encoding}
+                "coarse": {j.key for j in coarse if j.key.method not in ENCODED_BY}
                 | {k for k in extra if k.level == Level.COARSE},
                 "full": {j.key for j in full} | {k for k in extra if k.level == Level.FULL}})
             for kind in PASSES:
@@ -382,12 +377,8 @@ class RenderScheduler:
 
     def latent_for(self, method: str) -> Optional[LatentImage]:
         """The latent a model method (or its encoding jobs) renders from."""
-        m = Method(method)
-        if m in (Method.LIIF, Method.ENCODE):
-            return self.latent
-        if m in (Method.COMPARE, Method.ENCODE_COMPARE):
-            return self.compare_latent
-        return None
+        m = ENCODED_BY.get(Method(method), Method(method))
+        return {Method.LIIF: self.latent, Method.COMPARE: self.compare_latent}.get(m)
 
     def _encode_jobs(self, lat: LatentImage, method: Method, zoom: float,
                      view: Region) -> List[Job]:
@@ -453,7 +444,7 @@ class RenderScheduler:
         image, latent = self.image, self.latent_for(method)
         if image is None:
             return
-        if method in (Method.ENCODE, Method.ENCODE_COMPARE):
+        if method in ENCODED_BY:
             r = job.region
             latent.ensure_region(r.y, r.y + r.h, r.x, r.x + r.w, cancelled)
             return

@@ -48,6 +48,10 @@ class Level(str, Enum):
     __hash__ = str.__hash__
 
 
+#: the encoding jobs' method of each model method, and the reverse
+ENCODE_FOR = {Method.LIIF: Method.ENCODE, Method.COMPARE: Method.ENCODE_COMPARE}
+ENCODED_BY = {e: m for m, e in ENCODE_FOR.items()}
+
 #: the three render passes the status bar times: the bicubic preview, then LIIF's two
 PASSES = ("preview", "coarse", "full")
 
