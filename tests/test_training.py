@@ -121,8 +121,12 @@ def test_ddp_two_processes_gloo(tmp_path):
     make_images(tmp_path / "d")
     cfg = tiny_config(tmp_path, tmp_path / "d")
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    import socket
+    with socket.socket() as sock:  # a free port (a fixed one may be held by another run)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                        "--master_port=29517", "-m", "training.train", "--no-progress",
+                        f"--master_port={port}", "-m", "training.train", "--no-progress",
                         "--config", str(cfg), "--out", str(tmp_path / "ddp"), "--max-steps", "4",
                         "--device", "cpu"],
                        capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
