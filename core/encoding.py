@@ -13,9 +13,10 @@ the encoder's working memory by ``max_block``.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, ContextManager, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -38,8 +39,11 @@ class LatentImage:
         rgb: the image, ``(H, W, 3)`` float32 in [0, 1].
         device: where the latent lives and rendering runs.
         tile: latent tile side in pixels.
-        dtype: storage type of the latent (``torch.float16`` halves its memory; computation
-            is always float32).
+        dtype: storage type of the latent (``torch.float16`` halves its memory).
+        compute_dtype: arithmetic type of the encoder and of the code features
+            (``torch.bfloat16`` runs them under autocast, twice as fast on CPUs that multiply
+            it natively: :func:`core.device.fast_compute_dtype`); their results, the stored
+            latent's input colours and the per-pixel decoder stay float32.
         max_block: most pixels per side that one encoder pass covers (bounds the encoder's
             working memory; several missing tiles are encoded together up to this size).
         feature_cache_bytes: bound of the cache of per-code features (see :meth:`code_features`).
@@ -47,12 +51,14 @@ class LatentImage:
 
     def __init__(self, model: torch.nn.Module, rgb: np.ndarray, device: torch.device,
                  tile: int = 64, dtype: torch.dtype = torch.float32,
-                 max_block: int = 512, feature_cache_bytes: int = 256 << 20) -> None:
+                 max_block: int = 512, feature_cache_bytes: int = 256 << 20,
+                 compute_dtype: torch.dtype = torch.float32) -> None:
         self.model = model
         self.device = torch.device(device)
         self.height, self.width = int(rgb.shape[0]), int(rgb.shape[1])
         self.tile = int(tile)
         self.dtype = dtype
+        self.compute_dtype = compute_dtype
         self.channels = int(model.latent_dim)
         self.halo = int(model.receptive_radius)
         # The input stays on the host; each tile's crop is moved to the device when encoded.
@@ -66,6 +72,21 @@ class LatentImage:
         self.group = max(1, int(max_block) // self.tile)
 
     # ---- encoding ----------------------------------------------------------------------------
+    def computing(self) -> ContextManager:
+        """The context the model's encoder and code features run in (no gradients; autocast
+        to :attr:`compute_dtype` unless that is float32)."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.no_grad())
+        if self.compute_dtype != torch.float32:
+            stack.enter_context(torch.autocast(self.device.type, dtype=self.compute_dtype))
+        return stack
+
+    def features_of(self, window: torch.Tensor, stride=(1, 1)) -> torch.Tensor:
+        """``model.code_features`` of a window of this latent ``(C, H, W)`` (with its halo),
+        float32 ``(K, H', W')``."""
+        with self.computing():
+            return self.model.code_features(window.unsqueeze(0), stride=stride)[0].float()
+
     @property
     def n_tiles(self) -> int:
         return self.tiles_y * self.tiles_x
@@ -83,7 +104,7 @@ class LatentImage:
         cy0, cx0 = max(0, y0 - r), max(0, x0 - r)
         cy1, cx1 = min(self.height, y1 + r), min(self.width, x1 + r)
         crop = self._input[:, cy0:cy1, cx0:cx1].unsqueeze(0).to(self.device)
-        with torch.no_grad():
+        with self.computing():
             feat = self.model.encode(crop)[0].to(self.dtype)
         for ty in range(ty0, ty1):
             for tx in range(tx0, tx1):
@@ -264,8 +285,7 @@ class LatentImage:
                         :, sy0 - gy0:sy1 - gy0, sx0 - gx0:sx1 - gx0]
                 else:  # its neighbours are not encoded: only what is asked for, not cached
                     win = self.window(sy0 - halo, sy1 + halo, sx0 - halo, sx1 + halo, cancelled)
-                    with torch.no_grad():
-                        f = self.model.code_features(win.unsqueeze(0))[0]
+                    f = self.features_of(win)
                 if out is None:
                     out = torch.empty(f.shape[0], y1 - y0, x1 - x0, device=self.device)
                 out[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = f
@@ -279,8 +299,7 @@ class LatentImage:
         y0, x0 = ty * t, tx * t
         y1, x1 = min(y0 + t, self.height), min(x0 + t, self.width)
         win = self.window(y0 - halo, y1 + halo, x0 - halo, x1 + halo, cancelled)
-        with torch.no_grad():
-            f = self.model.code_features(win.unsqueeze(0))[0].contiguous()
+        f = self.features_of(win).contiguous()
         self._features.put((ty, tx), f)
         return f
 
@@ -298,13 +317,16 @@ class Cancelled(Exception):
 
 def encode(model: torch.nn.Module, rgb: np.ndarray, device: torch.device,
            tile: int = 64, dtype: torch.dtype = torch.float32, lazy: bool = True,
-           max_block: int = 512, feature_cache_bytes: int = 256 << 20) -> LatentImage:
+           max_block: int = 512, feature_cache_bytes: int = 256 << 20,
+           compute_dtype: torch.dtype = torch.float32) -> LatentImage:
     """Front door: the latent of ``rgb`` under ``model`` on ``device``.
 
-    With ``lazy`` (the default) nothing is encoded until a render reads it.
+    With ``lazy`` (the default) nothing is encoded until a render reads it. float32
+    arithmetic by default (what the evaluation protocol uses); the viewer and the upscale
+    CLI pass :func:`core.device.fast_compute_dtype`.
     """
     latent = LatentImage(model, rgb, device, tile=tile, dtype=dtype, max_block=max_block,
-                         feature_cache_bytes=feature_cache_bytes)
+                         feature_cache_bytes=feature_cache_bytes, compute_dtype=compute_dtype)
     if not lazy:
         latent.encode_all()
     return latent

@@ -89,8 +89,7 @@ def _code_feature_grid(latent: LatentImage, rows: torch.Tensor, cols: torch.Tens
         codes = latent.code_features(int(rows[0]), int(rows[-1]) + 1, int(cols[0]),
                                int(cols[-1]) + 1, cancelled)
     else:
-        feat = latent.take(rsrc, csrc, cancelled)
-        codes = model.code_features(feat.unsqueeze(0), stride=(rstride, cstride))[0]
+        codes = latent.features_of(latent.take(rsrc, csrc, cancelled), stride=(rstride, cstride))
     assert codes.shape[1:] == (nr, nc)
     return codes.permute(1, 2, 0).reshape(nr * nc, -1), rlut, clut, nc
 
@@ -117,11 +116,16 @@ def render_tile(latent: LatentImage, ys: torch.Tensor, xs: torch.Tensor,
 
     th, tw = len(ys), len(xs)
     n = len(offsets)
+    rbase = torch.stack([rlut[i - r0] * nc for i in iy])
+    coff = torch.stack([clut[j - c0] for j in ix])
+    fused = model.decode_grid(table, rbase.to(dev), coff.to(dev), torch.stack(ry).to(dev),
+                              torch.stack(rx).to(dev), cell)
+    if fused is not None:
+        return fused
     index = torch.empty(n * n, th, tw, dtype=torch.long)
     for a in range(n):
-        pr = rlut[iy[a] - r0] * nc
         for b in range(n):
-            index[a * n + b] = pr[:, None] + clut[ix[b] - c0][None, :]
+            index[a * n + b] = rbase[a][:, None] + coff[b][None, :]
     pred = model.decode_indexed(table, index.flatten().to(dev), [r.to(dev) for r in ry],
                                 [r.to(dev) for r in rx], cell,
                                 lambda rows, width: _buffers(rows, width, dev)

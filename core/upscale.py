@@ -38,7 +38,7 @@ from core.cli import ArgumentParser
 from core.atomic import Terminated, terminate_on_signals
 from core.checkpoints import CheckpointError, load_model
 from core.defaults import default_checkpoint, describe_model
-from core.device import pick_device
+from core.device import fast_compute_dtype, pick_device
 from core.encoding import encode
 from core.export import MAX_OUTPUT_PIXELS, MAX_OUTPUT_SIDE, METHODS, export
 from core.geometry import Region
@@ -143,6 +143,10 @@ def main(argv=None) -> int:
     p.add_argument("--method", choices=METHODS, default="liif",
                    help="liif (the model) or bicubic (default: liif)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality, 1-100 (default 95)")
+    p.add_argument("--precision", choices=("auto", "float32"), default="auto",
+                   help="arithmetic of the encoder and the per-code features: auto = bfloat16 "
+                   "where the CPU multiplies it natively (twice as fast; PSNR within 0.001 dB "
+                   "of float32), else float32 (default auto)")
     p.add_argument("--fp16-latent", action="store_true", help="store the latent in float16 "
                    "(half the memory; PSNR unchanged at 4 decimals on Set5)")
     p.add_argument("-o", "--output", required=True,
@@ -271,7 +275,9 @@ def _one(args, job: Job, region_arg: Optional[Region], model, device, bar) -> No
     latent = None
     if model is not None:
         latent = encode(model, image.rgb, device,
-                        dtype=torch.float16 if args.fp16_latent else torch.float32)
+                        dtype=torch.float16 if args.fp16_latent else torch.float32,
+                        compute_dtype=torch.float32 if args.precision == "float32"
+                        else fast_compute_dtype(device))
         if region_arg is None:  # the whole image: encode it up front, with progress
             px = ENCODE_WEIGHT * image.width * image.height
             base = bar.n

@@ -13,6 +13,14 @@ from core.models.registry import make
 
 torch.set_num_threads(1)
 
+# native kernels (core.kernels) are built into a cache of this test session, not the user's
+if "LIIF_ZOOM_CACHE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+    os.environ["LIIF_ZOOM_CACHE"] = tempfile.mkdtemp(prefix="liif-zoom-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["LIIF_ZOOM_CACHE"], True)
+
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
 
 

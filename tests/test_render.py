@@ -96,10 +96,20 @@ def lmf_spec(ens=True, unfold=True, cell=True, skip=False):
         "local_ensemble": ens, "feat_unfold": unfold, "cell_decode": cell, "skip": skip}}
 
 
+@pytest.fixture(params=["native", "eager"])
+def lmf_decoder(request, monkeypatch):
+    """Run a test with LMF's fused native decoder (core.kernels), then with eager PyTorch."""
+    from core import kernels
+    monkeypatch.setenv("LIIF_ZOOM_KERNELS", "1" if request.param == "native" else "0")
+    if request.param == "native" and kernels.lmf_grid(8) is None:
+        pytest.skip("no C compiler: the native decoder cannot be built here")
+    return request.param
+
+
 @pytest.mark.parametrize("ens,unfold,cell,skip", [s + (False,) for s in SWITCHES]
                          + [(True, True, True, True), (False, True, False, True),
                             (True, False, True, True)])
-def test_fast_model_lmf_matches_its_oracle(ens, unfold, cell, skip, rand_image):
+def test_fast_model_lmf_matches_its_oracle(ens, unfold, cell, skip, rand_image, lmf_decoder):
     torch.manual_seed(3)
     model = make(lmf_spec(ens, unfold, cell, skip)).eval()
     with torch.no_grad():  # non-zero modulations, so that they are exercised
@@ -119,6 +129,63 @@ def test_fast_model_lmf_matches_its_oracle(ens, unfold, cell, skip, rand_image):
     with torch.no_grad():
         pred = (model(inp, coord, cellt) * 0.5 + 0.5).clamp(0, 1).view(46, 62, 3).numpy()
     assert np.abs(pred - render(latent, Region.full(31, 23), 62, 46)).max() < 1e-5
+
+
+@pytest.mark.parametrize("width,layers", [(8, 1), (12, 2), (16, 4)])
+def test_native_lmf_decoder_equals_eager(width, layers, rand_image, monkeypatch):
+    """The fused kernel (vector path for power-of-two widths, plain loops otherwise) renders
+    the eager decoder's pixels, zooming in and out, with and without the ensemble."""
+    from core import kernels
+    if kernels.lmf_grid(width) is None:
+        pytest.skip("no C compiler: the native decoder cannot be built here")
+    for ens, skip in ((True, True), (False, False)):
+        torch.manual_seed(5)
+        spec = lmf_spec(ens=ens, skip=skip)
+        spec["args"].update(render_width=width, render_layers=layers)
+        model = make(spec).eval()
+        with torch.no_grad():
+            for p in model.hyper[-1].parameters():
+                p.normal_(0, 0.3)
+        latent = encode(model, rand_image, torch.device("cpu"), tile=8)
+        for region, ow, oh in [(Region(-0.5, 3.2, 7.7, 5.1), 90, 61), (Region.full(31, 23), 16, 12)]:
+            monkeypatch.setenv("LIIF_ZOOM_KERNELS", "1")
+            native = render(latent, region, ow, oh)
+            monkeypatch.setenv("LIIF_ZOOM_KERNELS", "0")
+            eager = render(latent, region, ow, oh)
+            assert np.abs(native - eager).max() < 1e-5
+
+
+def test_native_decoder_absent_falls_back_to_eager(rand_image, monkeypatch, tmp_path):
+    """Without a C compiler (or with an empty cache and a broken one) LMF renders as before."""
+    from core import kernels
+    monkeypatch.setattr(kernels, "_loaded", {})
+    monkeypatch.setenv("LIIF_ZOOM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no cc, gcc or clang either
+    assert kernels.lmf_grid(8) is None
+    torch.manual_seed(3)
+    model = make(lmf_spec(skip=True)).eval()
+    latent = encode(model, rand_image, torch.device("cpu"), tile=8)
+    fast = render(latent, Region.full(31, 23), 62, 46)
+    assert np.abs(fast - oracle(model, latent, Region.full(31, 23), 62, 46)).max() < 1e-5
+    assert not any((tmp_path / "cache").glob("*.so*"))
+
+
+def test_native_decoder_refuses_indices_outside_the_table():
+    from core import kernels
+    fn = kernels.lmf_grid(8)
+    if fn is None:
+        pytest.skip("no C compiler: the native decoder cannot be built here")
+    table = torch.zeros(5, 2 * 8 * 2 + 3)
+    z = torch.zeros
+    args = dict(ry=z(2, 3), rx=z(2, 4), win=z(2, 8), cst=z(8), wht=z(1, 8, 8), bh=z(1, 8),
+                wo=z(3, 8), bo=z(3))
+    with pytest.raises(ValueError, match="outside"):
+        kernels.run_lmf_grid(fn, table, 2, True, torch.full((2, 3), 4, dtype=torch.long),
+                             torch.ones(2, 4, dtype=torch.long), **args)
+    out = kernels.run_lmf_grid(fn, table, 2, True, torch.zeros(2, 3, dtype=torch.long),
+                               torch.ones(2, 4, dtype=torch.long), **args)
+    assert out.shape == (3, 4, 3)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")

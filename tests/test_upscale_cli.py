@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from core.checkpoints import load_model
+from core.device import fast_compute_dtype
 from core.encoding import Cancelled, encode
 from core.export import export
 from core.geometry import Region
@@ -41,9 +42,16 @@ def test_cli_scale_region_and_formats(tmp_path, photo, tiny_checkpoint):
     r = run_cli(photo, "--region", "2.5,3,10,5", "--size", "64x32", "--checkpoint",
                 tiny_checkpoint, "-o", out)
     assert r.returncode == 0, r.stderr
-    # the file equals the renderer's pixels for the same region and size
+    # the file equals the renderer's pixels for the same region and size, with the same
+    # arithmetic (bfloat16 encoding where this CPU has it natively, unless --precision float32)
     model, _, _ = load_model(tiny_checkpoint)
     img = load_image(photo)
+    fast = fast_compute_dtype(torch.device("cpu"))
+    ref = render(encode(model, img.rgb, "cpu", compute_dtype=fast), Region(2.5, 3, 10, 5), 64, 32)
+    assert np.abs(np.asarray(Image.open(out)) / 255.0 - ref).max() <= 0.5 / 255 + 1e-6
+    r = run_cli(photo, "--region", "2.5,3,10,5", "--size", "64x32", "--checkpoint",
+                tiny_checkpoint, "--precision", "float32", "-o", out)
+    assert r.returncode == 0, r.stderr
     ref = render(encode(model, img.rgb, "cpu"), Region(2.5, 3, 10, 5), 64, 32)
     assert np.abs(np.asarray(Image.open(out)) / 255.0 - ref).max() <= 0.5 / 255 + 1e-6
     r = run_cli(photo, "--scale", 3, "--method", "bicubic", "-o", tmp_path / "b.png")

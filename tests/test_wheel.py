@@ -32,6 +32,7 @@ def test_wheel_ships_the_models_and_runs_outside_the_checkout(tmp_path):
     for f in [m.path for m in BUNDLED if m.path.is_file()] + [SAMPLE_IMAGE]:
         assert f"resources/{f.name}" in names, f.name
     assert "resources/LICENSES.md" in names and "training/configs/cpu-lmf.yaml" in names
+    assert "core/kernels/lmf_grid.c" in names  # the native decoder's source, built on first use
     # a fresh environment that borrows this one's dependencies (torch, Qt, ...) but has no
     # access to the checkout: only the wheel provides core, viewer, training, resources
     env_dir = tmp_path / "env"
@@ -63,3 +64,12 @@ def test_wheel_ships_the_models_and_runs_outside_the_checkout(tmp_path):
                        text=True, cwd=work, env=env)
     assert r.returncode == 0, r.stderr
     assert "model " in r.stderr and Image.open(work / "out.png").size == (40, 32)
+    # the installed package builds its native decoder from the shipped source
+    from core import kernels
+    if kernels._compiler() is not None:
+        cache = tmp_path / "kernel-cache"
+        r = subprocess.run([str(py), "-c", "from core import kernels; "
+                            "print(kernels.lmf_grid(16) is not None)"], capture_output=True,
+                           text=True, cwd=work, env={**env, "LIIF_ZOOM_CACHE": str(cache)})
+        assert r.stdout.strip() == "True", r.stderr
+        assert list(cache.glob("lmf_grid_d16_*"))

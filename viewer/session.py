@@ -15,6 +15,7 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 
+from core.device import fast_compute_dtype
 from core.encoding import LatentImage, encode
 from core.geometry import Region
 from core.imageio import LoadedImage
@@ -106,7 +107,8 @@ class Session:
         # lazy: nothing is encoded here; the render workers encode the tiles they need
         if self.image is None or model is None:
             return None
-        return encode(model, self.image.rgb, self.device, tile=self.latent_tile)
+        return encode(model, self.image.rgb, self.device, tile=self.latent_tile,
+                      compute_dtype=fast_compute_dtype(self.device))
 
     def _reencode(self, main: bool = True) -> None:
         if main:

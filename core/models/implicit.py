@@ -152,6 +152,16 @@ class LocalImplicit(nn.Module):
         ``(rows, width)`` buffers."""
         raise NotImplementedError
 
+    def decode_grid(self, table: torch.Tensor, rbase: torch.Tensor, coff: torch.Tensor,
+                    ry: torch.Tensor, rx: torch.Tensor, cell: Tuple[float, float]
+                    ) -> Optional[torch.Tensor]:
+        """A fused alternative to :meth:`decode_indexed` plus the ensemble blend: the blended
+        RGB ``(th, tw, 3)`` of the grid, where neighbour ``(a, b)`` of output pixel ``(r, c)``
+        reads table row ``rbase[a, r] + coff[b, c]`` (``rbase``, ``ry``: ``(n, th)``;
+        ``coff``, ``rx``: ``(n, tw)``). None where the model has no such path (the renderer
+        then uses :meth:`decode_indexed`)."""
+        return None
+
     # ---- generic queries (training, evaluation) -------------------------------------------
     def query_pixels(self, codes: torch.Tensor, qy: torch.Tensor, qx: torch.Tensor,
                      cell_rel: Optional[torch.Tensor]) -> torch.Tensor:

@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core import kernels
 from core.models.implicit import LocalImplicit
 from core.models.registry import register
 
@@ -83,7 +84,8 @@ class LMF(LocalImplicit):
         """Latent map (see :meth:`LocalImplicit.encode`); with ``skip`` the input colour is
         appended as 3 channels."""
         feat = super().encode(inp)
-        return torch.cat([feat, inp.to(feat.dtype)], 1) if self.skip else feat
+        # (under autocast feat is bfloat16; cat promotes, so the colours are never rounded)
+        return torch.cat([feat, inp], 1) if self.skip else feat
 
     def code_features(self, feat: torch.Tensor, stride=(1, 1), padding: int = 0) -> torch.Tensor:
         """LMF's code features ``(B, 2 L d [+ 3], H', W')`` (see
@@ -100,7 +102,7 @@ class LMF(LocalImplicit):
         sy, sx = (stride, stride) if isinstance(stride, int) else stride
         start = self.window_halo - padding
         rgb = feat[:, -3:, start::sy, start::sx][:, :, :x.shape[2], :x.shape[3]]
-        return torch.cat([x, rgb.to(x.dtype)], 1)
+        return torch.cat([x, rgb], 1)  # (promotes, as in encode)
 
     # ---- pixel side --------------------------------------------------------------------------
     def _modulated(self, x: torch.Tensor, mods: torch.Tensor) -> torch.Tensor:
@@ -123,6 +125,32 @@ class LMF(LocalImplicit):
         nm = 2 * self.render_layers * self.render_width
         out = self._modulated(x, g[..., :nm].reshape(-1, nm)).view(g.shape[0], -1, 3)
         return out + g[..., nm:] if self.skip else out
+
+    def decode_grid(self, table: torch.Tensor, rbase: torch.Tensor, coff: torch.Tensor,
+                    ry: torch.Tensor, rx: torch.Tensor, cell: Tuple[float, float]
+                    ) -> Optional[torch.Tensor]:
+        """See :meth:`LocalImplicit.decode_grid`: the native fused kernel
+        (:mod:`core.kernels`) on a CPU, where it can be built; None elsewhere."""
+        if table.device.type != "cpu" or table.dtype != torch.float32:
+            return None
+        fn = kernels.lmf_grid(self.render_width)
+        if fn is None:
+            return None
+        w, bias = self.render_in.weight.detach(), self.render_in.bias.detach()
+        cst = bias
+        if self.cell_decode:
+            cst = bias + (2.0 * cell[0]) * w[:, 2] + (2.0 * cell[1]) * w[:, 3]
+        hidden = list(self.render_hidden)
+        d = self.render_width
+        wht = (torch.stack([l.weight.detach().t() for l in hidden]) if hidden
+               else torch.empty(0, d, d))
+        bh = torch.stack([l.bias.detach() for l in hidden]) if hidden else torch.empty(0, d)
+        return kernels.run_lmf_grid(
+            fn, table.contiguous(), self.render_layers, self.skip, rbase.contiguous(),
+            coff.contiguous(), ry.float().contiguous(), rx.float().contiguous(),
+            w[:, :2].t().contiguous(), cst.contiguous(), wht.contiguous(), bh.contiguous(),
+            self.render_out.weight.detach().contiguous(),
+            self.render_out.bias.detach().contiguous())
 
     def decode_indexed(self, table: torch.Tensor, index: torch.Tensor, ry: List[torch.Tensor],
                        rx: List[torch.Tensor], cell: Tuple[float, float],
