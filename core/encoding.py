@@ -42,8 +42,9 @@ class LatentImage:
         dtype: storage type of the latent (``torch.float16`` halves its memory).
         compute_dtype: arithmetic type of the encoder and of the code features
             (``torch.bfloat16`` runs them under autocast, twice as fast on CPUs that multiply
-            it natively: :func:`core.device.fast_compute_dtype`); their results, the stored
-            latent's input colours and the per-pixel decoder stay float32.
+            it natively: :func:`core.device.fast_compute_dtype`); the models keep the code
+            features' outputs in float32, and the stored latent (with LMF's input colours,
+            never rounded) and the per-pixel decoder stay float32.
         max_block: most pixels per side that one encoder pass covers (bounds the encoder's
             working memory; several missing tiles are encoded together up to this size).
         feature_cache_bytes: bound of the cache of per-code features (see :meth:`code_features`).

@@ -144,9 +144,10 @@ def main(argv=None) -> int:
                    help="liif (the model) or bicubic (default: liif)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality, 1-100 (default 95)")
     p.add_argument("--precision", choices=("auto", "float32"), default="auto",
-                   help="arithmetic of the encoder and the per-code features: auto = bfloat16 "
-                   "where the CPU multiplies it natively (twice as fast; PSNR within 0.001 dB "
-                   "of float32), else float32 (default auto)")
+                   help="arithmetic of the encoder and the code features' first layer: auto = "
+                   "bfloat16 where the CPU multiplies it natively (twice as fast; PSNR within "
+                   "0.002 dB of float32, single pixels within 4 levels), else float32 "
+                   "(default auto)")
     p.add_argument("--fp16-latent", action="store_true", help="store the latent in float16 "
                    "(half the memory; PSNR unchanged at 4 decimals on Set5)")
     p.add_argument("-o", "--output", required=True,

@@ -201,3 +201,20 @@ def test_shape_mismatch_and_non_finite_weights_are_refused(tmp_path):
         p = _write_st(tmp_path / "nan.safetensors", bad, json.dumps(spec))
         with pytest.raises(CheckpointError, match="NaN or infinite"):
             load_model(p)
+
+
+def test_loading_a_model_stays_light():
+    """Start-up: checking and loading a bundled model must not pull in torch's compiler
+    stack (torch._dynamo, sympy: 0.75 s of every CLI start, once set off by the encoder's
+    constant tensors built on the meta device)."""
+    import subprocess
+    import sys
+    code = ("import sys; from core.checkpoints import load_model; "
+            "from core.defaults import BUNDLED; "
+            "[load_model(m.path) for m in BUNDLED if m.path.is_file()]; "
+            "heavy = [m for m in ('torch._dynamo', 'sympy') if m in sys.modules]; "
+            "print(','.join(heavy) or 'none')")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "none"

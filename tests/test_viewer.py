@@ -415,10 +415,22 @@ def test_encode_jobs_cover_the_view_in_balanced_pieces(workers):
             assert max(sizes) <= 2 * min(sizes)
         lat.ensure_region(0, 300, 0, 400)  # all encoded: nothing to do
         assert sched._encode_jobs(lat, Method.ENCODE, 2.0, Region(10, 10, 300, 200)) == []
-        # the background encoder starts from the centre of the last view
+        # the background encoder starts from the centre of the first view, then from where
+        # the view is heading: its centre plus its last step (at most a view per axis)
         sched.request(2.0, [(0, 0), (0, 1)], ["bicubic"],
                       lambda i, j: Region(100 + 20 * j, 50 + 10 * i, 20, 10))
         assert sched.focus == (55.0, 120.0)
+        sched.request(2.0, [(0, 0), (0, 1)], ["bicubic"],
+                      lambda i, j: Region(110 + 20 * j, 47 + 10 * i, 20, 10))
+        assert sched.focus == (49.0, 140.0)  # moved +10 right, -3 up: encode further on
+        sched.request(2.0, [(0, 0), (0, 1)], ["bicubic"],
+                      lambda i, j: Region(300 + 20 * j, 47 + 10 * i, 20, 10))
+        assert sched.focus == (52.0, 360.0)  # a jump: at most one view width ahead
+        lat2 = encode(make(tiny_spec()).eval(), rgb, torch.device("cpu"), tile=16,
+                      max_block=64)
+        sched.latent, sched.background_encoding = lat2, True
+        assert sched._idle_encode_step()  # the first block encoded is the one ahead
+        assert lat2.is_encoded(52, 53, 360, 361) and not lat2.is_encoded(52, 53, 300, 301)
     finally:
         sched.shutdown()
 

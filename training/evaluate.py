@@ -54,8 +54,10 @@ def to_u8(rgb: np.ndarray) -> np.ndarray:
 
 
 def evaluate(model, folder: PairedFolder, scales: List[int], protocol: str, device,
-             limit: int | None = None, log=None, latent_dtype=None) -> Dict[tuple, float]:
-    """Mean PSNR per ``(scale, method)``."""
+             limit: int | None = None, log=None, latent_dtype=None,
+             compute_dtype=torch.float32) -> Dict[tuple, float]:
+    """Mean PSNR per ``(scale, method)`` (``compute_dtype``: the encoder's arithmetic, see
+    :class:`core.encoding.LatentImage`)."""
     sums: Dict[tuple, List[float]] = {}
     files = folder.hr_files[:limit] if limit else folder.hr_files
     for s in scales:
@@ -73,7 +75,8 @@ def evaluate(model, folder: PairedFolder, scales: List[int], protocol: str, devi
             full = Region.full(lr.shape[1], lr.shape[0])
             preds = {"bicubic": np.clip(render_bicubic(lrf, full, w, h), 0, 1)}
             if model is not None:
-                lat = encode(model, lrf, device, dtype=latent_dtype or torch.float32)
+                lat = encode(model, lrf, device, dtype=latent_dtype or torch.float32,
+                             compute_dtype=compute_dtype)
                 preds["liif"] = render(lat, full, w, h)
             for method, pred in preds.items():
                 v = psnr(pred, gt, shave=s if protocol == "benchmark" else s + 6,
@@ -111,6 +114,10 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--bicubic-only", action="store_true", help="skip the model")
     p.add_argument("--fp16-latent", action="store_true", help="store the latent in float16")
+    p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                   help="arithmetic of the encoder and the code features' first layer: float32 "
+                   "(default; the protocol) or bfloat16 (what the viewer and the upscale CLI "
+                   "use where the CPU multiplies it natively), to measure its effect")
     args = p.parse_args(argv)
     try:
         scales = parse_scales(args.scales)
@@ -123,13 +130,15 @@ def main(argv=None) -> int:
         t0 = time.time()
         res = evaluate(model, folder, scales, args.protocol, device, args.limit,
                        log=lambda m: print(m, file=sys.stderr),
-                       latent_dtype=torch.float16 if args.fp16_latent else None)
+                       latent_dtype=torch.float16 if args.fp16_latent else None,
+                       compute_dtype=getattr(torch, args.precision))
         print(f"{folder.name} ({args.protocol} protocol, {len(folder.hr_files[:args.limit] if args.limit else folder.hr_files)} images, "
               f"{time.time() - t0:.0f} s)")
         print(format_table(res, scales))
         if args.json:
             out = {"dataset": folder.name, "protocol": args.protocol,
                    "checkpoint": None if model is None else ckpt,
+                   "precision": args.precision,
                    "results": [{"scale": s, "method": m, "psnr": round(res[(s, m)], 4)}
                                for s in scales for m in ("liif", "bicubic") if (s, m) in res]}
 

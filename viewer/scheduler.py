@@ -12,7 +12,8 @@ needs (from :class:`viewer.view_state.ViewState`) and queues, for tiles not cach
 A new request replaces the queues. A job already running is cancelled if its tile is no
 longer wanted (the renderer polls ``cancelled()`` between chunks), so the workers always
 work for the latest view. When the LIIF queue is empty, the worker encodes the rest of the
-image's latent tiles in the background, one at a time, yielding to any new request.
+image's latent tiles in the background, one block at a time, yielding to any new request,
+nearest first to where the view is heading (its centre plus its last step).
 
 Finished tiles go into an :class:`core.lru.LRUCache` (bounded in bytes) and ``on_tile(key)`` is
 called from the worker thread; the Qt side turns that into a repaint on the UI thread.
@@ -248,7 +249,8 @@ class RenderScheduler:
         self.wanted: set = set()
         self.timer: Optional[PassTimer] = None
         self.background_encoding = True
-        self.focus: Optional[Tuple[float, float]] = None  # (y, x) centre of the last view
+        self.focus: Optional[Tuple[float, float]] = None  # (y, x) where encoding goes on
+        self._centre: Optional[Tuple[float, float]] = None  # centre of the last view
         self.cancelled_jobs = 0
         self._lock = threading.Lock()
         self._idle_lock = threading.Lock()
@@ -309,7 +311,7 @@ class RenderScheduler:
         running = self._liif.running_jobs()
         if tiles:  # the background encoder works outward from here
             view = _union(tile_region(i, j) for (i, j) in tiles)
-            self.focus = (view.y + view.h / 2, view.x + view.w / 2)
+            self.focus = self._ahead(view)
         with self._lock:
             fast, coarse, full = [], [], []
             wanted = set()
@@ -361,6 +363,19 @@ class RenderScheduler:
                     setattr(self.timer, kind, 0.0)
         self._preview.replace(fast)
         self._liif.replace(coarse + full)
+
+    def _ahead(self, view: Region) -> Tuple[float, float]:
+        """Where the background encoder starts: the centre of ``view`` moved on by the step
+        since the last view (at most one view size per axis), so that a pan or a zoom towards
+        a corner finds the codes it goes on to show encoded first; the centre itself when the
+        view did not move."""
+        cy, cx = view.y + view.h / 2, view.x + view.w / 2
+        prev, self._centre = self._centre, (cy, cx)
+        if prev is None:
+            return cy, cx
+        dy = max(-view.h, min(view.h, cy - prev[0]))
+        dx = max(-view.w, min(view.w, cx - prev[1]))
+        return cy + dy, cx + dx
 
     def _need(self, key: TileKey, want: Window, size: int, running: Dict[TileKey, Job]
               ) -> Optional[Window]:

@@ -64,8 +64,11 @@ class LIIF(LocalImplicit):
         :meth:`LocalImplicit.code_features` for ``stride`` and ``padding``)."""
         w_lat, _, _, b = self.first_layer()
         feat = feat.contiguous(memory_format=torch.channels_last)
-        return F.conv2d(feat, w_lat.to(feat.dtype), b.to(feat.dtype), stride=stride,
-                        padding=padding)
+        # float32 even under bfloat16 autocast (the fast encoding): P is added to every
+        # pixel's first layer, and rounding it to 8 bits would show (as LMF's scales did)
+        with torch.autocast(feat.device.type, enabled=False):
+            return F.conv2d(feat, w_lat.to(feat.dtype), b.to(feat.dtype), stride=stride,
+                            padding=padding)
 
     def fold_cell(self, table: torch.Tensor, cell: Tuple[float, float]) -> torch.Tensor:
         """Add the (render-constant) cell term ``Wc (2 s)`` to P rows ``(N, hidden)``."""

@@ -94,8 +94,14 @@ class LMF(LocalImplicit):
         feat = feat.contiguous(memory_format=torch.channels_last)
         x = F.conv2d(feat, self.hyper[0].weight, self.hyper[0].bias, stride=stride,
                      padding=padding)
-        for conv in self.hyper[1:]:
-            x = conv(torch.relu(x))
+        # The modulations themselves are always float32: under bfloat16 autocast (the fast
+        # encoding, core.device.fast_compute_dtype) only the first, largest layer runs in
+        # bfloat16; rounding the scales to 8 bits moved single output pixels by up to 13
+        # levels, against 3 this way (docs/BENCHMARKS.md, "bfloat16 encoding").
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            for conv in self.hyper[1:]:
+                x = conv(torch.relu(x))
         if not self.skip:
             return x
         # the centre of output o's window is input o * stride - padding + halo
