@@ -1,9 +1,10 @@
 """The whole-image CLI target of the speed issue, against the official code's query path.
 
     python bench/cli_targets.py [--image resources/sample.png] [--scale 4] [--checkpoint C]
-        [--repeat 3] [--skip-official]
+        [--repeat 3] [--skip-official] [--official-repeat 1]
 
-Every job is a fresh process, timed from start to exit (median of ``--repeat``):
+Every job is a fresh process, timed from start to exit (median of ``--repeat``; of
+``--official-repeat`` for the official path, which takes minutes):
 
 * **start-up**: ``python -m core.upscale IMAGE --region 0,0,8,8 --size 8x8 -o tiny.png``:
   imports, model load, image read and a negligible render;
@@ -81,6 +82,8 @@ def main() -> None:
     p.add_argument("--checkpoint", help="default: the CLI's default model on this machine")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--skip-official", action="store_true")
+    p.add_argument("--official-repeat", type=int, default=1,
+                   help="runs of the (slow) official path (default 1)")
     p.add_argument("--official-job", nargs=4, metavar=("IMAGE", "SCALE", "CKPT", "OUT"),
                    help=argparse.SUPPRESS)  # the child process of the official measurement
     args = p.parse_args()
@@ -110,7 +113,8 @@ def main() -> None:
     if args.skip_official:
         return
     off, ts2 = timed([sys.executable, os.path.abspath(__file__), "--official-job", args.image,
-                      str(args.scale), ckpt, os.path.join(tmp, "official.png")], args.repeat)
+                      str(args.scale), ckpt, os.path.join(tmp, "official.png")],
+                     args.official_repeat)
     print(f"official query path:  median {off:.2f} s ({', '.join(f'{t:.2f}' for t in ts2)})")
     print(f"ratio official / CLI: {off / full:.2f}x (whole process)")
     import numpy as np
