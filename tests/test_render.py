@@ -186,6 +186,13 @@ def test_native_decoder_refuses_indices_outside_the_table():
     out = kernels.run_lmf_grid(fn, table, 2, True, torch.zeros(2, 3, dtype=torch.long),
                                torch.ones(2, 4, dtype=torch.long), **args)
     assert out.shape == (3, 4, 3)
+    with pytest.raises(ValueError, match="do not match"):  # a table too narrow for 3 layers
+        kernels.run_lmf_grid(fn, table, 3, True, torch.zeros(2, 3, dtype=torch.long),
+                             torch.ones(2, 4, dtype=torch.long), **args)
+    with pytest.raises(ValueError, match="do not match"):  # weights of another width
+        kernels.run_lmf_grid(kernels.lmf_grid(16) or fn, table, 2, True,
+                             torch.zeros(2, 3, dtype=torch.long),
+                             torch.ones(2, 4, dtype=torch.long), **args)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")

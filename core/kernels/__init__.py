@@ -119,7 +119,17 @@ def _load(d: int) -> Optional[Callable]:
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     fn.argtypes = [p, i64, i32, i32, p, p, p, p, i32, i64, i64, p, p, p, p, p, p, p]
     fn.restype = None
-    return fn
+    return _Kernel(fn, d)
+
+
+class _Kernel:
+    """A loaded kernel and the render width it was built for."""
+
+    def __init__(self, fn: Callable, width: int) -> None:
+        self.fn, self.width = fn, width
+
+    def __call__(self, *args) -> None:
+        self.fn(*args)
 
 
 def lmf_grid(d: int) -> Optional[Callable]:
@@ -152,7 +162,12 @@ def run_lmf_grid(fn: Callable, table: torch.Tensor, layers: int, skip: bool,
     tw = rx.shape[1]
     if rbase.shape != (n, th) or coff.shape != (n, tw) or rx.shape[0] != n:
         raise ValueError("inconsistent grid shapes")
-    # the kernel does not check its indices: every code row it reads must exist
+    # the kernel checks nothing: every row and column it reads must exist
+    d = fn.width
+    if (win.shape != (2, d) or cst.shape != (d,) or wht.shape != (layers - 1, d, d)
+            or bh.shape != (layers - 1, d) or wo.shape != (3, d) or bo.shape != (3,)
+            or table.dim() != 2 or table.shape[1] < 2 * layers * d + (3 if skip else 0)):
+        raise ValueError("weights or code table do not match the render width and layers")
     if int(rbase.min()) < 0 or int(coff.min()) < 0 or \
             int(rbase.max()) + int(coff.max()) >= table.shape[0]:
         raise ValueError("grid indices outside the code table")
