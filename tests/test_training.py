@@ -265,3 +265,42 @@ def test_ssim_matches_a_direct_windowed_computation():
     assert ssim(a, b) == pytest.approx(np.mean(vals), abs=1e-12)
     with pytest.raises(ValueError):
         ssim(a[:10], b[:10])
+
+
+def test_distillation_mixes_the_teachers_outputs_into_the_loss(tmp_path, tiny_checkpoint):
+    """The distill section: loss = (1 - w) L1(gt) + w L1(teacher), the teacher queried at the
+    same input, coordinates and cells; a run with it trains and resumes; bad weights fail
+    with one line."""
+    import torch.nn.functional as F
+
+    from core.checkpoints import load_model
+    from core.models.registry import make
+    from training.train import Teacher, l1_step_loss
+    make_images(tmp_path / "d")
+    ds = ImplicitDownsampled(ImageFolder(tmp_path / "d"), 16, 1, 4, sample_q=64)
+    batch = {k: torch.stack([ds[i][k] for i in range(2)]) for k in ("inp", "coord", "cell", "gt")}
+    torch.manual_seed(1)
+    student = make(LMF_TINY)
+    teacher = Teacher({"teacher": str(tiny_checkpoint), "weight": 0.25}, torch.device("cpu"),
+                      tmp_path)
+    tm = load_model(tiny_checkpoint)[0]
+    inp = (batch["inp"] - 0.5) / 0.5
+    with torch.no_grad():
+        target = tm(inp, batch["coord"], batch["cell"])
+        pred = student(inp, batch["coord"], batch["cell"])
+        want = 0.75 * F.l1_loss(pred, (batch["gt"] - 0.5) / 0.5) + 0.25 * F.l1_loss(pred, target)
+        got = l1_step_loss(student, batch, torch.device("cpu"), teacher)
+    # (the teacher's encoder may run in bfloat16 on this CPU)
+    assert abs(float(got) - float(want)) < 2e-3 * float(want)
+    assert not any(q.requires_grad for q in teacher.model.parameters())
+
+    cfg = tiny_config(tmp_path, tmp_path / "d", model=LMF_TINY,
+                      distill={"teacher": str(tiny_checkpoint), "weight": 0.5})
+    r = run_train("--config", cfg, "--out", tmp_path / "run", "--max-steps", 6)
+    assert r.returncode == 0 and "distilling from" in r.stderr, r.stderr
+    r = run_train("--config", cfg, "--out", tmp_path / "run", "--max-steps", 8, "--resume")
+    assert r.returncode == 0 and len(losses(tmp_path / "run")) == 8, r.stderr
+    bad = tiny_config(tmp_path, tmp_path / "d", distill={"teacher": str(tiny_checkpoint),
+                                                         "weight": 1.5})
+    r = run_train("--config", bad, "--out", tmp_path / "bad", "--max-steps", 2)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: distill")

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from core.cli import ArgumentParser
 from core.atomic import atomic_write
 from core.checkpoints import load_checkpoint, save_model
-from core.device import pick_device
+from core.device import fast_compute_dtype, pick_device
 from core.models.registry import make
 from training.data import EpochSampler, ImageFolder, ImplicitDownsampled
 
@@ -123,11 +123,48 @@ def init_from(model: torch.nn.Module, init: Dict[str, Any], root: Path) -> int:
     return n
 
 
-def l1_step_loss(model, batch, device) -> torch.Tensor:
+class Teacher:
+    """Output distillation (the config's ``distill`` section): ``{"teacher": FILE, "weight":
+    w}``. The step's loss becomes ``(1 - w) L1(pred, gt) + w L1(pred, teacher)``, where the
+    teacher (any model file, e.g. the bundled paper model) is queried at the same LR input,
+    coordinates and cells. Its encoder runs in bfloat16 where the CPU multiplies it natively
+    (:func:`core.device.fast_compute_dtype`; the query itself in float32), without gradients.
+    A relative FILE is taken from the working directory, then from the repository root."""
+
+    def __init__(self, spec: Dict[str, Any], device: torch.device, root: Path) -> None:
+        from core.checkpoints import load_model
+        path = Path(spec["teacher"])
+        if not path.is_absolute() and not path.exists():
+            path = root / path
+        self.weight = float(spec.get("weight", 0.5))
+        if not 0.0 < self.weight <= 1.0:
+            raise ValueError(f"distill: weight must be in (0, 1], got {self.weight}")
+        self.model = load_model(path, device)[0]
+        for q in self.model.parameters():
+            q.requires_grad_(False)
+        self.path = path
+        self.dtype = fast_compute_dtype(device)
+
+    @torch.no_grad()
+    def __call__(self, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        if self.dtype != torch.float32:
+            with torch.autocast(inp.device.type, dtype=self.dtype):
+                feat = self.model.encode(inp)
+        else:
+            feat = self.model.encode(inp)
+        return self.model.query_rgb(feat.float(), coord, cell)
+
+
+def l1_step_loss(model, batch, device, teacher: Optional[Teacher] = None) -> torch.Tensor:
     inp = (batch["inp"].to(device) - 0.5) / 0.5
     gt = (batch["gt"].to(device) - 0.5) / 0.5
-    pred = model(inp, batch["coord"].to(device), batch["cell"].to(device))
-    return F.l1_loss(pred, gt)
+    coord, cell = batch["coord"].to(device), batch["cell"].to(device)
+    pred = model(inp, coord, cell)
+    loss = F.l1_loss(pred, gt)
+    if teacher is not None:
+        w = teacher.weight
+        loss = (1 - w) * loss + w * F.l1_loss(pred, teacher(inp, coord, cell))
+    return loss
 
 
 @torch.no_grad()
@@ -297,6 +334,11 @@ def train(args, stop: Optional["_StopRequest"] = None) -> int:
             model.load_state_dict(sd)
             if is_main:
                 log.info("initialised from %s", args.init)
+    teacher = None
+    if cfg.get("distill"):
+        teacher = Teacher(cfg["distill"], device, Path(__file__).resolve().parent.parent)
+        if is_main:
+            log.info("distilling from %s (weight %.2f)", teacher.path, teacher.weight)
     if is_main:
         with open(run / "config.yaml", "w") as f:
             yaml.safe_dump(cfg, f, sort_keys=False)
@@ -344,7 +386,7 @@ def train(args, stop: Optional["_StopRequest"] = None) -> int:
                    disable=not is_main or args.no_progress, file=sys.stderr, dynamic_ncols=True)
         t0 = time.time()
         for b in bar:
-            loss = l1_step_loss(net, b, device)
+            loss = l1_step_loss(net, b, device, teacher)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
