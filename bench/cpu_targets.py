@@ -29,7 +29,6 @@ import argparse
 import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -126,17 +125,13 @@ def cli_times(photo: str, checkpoint, repeat: int):
     from PIL import Image
     w, h = Image.open(photo).size
     x, y = w // 2 + 37, h // 2 + 11
+    from cli_targets import timed
     out = {}
     for size in ("16x10", "1280x800"):
-        ts = []
-        for _ in range(repeat):
-            dst = os.path.join(tempfile.gettempdir(), f"liif-zoom-cli-{size}.png")
-            cmd = [sys.executable, "-m", "core.upscale", photo, "--region", f"{x},{y},320,200",
-                   "--size", size, "-o", dst] + (["--checkpoint", checkpoint] if checkpoint else [])
-            t0 = time.perf_counter()
-            subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
-            ts.append(time.perf_counter() - t0)
-        out[size] = statistics.median(ts)
+        dst = os.path.join(tempfile.gettempdir(), f"liif-zoom-cli-{size}.png")
+        cmd = [sys.executable, "-m", "core.upscale", photo, "--region", f"{x},{y},320,200",
+               "--size", size, "-o", dst] + (["--checkpoint", checkpoint] if checkpoint else [])
+        out[size], ts = timed(cmd, repeat)
         print(f"core.upscale --region {x},{y},320,200 --size {size}: median {out[size]:.2f} s "
               f"of {repeat} ({', '.join(f'{t:.2f}' for t in ts)})")
     print(f"difference: {out['1280x800'] - out['16x10']:.2f} s")

@@ -1,7 +1,8 @@
 """Which torch device to compute on: CUDA when there is one, else MPS, else CPU."""
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+from typing import ContextManager, Optional
 
 import torch
 
@@ -48,8 +49,15 @@ def fast_compute_dtype(device: torch.device) -> torch.dtype:
     bfloat16 where the CPU multiplies it natively: twice the float32 rate for the
     convolutions; on the bundled CPU model a change of at most 0.0014 dB in PSNR on Set5 and
     Set14 at x2, x4 and x8, and of at most 4 of 255 levels at any pixel of the sample at x4
-    (docs/BENCHMARKS.md, "bfloat16 encoding"). float32 everywhere else, including GPUs, where
+    (docs/BENCHMARKS.md, "Interactive on two CPU cores"). float32 everywhere else, including GPUs, where
     the lower precision has not been measured against the 1e-3 agreement. The models keep
     the outputs of their code features in float32 (only LMF's first latent layer runs in
     bfloat16); the per-pixel decoder and the stored latent are float32 either way."""
     return torch.bfloat16 if native_bf16(device) else torch.float32
+
+
+def autocast_to(device: torch.device, dtype: torch.dtype) -> ContextManager:
+    """Autocast on ``device`` to ``dtype``; nothing when ``dtype`` is float32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)

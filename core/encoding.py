@@ -21,6 +21,7 @@ from typing import Callable, ContextManager, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from core.device import autocast_to
 from core.lru import LRUCache
 __all__ = ["LatentImage", "Cancelled", "encode", "to_input_tensor"]
 
@@ -78,8 +79,7 @@ class LatentImage:
         to :attr:`compute_dtype` unless that is float32)."""
         stack = contextlib.ExitStack()
         stack.enter_context(torch.no_grad())
-        if self.compute_dtype != torch.float32:
-            stack.enter_context(torch.autocast(self.device.type, dtype=self.compute_dtype))
+        stack.enter_context(autocast_to(self.device, self.compute_dtype))
         return stack
 
     def features_of(self, window: torch.Tensor, stride=(1, 1)) -> torch.Tensor:

@@ -96,13 +96,21 @@ def lmf_spec(ens=True, unfold=True, cell=True, skip=False):
         "local_ensemble": ens, "feat_unfold": unfold, "cell_decode": cell, "skip": skip}}
 
 
+def native_kernel(width: int):
+    """The native LMF decoder for ``width``; skips the test where it cannot be built."""
+    from core import kernels
+    fn = kernels.lmf_grid(width)
+    if fn is None:
+        pytest.skip("no C compiler: the native decoder cannot be built here")
+    return fn
+
+
 @pytest.fixture(params=["native", "eager"])
 def lmf_decoder(request, monkeypatch):
     """Run a test with LMF's fused native decoder (core.kernels), then with eager PyTorch."""
-    from core import kernels
     monkeypatch.setenv("LIIF_ZOOM_KERNELS", "1" if request.param == "native" else "0")
-    if request.param == "native" and kernels.lmf_grid(8) is None:
-        pytest.skip("no C compiler: the native decoder cannot be built here")
+    if request.param == "native":
+        native_kernel(8)
     return request.param
 
 
@@ -135,9 +143,7 @@ def test_fast_model_lmf_matches_its_oracle(ens, unfold, cell, skip, rand_image, 
 def test_native_lmf_decoder_equals_eager(width, layers, rand_image, monkeypatch):
     """The fused kernel (vector path for power-of-two widths, plain loops otherwise) renders
     the eager decoder's pixels, zooming in and out, with and without the ensemble."""
-    from core import kernels
-    if kernels.lmf_grid(width) is None:
-        pytest.skip("no C compiler: the native decoder cannot be built here")
+    native_kernel(width)
     for ens, skip in ((True, True), (False, False)):
         torch.manual_seed(5)
         spec = lmf_spec(ens=ens, skip=skip)
@@ -173,9 +179,7 @@ def test_native_decoder_absent_falls_back_to_eager(rand_image, monkeypatch, tmp_
 
 def test_native_decoder_refuses_indices_outside_the_table():
     from core import kernels
-    fn = kernels.lmf_grid(8)
-    if fn is None:
-        pytest.skip("no C compiler: the native decoder cannot be built here")
+    fn = native_kernel(8)
     table = torch.zeros(5, 2 * 8 * 2 + 3)
     z = torch.zeros
     args = dict(ry=z(2, 3), rx=z(2, 4), win=z(2, 8), cst=z(8), wht=z(1, 8, 8), bh=z(1, 8),

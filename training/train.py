@@ -36,7 +36,7 @@ from tqdm import tqdm
 from core.cli import ArgumentParser
 from core.atomic import atomic_write
 from core.checkpoints import load_checkpoint, save_model
-from core.device import fast_compute_dtype, pick_device
+from core.device import autocast_to, fast_compute_dtype, pick_device
 from core.models.registry import make
 from training.data import EpochSampler, ImageFolder, ImplicitDownsampled
 
@@ -94,6 +94,13 @@ def make_val_set(cfg: Dict[str, Any], data: Optional[str]) -> Optional[ImplicitD
                                int(v.get("sample_q", 2304)), seed=12345)
 
 
+def _config_path(name: str, root: Path) -> Path:
+    """A file named in a config: relative to the working directory if it is there, else to
+    the repository root (so ``resources/...`` works from anywhere)."""
+    path = Path(name)
+    return root / path if not path.is_absolute() and not path.exists() else path
+
+
 def init_from(model: torch.nn.Module, init: Dict[str, Any], root: Path) -> int:
     """Copy weights from another model file into ``model`` before training (the config's
     ``init`` section): ``{"checkpoint": FILE, "copy": {student_prefix: source_prefix}}``.
@@ -102,9 +109,7 @@ def init_from(model: torch.nn.Module, init: Dict[str, Any], root: Path) -> int:
     must exist with the same shape; e.g. ``encoder.body.3: encoder.body.13`` makes the student's
     fourth residual block the teacher's fourteenth. A relative FILE is taken from the working
     directory, then from the repository root. Returns the number of tensors copied."""
-    path = Path(init["checkpoint"])
-    if not path.is_absolute() and not path.exists():
-        path = root / path
+    path = _config_path(init["checkpoint"], root)
     _, src, _ = load_checkpoint(path)
     dst = model.state_dict()
     n = 0
@@ -133,9 +138,7 @@ class Teacher:
 
     def __init__(self, spec: Dict[str, Any], device: torch.device, root: Path) -> None:
         from core.checkpoints import load_model
-        path = Path(spec["teacher"])
-        if not path.is_absolute() and not path.exists():
-            path = root / path
+        path = _config_path(spec["teacher"], root)
         self.weight = float(spec.get("weight", 0.5))
         if not 0.0 < self.weight <= 1.0:
             raise ValueError(f"distill: weight must be in (0, 1], got {self.weight}")
@@ -147,10 +150,7 @@ class Teacher:
 
     @torch.no_grad()
     def __call__(self, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
-        if self.dtype != torch.float32:
-            with torch.autocast(inp.device.type, dtype=self.dtype):
-                feat = self.model.encode(inp)
-        else:
+        with autocast_to(inp.device, self.dtype):
             feat = self.model.encode(inp)
         return self.model.query_rgb(feat.float(), coord, cell)
 

@@ -4,12 +4,12 @@ The one kernel so far is LMF's fused per-pixel decoder (``lmf_grid.c``): all ren
 the gathers and the ensemble blend in one pass per output pixel, with a member's activations
 in registers. Eager PyTorch runs the same 16-wide layers as separate operations, each bound
 by memory traffic and dispatch; ``torch.compile`` was measured and did not help
-(docs/BENCHMARKS.md, "Fused decoder").
+(docs/BENCHMARKS.md, "Interactive on two CPU cores").
 
 Building: the C source is compiled with the system's C compiler (``$CC``, else ``cc``,
-``gcc`` or ``clang``; ``-O3 -march=native``, fused multiply-adds) into a shared library in the cache folder
-(``$LIIF_ZOOM_CACHE``, else ``$XDG_CACHE_HOME/liif-zoom`` or ``~/.cache/liif-zoom``), named
-by a hash of the source, the flags, the compiler and the machine, so it is built once per
+``gcc`` or ``clang``; ``-O3 -march=native``, fused multiply-adds) into a shared library in
+the cache folder (``$LIIF_ZOOM_CACHE``, else ``$XDG_CACHE_HOME/liif-zoom`` or
+``~/.cache/liif-zoom``), named by a hash of the source, the flags, the compiler and the machine, so it is built once per
 machine and version; a half-written library never has the final name (temporary file, then
 rename). It is loaded with :mod:`ctypes`, which releases the GIL during the call. Where
 there is no compiler, the build fails or ``LIIF_ZOOM_KERNELS=0`` is set, :func:`lmf_grid`
@@ -75,7 +75,8 @@ def _build(d: int) -> Optional[Path]:
     src = _SRC.read_bytes()
     suffix = ".dylib" if sys.platform == "darwin" else ".so"
     for flags in (["-O3", "-march=native"], ["-O3"]):
-        args = flags + ["-fPIC", "-shared", "-std=gnu99", "-ffp-contract=fast", "-fno-math-errno", f"-DD={d}"]
+        args = flags + ["-fPIC", "-shared", "-std=gnu99", "-ffp-contract=fast",
+                        "-fno-math-errno", f"-DD={d}"]
         key = hashlib.sha256(b"\0".join([src, " ".join(args).encode(), cc.encode(),
                                          platform.machine().encode(),
                                          platform.processor().encode()])).hexdigest()[:16]

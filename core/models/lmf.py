@@ -97,7 +97,7 @@ class LMF(LocalImplicit):
         # The modulations themselves are always float32: under bfloat16 autocast (the fast
         # encoding, core.device.fast_compute_dtype) only the first, largest layer runs in
         # bfloat16; rounding the scales to 8 bits moved single output pixels by up to 13
-        # levels, against 3 this way (docs/BENCHMARKS.md, "bfloat16 encoding").
+        # levels, against 4 this way (docs/BENCHMARKS.md, "Interactive on two CPU cores").
         with torch.autocast(x.device.type, enabled=False):
             x = x.float()
             for conv in self.hyper[1:]:
