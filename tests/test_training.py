@@ -304,3 +304,56 @@ def test_distillation_mixes_the_teachers_outputs_into_the_loss(tmp_path, tiny_ch
                                                          "weight": 1.5})
     r = run_train("--config", bad, "--out", tmp_path / "bad", "--max-steps", 2)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: distill")
+
+
+def test_training_precision_names_and_auto(monkeypatch):
+    """float32 / bfloat16 by name; auto follows the device's native bfloat16; anything else is
+    a ValueError (one line from the CLI)."""
+    import training.train as tt
+    cpu = torch.device("cpu")
+    assert tt.training_dtype("float32", cpu) == torch.float32
+    assert tt.training_dtype("bfloat16", cpu) == torch.bfloat16
+    for native, want in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(tt, "native_bf16", lambda dev, n=native: n)
+        assert tt.training_dtype("auto", cpu) == want
+    with pytest.raises(ValueError, match="precision"):
+        tt.training_dtype("float16", cpu)
+
+
+def test_bfloat16_training_lowers_the_loss_and_the_teacher_follows(tmp_path, tiny_checkpoint):
+    """Mixed-precision steps (--precision bfloat16) train an LMF with distillation; the
+    teacher's bfloat16 queries stay within a few levels of its float32 ones; a bad precision
+    in the config is a one-line error."""
+    from training.train import Teacher
+    make_images(tmp_path / "d")
+    cfg = tiny_config(tmp_path, tmp_path / "d", model=LMF_TINY,
+                      distill={"teacher": str(tiny_checkpoint), "weight": 0.5})
+    r = run_train("--config", cfg, "--out", tmp_path / "run", "--max-steps", 40,
+                  "--precision", "bfloat16")
+    assert r.returncode == 0 and "training steps in bfloat16" in r.stderr, r.stderr
+    ls = losses(tmp_path / "run")
+    assert len(ls) == 40 and all(math.isfinite(v) for v in ls)
+    assert np.mean(ls[-8:]) < 0.7 * np.mean(ls[:4])
+    from core.checkpoints import load_model
+    model = load_model(tmp_path / "run" / "last.safetensors")[0]
+    assert all(q.dtype == torch.float32 for q in model.state_dict().values())
+
+    ds = ImplicitDownsampled(ImageFolder(tmp_path / "d"), 16, 1, 4, sample_q=64)
+    b = {k: torch.stack([ds[i][k] for i in range(2)]) for k in ("inp", "coord", "cell")}
+    inp = (b["inp"] - 0.5) / 0.5
+    spec = {"teacher": str(tiny_checkpoint), "weight": 0.5}
+    t32 = Teacher(spec, torch.device("cpu"), tmp_path)(inp, b["coord"], b["cell"])
+    t16 = Teacher(spec, torch.device("cpu"), tmp_path, torch.bfloat16)(inp, b["coord"], b["cell"])
+    assert t16.dtype == torch.float32
+    assert (t16 != t32).any()  # the queries did run in bfloat16 ...
+    assert float((t16 - t32).abs().max()) < 4 / 127.5  # ... within 4 levels of 255
+    from training.train import l1_step_loss
+    b["gt"] = torch.stack([ds[i]["gt"] for i in range(2)])
+    with torch.no_grad():
+        l32 = float(l1_step_loss(model, b, torch.device("cpu"), None, torch.float32))
+        l16 = float(l1_step_loss(model, b, torch.device("cpu"), None, torch.bfloat16))
+    assert l16 != l32 and abs(l16 - l32) < 0.02 * l32
+
+    bad = tiny_config(tmp_path, tmp_path / "d", precision="half")
+    r = run_train("--config", bad, "--out", tmp_path / "bad", "--max-steps", 2)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: precision")

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from core.cli import ArgumentParser
 from core.atomic import atomic_write
 from core.checkpoints import load_checkpoint, save_model
-from core.device import autocast_to, fast_compute_dtype, pick_device
+from core.device import autocast_to, fast_compute_dtype, native_bf16, pick_device
 from core.models.registry import make
 from training.data import EpochSampler, ImageFolder, ImplicitDownsampled
 
@@ -128,15 +128,38 @@ def init_from(model: torch.nn.Module, init: Dict[str, Any], root: Path) -> int:
     return n
 
 
+PRECISIONS = ("float32", "bfloat16", "auto")
+
+
+def training_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The autocast type of a training step (the config's ``precision``, or ``--precision``).
+
+    ``float32``: no autocast (the default, and every run before stage five of the CPU model).
+    ``bfloat16``: mixed precision: the weights, the optimizer and the loss stay float32, the
+    convolutions and matrix products run in bfloat16 (the same split as the app's fast
+    encoding on such a CPU). ``auto``: bfloat16 where the device multiplies it natively (a CPU
+    with AVX512-BF16 or AMX, :func:`core.device.native_bf16`; a CUDA GPU that supports it),
+    else float32."""
+    if name not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
+    if name == "auto":
+        dev = torch.device(device)
+        fast = native_bf16(dev) or (dev.type == "cuda" and torch.cuda.is_bf16_supported())
+        return torch.bfloat16 if fast else torch.float32
+    return torch.bfloat16 if name == "bfloat16" else torch.float32
+
+
 class Teacher:
     """Output distillation (the config's ``distill`` section): ``{"teacher": FILE, "weight":
     w}``. The step's loss becomes ``(1 - w) L1(pred, gt) + w L1(pred, teacher)``, where the
     teacher (any model file, e.g. the bundled paper model) is queried at the same LR input,
-    coordinates and cells. Its encoder runs in bfloat16 where the CPU multiplies it natively
-    (:func:`core.device.fast_compute_dtype`; the query itself in float32), without gradients.
-    A relative FILE is taken from the working directory, then from the repository root."""
+    coordinates and cells, without gradients. Its encoder runs in bfloat16 where the CPU
+    multiplies it natively (:func:`core.device.fast_compute_dtype`); its queries in
+    ``query_dtype`` (the step's training precision: float32 by default). A relative FILE is
+    taken from the working directory, then from the repository root."""
 
-    def __init__(self, spec: Dict[str, Any], device: torch.device, root: Path) -> None:
+    def __init__(self, spec: Dict[str, Any], device: torch.device, root: Path,
+                 query_dtype: torch.dtype = torch.float32) -> None:
         from core.checkpoints import load_model
         path = _config_path(spec["teacher"], root)
         self.weight = float(spec.get("weight", 0.5))
@@ -147,19 +170,25 @@ class Teacher:
             q.requires_grad_(False)
         self.path = path
         self.dtype = fast_compute_dtype(device)
+        self.query_dtype = query_dtype
 
     @torch.no_grad()
     def __call__(self, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         with autocast_to(inp.device, self.dtype):
             feat = self.model.encode(inp)
-        return self.model.query_rgb(feat.float(), coord, cell)
+        with autocast_to(inp.device, self.query_dtype):
+            return self.model.query_rgb(feat.float(), coord, cell).float()
 
 
-def l1_step_loss(model, batch, device, teacher: Optional[Teacher] = None) -> torch.Tensor:
+def l1_step_loss(model, batch, device, teacher: Optional[Teacher] = None,
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The step's loss (see :class:`Teacher`), the model run under autocast to ``dtype``."""
     inp = (batch["inp"].to(device) - 0.5) / 0.5
     gt = (batch["gt"].to(device) - 0.5) / 0.5
     coord, cell = batch["coord"].to(device), batch["cell"].to(device)
-    pred = model(inp, coord, cell)
+    with autocast_to(device, dtype):
+        pred = model(inp, coord, cell)
+    pred = pred.float()
     loss = F.l1_loss(pred, gt)
     if teacher is not None:
         w = teacher.weight
@@ -246,6 +275,9 @@ def main(argv=None) -> int:
     p.add_argument("--init", help="start from the weights of this model file (fresh optimizer; "
                    "for fine-tuning or continuing a finished run with a new schedule)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="autocast type of the training steps (overrides the config's "
+                   "'precision'; default float32)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -334,9 +366,14 @@ def train(args, stop: Optional["_StopRequest"] = None) -> int:
             model.load_state_dict(sd)
             if is_main:
                 log.info("initialised from %s", args.init)
+    if args.precision:
+        cfg["precision"] = args.precision
+    dtype = training_dtype(str(cfg.get("precision", "float32")), device)
+    if is_main:
+        log.info("training steps in %s", str(dtype).replace("torch.", ""))
     teacher = None
     if cfg.get("distill"):
-        teacher = Teacher(cfg["distill"], device, Path(__file__).resolve().parent.parent)
+        teacher = Teacher(cfg["distill"], device, Path(__file__).resolve().parent.parent, dtype)
         if is_main:
             log.info("distilling from %s (weight %.2f)", teacher.path, teacher.weight)
     if is_main:
@@ -386,7 +423,7 @@ def train(args, stop: Optional["_StopRequest"] = None) -> int:
                    disable=not is_main or args.no_progress, file=sys.stderr, dynamic_ncols=True)
         t0 = time.time()
         for b in bar:
-            loss = l1_step_loss(net, b, device, teacher)
+            loss = l1_step_loss(net, b, device, teacher, dtype)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

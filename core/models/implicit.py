@@ -176,7 +176,11 @@ class LocalImplicit(nn.Module):
             ``(B, Q, 3)``.
         """
         bsz, k, h, w = codes.shape
-        flat = codes.flatten(2)
+        # one row per code, (B h w, K): a neighbour's features are then one contiguous row
+        # each (index_select), not K strided reads (gather along the pixel axis), and the
+        # gathered (B, Q, K) block is contiguous for the decoder's matrix products
+        table = codes.permute(0, 2, 3, 1).reshape(bsz * h * w, k)
+        base = torch.arange(bsz, device=qy.device).unsqueeze(1) * (h * w)
         offsets = (-1.0, 1.0) if self.local_ensemble else (0.0,)
         iy = [neighbour_index(qy, h, o, self.local_ensemble) for o in offsets]
         ix = [neighbour_index(qx, w, o, self.local_ensemble) for o in offsets]
@@ -185,8 +189,8 @@ class LocalImplicit(nn.Module):
         preds = []
         for a in range(len(offsets)):
             for b in range(len(offsets)):
-                idx = (iy[a] * w + ix[b]).unsqueeze(1).expand(bsz, k, -1)
-                g = torch.gather(flat, 2, idx).transpose(1, 2)  # (B, Q, K)
+                rows = (base + iy[a] * w + ix[b]).flatten()
+                g = table.index_select(0, rows).view(bsz, -1, k)  # (B, Q, K)
                 rel = torch.stack([ry[a], rx[b]], -1).to(g.dtype)
                 preds.append(self.decode_points(g, rel, cell_rel))
         if not self.local_ensemble:

@@ -116,8 +116,12 @@ class LIIF(LocalImplicit):
         """RGB ``(B, Q, 3)`` from gathered P rows ``g (B, Q, hidden)`` (see
         :meth:`LocalImplicit.decode_points`)."""
         _, w_rel, w_cell, _ = self.first_layer()
-        h1 = g + rel @ w_rel.t()
+        # h1 = g + [rel, cell] [Wr, Wc]^T, the add fused into one product
+        coords, wc = rel, w_rel
         if w_cell is not None and cell_rel is not None:
-            h1 = h1 + cell_rel @ w_cell.t()
-        bsz = g.shape[0]
-        return self.decode_hidden(h1.reshape(-1, h1.shape[-1])).view(bsz, -1, 3)
+            coords = torch.cat([rel, cell_rel.to(rel.dtype)], -1)
+            wc = torch.cat([w_rel, w_cell], 1)
+        bsz, hidden = g.shape[0], g.shape[-1]
+        h1 = torch.addmm(g.reshape(-1, hidden), coords.reshape(-1, coords.shape[-1]),
+                         wc.t().to(g.dtype))
+        return self.decode_hidden(h1).view(bsz, -1, 3)
