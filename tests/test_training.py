@@ -357,3 +357,37 @@ def test_bfloat16_training_lowers_the_loss_and_the_teacher_follows(tmp_path, tin
     bad = tiny_config(tmp_path, tmp_path / "d", precision="half")
     r = run_train("--config", bad, "--out", tmp_path / "bad", "--max-steps", 2)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: precision")
+
+
+def test_weight_average_is_saved_validated_and_resumes_exactly(tmp_path):
+    """ema: the average follows the formula, is written as ema.safetensors, is what best
+    holds, and a resumed run ends with the same average as an uninterrupted one."""
+    from core.checkpoints import load_checkpoint
+    from training.train import WeightAverage
+    lin = torch.nn.Linear(2, 1)
+    avg = WeightAverage(lin, 0.5)
+    w0 = lin.weight.detach().clone()
+    with torch.no_grad():
+        lin.weight.add_(1.0)
+    avg.update(lin)  # d_1 = min(0.5, 2 / 11)
+    d = 2 / 11
+    assert torch.allclose(avg.model.weight, d * w0 + (1 - d) * (w0 + 1))
+    assert not any(q.requires_grad for q in avg.model.parameters())
+    with pytest.raises(ValueError, match="ema"):
+        WeightAverage(lin, 1.0)
+
+    make_images(tmp_path / "d")
+    cfg = tiny_config(tmp_path, tmp_path / "d", ema=0.9, epoch_val=1)
+    a, b = tmp_path / "a", tmp_path / "b"
+    r = run_train("--config", cfg, "--out", a, "--max-steps", 9)
+    assert r.returncode == 0 and "averaging the weights" in r.stderr, r.stderr
+    assert run_train("--config", cfg, "--out", b, "--max-steps", 4).returncode == 0
+    r = run_train("--config", cfg, "--out", b, "--max-steps", 9, "--resume")
+    assert r.returncode == 0 and "4 updates so far" in r.stderr, r.stderr
+    ea, eb = load_checkpoint(a / "ema.safetensors")[1], load_checkpoint(b / "ema.safetensors")[1]
+    assert all(torch.equal(ea[k], eb[k]) for k in ea)
+    raw = load_checkpoint(a / "last.safetensors")[1]
+    assert any(not torch.equal(ea[k], raw[k]) for k in ea)  # an average, not the weights
+    assert "(averaged weights)" in r.stderr  # an epoch ended and was validated
+    best = load_checkpoint(a / "best.safetensors")
+    assert best[2].get("ema") == 0.9

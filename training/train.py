@@ -7,7 +7,9 @@
 The run folder holds ``last.safetensors`` / ``best.safetensors`` (the core model format, so
 the app and the evaluation CLI load them directly), ``last.state.pth`` (optimizer state and
 position, loadable with ``weights_only=True``), ``config.yaml``, ``log.jsonl`` (one line per
-step: epoch, step, loss, lr) and TensorBoard events in ``tb/``.
+step: epoch, step, loss, lr) and TensorBoard events in ``tb/``; with ``ema`` in the config,
+also ``ema.safetensors``, the average of the weights (:class:`WeightAverage`), which is then
+what is validated and kept as ``best.safetensors``.
 
 Exact resume: the data a step sees is a pure function of ``(seed, epoch, position)`` (see
 :mod:`training.data`), the learning rate a function of the epoch, and the saved state holds
@@ -196,6 +198,39 @@ def l1_step_loss(model, batch, device, teacher: Optional[Teacher] = None,
     return loss
 
 
+class WeightAverage:
+    """An exponential moving average of the weights (the config's ``ema: d``, e.g. 0.999):
+    after step ``n`` (counting from the run's first step, or from where a run without it was
+    resumed with it) every float tensor of the model's state is blended as
+    ``avg = d_n avg + (1 - d_n) w`` with ``d_n = min(d, (1 + n) / (10 + n))``, so that the
+    average follows the weights closely at first. It lives in a copy of the model
+    (:attr:`model`), which the run validates, saves as ``ema.safetensors`` beside
+    ``last.safetensors`` and keeps as ``best.safetensors``; the steps themselves use the raw
+    weights. Resumes exactly: ``ema.safetensors`` and the update count are part of the
+    checkpoint."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        import copy
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"ema must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.model = copy.deepcopy(model)
+        for q in self.model.parameters():
+            q.requires_grad_(False)
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        live = model.state_dict()
+        for k, avg in self.model.state_dict().items():
+            if avg.is_floating_point():
+                avg.mul_(d).add_(live[k].detach(), alpha=1 - d)
+            else:
+                avg.copy_(live[k])
+
+
 @torch.no_grad()
 def validate(model, loader, device) -> float:
     """Mean PSNR (RGB, dB) of the sampled pixels over the validation set."""
@@ -343,13 +378,14 @@ def train(args, stop: Optional["_StopRequest"] = None) -> int:
         raise ValueError("only the adam optimizer is supported")
     opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad],
                            lr=lr_at(cfg, 0), betas=tuple(opt_cfg["args"].get("betas", (0.9, 0.999))))
-    epoch, pos, step, best = 0, 0, 0, -math.inf
+    epoch, pos, step, best, ema_updates = 0, 0, 0, -math.inf, 0
     if args.resume and (run / "last.state.pth").is_file():
         _, sd, _ = load_checkpoint(run / "last.safetensors")
         model.load_state_dict(sd)
         state = torch.load(run / "last.state.pth", map_location=device, weights_only=True)
         opt.load_state_dict(state["optimizer"])
         epoch, pos, step, best = state["epoch"], state["pos"], state["step"], state["best"]
+        ema_updates = state.get("ema_updates", 0)
         if is_main:
             log.info("resumed %s at epoch %d, step %d", run, epoch + 1, step)
     else:
@@ -376,6 +412,14 @@ def train(args, stop: Optional["_StopRequest"] = None) -> int:
         teacher = Teacher(cfg["distill"], device, Path(__file__).resolve().parent.parent, dtype)
         if is_main:
             log.info("distilling from %s (weight %.2f)", teacher.path, teacher.weight)
+    ema = None
+    if cfg.get("ema"):
+        ema = WeightAverage(model, float(cfg["ema"]))
+        if args.resume and (run / "ema.safetensors").is_file():
+            ema.model.load_state_dict(load_checkpoint(run / "ema.safetensors")[1])
+            ema.updates = int(ema_updates)
+        if is_main:
+            log.info("averaging the weights (ema %g, %d updates so far)", ema.decay, ema.updates)
     if is_main:
         with open(run / "config.yaml", "w") as f:
             yaml.safe_dump(cfg, f, sort_keys=False)
@@ -404,10 +448,16 @@ def train(args, stop: Optional["_StopRequest"] = None) -> int:
             return
         meta = dict(info, epoch=epoch + (pos >= steps_per_epoch), step=step,
                     best_val_psnr=None if best == -math.inf else round(best, 4))
-        save_model(model, spec, run / f"{kind}.safetensors", meta)
-        if kind == "last":
-            _atomic_torch_save({"optimizer": opt.state_dict(), "epoch": epoch, "pos": pos,
-                                "step": step, "best": best}, run / "last.state.pth")
+        if kind == "best":  # the weights that were validated
+            save_model(ema.model if ema else model, spec, run / "best.safetensors",
+                       dict(meta, ema=ema.decay) if ema else meta)
+            return
+        if ema is not None:  # before the state that counts its updates
+            save_model(ema.model, spec, run / "ema.safetensors", dict(meta, ema=ema.decay))
+        save_model(model, spec, run / "last.safetensors", meta)
+        _atomic_torch_save({"optimizer": opt.state_dict(), "epoch": epoch, "pos": pos,
+                            "step": step, "best": best,
+                            "ema_updates": ema.updates if ema else 0}, run / "last.state.pth")
 
     logf = open(run / "log.jsonl", "a") if is_main else None
     net.train()
@@ -427,6 +477,8 @@ def train(args, stop: Optional["_StopRequest"] = None) -> int:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update(model)
             pos += 1
             step += 1
             lv = float(loss.detach())
@@ -453,12 +505,14 @@ def train(args, stop: Optional["_StopRequest"] = None) -> int:
         if is_main:
             log.info("epoch %d done in %.0f s", epoch, time.time() - t0)
             if val_loader is not None and epoch % epoch_val == 0:
-                psnr = validate(model, val_loader, device)
-                log.info("epoch %d validation PSNR %.3f dB", epoch, psnr)
+                psnr = validate(ema.model if ema else model, val_loader, device)
+                log.info("epoch %d validation PSNR %.3f dB%s", epoch, psnr,
+                         " (averaged weights)" if ema else "")
                 if writer is not None:
                     writer.add_scalar("val/psnr", psnr, step)
                     try:
-                        for tag, img in sample_renders(model, val_set, device):
+                        for tag, img in sample_renders(ema.model if ema else model, val_set,
+                                                       device):
                             writer.add_image(tag, img, step)
                     except Exception as exc:  # a picture for TensorBoard never stops training
                         log.warning("sample renders failed: %s", exc)
