@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -28,15 +26,7 @@ sys.path.insert(0, ROOT)
 import numpy as np
 import torch
 
-
-def median_time(fn, repeat: int) -> float:
-    fn(0)
-    ts = []
-    for k in range(repeat):
-        t0 = time.perf_counter()
-        fn(k)
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+from bench.timing import median_time
 
 
 def main() -> None:

@@ -19,7 +19,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -27,15 +26,7 @@ sys.path.insert(0, ROOT)
 import torch
 import torch.nn.functional as F
 
-
-def median_time(fn, repeat: int) -> float:
-    fn()
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+from bench.timing import median_time
 
 
 def main() -> int:
@@ -121,11 +112,11 @@ def main() -> int:
         opt.step()
 
     rows = [
-        (f"teacher encoder ({str(fast).replace('torch.', '')})", median_time(encode, a.repeat)),
-        ("teacher queries, float32", median_time(lambda: query(torch.float32), a.repeat)),
-        ("teacher queries, bfloat16", median_time(lambda: query(bf16), a.repeat)),
-        ("student forward+backward+Adam, float32", median_time(lambda: step(torch.float32), a.repeat)),
-        ("student forward+backward+Adam, bfloat16 autocast", median_time(lambda: step(bf16), a.repeat)),
+        (f"teacher encoder ({str(fast).replace('torch.', '')})", median_time(lambda k: encode(), a.repeat)),
+        ("teacher queries, float32", median_time(lambda k: query(torch.float32), a.repeat)),
+        ("teacher queries, bfloat16", median_time(lambda k: query(bf16), a.repeat)),
+        ("student forward+backward+Adam, float32", median_time(lambda k: step(torch.float32), a.repeat)),
+        ("student forward+backward+Adam, bfloat16 autocast", median_time(lambda k: step(bf16), a.repeat)),
     ]
     print(f"batch {bsz} x {batches[0]['gt'].shape[1]} pixels, {a.threads} thread(s); medians of "
           f"{a.repeat}")
