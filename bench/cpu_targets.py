@@ -125,7 +125,7 @@ def cli_times(photo: str, checkpoint, repeat: int):
     from PIL import Image
     w, h = Image.open(photo).size
     x, y = w // 2 + 37, h // 2 + 11
-    from cli_targets import timed
+    from bench.cli_targets import timed
     out = {}
     for size in ("16x10", "1280x800"):
         dst = os.path.join(tempfile.gettempdir(), f"liif-zoom-cli-{size}.png")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 import statistics
 import sys
 
@@ -32,7 +33,7 @@ from bench.timing import median_time
 def main() -> int:
     from core.checkpoints import load_model
     from core.device import autocast_to, fast_compute_dtype
-    from training.train import load_config, make_train_set
+    from training.train import Teacher, l1_step_loss, load_config, make_train_set
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", default=os.path.join(ROOT, "training/configs/cpu-lmf-distill6-long.yaml"))
@@ -52,7 +53,6 @@ def main() -> int:
     for k in range(a.batches):
         items = [data[(k * bsz + i) * 7 % len(data)] for i in range(bsz)]
         batches.append({key: torch.stack([it[key] for it in items]) for key in items[0]})
-    teacher = load_model(os.path.join(ROOT, cfg["distill"]["teacher"]), cpu)[0].eval()
     student = load_model(a.student, cpu)[0].train()
     for q in student.parameters():
         q.requires_grad_(True)
@@ -60,19 +60,19 @@ def main() -> int:
     bf16 = torch.bfloat16
 
     def norm(b):
-        return (b["inp"] - 0.5) / 0.5, b["coord"], b["cell"], (b["gt"] - 0.5) / 0.5
+        return (b["inp"] - 0.5) / 0.5, b["coord"], b["cell"]
 
-    @torch.no_grad()
+    targets = Teacher(cfg["distill"], cpu, Path(ROOT))  # training's own teacher
+    teacher = targets.model.eval()
+
     def teach(inp, coord, cell, enc_dtype, query_dtype):
-        with autocast_to(cpu, enc_dtype):
-            feat = teacher.encode(inp)
-        with autocast_to(cpu, query_dtype):
-            return teacher.query_rgb(feat.float(), coord, cell).float()
+        targets.dtype, targets.query_dtype = enc_dtype, query_dtype
+        return targets(inp, coord, cell)
 
     # how far the targets move (levels of 255; outputs are in [-1, 1], so x 127.5)
     dq, de = [], []
     for b in batches:
-        inp, coord, cell, _ = norm(b)
+        inp, coord, cell = norm(b)
         ref = teach(inp, coord, cell, torch.float32, torch.float32)
         enc = teach(inp, coord, cell, fast, torch.float32)
         both = teach(inp, coord, cell, fast, bf16)
@@ -82,20 +82,17 @@ def main() -> int:
 
     opt = torch.optim.Adam(student.parameters(), lr=0.0)  # lr 0: the weights stay as loaded
 
-    def grads(inp, coord, cell, gt, dtype):
+    def grads(b, dtype):  # the student's part of a training step (training's own loss)
         opt.zero_grad(set_to_none=True)
-        with autocast_to(cpu, dtype):
-            pred = student(inp, coord, cell)
-        F.l1_loss(pred.float(), gt).backward()
+        l1_step_loss(student, b, cpu, None, dtype).backward()
         return torch.cat([q.grad.flatten() for q in student.parameters() if q.grad is not None])
 
     cos = []
     for b in batches:
-        inp, coord, cell, gt = norm(b)
-        g32, g16 = grads(inp, coord, cell, gt, torch.float32), grads(inp, coord, cell, gt, bf16)
+        g32, g16 = grads(b, torch.float32), grads(b, bf16)
         cos.append(float(F.cosine_similarity(g32, g16, dim=0)))
 
-    inp, coord, cell, gt = norm(batches[0])
+    inp, coord, cell = norm(batches[0])
     with torch.no_grad(), autocast_to(cpu, fast):
         feat = teacher.encode(inp).float()
 
@@ -108,7 +105,7 @@ def main() -> int:
             teacher.encode(inp)
 
     def step(dtype):
-        grads(inp, coord, cell, gt, dtype)
+        grads(batches[0], dtype)
         opt.step()
 
     rows = [

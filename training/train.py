@@ -420,6 +420,7 @@ def train(args, stop: Optional["_StopRequest"] = None) -> int:
             ema.updates = int(ema_updates)
         if is_main:
             log.info("averaging the weights (ema %g, %d updates so far)", ema.decay, ema.updates)
+    judged = ema.model if ema else model  # the weights validated and kept as best
     if is_main:
         with open(run / "config.yaml", "w") as f:
             yaml.safe_dump(cfg, f, sort_keys=False)
@@ -449,7 +450,7 @@ def train(args, stop: Optional["_StopRequest"] = None) -> int:
         meta = dict(info, epoch=epoch + (pos >= steps_per_epoch), step=step,
                     best_val_psnr=None if best == -math.inf else round(best, 4))
         if kind == "best":  # the weights that were validated
-            save_model(ema.model if ema else model, spec, run / "best.safetensors",
+            save_model(judged, spec, run / "best.safetensors",
                        dict(meta, ema=ema.decay) if ema else meta)
             return
         if ema is not None:  # before the state that counts its updates
@@ -505,14 +506,13 @@ def train(args, stop: Optional["_StopRequest"] = None) -> int:
         if is_main:
             log.info("epoch %d done in %.0f s", epoch, time.time() - t0)
             if val_loader is not None and epoch % epoch_val == 0:
-                psnr = validate(ema.model if ema else model, val_loader, device)
+                psnr = validate(judged, val_loader, device)
                 log.info("epoch %d validation PSNR %.3f dB%s", epoch, psnr,
                          " (averaged weights)" if ema else "")
                 if writer is not None:
                     writer.add_scalar("val/psnr", psnr, step)
                     try:
-                        for tag, img in sample_renders(ema.model if ema else model, val_set,
-                                                       device):
+                        for tag, img in sample_renders(judged, val_set, device):
                             writer.add_image(tag, img, step)
                     except Exception as exc:  # a picture for TensorBoard never stops training
                         log.warning("sample renders failed: %s", exc)
