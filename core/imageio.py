@@ -26,14 +26,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core import png
 from core.atomic import atomic_write
+from core.formats import WRITE_FORMATS
 
 __all__ = ["ImageError", "ImageTooLarge", "image_size", "LoadedImage", "load_image", "save_image", "atomic_write",
            "MAX_PIXELS", "WRITE_FORMATS"]
 
 #: refuse images larger than this many pixels (about 16k x 16k); the viewer asks first
 MAX_PIXELS = 270_000_000
-WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF",
-                 ".tiff": "TIFF", ".webp": "WEBP", ".bmp": "BMP"}
 
 # Pillow's own bomb check uses a global limit; ours (``max_pixels``, checked from the header
 # before decoding) replaces it so that a caller (the viewer, after asking) can lift it.

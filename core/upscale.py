@@ -15,8 +15,11 @@ second; a summary line ends the run, and the exit status is 1 if any input faile
 
 The region is in source pixels (fractional allowed; default the whole image); ``--scale``
 multiplies its size, ``--size`` sets the output size exactly. Output format by extension:
-PNG, JPEG, TIFF, WebP, BMP. The default checkpoint is the bundled model for the device (one
-line on stderr names it). Every number is checked (finite, in range); the region must overlap
+PNG, JPEG, TIFF, WebP, BMP. The default checkpoint follows :func:`core.defaults.choose_model`
+for each input: the photo model for a lossy one (JPEG, lossy WebP, HEIC), else the clean
+bundled model for the device; one line on stderr names each model as it is first used and
+why (``JPEG q≈72 → photo model``). ``--checkpoint`` takes a file or a bundled model's key
+(``paper``, ``cpu``, ``photo``) and then holds for every input. Every number is checked (finite, in range); the region must overlap
 the image and may reach at most the image's own size beyond it, that part rendered with the
 image's border continued outwards. On bad input the command prints one line ``error: ...`` and
 exits with status 2; Ctrl+C, SIGTERM and SIGHUP stop it with one line and status 130/143/129.
@@ -37,12 +40,13 @@ from typing import List, Optional
 from core.cli import ArgumentParser
 from core.atomic import Terminated, terminate_on_signals
 from core.checkpoints import CheckpointError, load_model
-from core.defaults import default_checkpoint, describe_model
+from core.defaults import choose_model, describe_model, resolve_checkpoint
 from core.device import fast_compute_dtype, pick_device
 from core.encoding import encode
 from core.export import MAX_OUTPUT_PIXELS, MAX_OUTPUT_SIDE, METHODS, export
 from core.geometry import Region
-from core.imageio import WRITE_FORMATS, ImageError, image_size, load_image
+from core.formats import KNOWN_EXTS, WRITE_FORMATS
+from core.imageio import ImageError, image_size, load_image
 
 
 def parse_size(text: str):
@@ -75,7 +79,6 @@ def output_size(region: Region, scale: float) -> tuple:
 #: progress-bar weight of one encoded source pixel against one rendered output pixel (the
 #: encoder costs about 25 times the renderer's per-pixel work for the bundled CPU model)
 ENCODE_WEIGHT = 25
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".heic")
 
 
 @dataclass
@@ -94,7 +97,7 @@ def expand_inputs(items: List[str]) -> List[str]:
     for it in items:
         if os.path.isdir(it):
             found = sorted(str(p) for p in Path(it).rglob("*")
-                           if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+                           if p.is_file() and p.suffix.lower() in KNOWN_EXTS)
             if not found:
                 raise ValueError(f"no images in folder {it}")
             out += found
@@ -137,8 +140,9 @@ def main(argv=None) -> int:
                    "the whole image); may reach up to the image's own size beyond an edge, "
                    "where the border is continued; write --region=-5,0,10,10 for a negative X")
     p.add_argument("--checkpoint", default=None,
-                   help="model file (default: the bundled model for the device: the CPU model "
-                        "on a CPU, the paper model on a GPU)")
+                   help="model file, or a bundled model: paper, cpu or photo (default: per "
+                        "input, the photo model for a lossy one such as JPEG, else the CPU "
+                        "model on a CPU and the paper model on a GPU)")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     p.add_argument("--method", choices=METHODS, default="liif",
                    help="liif (the model) or bicubic (default: liif)")
@@ -212,12 +216,9 @@ def run(args, state: Optional[dict] = None) -> int:
     jobs, single = plan(args)
     todo = [j for j in jobs if args.overwrite or single or not os.path.exists(j.dst)]
     skipped = len(jobs) - len(todo)
-    model = device = None
-    if args.method == "liif":
-        device = pick_device(args.device)
-        ckpt = args.checkpoint or default_checkpoint(device)
-        model, _, _ = load_model(ckpt, device)
-        print(describe_model(ckpt, model, device), file=sys.stderr)
+    models = Models(args) if args.method == "liif" else None
+    if models is not None and args.checkpoint:
+        models.get(todo[0].src if todo else None)  # a bad file is an error before any work
     if not single:
         os.makedirs(args.output, exist_ok=True)
     for j in todo:  # sizes from the headers, for the progress bar (a bad file counts 0)
@@ -226,7 +227,7 @@ def run(args, state: Optional[dict] = None) -> int:
             ow, oh = _output_size(args, region_arg or Region.full(w, h))
         except (ImageError, ValueError):
             continue
-        j.work = ow * oh + (ENCODE_WEIGHT * w * h if model is not None else 0)
+        j.work = ow * oh + (ENCODE_WEIGHT * w * h if models is not None else 0)
 
     from tqdm import tqdm
     bar = tqdm(total=sum(j.work for j in todo), unit="px", unit_scale=True, delay=1.0,
@@ -237,6 +238,10 @@ def run(args, state: Optional[dict] = None) -> int:
         for j in todo:
             start = bar.n
             try:
+                if models is not None:
+                    model, device = models.get(j.src, bar)
+                else:
+                    model = device = None
                 _one(args, j, region_arg, model, device, bar)
                 state["written"].append(j.dst)
             except (ImageError, CheckpointError, ValueError, OSError) as exc:
@@ -260,6 +265,33 @@ def run(args, state: Optional[dict] = None) -> int:
           f"them), {len(failed)} failed, in {dt:.1f} s -> {args.output}"
           + (f"; failed: {', '.join(failed)}" if failed else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+class Models:
+    """The models of a run, loaded once each: ``--checkpoint`` for every input, else the one
+    :func:`core.defaults.choose_model` picks for each input; the first use of each is named
+    on stderr with the reason."""
+
+    def __init__(self, args) -> None:
+        self.device = pick_device(args.device)
+        self.fixed = resolve_checkpoint(args.checkpoint) if args.checkpoint else None
+        self.loaded: dict = {}
+
+    def get(self, src: Optional[str], bar=None) -> tuple:
+        if self.fixed is not None:
+            path, why = self.fixed, ""
+        else:
+            choice = choose_model(self.device, src)
+            path, why = choice.path, f" ({choice.reason})"
+        if path not in self.loaded:
+            model = load_model(path, self.device)[0]
+            self.loaded[path] = model
+            line = describe_model(path, model, self.device) + why
+            if bar is not None and not bar.disable and bar.n:
+                bar.write(line, file=sys.stderr)
+            else:
+                print(line, file=sys.stderr)
+        return self.loaded[path], self.device
 
 
 def _output_size(args, region: Region) -> tuple:

@@ -157,8 +157,10 @@ def test_evaluate_cli_json_shape(tmp_path, tiny_checkpoint):
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     d = json.loads(out.read_text())
-    assert set(d) == {"dataset", "protocol", "checkpoint", "precision", "results"}
+    assert set(d) == {"dataset", "protocol", "checkpoint", "precision", "degrade",
+                      "degrade_steps", "results"}
     assert d["dataset"] == "set" and d["protocol"] == "benchmark" and d["precision"] == "float32"
+    assert d["degrade"] == "clean" and d["degrade_steps"] == "none"
     assert d["checkpoint"] == str(tiny_checkpoint)
     assert [(e["scale"], e["method"]) for e in d["results"]] == [
         (s, m) for s in (2, 3, 12) for m in ("liif", "bicubic")]

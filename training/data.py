@@ -23,11 +23,12 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from core.formats import READ_EXTS
 from core.imageio import ImageError, load_image
+from training.degrade import Degradation, seeded_rng
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def list_images(root: str | os.PathLike) -> List[Path]:
@@ -35,7 +36,7 @@ def list_images(root: str | os.PathLike) -> List[Path]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in READ_EXTS and p.is_file())
 
 
 def load_uint8(path: str | os.PathLike) -> np.ndarray:
@@ -156,7 +157,9 @@ class ImplicitDownsampled(Dataset):
     For sample ``i``: draw a scale ``s ~ U(scale_min, scale_max)``; take a random HR crop of
     ``round(inp_size * s)`` pixels; with ``augment``, flip it horizontally, vertically and
     transpose it, each with probability 1/2; downsample it to ``inp_size x inp_size`` with
-    antialiased bicubic (the LR input); pick ``sample_q`` HR pixels without replacement.
+    antialiased bicubic (the LR input) or, with ``degrade``, through that
+    :class:`training.degrade.Degradation` (blur, resize kernel, noise, JPEG; its draws seeded
+    by ``(seed, epoch, i)`` too); pick ``sample_q`` HR pixels without replacement.
 
     Returns a dict: ``inp (3, n, n)`` in [0, 1]; ``coord (q, 2)`` normalised (y, x) centres of
     the picked pixels in the HR crop; ``cell (q, 2)`` = ``2 / crop size``; ``gt (q, 3)``.
@@ -165,8 +168,10 @@ class ImplicitDownsampled(Dataset):
 
     def __init__(self, dataset: Dataset, inp_size: Optional[int] = 48, scale_min: float = 1.0,
                  scale_max: Optional[float] = None, augment: bool = False,
-                 sample_q: Optional[int] = None, seed: int = 0) -> None:
+                 sample_q: Optional[int] = None, seed: int = 0,
+                 degrade: Optional[Degradation] = None) -> None:
         self.dataset = dataset
+        self.degrade = degrade
         self.inp_size = inp_size
         self.scale_min = scale_min
         self.scale_max = scale_max if scale_max is not None else scale_min
@@ -210,7 +215,10 @@ class ImplicitDownsampled(Dataset):
                 if u[5] < 0.5:
                     crop = crop.transpose(1, 0, 2)
             crop = np.ascontiguousarray(crop)
-            lr = resize_bicubic_u8(crop, (n, n))
+            if self.degrade is not None:
+                lr = self.degrade(crop, (n, n), seeded_rng(self.seed, self.epoch, i))
+            else:
+                lr = resize_bicubic_u8(crop, (n, n))
         hr = to_tensor(crop)
         coord = pixel_centres(hr.shape[1], hr.shape[2])
         rgb = hr.permute(1, 2, 0).reshape(-1, 3)

@@ -1,7 +1,7 @@
 """Evaluate a model with the LIIF paper's PSNR protocol.
 
     python -m training.evaluate [--checkpoint C] --data DIR [--scales 2,3,4,6,8,12]
-        [--protocol benchmark|div2k] [--json OUT] [--device D] [--limit N]
+        [--protocol benchmark|div2k] [--degrade jpeg75] [--json OUT] [--device D] [--limit N]
 
 ``DIR`` is a benchmark folder (``HR/`` and optionally ``LR_bicubic/X{s}/NAMEx{s}.png``) or a
 plain folder of HR images. For each scale ``s`` and image: the HR is cropped to a multiple of
@@ -11,6 +11,11 @@ at ``s`` times its size (and bicubic does the same); PSNR is taken against the c
 
 * ``benchmark``: Y channel (BT.601), ``s`` pixels shaved from each border;
 * ``div2k``: RGB, ``s + 6`` pixels shaved.
+
+With ``--degrade`` (``jpeg90``, ``jpeg75``, ``jpeg50``, ``noise5``, ``noise5+jpeg75``, ...;
+:func:`training.degrade.parse_eval`) the LR is degraded after it is made, the same way on every
+run (JPEG with its grid at the image origin, noise seeded by the image's name), as a photo
+reaches the app; both LIIF and bicubic start from that LR.
 
 Scores are averaged over images. A table (rows liif, bicubic; columns scales) goes to stdout,
 and with ``--json`` a file ``{"dataset", "protocol", "checkpoint", "results": [{"scale",
@@ -28,7 +33,8 @@ import torch
 
 from core.cli import ArgumentParser
 from core.checkpoints import CheckpointError, load_model
-from core.defaults import default_checkpoint, describe_model
+from core.defaults import choose_model, describe_model, resolve_checkpoint
+from core.formats import InputKind
 from core.device import pick_device
 from core.encoding import encode
 from core.geometry import Region
@@ -37,6 +43,7 @@ from core.metrics import psnr
 from core.render import render
 from core.resample import imresize, render_bicubic
 from training.data import PairedFolder
+from training.degrade import EvalDegradation, parse_eval
 
 
 def parse_scales(text: str) -> List[int]:
@@ -55,9 +62,11 @@ def to_u8(rgb: np.ndarray) -> np.ndarray:
 
 def evaluate(model, folder: PairedFolder, scales: List[int], protocol: str, device,
              limit: int | None = None, log=None, latent_dtype=None,
-             compute_dtype=torch.float32) -> Dict[tuple, float]:
+             compute_dtype=torch.float32,
+             degrade: EvalDegradation | None = None) -> Dict[tuple, float]:
     """Mean PSNR per ``(scale, method)`` (``compute_dtype``: the encoder's arithmetic, see
-    :class:`core.encoding.LatentImage`)."""
+    :class:`core.encoding.LatentImage`; ``degrade``: applied to every LR, keyed by the file's
+    name)."""
     sums: Dict[tuple, List[float]] = {}
     files = folder.hr_files[:limit] if limit else folder.hr_files
     for s in scales:
@@ -70,6 +79,8 @@ def evaluate(model, folder: PairedFolder, scales: List[int], protocol: str, devi
             if lr.shape[:2] != (h // s, w // s):
                 raise ValueError(f"{lr_file}: LR size {lr.shape[1]}x{lr.shape[0]} does not match "
                                  f"HR {w}x{h} at x{s}")
+            if degrade is not None:
+                lr = degrade(lr, f"{f.name}|x{s}")
             gt = hr.astype(np.float32) / 255
             lrf = lr.astype(np.float32) / 255
             full = Region.full(lr.shape[1], lr.shape[0])
@@ -99,8 +110,10 @@ def format_table(results: Dict[tuple, float], scales: List[int]) -> str:
 
 def main(argv=None) -> int:
     p = ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", default=None, help="model file (default: the bundled model for the device, by the "
-                   "viewer's rule: the CPU model on a CPU, the paper model on a GPU)")
+    p.add_argument("--checkpoint", default=None,
+                   help="model file, or a bundled model: paper, cpu or photo (default: the "
+                   "viewer's rule applied to the LR: the photo model when --degrade has JPEG, "
+                   "else the CPU model on a CPU and the paper model on a GPU)")
     p.add_argument("--data", required=True, help="benchmark folder (HR/ [+ LR_bicubic/]) or HR folder")
     p.add_argument("--scales", default="2,3,4,6,8,12",
                    help="integer scales, comma-separated (default %(default)s); x2-x4 use the "
@@ -111,6 +124,9 @@ def main(argv=None) -> int:
                         "...); div2k: on RGB, scale + 6 shaved (default %(default)s)")
     p.add_argument("--json", help="write results as JSON here")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best available)")
+    p.add_argument("--degrade", default="clean",
+                   help="degrade the LR before upscaling, the same way every run: jpegQ, noiseS "
+                   "or a chain such as noise5+jpeg75 (default: clean)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--bicubic-only", action="store_true", help="skip the model")
     p.add_argument("--fp16-latent", action="store_true", help="store the latent in float16")
@@ -121,24 +137,36 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         scales = parse_scales(args.scales)
+        degrade = parse_eval(args.degrade)
         folder = PairedFolder(args.data)
         device = pick_device(args.device)
-        ckpt = str(args.checkpoint or default_checkpoint(device))
+        if args.checkpoint:
+            ckpt, why = str(resolve_checkpoint(args.checkpoint)), ""
+        else:  # the viewer's rule, applied to the LR the model sees
+            jpeg_q = [v for k, v in degrade.steps if k == "jpeg"]
+            kind = (InputKind("JPEG", True, jpeg_q[-1]) if jpeg_q
+                    else InputKind(degrade.spec, False))
+            choice = choose_model(device, kind=kind)
+            ckpt, why = str(choice.path), f" ({choice.reason})"
         model = None if args.bicubic_only else load_model(ckpt, device)[0]
         if model is not None:
-            print(describe_model(ckpt, model, device), file=sys.stderr)
+            print(describe_model(ckpt, model, device) + why, file=sys.stderr)
         t0 = time.time()
         res = evaluate(model, folder, scales, args.protocol, device, args.limit,
                        log=lambda m: print(m, file=sys.stderr),
                        latent_dtype=torch.float16 if args.fp16_latent else None,
-                       compute_dtype=getattr(torch, args.precision))
-        print(f"{folder.name} ({args.protocol} protocol, {len(folder.hr_files[:args.limit] if args.limit else folder.hr_files)} images, "
+                       compute_dtype=getattr(torch, args.precision),
+                       degrade=degrade if degrade.steps else None)
+        n = len(folder.hr_files[:args.limit] if args.limit else folder.hr_files)
+        print(f"{folder.name} ({args.protocol} protocol, LR {degrade.spec}, {n} images, "
               f"{time.time() - t0:.0f} s)")
         print(format_table(res, scales))
         if args.json:
             out = {"dataset": folder.name, "protocol": args.protocol,
                    "checkpoint": None if model is None else ckpt,
                    "precision": args.precision,
+                   "degrade": degrade.spec,
+                   "degrade_steps": degrade.describe() if degrade.steps else "none",
                    "results": [{"scale": s, "method": m, "psnr": round(res[(s, m)], 4)}
                                for s in scales for m in ("liif", "bicubic") if (s, m) in res]}
 

@@ -41,6 +41,7 @@ from core.checkpoints import load_checkpoint, save_model
 from core.device import autocast_to, fast_compute_dtype, native_bf16, pick_device
 from core.models.registry import make
 from training.data import EpochSampler, ImageFolder, ImplicitDownsampled
+from training.degrade import Degradation
 
 log = logging.getLogger("training")
 
@@ -73,7 +74,13 @@ def make_train_set(cfg: Dict[str, Any], data: Optional[str], seed: int) -> Impli
                          skip_last_k=int(t.get("holdout", 0)))
     return ImplicitDownsampled(folder, n_in, float(t.get("scale_min", 1)),
                                float(t.get("scale_max", 4)), bool(t.get("augment", True)),
-                               int(t.get("sample_q", 2304)), seed=seed)
+                               int(t.get("sample_q", 2304)), seed=seed,
+                               degrade=_degradation(cfg))
+
+
+def _degradation(cfg: Dict[str, Any]) -> Optional[Degradation]:
+    """The config's ``degrade`` section (:mod:`training.degrade`), checked; None without one."""
+    return Degradation.from_config(cfg["degrade"]) if cfg.get("degrade") else None
 
 
 def make_val_set(cfg: Dict[str, Any], data: Optional[str]) -> Optional[ImplicitDownsampled]:
@@ -92,8 +99,10 @@ def make_val_set(cfg: Dict[str, Any], data: Optional[str]) -> Optional[ImplicitD
             return None
         folder = ImageFolder(data or t.get("data"), repeat=v.get("repeat", 1), last_k=k,
                              min_size=round(n_in * smax))
+    # a degraded run is validated on held-out pairs degraded the same way (fixed draws)
     return ImplicitDownsampled(folder, n_in, float(v.get("scale_min", 1)), smax, False,
-                               int(v.get("sample_q", 2304)), seed=12345)
+                               int(v.get("sample_q", 2304)), seed=12345,
+                               degrade=_degradation(cfg))
 
 
 def _config_path(name: str, root: Path) -> Path:

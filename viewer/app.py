@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -11,8 +12,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python main.py", description="LIIF Zoom: continuous zoom "
                                 "into an image with a local implicit image function.")
     p.add_argument("image", nargs="?", help="image to open (default: the bundled sample)")
-    p.add_argument("--checkpoint", help="model file (default: the bundled model for the "
-                   "device: the fast one on a CPU when bundled, else the full LIIF model)")
+    p.add_argument("--checkpoint", help="model file, or a bundled model: paper, cpu or photo "
+                   "(default: per image, the photo model for a lossy one such as a JPEG, else "
+                   "the CPU model on a CPU and the paper model on a GPU)")
     p.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
     return p.parse_args(argv)
 
@@ -41,22 +43,29 @@ def build_window(args: argparse.Namespace, settings=None, liif_workers: int = 1,
                  tile: Optional[int] = None):
     """Create the main window for ``args`` (model and image loaded); errors go to dialogs."""
     from core.checkpoints import CheckpointError, load_model
-    from core.defaults import SAMPLE_IMAGE, default_checkpoint
+    from core.defaults import SAMPLE_IMAGE, choose_model, resolve_checkpoint
     from core.device import pick_device
     from viewer.main_window import MainWindow
 
     device = pick_device(args.device)
     win = MainWindow(device=device, settings=settings, liif_workers=liif_workers,
                      **({"tile": tile} if tile else {}))
-    ckpt = args.checkpoint or str(default_checkpoint(device))
+    image = args.image or (str(SAMPLE_IMAGE) if SAMPLE_IMAGE.exists() else None)
+    if args.checkpoint:  # named on the command line: holds for every image opened
+        win.auto_model = False
+        ckpt, why = str(resolve_checkpoint(args.checkpoint)), "named on the command line"
+    else:  # the rule, for the first image (open_image applies it to every later one)
+        choice = choose_model(device, image if image and os.path.isfile(image) else None)
+        ckpt, why = str(choice.path), choice.reason
     try:
         model, _, _ = load_model(ckpt, device)
-        win.set_model(model, Path(ckpt).stem)
+        win.set_model(model, Path(ckpt).stem, why)
+        if win.auto_model:
+            win._rule_models[Path(ckpt)] = model
     except CheckpointError as exc:
         win.show()
         win.error("Cannot load checkpoint", f"{exc}\n\nOnly bicubic is available until a model "
                   "is loaded (Model → Load Checkpoint).")
-    image = args.image or (str(SAMPLE_IMAGE) if SAMPLE_IMAGE.exists() else None)
     if image:
         win.open_image(image)
     return win

@@ -7,9 +7,11 @@ from typing import List, Optional
 
 from PySide6 import QtWidgets
 
+from core import formats
 from core.geometry import Region
 
-FORMATS = [("PNG", ".png"), ("JPEG", ".jpg"), ("TIFF", ".tif"), ("WebP", ".webp")]
+#: (name, extension) of every format the app writes (core.formats' table)
+FORMATS = [(f.name, f.exts[0]) for f in formats.FORMATS if f.writable]
 MAX_SIDE = 65536
 
 
@@ -135,7 +137,7 @@ class ExportDialog(QtWidgets.QDialog):
     def _browse(self):
         path, _ = QtWidgets.QFileDialog.getSaveFileName(
             self, "Export to", self.path.text(),
-            "Images (*.png *.jpg *.jpeg *.tif *.tiff *.webp)")
+            formats.save_filter())
         if path:
             self.path.setText(path)
 

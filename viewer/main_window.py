@@ -15,6 +15,7 @@ from core.atomic import staged
 from core.checkpoints import CheckpointError, load_model
 from core.encoding import Cancelled
 from core.export import export
+from core.formats import open_filter
 from core.imageio import ImageError, LoadedImage, image_size, load_image
 from viewer.canvas import Pane, to_qimage
 from viewer.export_dialog import ExportDialog, ExportRequest
@@ -69,6 +70,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self._export_thread: Optional[threading.Thread] = None
         self._progress_dialog: Optional[QtWidgets.QProgressDialog] = None
         self._decoding = False
+        #: pick the model for each opened image by core.defaults.choose_model (off when the
+        #: command line named a checkpoint, or the window was made with a model); the Model
+        #: menu overrides it for the open image
+        self.auto_model = model is None
+        self._rule_models: dict = {}  # path -> model loaded for the rule
 
         self.central = QtWidgets.QWidget()
         self.layout_ = QtWidgets.QHBoxLayout(self.central)
@@ -240,7 +246,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def open_dialog(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
             self, "Open image", self.settings.value("last_dir", ""),
-            "Images (*.png *.jpg *.jpeg *.tif *.tiff *.webp *.bmp *.heic);;All files (*)")
+            open_filter())
         if path:
             self.open_image(path)
 
@@ -272,6 +278,8 @@ class MainWindow(QtWidgets.QMainWindow):
         except MemoryError:
             self.error("Cannot open image", f"cannot read image {path}: not enough memory")
             return False
+        if self.auto_model:
+            self._apply_model_rule(path)
         self.set_image(image, arr)
         self._add_recent(path)
         self.settings.setValue("last_dir", os.path.dirname(os.path.abspath(path)))
@@ -312,7 +320,7 @@ class MainWindow(QtWidgets.QMainWindow):
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
             self, "Open reference (the same picture at a higher resolution)",
             self.settings.value("last_dir", ""),
-            "Images (*.png *.jpg *.jpeg *.tif *.tiff *.webp *.bmp);;All files (*)")
+            open_filter())
         if path:
             self.open_reference(path)
 
@@ -378,8 +386,25 @@ class MainWindow(QtWidgets.QMainWindow):
         self.source_qimage = to_qimage(arr).convertToFormat(QtGui.QImage.Format.Format_RGB32)
         self.session.set_image(image, *self.panes[0].device_size())
 
-    def set_model(self, model, name: str) -> None:
-        self.session.set_model(model, name)
+    def set_model(self, model, name: str, reason: str = "") -> None:
+        self.session.set_model(model, name, reason)
+
+    def _apply_model_rule(self, path: Optional[str]) -> None:
+        """Use the model :func:`core.defaults.choose_model` picks for the image in ``path``
+        (each loaded once); on a load failure, a dialog and the current model stays."""
+        from core.defaults import choose_model
+        choice = choose_model(self.device, path)
+        if self.model is not None and self.model_name == choice.path.stem:
+            self.session.model_reason = choice.reason
+            self._update_status()
+            return
+        model = self._rule_models.get(choice.path)
+        if model is None:
+            model = self._load_or_explain(str(choice.path), "The current model stays in use.")
+            if model is None:
+                return
+            self._rule_models[choice.path] = model
+        self.set_model(model, choice.path.stem, choice.reason)
 
     def compare_with(self, other: str) -> None:
         """Compare with bicubic or nearest neighbour (drops a compare model)."""
@@ -428,7 +453,7 @@ class MainWindow(QtWidgets.QMainWindow):
         model = self._load_or_explain(path, "The current model stays in use.")
         if model is None:
             return False
-        self.set_model(model, Path(path).stem)
+        self.set_model(model, Path(path).stem, "chosen in the Model menu")
         return True
 
     # ---- view actions ------------------------------------------------------------------------
@@ -553,7 +578,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.lbl_time.setText("last render: " + (", ".join(parts) if parts else "–"))
         self.lbl_device.setText(f"device {self.device.type}")
         family = f" ({type(self.model).__name__})" if self.model is not None else ""
-        self.lbl_model.setText(f"model {self.model_name or 'none'}{family}")
+        why = f" · {self.session.model_reason}" if self.session.model_reason else ""
+        self.lbl_model.setText(f"model {self.model_name or 'none'}{family}{why}")
         for stem, act in getattr(self, "model_actions", {}).items():
             act.setChecked(stem == self.model_name)
         if hasattr(self, "model_info"):

@@ -43,6 +43,8 @@ class Session:
         self.latent_tile = latent_tile
         self.model: Optional[torch.nn.Module] = None
         self.model_name = ""
+        #: why the model in use was chosen (core.defaults.choose_model's reason, or the menu)
+        self.model_reason = ""
         self.image: Optional[LoadedImage] = None
         self.latent: Optional[LatentImage] = None
         self.state: Optional[ViewState] = None
@@ -91,8 +93,10 @@ class Session:
         self.reference = reference
         self._notify("reference")
 
-    def set_model(self, model: Optional[torch.nn.Module], name: str) -> None:
-        self.model, self.model_name = model, name
+    def set_model(self, model: Optional[torch.nn.Module], name: str, reason: str = "") -> None:
+        """Use ``model`` (named ``name``) for the LIIF pane; ``reason`` says why it was chosen
+        (``JPEG q≈72 → photo model``, ``chosen in the Model menu``), for the status bar."""
+        self.model, self.model_name, self.model_reason = model, name, reason
         self._reencode()
 
     def set_compare_model(self, model: Optional[torch.nn.Module], name: str = "") -> None:

@@ -1,0 +1,157 @@
+"""Image formats: one table, from which every list of extensions in the app is made.
+
+:data:`FORMATS` says, for each format, its extensions, its name in Pillow, whether the app
+reads and writes it, whether it is lossy (which picks the model, :mod:`core.defaults`),
+whether it keeps 16 bits per channel, and whether :func:`core.export.export` can stream it in
+bands (bounded memory at any size). The CLI's checks, the viewer's open dialogs and the
+export dialog all derive their lists from it.
+
+:func:`inspect_input` looks inside a file for what its extension cannot say: a WebP may be
+lossless, and a JPEG's quality is estimated from its quantisation tables
+(:func:`jpeg_quality`).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+__all__ = ["ImageFormat", "FORMATS", "READ_EXTS", "KNOWN_EXTS", "WRITE_FORMATS", "format_of",
+           "open_filter", "InputKind", "inspect_input", "jpeg_quality"]
+
+
+@dataclass(frozen=True)
+class ImageFormat:
+    name: str              #: what a person calls it
+    pil: str               #: Pillow's name for it
+    exts: Tuple[str, ...]  #: lower-case, with the dot; the first is the one the app writes
+    readable: bool
+    writable: bool
+    lossy: bool            #: as usually written (a WebP may be lossless: see inspect_input)
+    bits16: bool           #: keeps 16 bits per channel
+    streamable: bool       #: written in bands by core.export (any size in bounded memory)
+    extra: str = ""        #: pip extra needed to read it, if any
+
+
+def _heif_available() -> bool:
+    try:
+        import pillow_heif  # noqa: F401  (registered by core.imageio)
+        return True
+    except Exception:
+        return False
+
+
+#: in the order dialogs list them
+FORMATS: Tuple[ImageFormat, ...] = (
+    ImageFormat("PNG", "PNG", (".png",), True, True, False, True, True),
+    ImageFormat("JPEG", "JPEG", (".jpg", ".jpeg"), True, True, True, False, False),
+    ImageFormat("TIFF", "TIFF", (".tif", ".tiff"), True, True, False, True, False),
+    ImageFormat("WebP", "WEBP", (".webp",), True, True, True, False, False),
+    ImageFormat("BMP", "BMP", (".bmp",), True, True, False, False, False),
+    ImageFormat("GIF", "GIF", (".gif",), True, False, False, False, False),
+    ImageFormat("HEIC", "HEIF", (".heic", ".heif"), _heif_available(), False, True, False,
+                False, extra="heic"),
+)
+
+_BY_EXT: Dict[str, ImageFormat] = {e: f for f in FORMATS for e in f.exts}
+#: extensions the app can open (HEIC only with the ``heic`` extra installed)
+READ_EXTS: Tuple[str, ...] = tuple(e for f in FORMATS if f.readable for e in f.exts)
+#: every extension the table names (a folder's images in the CLI; HEIC without its extra is
+#: then refused with a message saying which extra to install)
+KNOWN_EXTS: Tuple[str, ...] = tuple(_BY_EXT)
+#: extension -> Pillow format name, for every format the app writes
+WRITE_FORMATS: Dict[str, str] = {e: f.pil for f in FORMATS if f.writable for e in f.exts}
+
+
+def format_of(path: str | os.PathLike) -> Optional[ImageFormat]:
+    """The format a file's extension names, or None."""
+    return _BY_EXT.get(os.path.splitext(os.fspath(path))[1].lower())
+
+
+def open_filter() -> str:
+    """The file-dialog filter for opening images (both of the viewer's open dialogs)."""
+    pats = " ".join(f"*{e}" for e in READ_EXTS)
+    return f"Images ({pats});;All files (*)"
+
+
+def save_filter() -> str:
+    """The file-dialog filter for exports."""
+    return "Images (" + " ".join(f"*{e}" for e in WRITE_FORMATS) + ")"
+
+
+@dataclass(frozen=True)
+class InputKind:
+    """What a file is, for choosing the model: its format's name, whether its pixels went
+    through lossy compression, and for a JPEG its estimated quality (1-100)."""
+
+    format: str
+    lossy: bool
+    quality: Optional[int] = None
+
+    def describe(self) -> str:
+        """E.g. ``JPEG q≈72`` or ``PNG (lossless)``."""
+        if self.quality is not None:
+            return f"{self.format} q≈{self.quality}"
+        return f"{self.format} ({'lossy' if self.lossy else 'lossless'})"
+
+
+#: libjpeg's standard luminance quantisation table (JPEG standard, Annex K), natural order
+_STD_LUMA = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+             14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+             18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+             49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
+
+
+def jpeg_quality(luma_table) -> int:
+    """The IJG quality (1-100) whose scaled standard luminance table is nearest ``luma_table``
+    (64 values, any order): libjpeg scales the standard table by ``5000 / q`` % below 50 and
+    ``200 - 2 q`` % from 50, rounds and clamps to [1, 255]. Compared by the tables' sums,
+    which do not depend on the order; for tables libjpeg made this gives ``q`` back exactly,
+    for others (cameras' own tables) the nearest libjpeg quality."""
+    total = sum(int(v) for v in luma_table)
+
+    def table_sum(q: int) -> int:
+        scale = 5000 // q if q < 50 else 200 - 2 * q
+        return sum(min(255, max(1, (v * scale + 50) // 100)) for v in _STD_LUMA)
+
+    return min(range(1, 101), key=lambda q: (abs(table_sum(q) - total), -q))
+
+
+def _webp_lossless(path: str) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(64)
+    # RIFF....WEBP then the first chunk: VP8L (lossless), VP8 (lossy) or VP8X (extended: look
+    # for a VP8L chunk further on)
+    if head[12:16] == b"VP8L":
+        return True
+    if head[12:16] == b"VP8X":
+        with open(path, "rb") as f:
+            data = f.read(1 << 20)
+        return b"VP8L" in data and b"VP8 " not in data
+    return False
+
+
+def inspect_input(path: str | os.PathLike) -> InputKind:
+    """What the file is, from its content where it matters (JPEG quality, lossless WebP) and
+    its extension otherwise. Never raises for a readable file; an unknown one is lossless."""
+    from PIL import Image
+
+    path = os.fspath(path)
+    try:
+        with Image.open(path) as im:
+            pil = im.format or ""
+            if pil in ("JPEG", "MPO"):
+                tables = getattr(im, "quantization", None) or {}
+                q = jpeg_quality(tables[0]) if 0 in tables else None
+                return InputKind("JPEG", True, q)
+            if pil == "WEBP":
+                return InputKind("WebP", not _webp_lossless(path))
+            for f in FORMATS:
+                if f.pil == pil or (pil == "HEIF" and f.name == "HEIC"):
+                    return InputKind(f.name, f.lossy)
+            if pil == "AVIF":
+                return InputKind("AVIF", True)
+            return InputKind(pil or "image", False)
+    except Exception:
+        f = format_of(path)
+        return InputKind(f.name if f else "image", bool(f and f.lossy))
