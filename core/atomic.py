@@ -16,12 +16,12 @@ import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, List, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Tuple, Union
 
 PathLike = Union[str, os.PathLike]
 
 __all__ = ["atomic_write", "commit", "new_file_mode", "staged", "Terminated",
-           "terminate_on_signals"]
+           "terminate_on_signals", "StopRequest", "deferred_signals"]
 
 
 class Terminated(BaseException):
@@ -34,13 +34,12 @@ class Terminated(BaseException):
 
 
 @contextmanager
-def terminate_on_signals() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP raise :class:`Terminated` (main thread only)."""
-    def handler(signum, frame):
-        raise Terminated(signum)
-
+def _handling(signals, handler) -> Iterator[None]:
+    """Within the block, ``handler`` handles each of ``signals`` that exists here (main
+    thread only; elsewhere nothing changes); the previous handlers come back after it."""
     old = {}
-    for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
+    for name in signals:
+        sig = getattr(signal, name, None)
         if sig is not None:
             try:
                 old[sig] = signal.signal(sig, handler)
@@ -51,6 +50,44 @@ def terminate_on_signals() -> Iterator[None]:
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
+
+
+@contextmanager
+def terminate_on_signals() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise :class:`Terminated` (main thread only)."""
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    with _handling(("SIGTERM", "SIGHUP"), handler):
+        yield
+
+
+class StopRequest:
+    """What :func:`deferred_signals` yields: ``signum`` is the first stop signal received
+    (None before any)."""
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+
+    def __bool__(self) -> bool:
+        return self.signum is not None
+
+
+@contextmanager
+def deferred_signals() -> Iterator[StopRequest]:
+    """Within the block, SIGINT, SIGTERM and SIGHUP are remembered rather than acted on, so
+    that a long job (training) can finish its step and save before stopping; a second
+    signal of the same kind stops at once (KeyboardInterrupt for SIGINT, else
+    :class:`Terminated`)."""
+    req = StopRequest()
+
+    def handler(signum, frame):
+        if req.signum is not None:
+            raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
+        req.signum = signum
+
+    with _handling(("SIGINT", "SIGTERM", "SIGHUP"), handler):
+        yield req
 
 
 def _umask() -> int:

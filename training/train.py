@@ -4,17 +4,27 @@
         [--data DIR] [--out RUN_DIR] [--resume] [--device cuda] [--max-steps N]
     torchrun --nproc_per_node=N -m training.train --config ...     # data-parallel
 
-The run folder holds ``last.safetensors`` / ``best.safetensors`` (the core model format, so
-the app and the evaluation CLI load them directly), ``last.state.pth`` (optimizer state and
-position, loadable with ``weights_only=True``), ``config.yaml``, ``log.jsonl`` (one line per
-step: epoch, step, loss, lr) and TensorBoard events in ``tb/``; with ``ema`` in the config,
-also ``ema.safetensors``, the average of the weights (:class:`WeightAverage`), which is then
-what is validated and kept as ``best.safetensors``.
+A run is a few phases over a :class:`Run` (set up, one epoch of steps, end of epoch, finish;
+:func:`train` strings them together). The config is checked first (:mod:`training.config`:
+unknown keys and bad values are one-line errors); the loss comes from the registry in
+:mod:`training.losses` (``loss: l1`` by default; ``distill`` wraps it); with a ``degrade``
+section the LR side of the pairs is degraded like a photo (:mod:`training.degrade`).
+
+The run folder holds ``last.state.pth`` (the checkpoint: weights, their average, optimizer
+state, position and model spec in one atomic file, loadable with ``weights_only=True``),
+``last.safetensors`` / ``best.safetensors`` (the core model format, so the app and the
+evaluation CLI load them directly), ``config.yaml``, ``log.jsonl`` (one line per step: epoch,
+step, loss, lr) and TensorBoard events in ``tb/``; with ``ema`` in the config, also
+``ema.safetensors``, the average of the weights (:class:`WeightAverage`), which is then what
+is validated and kept as ``best.safetensors``.
 
 Exact resume: the data a step sees is a pure function of ``(seed, epoch, position)`` (see
-:mod:`training.data`), the learning rate a function of the epoch, and the saved state holds
+:mod:`training.data`), the learning rate a function of the epoch, and the checkpoint holds
 weights, Adam moments and the position; so after ``--resume`` the next step computes the same
-loss as an uninterrupted run.
+loss as an uninterrupted run. A resume is refused when the checkpoint's model spec differs
+from the config's or its weights are not finite; a non-finite loss stops the run (status 1)
+and keeps the last checkpoint. SIGINT, SIGTERM and SIGHUP finish the step, save and stop
+(:func:`core.atomic.deferred_signals`).
 """
 from __future__ import annotations
 
@@ -25,41 +35,29 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 import yaml
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from core.cli import ArgumentParser
-from core.atomic import atomic_write
+from core.atomic import Terminated, atomic_write, deferred_signals
 from core.checkpoints import load_checkpoint, save_model
-from core.device import autocast_to, fast_compute_dtype, native_bf16, pick_device
+from core.cli import ArgumentParser
+from core.device import native_bf16, pick_device
 from core.models.registry import make
+from training.config import PRECISIONS, load_config, lr_at
 from training.data import EpochSampler, ImageFolder, ImplicitDownsampled
 from training.degrade import Degradation
+from training.losses import Teacher, config_path, l1_step_loss, step_loss  # noqa: F401
 
 log = logging.getLogger("training")
-
-
-def load_config(path: str) -> Dict[str, Any]:
-    with open(path) as f:
-        cfg = yaml.safe_load(f)
-    if not isinstance(cfg, dict) or "model" not in cfg or "train" not in cfg:
-        raise ValueError(f"config {path} needs 'model' and 'train' sections")
-    return cfg
-
-
-def lr_at(cfg: Dict[str, Any], epoch: int) -> float:
-    """Learning rate of (0-based) ``epoch``: base lr times gamma per milestone passed."""
-    base = float(cfg["optimizer"]["args"]["lr"])
-    ms = cfg.get("multi_step_lr") or {}
-    n = sum(1 for m in ms.get("milestones", []) if epoch + 1 > m)
-    return base * float(ms.get("gamma", 1.0)) ** n
+#: the repository root: files named in configs (``resources/...``) are found from here too
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_train_set(cfg: Dict[str, Any], data: Optional[str], seed: int) -> ImplicitDownsampled:
@@ -105,13 +103,6 @@ def make_val_set(cfg: Dict[str, Any], data: Optional[str]) -> Optional[ImplicitD
                                degrade=_degradation(cfg))
 
 
-def _config_path(name: str, root: Path) -> Path:
-    """A file named in a config: relative to the working directory if it is there, else to
-    the repository root (so ``resources/...`` works from anywhere)."""
-    path = Path(name)
-    return root / path if not path.is_absolute() and not path.exists() else path
-
-
 def init_from(model: torch.nn.Module, init: Dict[str, Any], root: Path) -> int:
     """Copy weights from another model file into ``model`` before training (the config's
     ``init`` section): ``{"checkpoint": FILE, "copy": {student_prefix: source_prefix}}``.
@@ -120,7 +111,7 @@ def init_from(model: torch.nn.Module, init: Dict[str, Any], root: Path) -> int:
     must exist with the same shape; e.g. ``encoder.body.3: encoder.body.13`` makes the student's
     fourth residual block the teacher's fourteenth. A relative FILE is taken from the working
     directory, then from the repository root. Returns the number of tensors copied."""
-    path = _config_path(init["checkpoint"], root)
+    path = config_path(init["checkpoint"], root)
     _, src, _ = load_checkpoint(path)
     dst = model.state_dict()
     n = 0
@@ -139,9 +130,6 @@ def init_from(model: torch.nn.Module, init: Dict[str, Any], root: Path) -> int:
     return n
 
 
-PRECISIONS = ("float32", "bfloat16", "auto")
-
-
 def training_dtype(name: str, device: torch.device) -> torch.dtype:
     """The autocast type of a training step (the config's ``precision``, or ``--precision``).
 
@@ -158,53 +146,6 @@ def training_dtype(name: str, device: torch.device) -> torch.dtype:
         fast = native_bf16(dev) or (dev.type == "cuda" and torch.cuda.is_bf16_supported())
         return torch.bfloat16 if fast else torch.float32
     return torch.bfloat16 if name == "bfloat16" else torch.float32
-
-
-class Teacher:
-    """Output distillation (the config's ``distill`` section): ``{"teacher": FILE, "weight":
-    w}``. The step's loss becomes ``(1 - w) L1(pred, gt) + w L1(pred, teacher)``, where the
-    teacher (any model file, e.g. the bundled paper model) is queried at the same LR input,
-    coordinates and cells, without gradients. Its encoder runs in bfloat16 where the CPU
-    multiplies it natively (:func:`core.device.fast_compute_dtype`); its queries in
-    ``query_dtype`` (the step's training precision: float32 by default). A relative FILE is
-    taken from the working directory, then from the repository root."""
-
-    def __init__(self, spec: Dict[str, Any], device: torch.device, root: Path,
-                 query_dtype: torch.dtype = torch.float32) -> None:
-        from core.checkpoints import load_model
-        path = _config_path(spec["teacher"], root)
-        self.weight = float(spec.get("weight", 0.5))
-        if not 0.0 < self.weight <= 1.0:
-            raise ValueError(f"distill: weight must be in (0, 1], got {self.weight}")
-        self.model = load_model(path, device)[0]
-        for q in self.model.parameters():
-            q.requires_grad_(False)
-        self.path = path
-        self.dtype = fast_compute_dtype(device)
-        self.query_dtype = query_dtype
-
-    @torch.no_grad()
-    def __call__(self, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
-        with autocast_to(inp.device, self.dtype):
-            feat = self.model.encode(inp)
-        with autocast_to(inp.device, self.query_dtype):
-            return self.model.query_rgb(feat.float(), coord, cell).float()
-
-
-def l1_step_loss(model, batch, device, teacher: Optional[Teacher] = None,
-                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The step's loss (see :class:`Teacher`), the model run under autocast to ``dtype``."""
-    inp = (batch["inp"].to(device) - 0.5) / 0.5
-    gt = (batch["gt"].to(device) - 0.5) / 0.5
-    coord, cell = batch["coord"].to(device), batch["cell"].to(device)
-    with autocast_to(device, dtype):
-        pred = model(inp, coord, cell)
-    pred = pred.float()
-    loss = F.l1_loss(pred, gt)
-    if teacher is not None:
-        w = teacher.weight
-        loss = (1 - w) * loss + w * F.l1_loss(pred, teacher(inp, coord, cell))
-    return loss
 
 
 class WeightAverage:
@@ -274,36 +215,367 @@ def sample_renders(model, val_set, device, scales=(2, 4, 8)):
     return out
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+class NonFinite(RuntimeError):
+    """A step's loss (or the weights about to be saved) is not finite: the run stops and the
+    last checkpoint, which was finite, stays."""
 
 
-class _StopRequest:
-    """SIGINT/SIGTERM/SIGHUP while training: remember the signal, let the current step finish,
-    then save a resumable checkpoint at that step and stop (see :func:`train`). A second
-    signal of the same kind before that stops at once (KeyboardInterrupt)."""
+def _finite(sd: Dict[str, torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(v).all()) for v in sd.values() if v.is_floating_point())
 
-    def __init__(self) -> None:
-        self.signum: Optional[int] = None
-        self._old: Dict[int, Any] = {}
 
-    def __enter__(self) -> "_StopRequest":
-        for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
-            if sig is not None:
-                try:
-                    self._old[sig] = signal.signal(sig, self._handle)
-                except ValueError:  # not the main thread
-                    pass
+@dataclass
+class Position:
+    """Where a run is: ``epoch`` (0-based, the one in progress), ``pos`` (steps done in it),
+    ``step`` (steps done in all), ``best`` (best validation PSNR so far)."""
+
+    epoch: int = 0
+    pos: int = 0
+    step: int = 0
+    best: float = -math.inf
+
+
+class Run:
+    """One training run, in phases: :meth:`setup` (devices, data, model, optimizer, resume,
+    teacher, average, logging), :meth:`run_epoch` (the steps of one epoch),
+    :meth:`end_epoch` (save, validate, keep the best) and :meth:`finish` (last save, DDP
+    check, exit status). :func:`train` strings them together.
+
+    The checkpoint is ``last.state.pth``: weights, average, optimizer state, position and
+    model spec in one atomic file (``torch.load(weights_only=True)``), so a kill at any moment
+    resumes from one consistent state. ``last.safetensors`` / ``ema.safetensors`` beside it
+    are the same weights in the app's format, written first."""
+
+    def __init__(self, args, cfg: Dict[str, Any], stop=None) -> None:
+        self.args, self.cfg, self.stop = args, cfg, stop
+        self.at = Position()
+        self.ema: Optional[WeightAverage] = None
+        self.teacher: Optional[Teacher] = None
+        self.writer = None
+        self.logf = None
+
+    # ---- set up ---------------------------------------------------------------------------
+    def setup(self) -> "Run":
+        self._devices()
+        cfg, args = self.cfg, self.args
+        self.seed = int(cfg.get("seed", 0))
+        torch.manual_seed(self.seed)
+        self.name = cfg.get("name") or Path(args.config).stem
+        self.dir = Path(args.out or Path("runs") / self.name)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._data()
+        self.spec = cfg["model"]
+        self.model = make(self.spec).to(self.device)
+        self.opt = torch.optim.Adam([q for q in self.model.parameters() if q.requires_grad],
+                                    lr=lr_at(cfg, 0),
+                                    betas=tuple(cfg["optimizer"]["args"].get("betas", (0.9, 0.999))))
+        state = self._resume_state()
+        if state is None:
+            self._initialise()
+        if args.precision:
+            cfg["precision"] = args.precision
+        self.dtype = training_dtype(str(cfg.get("precision", "float32")), self.device)
+        self.log("training steps in %s", str(self.dtype).replace("torch.", ""))
+        self.loss = str(cfg.get("loss", "l1"))
+        if cfg.get("distill"):
+            self.teacher = Teacher(cfg["distill"], self.device, ROOT, self.dtype)
+            self.log("distilling from %s (weight %.2f)", self.teacher.path, self.teacher.weight)
+        if cfg.get("ema"):
+            self.ema = WeightAverage(self.model, float(cfg["ema"]))
+            if state is not None and state.get("ema") is not None:
+                self.ema.model.load_state_dict(state["ema"])
+                self.ema.updates = int(state.get("ema_updates", 0))
+            self.log("averaging the weights (ema %g, %d updates so far)", self.ema.decay,
+                     self.ema.updates)
+        self.judged = self.ema.model if self.ema else self.model  # validated, kept as best
+        self.net = self.model
+        if self.distributed:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self._logging()
         return self
 
-    def _handle(self, signum, frame) -> None:
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
+    def _devices(self) -> None:
+        """The device, and under torchrun the process group: rank ``r`` on GPU ``LOCAL_RANK``
+        with CUDA (NCCL), on the CPU otherwise (gloo)."""
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.distributed = self.world > 1
+        self.is_main = self.rank == 0
+        if self.args.threads:
+            torch.set_num_threads(self.args.threads)
+        if not self.distributed:
+            self.device = pick_device(self.args.device)
+            return
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        want = self.args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.device(want).type == "cuda":
+            torch.cuda.set_device(local)
+            self.device = torch.device("cuda", local)
+        else:
+            self.device = pick_device(want)
+        dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
 
-    def __exit__(self, *exc) -> None:
-        for sig, h in self._old.items():
-            signal.signal(sig, h)
+    def _data(self) -> None:
+        cfg, t = self.cfg, self.cfg["train"]
+        self.train_set = make_train_set(cfg, self.args.data, self.seed)
+        self.val_set = make_val_set(cfg, self.args.data)
+        self.batch = int(t.get("batch_size", 16))
+        if self.batch % self.world:
+            raise ValueError(f"batch_size {self.batch} is not divisible by {self.world} processes")
+        self.sampler = EpochSampler(len(self.train_set), seed=self.seed, rank=self.rank,
+                                    world=self.world)
+        per = self.batch // self.world
+        self.loader_kw = dict(batch_size=per, sampler=self.sampler, drop_last=True,
+                              num_workers=int(t.get("num_workers", 0)), persistent_workers=False,
+                              pin_memory=self.device.type == "cuda")
+        self.steps_per_epoch = len(self.sampler) // per
+        if self.steps_per_epoch == 0:
+            raise ValueError("the training set is smaller than one batch")
+
+    def _resume_state(self) -> Optional[Dict[str, Any]]:
+        """With ``--resume`` and a checkpoint in the run folder: load it (checked: same model
+        spec, finite weights) and return it; else None."""
+        path = self.dir / "last.state.pth"
+        if not (self.args.resume and path.is_file()):
+            if self.args.resume:
+                self.log("nothing to resume in %s; starting fresh", self.dir)
+            return None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if "model" not in state:  # written before weights joined the state file
+            spec, state["model"], _ = load_checkpoint(self.dir / "last.safetensors")
+            state["spec"] = spec
+            if (self.dir / "ema.safetensors").is_file():
+                state["ema"] = load_checkpoint(self.dir / "ema.safetensors")[1]
+        if state.get("spec") is not None and state["spec"] != self.spec:
+            raise ValueError(f"--resume {self.dir}: its model spec differs from the config's "
+                             "(another model's run folder?)")
+        if not _finite(state["model"]) or (state.get("ema") and not _finite(state["ema"])):
+            raise ValueError(f"--resume {path}: the saved weights are not finite (NaN or "
+                             "infinity); start from an earlier model with --init")
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.at = Position(state["epoch"], state["pos"], state["step"], state["best"])
+        self.log("resumed %s at epoch %d, step %d", self.dir, self.at.epoch + 1, self.at.step)
+        return state
+
+    def _initialise(self) -> None:
+        """A fresh run's weights: the config's ``init`` section, or ``--init FILE``."""
+        if self.cfg.get("init") and not self.args.init:
+            n = init_from(self.model, self.cfg["init"], ROOT)
+            self.log("initialised %d tensors from %s", n, self.cfg["init"]["checkpoint"])
+        if self.args.init:
+            init_spec, sd, _ = load_checkpoint(self.args.init)
+            if init_spec != self.spec:
+                raise ValueError(f"--init {self.args.init}: its model spec differs from the config's")
+            self.model.load_state_dict(sd)
+            self.log("initialised from %s", self.args.init)
+
+    def _logging(self) -> None:
+        self.val_loader = None
+        if not self.is_main:
+            return
+        atomic_write(self.dir / "config.yaml", lambda tmp: Path(tmp).write_text(
+            yaml.safe_dump(self.cfg, sort_keys=False)))
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(self.dir / "tb"))
+        except Exception as exc:  # tensorboard is optional
+            log.warning("TensorBoard logging off: %s", exc)
+        if self.val_set is not None:
+            self.val_loader = DataLoader(self.val_set, batch_size=int(
+                (self.cfg.get("val") or {}).get("batch_size", 16)))
+        self.logf = open(self.dir / "log.jsonl", "a")
+
+    def log(self, *a) -> None:
+        if self.is_main:
+            log.info(*a)
+
+    # ---- the steps --------------------------------------------------------------------------
+    @property
+    def stopping(self) -> bool:
+        """A stop signal reached this process or (under DDP) any other, so that every rank
+        stops after the same step instead of one hanging in the next all-reduce."""
+        flag = self.stop is not None and self.stop.signum is not None
+        if not self.distributed:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def run_epoch(self) -> bool:
+        """The remaining steps of the current epoch; True if the run must stop after them
+        (``--max-steps`` reached or a stop signal)."""
+        at, cfg = self.at, self.cfg
+        lr = lr_at(cfg, at.epoch)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.train_set.set_epoch(at.epoch)
+        self.sampler.set_epoch(at.epoch, at.pos * (self.batch // self.world))
+        bar = tqdm(DataLoader(self.train_set, **self.loader_kw), total=self.steps_per_epoch - at.pos,
+                   desc=f"epoch {at.epoch + 1}/{int(cfg['epoch_max'])}", file=sys.stderr,
+                   disable=not self.is_main or self.args.no_progress, dynamic_ncols=True)
+        self.epoch_t0 = time.time()
+        try:
+            for b in bar:
+                lv = self._step(b, lr)
+                bar.set_postfix(loss=f"{lv:.4f}", lr=f"{lr:.1e}")
+                if at.step % int(cfg.get("save_every_steps", 200)) == 0:
+                    self.save()
+                if self.args.max_steps is not None and at.step >= self.args.max_steps:
+                    return True
+                if self.stopping:
+                    return True
+        finally:
+            bar.close()
+        return False
+
+    def _step(self, b, lr: float) -> float:
+        loss = step_loss(self.net, b, self.device, self.teacher, self.dtype, self.loss)
+        lv = float(loss.detach())
+        if not math.isfinite(lv):
+            raise NonFinite(f"the loss is {lv} at step {self.at.step + 1}")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.at.pos += 1
+        self.at.step += 1
+        if self.is_main:
+            self.logf.write(json.dumps({"epoch": self.at.epoch + 1, "step": self.at.step,
+                                        "loss": lv, "lr": lr}) + "\n")
+            self.logf.flush()
+            if self.writer is not None and self.at.step % 10 == 0:
+                self.writer.add_scalar("train/loss", lv, self.at.step)
+                self.writer.add_scalar("train/lr", lr, self.at.step)
+        return lv
+
+    # ---- end of an epoch ---------------------------------------------------------------------
+    def end_epoch(self) -> None:
+        """Count the epoch, save (before anything that could fail, such as validation),
+        validate every ``epoch_val`` epochs and keep the best."""
+        at = self.at
+        at.epoch, at.pos = at.epoch + 1, 0
+        self.save()
+        if not self.is_main:
+            return
+        log.info("epoch %d done in %.0f s", at.epoch, time.time() - self.epoch_t0)
+        if self.val_loader is not None and at.epoch % int(self.cfg.get("epoch_val", 1)) == 0:
+            psnr = validate(self.judged, self.val_loader, self.device)
+            log.info("epoch %d validation PSNR %.3f dB%s", at.epoch, psnr,
+                     " (averaged weights)" if self.ema else "")
+            if self.writer is not None:
+                self.writer.add_scalar("val/psnr", psnr, at.step)
+                try:
+                    for tag, img in sample_renders(self.judged, self.val_set, self.device):
+                        self.writer.add_image(tag, img, at.step)
+                except Exception as exc:  # a picture for TensorBoard never stops training
+                    log.warning("sample renders failed: %s", exc)
+            if psnr > at.best:
+                at.best = psnr
+                self.save("best")
+                self.save()  # so that a resume knows the best score
+        every = self.cfg.get("epoch_save")
+        if every and at.epoch % int(every) == 0:
+            save_model(self.model, self.spec, self.dir / f"epoch-{at.epoch}.safetensors",
+                       self._meta(epoch=at.epoch))
+
+    def _meta(self, **kw) -> Dict[str, Any]:
+        return dict({"config": self.name, "data": str(self.args.data or self.cfg["train"].get("data"))},
+                    **kw)
+
+    def save(self, kind: str = "last") -> None:
+        """``last``: the app-format weights, then the one-file checkpoint (atomic each);
+        ``best``: the weights that were validated. Non-finite weights are never saved."""
+        if not self.is_main:
+            return
+        at = self.at
+        meta = self._meta(epoch=at.epoch + (at.pos >= self.steps_per_epoch), step=at.step,
+                          best_val_psnr=None if at.best == -math.inf else round(at.best, 4))
+        if self.ema:
+            meta["ema"] = self.ema.decay
+        if kind == "best":
+            save_model(self.judged, self.spec, self.dir / "best.safetensors", meta)
+            return
+        weights = self.model.state_dict()
+        if not _finite(weights):
+            raise NonFinite(f"the weights are not finite after step {at.step}")
+        if self.ema is not None:
+            save_model(self.ema.model, self.spec, self.dir / "ema.safetensors", meta)
+        meta.pop("ema", None)
+        save_model(self.model, self.spec, self.dir / "last.safetensors", meta)
+        state = {"optimizer": self.opt.state_dict(), "epoch": at.epoch, "pos": at.pos,
+                 "step": at.step, "best": at.best, "spec": self.spec, "model": weights,
+                 "ema": self.ema.model.state_dict() if self.ema else None,
+                 "ema_updates": self.ema.updates if self.ema else 0}
+        atomic_write(self.dir / "last.state.pth", lambda tmp: torch.save(state, tmp))
+
+    # ---- finish -----------------------------------------------------------------------------
+    def finish(self) -> int:
+        """The last save, the closing line, and under DDP the check that every rank holds
+        the same weights; the exit status (``128 + signal`` when stopped by one)."""
+        self.save()
+        self.close()
+        stopped = self.stop is not None and self.stop.signum is not None
+        if stopped and self.is_main:
+            print(f"stopped by {signal.Signals(self.stop.signum).name} at epoch "
+                  f"{self.at.epoch + 1}, step {self.at.step}; saved {self.dir / 'last.safetensors'}; "
+                  "continue with --resume", file=sys.stderr)
+        elif not stopped:
+            self.log("finished at epoch %d, step %d; weights in %s", self.at.epoch, self.at.step,
+                     self.dir)
+        if self.distributed:
+            if not stopped:
+                self._check_ranks_agree()
+            dist.destroy_process_group()
+        return 128 + self.stop.signum if stopped else 0
+
+    def close(self) -> None:
+        if self.logf is not None:
+            self.logf.close()
+            self.logf = None
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def _check_ranks_agree(self) -> None:
+        flat = torch.cat([q.detach().flatten() for q in self.model.parameters()]).to(self.device)
+        ref = flat.clone()
+        dist.broadcast(ref, 0)
+        diff = (flat - ref).abs().max()
+        dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+        if self.is_main:
+            log.info("weights agree across %d ranks: max |difference| = %g", self.world, float(diff))
+            out = {"world": self.world, "max_abs_diff": float(diff)}
+            atomic_write(self.dir / "ddp_check.json",
+                         lambda tmp: Path(tmp).write_text(json.dumps(out)))
+        dist.barrier()
+
+
+def train(args, stop=None) -> int:
+    """Set up a run, then epochs of steps until ``epoch_max`` (or ``--max-steps``, or a stop
+    signal), then finish. Returns the exit status."""
+    cfg = load_config(args.config)
+    if args.val_data == "none":
+        cfg["val"] = None
+    elif args.val_data:
+        cfg.setdefault("val", {})
+        cfg["val"] = dict(cfg["val"] or {}, data=args.val_data)
+    run = Run(args, cfg, stop).setup()
+    try:
+        while run.at.epoch < int(cfg["epoch_max"]):
+            done = run.run_epoch()
+            if done and run.at.pos < run.steps_per_epoch:
+                break
+            run.end_epoch()
+            if done or run.stopping:
+                break
+    except NonFinite:
+        run.close()
+        raise
+    return run.finish()
 
 
 def main(argv=None) -> int:
@@ -313,7 +585,7 @@ def main(argv=None) -> int:
     p.add_argument("--val-data", help="validation image folder (overrides the config); "
                    "'none' turns validation off")
     p.add_argument("--out", help="run folder (default runs/<config name>)")
-    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.*")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.state.pth")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     p.add_argument("--init", help="start from the weights of this model file (fresh optimizer; "
@@ -326,242 +598,20 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        with _StopRequest() as stop:
+        with deferred_signals() as stop:
             return train(args, stop)
+    except NonFinite as exc:
+        print(f"error: {exc}; stopped without saving it, the run folder keeps the last finite "
+              "checkpoint", file=sys.stderr)
+        return 1
     except (ValueError, FileNotFoundError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+              file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):
         print("error: interrupted before the first step could be saved; the run folder "
               "holds the last checkpoint", file=sys.stderr)
         return 130
-
-
-def train(args, stop: Optional["_StopRequest"] = None) -> int:
-    cfg = load_config(args.config)
-    if args.val_data == "none":
-        cfg["val"] = None
-    elif args.val_data:
-        cfg.setdefault("val", {})["data"] = args.val_data
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    distributed = world > 1
-    if distributed:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        if args.device is None and torch.cuda.is_available():
-            torch.cuda.set_device(local)
-            device = torch.device("cuda", local)
-        else:
-            device = pick_device(args.device or "cpu")
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    else:
-        device = pick_device(args.device)
-    is_main = rank == 0
-    seed = int(cfg.get("seed", 0))
-    torch.manual_seed(seed)
-
-    name = cfg.get("name") or Path(args.config).stem
-    run = Path(args.out or Path("runs") / name)
-    run.mkdir(parents=True, exist_ok=True)
-
-    train_set = make_train_set(cfg, args.data, seed)
-    val_set = make_val_set(cfg, args.data)
-    t = cfg["train"]
-    batch = int(t.get("batch_size", 16))
-    if batch % world:
-        raise ValueError(f"batch_size {batch} is not divisible by {world} processes")
-    sampler = EpochSampler(len(train_set), seed=seed, rank=rank, world=world)
-    workers = int(t.get("num_workers", 0))
-    loader_kw = dict(batch_size=batch // world, sampler=sampler, drop_last=True,
-                     num_workers=workers, persistent_workers=False)
-    steps_per_epoch = len(sampler) // (batch // world)
-    if steps_per_epoch == 0:
-        raise ValueError("the training set is smaller than one batch")
-
-    spec = cfg["model"]
-    model = make(spec).to(device)
-    opt_cfg = cfg["optimizer"]
-    if opt_cfg.get("name", "adam") != "adam":
-        raise ValueError("only the adam optimizer is supported")
-    opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad],
-                           lr=lr_at(cfg, 0), betas=tuple(opt_cfg["args"].get("betas", (0.9, 0.999))))
-    epoch, pos, step, best, ema_updates = 0, 0, 0, -math.inf, 0
-    if args.resume and (run / "last.state.pth").is_file():
-        _, sd, _ = load_checkpoint(run / "last.safetensors")
-        model.load_state_dict(sd)
-        state = torch.load(run / "last.state.pth", map_location=device, weights_only=True)
-        opt.load_state_dict(state["optimizer"])
-        epoch, pos, step, best = state["epoch"], state["pos"], state["step"], state["best"]
-        ema_updates = state.get("ema_updates", 0)
-        if is_main:
-            log.info("resumed %s at epoch %d, step %d", run, epoch + 1, step)
-    else:
-        if args.resume and is_main:
-            log.info("nothing to resume in %s; starting fresh", run)
-        if cfg.get("init") and not args.init:
-            n = init_from(model, cfg["init"], Path(__file__).resolve().parent.parent)
-            if is_main:
-                log.info("initialised %d tensors from %s", n, cfg["init"]["checkpoint"])
-        if args.init:
-            init_spec, sd, _ = load_checkpoint(args.init)
-            if init_spec != spec:
-                raise ValueError(f"--init {args.init}: its model spec differs from the config's")
-            model.load_state_dict(sd)
-            if is_main:
-                log.info("initialised from %s", args.init)
-    if args.precision:
-        cfg["precision"] = args.precision
-    dtype = training_dtype(str(cfg.get("precision", "float32")), device)
-    if is_main:
-        log.info("training steps in %s", str(dtype).replace("torch.", ""))
-    teacher = None
-    if cfg.get("distill"):
-        teacher = Teacher(cfg["distill"], device, Path(__file__).resolve().parent.parent, dtype)
-        if is_main:
-            log.info("distilling from %s (weight %.2f)", teacher.path, teacher.weight)
-    ema = None
-    if cfg.get("ema"):
-        ema = WeightAverage(model, float(cfg["ema"]))
-        if args.resume and (run / "ema.safetensors").is_file():
-            ema.model.load_state_dict(load_checkpoint(run / "ema.safetensors")[1])
-            ema.updates = int(ema_updates)
-        if is_main:
-            log.info("averaging the weights (ema %g, %d updates so far)", ema.decay, ema.updates)
-    judged = ema.model if ema else model  # the weights validated and kept as best
-    if is_main:
-        with open(run / "config.yaml", "w") as f:
-            yaml.safe_dump(cfg, f, sort_keys=False)
-    net = model
-    if distributed:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    writer = None
-    if is_main:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-            writer = SummaryWriter(str(run / "tb"))
-        except Exception as exc:  # tensorboard is optional
-            log.warning("TensorBoard logging off: %s", exc)
-    val_loader = DataLoader(val_set, batch_size=int((cfg.get("val") or {}).get("batch_size", 16))) \
-        if (val_set is not None and is_main) else None
-    epoch_max = int(cfg["epoch_max"])
-    save_every = int(cfg.get("save_every_steps", 200))
-    epoch_val = int(cfg.get("epoch_val", 1))
-    epoch_save = cfg.get("epoch_save")
-    info = {"config": name, "data": str(args.data or t.get("data"))}
-
-    def save(kind: str = "last") -> None:
-        if not is_main:
-            return
-        meta = dict(info, epoch=epoch + (pos >= steps_per_epoch), step=step,
-                    best_val_psnr=None if best == -math.inf else round(best, 4))
-        if kind == "best":  # the weights that were validated
-            save_model(judged, spec, run / "best.safetensors",
-                       dict(meta, ema=ema.decay) if ema else meta)
-            return
-        if ema is not None:  # before the state that counts its updates
-            save_model(ema.model, spec, run / "ema.safetensors", dict(meta, ema=ema.decay))
-        save_model(model, spec, run / "last.safetensors", meta)
-        _atomic_torch_save({"optimizer": opt.state_dict(), "epoch": epoch, "pos": pos,
-                            "step": step, "best": best,
-                            "ema_updates": ema.updates if ema else 0}, run / "last.state.pth")
-
-    logf = open(run / "log.jsonl", "a") if is_main else None
-    net.train()
-    done = False
-    while epoch < epoch_max and not done and not (stop is not None and stop.signum is not None):
-        lr = lr_at(cfg, epoch)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        train_set.set_epoch(epoch)
-        sampler.set_epoch(epoch, pos * (batch // world))
-        loader = DataLoader(train_set, **loader_kw)
-        bar = tqdm(loader, total=steps_per_epoch - pos, desc=f"epoch {epoch + 1}/{epoch_max}",
-                   disable=not is_main or args.no_progress, file=sys.stderr, dynamic_ncols=True)
-        t0 = time.time()
-        for b in bar:
-            loss = l1_step_loss(net, b, device, teacher, dtype)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if ema is not None:
-                ema.update(model)
-            pos += 1
-            step += 1
-            lv = float(loss.detach())
-            if is_main:
-                logf.write(json.dumps({"epoch": epoch + 1, "step": step, "loss": lv, "lr": lr}) + "\n")
-                logf.flush()
-                bar.set_postfix(loss=f"{lv:.4f}", lr=f"{lr:.1e}")
-                if writer is not None and step % 10 == 0:
-                    writer.add_scalar("train/loss", lv, step)
-                    writer.add_scalar("train/lr", lr, step)
-            if step % save_every == 0:
-                save("last")
-            if args.max_steps is not None and step >= args.max_steps:
-                done = True
-                break
-            if stop is not None and stop.signum is not None:
-                done = True
-                break
-        bar.close()
-        if done and pos < steps_per_epoch:
-            break
-        epoch, pos = epoch + 1, 0
-        save("last")  # before anything that could fail, such as validation
-        if is_main:
-            log.info("epoch %d done in %.0f s", epoch, time.time() - t0)
-            if val_loader is not None and epoch % epoch_val == 0:
-                psnr = validate(judged, val_loader, device)
-                log.info("epoch %d validation PSNR %.3f dB%s", epoch, psnr,
-                         " (averaged weights)" if ema else "")
-                if writer is not None:
-                    writer.add_scalar("val/psnr", psnr, step)
-                    try:
-                        for tag, img in sample_renders(judged, val_set, device):
-                            writer.add_image(tag, img, step)
-                    except Exception as exc:  # a picture for TensorBoard never stops training
-                        log.warning("sample renders failed: %s", exc)
-                if psnr > best:
-                    best = psnr
-                    save("best")
-                    save("last")  # so that a resume knows the best score
-            if epoch_save and epoch % int(epoch_save) == 0:
-                save_model(model, spec, run / f"epoch-{epoch}.safetensors", dict(info, epoch=epoch))
-    save("last")
-    if stop is not None and stop.signum is not None:
-        if is_main:
-            logf.close()
-            if writer is not None:
-                writer.close()
-            print(f"stopped by {signal.Signals(stop.signum).name} at epoch {epoch + 1}, step "
-                  f"{step}; saved {run / 'last.safetensors'}; continue with --resume",
-                  file=sys.stderr)
-        if distributed:
-            dist.destroy_process_group()
-        return 128 + stop.signum
-    if is_main:
-        logf.close()
-        if writer is not None:
-            writer.close()
-        log.info("finished at epoch %d, step %d; weights in %s", epoch, step, run)
-    if distributed:
-        # every rank must hold the same weights: compare each with rank 0's
-        flat = torch.cat([q.detach().flatten() for q in model.parameters()]).to(device)
-        ref = flat.clone()
-        dist.broadcast(ref, 0)
-        diff = (flat - ref).abs().max()
-        dist.all_reduce(diff, op=dist.ReduceOp.MAX)
-        if is_main:
-            log.info("weights agree across %d ranks: max |difference| = %g", world, float(diff))
-            with open(run / "ddp_check.json", "w") as f:
-                json.dump({"world": world, "max_abs_diff": float(diff)}, f)
-        dist.barrier()
-        dist.destroy_process_group()
-    return 0
 
 
 if __name__ == "__main__":

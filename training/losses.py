@@ -1,0 +1,99 @@
+"""Training losses: a registry of per-pixel losses, and distillation as a wrapper.
+
+A config names its loss with ``loss: NAME`` (default ``l1``, the paper's); a new loss is one
+function here under :func:`register` and one word in a config. The ``distill`` section wraps
+whichever loss is named: ``(1 - w) loss(pred, gt) + w loss(pred, teacher)`` (:class:`Teacher`).
+
+Values are in the model's range, ``[-1, 1]`` (``(x - 0.5) / 0.5``), as in LIIF's training.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import torch
+import torch.nn.functional as F
+
+from core.device import autocast_to, fast_compute_dtype
+
+#: name -> ``loss(pred, target) -> scalar``
+LOSSES: Dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {}
+
+
+def register(name: str):
+    def add(fn):
+        LOSSES[name] = fn
+        return fn
+    return add
+
+
+@register("l1")
+def l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error (LIIF's loss)."""
+    return F.l1_loss(pred, target)
+
+
+@register("charbonnier")
+def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """``mean(sqrt((pred - target)^2 + eps^2))``: L1 with a smooth minimum."""
+    return torch.sqrt((pred - target) ** 2 + eps * eps).mean()
+
+
+def config_path(name: str, root: Path) -> Path:
+    """A file named in a config: relative to the working directory if it is there, else to
+    the repository root (so ``resources/...`` works from anywhere)."""
+    path = Path(name)
+    return root / path if not path.is_absolute() and not path.exists() else path
+
+
+class Teacher:
+    """Output distillation (the config's ``distill`` section): ``{"teacher": FILE, "weight":
+    w}``. The step's loss becomes ``(1 - w) loss(pred, gt) + w loss(pred, teacher)``, where
+    the teacher (any model file, e.g. the bundled paper model) is queried at the same LR input,
+    coordinates and cells, without gradients. Its encoder runs in bfloat16 where the CPU
+    multiplies it natively (:func:`core.device.fast_compute_dtype`); its queries in
+    ``query_dtype`` (the step's training precision: float32 by default). A relative FILE is
+    taken from the working directory, then from the repository root."""
+
+    def __init__(self, spec: Dict[str, Any], device: torch.device, root: Path,
+                 query_dtype: torch.dtype = torch.float32) -> None:
+        from core.checkpoints import load_model
+        path = config_path(spec["teacher"], root)
+        self.weight = float(spec.get("weight", 0.5))
+        if not 0.0 < self.weight <= 1.0:
+            raise ValueError(f"distill: weight must be in (0, 1], got {self.weight}")
+        self.model = load_model(path, device)[0]
+        for q in self.model.parameters():
+            q.requires_grad_(False)
+        self.path = path
+        self.dtype = fast_compute_dtype(device)
+        self.query_dtype = query_dtype
+
+    @torch.no_grad()
+    def __call__(self, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        with autocast_to(inp.device, self.dtype):
+            feat = self.model.encode(inp)
+        with autocast_to(inp.device, self.query_dtype):
+            return self.model.query_rgb(feat.float(), coord, cell).float()
+
+
+def step_loss(model, batch, device, teacher: Optional[Teacher] = None,
+              dtype: torch.dtype = torch.float32, loss: str = "l1") -> torch.Tensor:
+    """One step's loss: the model run under autocast to ``dtype`` on the batch, the registry's
+    ``loss`` against the HR pixels, wrapped by the ``teacher``'s distillation if given."""
+    fn = LOSSES[loss]
+    inp = (batch["inp"].to(device) - 0.5) / 0.5
+    gt = (batch["gt"].to(device) - 0.5) / 0.5
+    coord, cell = batch["coord"].to(device), batch["cell"].to(device)
+    with autocast_to(device, dtype):
+        pred = model(inp, coord, cell)
+    pred = pred.float()
+    value = fn(pred, gt)
+    if teacher is not None:
+        w = teacher.weight
+        value = (1 - w) * value + w * fn(pred, teacher(inp, coord, cell))
+    return value
+
+
+#: the name earlier code and benchmarks use for the default (L1) step loss
+l1_step_loss = step_loss
