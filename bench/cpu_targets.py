@@ -83,7 +83,7 @@ def viewer_steps(photo: str, checkpoint, window: str, zoom: float, repeat: int,
     win.resize(w, h)
     win.show()
     if win.mode != "single":
-        win.set_mode("single")
+        win.session.set_mode("single")
     settle(app, win)
     st = win.state
     print(f"photo {st.image_w}x{st.image_h} ({st.image_w * st.image_h / 1e6:.1f} Mpx), window "
@@ -94,7 +94,7 @@ def viewer_steps(photo: str, checkpoint, window: str, zoom: float, repeat: int,
     def step(cx: float, cy: float):
         st.cx, st.cy, st.zoom = cx, cy, zoom
         before = win.latent.n_encoded
-        win.view_changed()
+        win.session.view_changed()
         settle(app, win)
         t = win.scheduler.timer
         return t.preview, t.coarse, t.full, win.latent.n_encoded - before

@@ -47,7 +47,7 @@ def main() -> None:
     win.resize(w, h)
     win.show()
     if win.mode != args.mode:
-        win.set_mode(args.mode)
+        win.session.set_mode(args.mode)
     settle(app, win)
     if args.warm:
         win.latent.encode_all()
@@ -58,12 +58,12 @@ def main() -> None:
           f"{workers} LIIF worker(s) x {torch.get_num_threads()} torch thread(s)")
     print(f"{'zoom':>6}{'preview ms':>12}{'coarse ms':>11}{'full ms':>10}{'latent tiles encoded':>22}")
     for z in map(float, args.zooms.split(",")):
-        win.last_times.clear()
+        win.status.last_times.clear()
         st.cx, st.cy = cx, cy
         before = win.latent.n_encoded
         t0 = time.perf_counter()
         st.zoom = z
-        win.view_changed()
+        win.session.view_changed()
         settle(app, win)
         t = win.scheduler.timer
         print(f"{z:6g}{t.preview * 1000:12.0f}{t.coarse * 1000:11.0f}{t.full * 1000:10.0f}"

@@ -11,6 +11,7 @@ temporary file is removed.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 import tempfile
@@ -118,11 +119,49 @@ def commit(tmp: PathLike, path: PathLike) -> None:
     os.replace(tmp, path)
 
 
+#: temporary files are named ``.NAME.liifzoom-PID.RANDOM.TAG.EXT``: hidden, recognisable,
+#: and naming the process that writes them, so that :func:`remove_stale` can tell leftovers
+#: of a killed process from files another running export is writing
+_TEMP = re.compile(r"^\..+\.liifzoom-(\d+)\.[^.]+\.(part|staged|backup)(\.[^.]*)?$")
+
+
 def _temp_beside(path: Path, tag: str = "part") -> str:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{tag}{path.suffix}",
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.liifzoom-{os.getpid()}.",
+                               suffix=f".{tag}{path.suffix}",
                                dir=path.parent if str(path.parent) else ".")
     os.close(fd)
     return tmp
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process: leave its files alone
+    return True
+
+
+def remove_stale(folder: PathLike) -> List[str]:
+    """Remove the temporary files (``.part``, ``.staged``, ``.backup``) that a killed process
+    left in ``folder``; files of running processes are kept. Returns the names removed."""
+    gone = []
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return gone
+    for name in names:
+        m = _TEMP.match(name)
+        if m and not _alive(int(m.group(1))):
+            try:
+                os.unlink(os.path.join(folder or ".", name))
+                gone.append(name)
+            except OSError:
+                pass
+    return gone
 
 
 def _remove(tmp: PathLike) -> None:
@@ -146,12 +185,31 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> None:
         raise
 
 
+def check_replaceable(path: PathLike) -> None:
+    """Raise OSError (naming ``path``) unless a file can be written there: its folder exists
+    and is writable, and nothing but a regular file is in the way."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist")
+    if os.path.lexists(path) and not path.is_file():
+        raise IsADirectoryError(f"cannot write {path}: something other than a file is there")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {path}: folder {folder} is not writable")
+
+
 @contextmanager
 def staged(paths: List[PathLike]) -> Iterator[List[str]]:
-    """All or nothing for several files: yields one temporary path per target (same folder,
-    same extension); when the block ends normally every temporary file is committed onto its
-    target, and if it raises (cancel, error, signal) every one is removed and no target is
-    touched."""
+    """All or nothing for several files: every target is checked first
+    (:func:`check_replaceable`); yields one temporary path per target (same folder, same
+    extension); when the block ends normally they are committed together, and if it raises
+    (cancel, error, signal) every one is removed and no target is touched. The commit itself
+    is all or nothing too: existing targets are moved aside first and put back if any rename
+    fails. Stale temporary files of killed processes in the targets' folders are removed."""
+    for p in paths:
+        check_replaceable(p)
+    for folder in {str(Path(p).parent) for p in paths}:
+        remove_stale(folder)
     pairs: List[Tuple[str, Path]] = []
     try:
         for p in paths:
@@ -162,5 +220,30 @@ def staged(paths: List[PathLike]) -> Iterator[List[str]]:
         for t, _ in pairs:
             _remove(t)
         raise
-    for t, p in pairs:
-        commit(t, p)
+    _commit_all(pairs)
+
+
+def _commit_all(pairs: List[Tuple[str, Path]]) -> None:
+    backups: List[Tuple[Path, str]] = []  # (target, where its old file waits)
+    done: List[Path] = []
+    try:
+        for t, p in pairs:
+            os.chmod(t, new_file_mode(p))
+        for _, p in pairs:
+            if os.path.lexists(p):
+                b = _temp_beside(p, "backup")
+                os.replace(p, b)
+                backups.append((p, b))
+        for t, p in pairs:
+            os.replace(t, p)
+            done.append(p)
+    except BaseException:
+        for p in done:  # take the new files back out, then put the old ones back
+            _remove(p)
+        for p, b in backups:
+            os.replace(b, p)
+        for t, _ in pairs:
+            _remove(t)
+        raise
+    for _, b in backups:
+        _remove(b)

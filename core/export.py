@@ -12,20 +12,23 @@ cancelling (``cancelled()`` true) or any error leaves no file.
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from core.encoding import LatentImage
 from core.geometry import Region
+from core.atomic import staged
 from core.imageio import ImageError, LoadedImage, WRITE_FORMATS, atomic_write, save_image
 from core.png import PNGStreamWriter
-from core.render import render
+from core.methods import METHODS as _METHODS, render_by
 from core.resample import render_bicubic
 
-__all__ = ["export", "render_region", "check_request", "METHODS", "MAX_OUTPUT_PIXELS"]
+__all__ = ["export", "export_many", "render_region", "check_request", "METHODS",
+           "MAX_OUTPUT_PIXELS"]
 
-METHODS = ("liif", "bicubic")
+#: the methods a single-model export offers (the CLI's --method; the viewer adds 'compare')
+METHODS = tuple(m for m in _METHODS if m != "compare")
 #: largest 8-bit image assembled in memory for formats that cannot be streamed
 MAX_BUFFERED_BYTES = 3 << 30
 #: largest output of any export (PNG is streamed, so this is about time, not memory)
@@ -66,14 +69,9 @@ def check_request(region: Region, out_w: int, out_h: int, image_w: int, image_h:
 def render_region(image: LoadedImage, region: Region, out_w: int, out_h: int, method: str,
                   latent: Optional[LatentImage] = None,
                   window=None, cancelled: Optional[Callable[[], bool]] = None) -> np.ndarray:
-    """RGB ``(h, w, 3)`` float32 in [0, 1] of ``region`` by ``method`` ('liif' or 'bicubic')."""
-    if method == "liif":
-        if latent is None:
-            raise ValueError("method 'liif' needs the image's latent")
-        return render(latent, region, out_w, out_h, window=window, cancelled=cancelled)
-    if method == "bicubic":
-        return np.clip(render_bicubic(image.rgb, region, out_w, out_h, window), 0, 1)
-    raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    """RGB ``(h, w, 3)`` float32 in [0, 1] of ``region`` by ``method`` (any of
+    :data:`core.methods.METHODS`; a model method renders ``latent``)."""
+    return render_by(method, image, region, out_w, out_h, {method: latent}, window, cancelled)
 
 
 def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str,
@@ -146,3 +144,22 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
             if a is not None:
                 a_full[r0:r1] = a
     save_image(path, rgb_full, a_full, grey=image.grey, bits=image.bits, quality=quality)
+
+
+def export_many(image: LoadedImage, region: Region, out_w: int, out_h: int,
+                jobs: Sequence[Tuple[str, str]], latents: Mapping[str, Optional[LatentImage]],
+                quality: int = 95, progress: Optional[Callable[[int, int], None]] = None,
+                cancelled: Optional[Callable[[], bool]] = None) -> List[str]:
+    """Export the same region by several methods, ``jobs = [(method, path), ...]``, all or
+    nothing (:func:`core.atomic.staged`): every target is checked before any work, each
+    method renders into a staged file beside its target, and the targets are replaced
+    together only when all are complete; a cancel, an error or a failed rename leaves every
+    target as it was. ``latents`` maps the model methods to their latents;
+    ``progress(done, total)`` counts over all the jobs. Returns the paths written."""
+    n = len(jobs)
+    with staged([p for _, p in jobs]) as tmps:
+        for k, ((method, _), tmp) in enumerate(zip(jobs, tmps)):
+            step = None if progress is None else (lambda d, t, k=k: progress(k * t + d, n * t))
+            export(image, region, out_w, out_h, tmp, method, latents.get(method),
+                   quality=quality, progress=step, cancelled=cancelled)
+    return [p for _, p in jobs]

@@ -27,7 +27,7 @@ import torch
 from core.geometry import Region
 from core.lru import LRUCache
 
-__all__ = ["cubic", "render_bicubic", "imresize"]
+__all__ = ["cubic", "render_bicubic", "render_nearest", "imresize"]
 
 
 def cubic(t: torch.Tensor) -> torch.Tensor:
@@ -74,6 +74,17 @@ def _weights_cached(centres: torch.Tensor, n_in: int, scale: float
         hit = (mat.float(), lo, hi)
         _matrices.put(key, hit)
     return hit
+
+
+def render_nearest(image: np.ndarray, region: Region, out_w: int, out_h: int,
+                   window: Tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Nearest-neighbour samples of ``image`` at the output-pixel centres of ``region`` (the
+    centres :func:`render_bicubic` and LIIF sample; edge pixels replicated outside), shown to
+    see the source pixels. ``window`` as in :func:`render_bicubic`."""
+    ys, xs = region.sample_points(out_w, out_h, *(window or ()))
+    iy = np.clip(np.floor(ys.numpy()).astype(int), 0, image.shape[0] - 1)
+    ix = np.clip(np.floor(xs.numpy()).astype(int), 0, image.shape[1] - 1)
+    return image[iy[:, None], ix[None, :]]
 
 
 def render_bicubic(image: np.ndarray, region: Region, out_w: int, out_h: int,

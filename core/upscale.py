@@ -1,7 +1,7 @@
 """Upscale (or render any region of) one image or many with LIIF or bicubic.
 
     python -m core.upscale INPUT (--scale S | --size WxH) [--region X,Y,W,H]
-        [--checkpoint C] [--device D] [--method liif|bicubic] [--quality Q] -o OUTPUT
+        [--checkpoint C] [--device D] [--method liif|bicubic|nearest] [--quality Q] -o OUTPUT
     python -m core.upscale INPUT... | FOLDER | 'GLOB' (--scale S | --size WxH) -o OUTDIR
         [--name PATTERN] [--overwrite]
 
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
                         "model on a CPU and the paper model on a GPU)")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     p.add_argument("--method", choices=METHODS, default="liif",
-                   help="liif (the model) or bicubic (default: liif)")
+                   help="liif (the model), bicubic or nearest (default: liif)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality, 1-100 (default 95)")
     p.add_argument("--precision", choices=("auto", "float32"), default="auto",
                    help="arithmetic of the encoder and the code features' first layer: auto = "

@@ -46,13 +46,13 @@ def test_open_reference_shows_psnr_and_ssim_per_pane(qtbot, tmp_path):
         n = len(w.errors)
         assert not w.open_reference(str(tmp_path / "wrong.png")) and len(w.errors) == n + 1
         assert w.open_reference(str(tmp_path / "hr.png"))
-        qtbot.waitUntil(lambda: "dB" in w.lbl_metrics.text(), timeout=30000)
-        text = w.lbl_metrics.text()
+        qtbot.waitUntil(lambda: "dB" in w.status.metrics.text(), timeout=30000)
+        text = w.status.metrics.text()
         assert "LIIF: tiny" in text and "bicubic" in text and "SSIM" in text
-        assert set(w.last_metrics) == {"liif", "bicubic"}
+        assert set(w.status.last_metrics) == {"liif", "bicubic"}
         # a new image drops the reference
         w.open_image(str(tmp_path / "hr.png"))
         assert w.session.reference is None
-        qtbot.waitUntil(lambda: not w.lbl_metrics.isVisible(), timeout=5000)
+        qtbot.waitUntil(lambda: not w.status.metrics.isVisible(), timeout=5000)
     finally:
         w.scheduler.shutdown()

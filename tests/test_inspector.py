@@ -42,8 +42,8 @@ def test_inspector_dock_plots_every_shown_method(qtbot, tmp_path):
     w = make_window(qtbot, tmp_path, size=(800, 500))
     try:
         assert w.open_image(str(tmp_path / "p.png"))
-        w.zoom_step(4.0)  # above 1:1, so LIIF renders
-        assert w.mode == "side" and w.shown_methods() == ["liif", "bicubic"]
+        w.session.zoom_at(4.0)  # above 1:1, so LIIF renders
+        assert w.mode == "side" and w.session.shown_methods() == ["liif", "bicubic"]
         QTest.keyClick(w.panes[0], "I")  # the inspector first: showing it resizes the panes
         assert w.inspector.isVisible()
         w.show_inspector()
@@ -57,19 +57,19 @@ def test_inspector_dock_plots_every_shown_method(qtbot, tmp_path):
         QTest.mousePress(pane, QtCore.Qt.MouseButton.LeftButton, ctrl, p0)
         QTest.mouseMove(pane, p1)
         QTest.mouseRelease(pane, QtCore.Qt.MouseButton.LeftButton, ctrl, p1)
-        assert w.profile_line is not None and w.inspector.isVisible()
+        assert w.session.profile_line is not None and w.inspector.isVisible()
         assert w.scheduler.wait_idle(60)
         qtbot.waitUntil(lambda: all(np.isfinite(y).all() for y in
                                     [c[1] for c in w.inspector.curve_data().values()]) and
                         set(w.inspector.curve_data()) == {"liif", "bicubic"}, timeout=20000)
         data = w.inspector.curve_data()
-        (x0, y0), (x1, y1) = w.profile_line
+        (x0, y0), (x1, y1) = w.session.profile_line
         n = int(np.ceil(np.hypot(x1 - x0, y1 - y0) * st.zoom)) + 1
         assert len(data["liif"][1]) == n
         assert not np.allclose(data["liif"][1], data["bicubic"][1])  # two different renders
         w.inspector.mode.setCurrentIndex(1)  # per channel
         assert {"liif R", "liif G", "liif B", "bicubic R"} <= set(w.inspector.curve_data())
-        w.clear_selection()
-        assert w.profile_line is None
+        w.session.clear_selection()
+        assert w.session.profile_line is None
     finally:
         w.scheduler.shutdown()

@@ -123,11 +123,11 @@ def test_viewer_picks_per_image_and_the_menu_overrides_for_the_open_one(qtbot, t
         assert w.auto_model
         assert w.open_image(picture(tmp_path / "a.jpg", quality=72))
         assert w.model_name == "tiny-photo"
-        assert "JPEG q≈72 → photo model" in w.lbl_model.text()
+        assert "JPEG q≈72 → photo model" in w.status.model.text()
         assert w.open_image(picture(tmp_path / "b.png"))
-        assert w.model_name == "tiny-cpu" and "PNG (lossless)" in w.lbl_model.text()
+        assert w.model_name == "tiny-cpu" and "PNG (lossless)" in w.status.model.text()
         assert w.load_checkpoint(str(models["paper"]))
-        assert w.model_name == "tiny-paper" and "Model menu" in w.lbl_model.text()
+        assert w.model_name == "tiny-paper" and "Model menu" in w.status.model.text()
         assert w.open_image(picture(tmp_path / "c.jpg"))
         assert w.model_name == "tiny-photo" and not w.errors
     finally:

@@ -57,10 +57,10 @@ def test_open_image_renders_the_view(qtbot, win, image_path):
 
 def test_zoom_step_rerenders_new_region_at_new_resolution(qtbot, win, image_path):
     win.open_image(image_path)
-    win.one_to_one()
+    win.session.one_to_one()
     settle(qtbot, win)
     r1, z1 = win.state.visible_region(), win.state.zoom
-    win.zoom_step(2.0)
+    win.session.zoom_at(2.0)
     settle(qtbot, win)
     r2, z2 = win.state.visible_region(), win.state.zoom
     assert z2 == pytest.approx(2 * z1)
@@ -70,7 +70,7 @@ def test_zoom_step_rerenders_new_region_at_new_resolution(qtbot, win, image_path
         tile = win.scheduler.cache.get(("liif", z2, "full", i, j))
         assert tile is not None and tile.shape[:2] == (64, 64)
         assert shown_part_rendered(win, z2, i, j)
-    assert "2×" in win.lbl_zoom.text() or "2" in win.lbl_zoom.text()
+    assert "2×" in win.status.zoom.text() or "2" in win.status.zoom.text()
 
 
 def test_several_liif_workers_render_the_same_tiles(qtbot, tmp_path, image_path):
@@ -88,12 +88,12 @@ def test_several_liif_workers_render_the_same_tiles(qtbot, tmp_path, image_path)
         w.show()
         w.scheduler.background_encoding = False
         w.open_image(image_path)
-        w.set_mode("single")
+        w.session.set_mode("single")
         calls = []
         block = w.latent._encode_block
         w.latent._encode_block = lambda *a: calls.append(a) or block(*a)
         w.state.zoom = 3.0
-        w.view_changed()
+        w.session.view_changed()
         settle(qtbot, w)
         assert len({t for c in calls for t in [(y, x) for y in range(c[0], c[1])
                                                for x in range(c[2], c[3])]}) \
@@ -115,10 +115,10 @@ def test_liif_renders_only_the_shown_part_of_edge_tiles(qtbot, win, image_path):
     completed when a later view shows the rest, pixel for pixel what a whole render gives."""
     from core.render import render
     win.open_image(image_path)
-    win.set_mode("single")
+    win.session.set_mode("single")
     st = win.state
     st.zoom, st.cx, st.cy = 4.0, 40.3, 30.1
-    win.view_changed()
+    win.session.view_changed()
     settle(qtbot, win)
     edge = [(i, j) for i, j in st.visible_tiles(64) if st.tile_window(i, j, 64) != (0, 0, 64, 64)]
     assert edge
@@ -129,7 +129,7 @@ def test_liif_renders_only_the_shown_part_of_edge_tiles(qtbot, win, image_path):
     assert (part[..., 3] == 0).sum() == 64 * 64 - (c1 - c0) * (r1 - r0)
     win.grab()  # the partial tile draws over the coarser layers without error
     st.cx, st.cy = (j + 0.5) * 16, (i + 0.5) * 16  # centre on that tile: all of it shown
-    win.view_changed()
+    win.session.view_changed()
     settle(qtbot, win)
     assert st.tile_window(i, j, 64) == (0, 0, 64, 64)
     full = win.scheduler.cache.get(("liif", 4.0, "full", i, j))
@@ -138,8 +138,9 @@ def test_liif_renders_only_the_shown_part_of_edge_tiles(qtbot, win, image_path):
 
 
 def test_stale_render_is_cancelled(qtbot, win, image_path, monkeypatch):
+    import core.methods as render_mod
     import viewer.scheduler as sched_mod
-    real_render = sched_mod.render
+    real_render = render_mod.render
     started = []
 
     def slow_render(latent, region, w, h, cancelled=None, **kw):
@@ -153,14 +154,14 @@ def test_stale_render_is_cancelled(qtbot, win, image_path, monkeypatch):
 
     win.open_image(image_path)
     settle(qtbot, win)
-    monkeypatch.setattr(sched_mod, "render", slow_render)
+    monkeypatch.setattr(render_mod, "render", slow_render)
     sched = win.scheduler
     before = sched.cancelled_jobs
     win.state.zoom = 8.0
-    win.view_changed()
+    win.session.view_changed()
     qtbot.waitUntil(lambda: bool(started), timeout=5000)  # the z=8 pass is running
-    monkeypatch.setattr(sched_mod, "render", real_render)
-    win.zoom_step(2.0)  # makes it stale
+    monkeypatch.setattr(render_mod, "render", real_render)
+    win.session.zoom_at(2.0)  # makes it stale
     settle(qtbot, win)
     assert sched.cancelled_jobs > before
     assert not [k for k in sched.cache._d if k[0] == "liif" and k[1] == 8.0]
@@ -170,22 +171,22 @@ def test_stale_render_is_cancelled(qtbot, win, image_path, monkeypatch):
 
 def test_linked_panes_show_the_same_region(qtbot, win, image_path):
     win.open_image(image_path)
-    win.set_mode("side") if win.mode != "side" else None
+    win.session.set_mode("side") if win.mode != "side" else None
     qtbot.wait(50)
     assert len(win.panes) == 2
     a, b = win.panes
     assert a.device_size() == b.device_size()
-    win.zoom_at(3.0, 10, 10)
-    win.pan(-25, 7)
+    win.session.zoom_at(3.0, 10, 10)
+    win.session.pan(-25, 7)
     settle(qtbot, win)
     st = win.state
     for i, j in st.visible_tiles(64):  # both methods rendered for the same tiles
         assert shown_part_rendered(win, st.zoom, i, j)
         assert ("bicubic", st.zoom, "full", i, j) in win.scheduler.cache
     assert [p.methods for p in win.panes] == [["liif"], ["bicubic"]]
-    win.set_mode("split")
+    win.session.set_mode("split")
     assert len(win.panes) == 1 and win.panes[0].methods == ["liif", "bicubic"]
-    win.toggle_nearest()
+    win.session.toggle_nearest()
     assert win.panes[0].methods == ["liif", "nearest"]
 
 
@@ -193,14 +194,14 @@ def test_export_writes_chosen_size_and_cancel_leaves_nothing(qtbot, win, image_p
     win.open_image(image_path)
     out = str(tmp_path / "out.png")
     win.start_export(ExportRequest(Region(10, 10, 50, 40), 125, 100, ["liif"], [out], 95))
-    qtbot.waitUntil(lambda: win._progress_dialog is None, timeout=60000)
+    qtbot.waitUntil(lambda: win.exports.dialog is None, timeout=60000)
     assert Image.open(out).size == (125, 100)
     big = str(tmp_path / "big.png")
     win.start_export(ExportRequest(Region(0, 0, 160, 120), 4000, 3000, ["liif", "bicubic"],
                                    [big, str(tmp_path / "big2.png")], 95))
     qtbot.wait(100)
-    win._progress_dialog.canceled.emit()  # the user presses Cancel
-    qtbot.waitUntil(lambda: win._progress_dialog is None, timeout=60000)
+    win.exports.dialog.canceled.emit()  # the user presses Cancel
+    qtbot.waitUntil(lambda: win.exports.dialog is None, timeout=60000)
     assert sorted(os.listdir(tmp_path)) == ["out.png", "photo.png", "s.ini"]
     assert not win.errors
 
@@ -214,10 +215,10 @@ def test_two_file_export_cancelled_after_the_first_changes_nothing(qtbot, win, i
     first.write_bytes(b"the user's older file")
     win.start_export(ExportRequest(Region(0, 0, 160, 120), 3000, 2250, ["bicubic", "liif"],
                                    [str(first), str(second)], 95))
-    qtbot.waitUntil(lambda: win._progress_dialog is not None
-                    and win._progress_dialog.value() > 520, timeout=60000)
-    win._progress_dialog.canceled.emit()
-    qtbot.waitUntil(lambda: win._progress_dialog is None, timeout=60000)
+    qtbot.waitUntil(lambda: win.exports.dialog is not None
+                    and win.exports.dialog.value() > 520, timeout=60000)
+    win.exports.dialog.canceled.emit()
+    qtbot.waitUntil(lambda: win.exports.dialog is None, timeout=60000)
     assert first.read_bytes() == b"the user's older file"
     assert sorted(os.listdir(tmp_path)) == ["a.png", "photo.png", "s.ini"]
     assert "nothing written" in win.statusBar().currentMessage()
@@ -227,7 +228,7 @@ def test_export_error_is_shown_and_app_keeps_running(qtbot, win, image_path, tmp
     win.open_image(image_path)
     bad = str(tmp_path / "no-such-dir" / "x.png")
     win.start_export(ExportRequest(Region(0, 0, 10, 10), 20, 20, ["bicubic"], [bad], 95))
-    qtbot.waitUntil(lambda: win._progress_dialog is None, timeout=30000)
+    qtbot.waitUntil(lambda: win.exports.dialog is None, timeout=30000)
     assert win.errors and "x.png" in win.errors[-1][1]
     assert win.image is not None
 
@@ -250,7 +251,7 @@ def test_load_checkpoint_reencodes_and_shows_name(qtbot, win, image_path, tiny_c
     old = win.latent
     assert win.load_checkpoint(str(tiny_checkpoint))
     assert win.latent is not old and win.model_name == "tiny"
-    assert "tiny" in win.lbl_model.text()
+    assert "tiny" in win.status.model.text()
 
 
 def test_hostile_checkpoint_gives_a_dialog_and_keeps_the_model(qtbot, win, image_path,
@@ -286,7 +287,7 @@ def test_compare_any_two_models_side_by_side_and_split(qtbot, win, image_path, t
     spec = tiny_spec(hidden=(16,))
     save_model(make(spec), spec, tmp_path / "other.safetensors")
     win.open_image(image_path)
-    win.zoom_step(2.0)
+    win.session.zoom_at(2.0)
     assert win.compare_with_checkpoint(str(tmp_path / "other.safetensors"))
     assert [p.methods for p in win.panes] == [["liif"], ["compare"]]
     settle(qtbot, win)
@@ -296,14 +297,14 @@ def test_compare_any_two_models_side_by_side_and_split(qtbot, win, image_path, t
     b = win.scheduler.cache.get(("compare", st.zoom, "full", i, j))
     assert a is not None and b is not None and not np.array_equal(a, b)
     assert win.session.label("compare") == "LIIF: other"
-    assert not any(a.isChecked() for a in win.compare_actions.values())  # not in the menu
-    win.set_mode("split")
+    assert not any(a.isChecked() for a in win.menus.compare.values())  # not in the menu
+    win.session.set_mode("split")
     assert [p.methods for p in win.panes] == [["liif", "compare"]]
-    win.toggle_nearest()  # N: nearest neighbour instead
+    win.session.toggle_nearest()  # N: nearest neighbour instead
     assert [p.methods for p in win.panes] == [["liif", "nearest"]]
     win.compare_with("bicubic")
     assert [p.methods for p in win.panes] == [["liif", "bicubic"]]
-    assert win.session.compare_model is None and win.compare_actions["bicubic"].isChecked()
+    assert win.session.compare_model is None and win.menus.compare["bicubic"].isChecked()
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"junk")
     assert not win.compare_with_checkpoint(str(bad)) and win.errors
@@ -320,19 +321,19 @@ def test_main_opens_bundled_sample_with_bundled_model(qtbot, tmp_path):
         assert w.image is not None and w.latent is not None
         # on a CPU the CPU model is the default; the status bar names it
         assert w.model_name == cpu and type(w.model).__name__ == "LMF"
-        assert f"{cpu} (LMF)" in w.lbl_model.text()
-        assert w.model_actions[cpu].isChecked()
+        assert f"{cpu} (LMF)" in w.status.model.text()
+        assert w.menus.models[cpu].isChecked()
         # the Model menu switches to the paper model (and the latent is re-encoded)
         old = w.latent
-        w.model_actions[paper].trigger()
+        w.menus.models[paper].trigger()
         assert w.model_name == paper and type(w.model).__name__ == "LIIF"
-        assert w.latent is not old and f"{paper} (LIIF)" in w.lbl_model.text()
-        assert w.model_actions[paper].isChecked() and not w.model_actions[cpu].isChecked()
+        assert w.latent is not old and f"{paper} (LIIF)" in w.status.model.text()
+        assert w.menus.models[paper].isChecked() and not w.menus.models[cpu].isChecked()
         # Model → Compare With → the CPU model: paper model | CPU model, labelled
-        w.compare_actions[cpu].trigger()
+        w.menus.compare[cpu].trigger()
         assert [p.methods for p in w.panes] == [["liif"], ["compare"]]
         assert w.session.label("compare") == f"LIIF: {cpu}"
-        assert w.compare_actions[cpu].isChecked()
+        assert w.menus.compare[cpu].isChecked()
     finally:
         w.scheduler.shutdown()
 
@@ -376,7 +377,7 @@ def test_viewer_export_equals_cli_pixel_for_pixel(qtbot, win, image_path, tmp_pa
     win.open_image(image_path)
     a = str(tmp_path / "viewer.png")
     win.start_export(ExportRequest(Region(12.5, 7.25, 40, 30), 133, 100, ["liif"], [a], 95))
-    qtbot.waitUntil(lambda: win._progress_dialog is None, timeout=60000)
+    qtbot.waitUntil(lambda: win.exports.dialog is None, timeout=60000)
     b = str(tmp_path / "cli.png")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     r = subprocess.run([sys.executable, "-m", "core.upscale", image_path, "--region",
@@ -440,11 +441,11 @@ def test_mode_switch_hides_the_old_panes_at_once(qtbot, win, image_path):
     painted or asked for tiles."""
     win.open_image(image_path)
     if win.mode != "side":
-        win.set_mode("side")
+        win.session.set_mode("side")
     qtbot.wait(10)
     old = list(win.panes)
     assert len(old) == 2 and all(p.isVisible() for p in old)
-    win.set_mode("single")
+    win.session.set_mode("single")
     assert win.mode == "single" and len(win.panes) == 1
     assert not any(p.isVisible() for p in old)
     qtbot.waitUntil(lambda: win.panes[0].isVisible())

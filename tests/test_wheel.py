@@ -31,7 +31,7 @@ def test_wheel_ships_the_models_and_runs_outside_the_checkout(tmp_path):
     names = zipfile.ZipFile(whl).namelist()
     for f in [m.path for m in BUNDLED if m.path.is_file()] + [SAMPLE_IMAGE]:
         assert f"resources/{f.name}" in names, f.name
-    assert "resources/LICENSES.md" in names and "training/configs/cpu-lmf.yaml" in names
+    assert "resources/LICENSES.md" in names and "training/configs/history/cpu-lmf.yaml" in names
     assert "core/kernels/lmf_grid.c" in names  # the native decoder's source, built on first use
     # a fresh environment that borrows this one's dependencies (torch, Qt, ...) but has no
     # access to the checkout: only the wheel provides core, viewer, training, resources

@@ -2,7 +2,8 @@
 
 A :class:`Pane` owns no state of its own beyond the mouse gesture in progress: it reads the
 shared :class:`~viewer.view_state.ViewState`, draws what the scheduler's cache holds for the
-current zoom, and turns input into calls on the controller (the main window).
+current zoom, and turns input into calls on the session (zoom, pan, selection, line): a wheel event
+reaches the view state in three hops (pane, session, ViewState).
 
 What is drawn for a tile, best first: the full-resolution tile of the pane's method; for
 LIIF, its coarse pass scaled up, then the bicubic tile; finally the source image scaled by Qt
@@ -23,7 +24,6 @@ from viewer.tiles import keys_for
 if TYPE_CHECKING:
     from viewer.scheduler import RenderScheduler
     from viewer.session import Session
-    from viewer.view_state import ViewState
 
 BACKGROUND = QtGui.QColor(38, 38, 42)
 
@@ -36,30 +36,15 @@ def to_qimage(arr: np.ndarray) -> QtGui.QImage:
 
 
 class PaneHost(Protocol):
-    """What a pane reads from and calls on its controller (the main window): the session's
-    state, the scheduler's cache, the source image for the instant fallback, and the view
-    actions its input turns into."""
+    """What a pane reads from: the session (state, and where its input goes: zoom, pan,
+    selection, line), the scheduler's cache, and the source image for the instant fallback;
+    it tells its host when it is resized (the first pane's size is the view's)."""
 
     session: "Session"
     scheduler: "RenderScheduler"
     source_qimage: Optional[QtGui.QImage]
 
-    @property
-    def state(self) -> Optional["ViewState"]: ...
-    @property
-    def image(self): ...
-    @property
-    def latent(self): ...
-    @property
-    def selection(self): ...
-    @property
-    def profile_line(self): ...
-
     def pane_resized(self, pane: "Pane") -> None: ...
-    def zoom_at(self, factor: float, px: float, py: float) -> None: ...
-    def pan(self, dx: float, dy: float) -> None: ...
-    def set_selection(self, a, b) -> None: ...
-    def set_profile_line(self, a, b) -> None: ...
 
 
 class Pane(QtWidgets.QWidget):
@@ -96,8 +81,8 @@ class Pane(QtWidgets.QWidget):
     def paintEvent(self, ev) -> None:
         p = QtGui.QPainter(self)
         p.fillRect(self.rect(), BACKGROUND)
-        st, sched = self.c.state, self.c.scheduler
-        if st is None or self.c.image is None:
+        st, sched = self.c.session.state, self.c.scheduler
+        if st is None or self.c.session.image is None:
             p.setPen(QtGui.QColor(200, 200, 200))
             p.drawText(self.rect(), QtCore.Qt.AlignmentFlag.AlignCenter,
                        "Open an image (Ctrl+O) or drop one here")
@@ -140,7 +125,7 @@ class Pane(QtWidgets.QWidget):
         """Draw the best complete layer of tile ``(i, j)`` (LIIF full, LIIF coarse, bicubic
         preview, or the source scaled by Qt), then any better layer rendered in part (the
         visible part of a tile at the edge of an earlier view) over it."""
-        st, cache = self.c.state, self.c.scheduler.cache
+        st, cache = self.c.session.state, self.c.scheduler.cache
         layers = [cache.get(k) for k in keys_for(method, st.zoom, i, j)]
         base = next((k for k, a in enumerate(layers) if a is not None and a.shape[2] == 3),
                     len(layers))
@@ -162,15 +147,15 @@ class Pane(QtWidgets.QWidget):
         src = self.c.source_qimage
         if src is None:
             return
-        reg = self.c.state.tile_region(i, j, self.c.scheduler.tile)
+        reg = self.c.session.state.tile_region(i, j, self.c.scheduler.tile)
         p.setRenderHint(QtGui.QPainter.RenderHint.SmoothPixmapTransform, False)
         p.drawImage(target, src, QtCore.QRectF(reg.x, reg.y, reg.w, reg.h))
 
     def _draw_selection(self, p: QtGui.QPainter, d: float) -> None:
-        sel = self.c.selection
+        sel = self.c.session.selection
         if sel is None:
             return
-        st = self.c.state
+        st = self.c.session.state
         x0, y0 = st.source_to_screen(sel.x, sel.y)
         x1, y1 = st.source_to_screen(sel.x + sel.w, sel.y + sel.h)
         p.setPen(QtGui.QPen(QtGui.QColor(80, 200, 255), 1.5 * d, QtCore.Qt.PenStyle.DashLine))
@@ -179,10 +164,10 @@ class Pane(QtWidgets.QWidget):
 
     def _draw_line(self, p: QtGui.QPainter, d: float) -> None:
         """The inspector's line, with a dot at its start."""
-        line = self.c.profile_line
+        line = self.c.session.profile_line
         if line is None:
             return
-        st = self.c.state
+        st = self.c.session.state
         a = QtCore.QPointF(*st.source_to_screen(*line[0]))
         b = QtCore.QPointF(*st.source_to_screen(*line[1]))
         p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, True)
@@ -196,12 +181,12 @@ class Pane(QtWidgets.QWidget):
         f = p.font()
         f.setPixelSize(round(12 * d))
         p.setFont(f)
-        st = self.c.state
+        st = self.c.session.state
         for n, (method, clip) in enumerate(parts):
             m = effective_method(method, st.zoom)
             text = self.c.session.label(method) + (" (filtered source below 1:1)"
                                                     if m != method else "")
-            if method == "liif" and self.c.latent is None:
+            if method == "liif" and self.c.session.latent is None:
                 text = "LIIF: no model loaded (Model → Load Checkpoint)"
             fm = QtGui.QFontMetrics(f)
             w = fm.horizontalAdvance(text) + 12 * d
@@ -220,14 +205,14 @@ class Pane(QtWidgets.QWidget):
             return
         d = self.dpr()
         pos = ev.position()
-        self.c.zoom_at(2.0 ** (delta / 120.0 / 4.0), pos.x() * d, pos.y() * d)
+        self.c.session.zoom_at(2.0 ** (delta / 120.0 / 4.0), pos.x() * d, pos.y() * d)
         ev.accept()
 
     def _near_divider(self, x: float) -> bool:
         return len(self.methods) == 2 and abs(x - self.split * self.width()) < 6
 
     def mousePressEvent(self, ev: QtGui.QMouseEvent) -> None:
-        if ev.button() != QtCore.Qt.MouseButton.LeftButton or self.c.state is None:
+        if ev.button() != QtCore.Qt.MouseButton.LeftButton or self.c.session.state is None:
             return
         pos = ev.position()
         if self._near_divider(pos.x()):
@@ -235,11 +220,11 @@ class Pane(QtWidgets.QWidget):
         elif ev.modifiers() & QtCore.Qt.KeyboardModifier.ShiftModifier:
             self._drag = "select"
             d = self.dpr()
-            self._sel_start = self.c.state.screen_to_source(pos.x() * d, pos.y() * d)
+            self._sel_start = self.c.session.state.screen_to_source(pos.x() * d, pos.y() * d)
         elif ev.modifiers() & QtCore.Qt.KeyboardModifier.ControlModifier:
             self._drag = "line"
             d = self.dpr()
-            self._sel_start = self.c.state.screen_to_source(pos.x() * d, pos.y() * d)
+            self._sel_start = self.c.session.state.screen_to_source(pos.x() * d, pos.y() * d)
         else:
             self._drag = "pan"
             self.setCursor(QtCore.Qt.CursorShape.ClosedHandCursor)
@@ -257,14 +242,14 @@ class Pane(QtWidgets.QWidget):
             self.split = min(1.0, max(0.0, pos.x() / max(1, self.width())))
             self.update()
         elif self._drag == "select":
-            sx, sy = self.c.state.screen_to_source(pos.x() * d, pos.y() * d)
-            self.c.set_selection(self._sel_start, (sx, sy))
+            sx, sy = self.c.session.state.screen_to_source(pos.x() * d, pos.y() * d)
+            self.c.session.set_selection(self._sel_start, (sx, sy))
         elif self._drag == "line":
-            sx, sy = self.c.state.screen_to_source(pos.x() * d, pos.y() * d)
-            self.c.set_profile_line(self._sel_start, (sx, sy))
+            sx, sy = self.c.session.state.screen_to_source(pos.x() * d, pos.y() * d)
+            self.c.session.set_profile_line(self._sel_start, (sx, sy))
         elif self._drag == "pan":
             delta = pos - self._last
-            self.c.pan(delta.x() * d, delta.y() * d)
+            self.c.session.pan(delta.x() * d, delta.y() * d)
         self._last = pos
 
     def mouseReleaseEvent(self, ev: QtGui.QMouseEvent) -> None:

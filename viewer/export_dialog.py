@@ -26,7 +26,7 @@ class ExportRequest:
 
 
 def output_paths(path: str, methods: List[str]) -> List[str]:
-    """One file per method; with both, ``name-liif.ext`` and ``name-bicubic.ext``."""
+    """One file per method; with several, ``name-liif.ext``, ``name-bicubic.ext``, ..."""
     if len(methods) == 1:
         return [path]
     stem, ext = os.path.splitext(path)
@@ -38,8 +38,16 @@ class ExportDialog(QtWidgets.QDialog):
     aspect lock), method (LIIF, bicubic, both), format and quality, and the file."""
 
     def __init__(self, parent, image_w: int, image_h: int, view: Region,
-                 selection: Optional[Region], default_dir: str = "", stem: str = "export") -> None:
+                 selection: Optional[Region], default_dir: str = "", stem: str = "export",
+                 compare: Optional[str] = None) -> None:
         super().__init__(parent)
+        #: the method choices: label -> methods (core.methods' names); one file per method
+        self.choices = {"LIIF": ["liif"], "bicubic": ["bicubic"], "nearest": ["nearest"],
+                        "both": ["liif", "bicubic"]}
+        if compare:  # a second model is shown: it can be exported too, alone or beside LIIF
+            self.choices = {"LIIF": ["liif"], f"second model ({compare})": ["compare"],
+                            "LIIF and second model": ["liif", "compare"], **{
+                                k: v for k, v in self.choices.items() if k != "LIIF"}}
         self.setWindowTitle("Export region")
         self.regions = {"Whole image": Region.full(image_w, image_h), "Current view": view}
         if selection is not None:
@@ -68,7 +76,7 @@ class ExportDialog(QtWidgets.QDialog):
         size.addWidget(self.lock)
         form.addRow("Size (px)", size)
         self.method = QtWidgets.QComboBox()
-        self.method.addItems(["LIIF", "bicubic", "both"])
+        self.method.addItems(list(self.choices))
         form.addRow("Method", self.method)
         self.format = QtWidgets.QComboBox()
         self.format.addItems([f for f, _ in FORMATS])
@@ -142,8 +150,7 @@ class ExportDialog(QtWidgets.QDialog):
             self.path.setText(path)
 
     def request(self) -> ExportRequest:
-        methods = {"LIIF": ["liif"], "bicubic": ["bicubic"], "both": ["liif", "bicubic"]}[
-            self.method.currentText()]
+        methods = self.choices[self.method.currentText()]
         path = self.path.text().strip()
         if not os.path.splitext(path)[1]:
             path += FORMATS[self.format.currentIndex()][1]

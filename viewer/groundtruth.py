@@ -19,8 +19,7 @@ import numpy as np
 from core.geometry import Region
 from core.imageio import LoadedImage
 from core.metrics import psnr, ssim
-from core.render import render
-from core.resample import render_bicubic
+from core.methods import METHODS, render_by
 
 #: methods a pane can show and how to render them: ``fn(region, w, h) -> (h, w, 3)``
 Renderer = Callable[[Region, int, int], np.ndarray]
@@ -80,14 +79,10 @@ def visible_metrics(image: LoadedImage, reference: LoadedImage, region: Region,
 
 
 def renderers_for(image: LoadedImage, latents: Dict[str, object]) -> Dict[str, Renderer]:
-    """Renderers of the pane methods: ``latents`` maps the model methods ('liif',
-    'compare') to their latents; 'bicubic' and 'nearest' use the image."""
-    from viewer.scheduler import render_nearest
+    """Renderers of the pane methods (:data:`core.methods.METHODS`): ``latents`` maps the
+    model methods ('liif', 'compare') to their latents; a model without one is left out."""
+    def by(method):
+        return lambda r, w, h: render_by(method, image, r, w, h, latents)
 
-    def model(lat):
-        return lambda r, w, h: render(lat, r, w, h)
-
-    out: Dict[str, Renderer] = {k: model(v) for k, v in latents.items() if v is not None}
-    out["bicubic"] = lambda r, w, h: render_bicubic(image.rgb, r, w, h)
-    out["nearest"] = lambda r, w, h: render_nearest(image.rgb, r, w, h)
-    return out
+    return {m: by(m) for m, spec in METHODS.items()
+            if not spec.model or latents.get(m) is not None}

@@ -33,22 +33,13 @@ from core.encoding import Cancelled, LatentImage
 from core.geometry import Region
 from core.imageio import LoadedImage
 from core.lru import LRUCache
-from core.render import render
-from core.resample import render_bicubic
+from core.methods import render_by
 from viewer.tiles import ENCODE_FOR, ENCODED_BY, PASSES, Level, Method, TileKey
 
 COARSE = 4  # coarse pass: 1/COARSE of the resolution per axis
 PREVIEW_FIRST_S = 0.5  # the LIIF worker waits at most this long for the preview to finish
 
 Window = Tuple[int, int, int, int]  # (c0, r0, c1, r1): columns [c0, c1), rows [r0, r1) of a tile
-
-
-def render_nearest(image: np.ndarray, region: Region, out_w: int, out_h: int) -> np.ndarray:
-    """Nearest-neighbour samples of ``image`` at the output-pixel centres (edge replicated)."""
-    ys, xs = region.sample_points(out_w, out_h)
-    iy = np.clip(np.floor(ys.numpy()).astype(int), 0, image.shape[0] - 1)
-    ix = np.clip(np.floor(xs.numpy()).astype(int), 0, image.shape[1] - 1)
-    return image[iy[:, None], ix[None, :]]
 
 
 def _to_uint8(rgb: np.ndarray) -> np.ndarray:
@@ -285,6 +276,29 @@ class RenderScheduler:
         # a job still running for the old source sees itself stale and stops; its result,
         # if any, is dropped (see _run_job), so there is nothing to wait for
 
+    def follow(self, session) -> None:
+        """Render what ``session`` (:class:`viewer.session.Session`) shows: its changes of
+        source, view and mode are events this scheduler subscribes to."""
+        self.session = session
+        session.subscribe(self._on_session)
+
+    def _on_session(self, event: str) -> None:
+        s = self.session
+        if event == "source":
+            self.set_source(s.image, s.latent, s.compare_latent)
+        if event in ("source", "view", "mode"):
+            self.request_view(s.state, s.render_methods())
+
+    def request_view(self, view, methods: List[str]) -> None:
+        """Ask for every tile ``view`` (a :class:`viewer.view_state.ViewState`) shows, for each
+        of ``methods`` (previews first), with the on-screen part of each (see
+        :meth:`request`)."""
+        if view is None:
+            return
+        T = self.tile
+        self.request(view.zoom, view.visible_tiles(T), methods,
+                     lambda i, j: view.tile_region(i, j, T), lambda i, j: view.tile_window(i, j, T))
+
     def shutdown(self) -> None:
         for q in (self._preview, self._liif):
             with q.cond:
@@ -463,15 +477,9 @@ class RenderScheduler:
             r = job.region
             latent.ensure_region(r.y, r.y + r.h, r.x, r.x + r.w, cancelled)
             return
-        if method.is_model:
-            rgb = render(latent, job.region, job.size, job.size, cancelled=cancelled,
-                         window=job.window)
-        elif method == Method.BICUBIC:
-            rgb = render_bicubic(image.rgb, job.region, job.size, job.size)
-        elif method == Method.NEAREST:
-            rgb = render_nearest(image.rgb, job.region, job.size, job.size)
-        else:
-            raise ValueError(f"unknown method {method}")
+        rgb = render_by(method.value, image, job.region, job.size, job.size,
+                        {method.value: latent}, window=job.window if method.is_model else None,
+                        cancelled=cancelled, clip=False)
         tile = _to_uint8(rgb)
         with self._lock:
             if image is not self.image or latent is not self.latent_for(method):

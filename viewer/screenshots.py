@@ -53,28 +53,28 @@ def main(argv=None) -> int:
     cx, cy = (map(float, args.centre.split(","))) if args.centre else (st.image_w * 0.45, st.image_h * 0.4)
     for mode in ("side", "split"):
         if win.mode != mode:
-            win.set_mode(mode)
+            win.session.set_mode(mode)
         for name, zoom in (("fit", None), ("4x", 4.0), ("32x", 32.0)):
             if zoom is None:
-                win.fit()
+                win.session.fit()
             else:
                 st = win.state
                 st.zoom, st.cx, st.cy = zoom, cx, cy
-                win.view_changed()
+                win.session.view_changed()
             settle(app, win)
             path = os.path.join(args.outdir, f"{mode}-{name}.png")
             win.grab().save(path)
             print(path)
     # the inspector: a line across the centre of the view, profiles of LIIF and bicubic
-    win.set_mode("side")
+    win.session.set_mode("side")
     win.show_inspector()
     st = win.state
     st.zoom, st.cx, st.cy = 8.0, cx, cy
-    win.view_changed()
+    win.session.view_changed()
     settle(app, win)
     r = win.state.visible_region()
     # across the rim of the cup (the sample photo), from the coffee into the white rim
-    win.set_profile_line((r.x + r.w * 0.09, r.y + r.h * 0.62), (r.x + r.w * 0.2, r.y + r.h * 0.98))
+    win.session.set_profile_line((r.x + r.w * 0.09, r.y + r.h * 0.62), (r.x + r.w * 0.2, r.y + r.h * 0.98))
     settle(app, win)
     win.refresh_inspector()
     app.processEvents()
@@ -85,13 +85,13 @@ def main(argv=None) -> int:
     from core.defaults import bundled_models
     models = bundled_models()
     if {"paper", "cpu"} <= set(models):
-        win.clear_selection()
+        win.session.clear_selection()
         win.inspector.hide()
         win.load_checkpoint(str(models["paper"]))
         win.compare_with_checkpoint(str(models["cpu"]))
         st = win.state
         st.zoom, st.cx, st.cy = 8.0, cx, cy
-        win.view_changed()
+        win.session.view_changed()
         settle(app, win)
         path = os.path.join(args.outdir, "compare-paper-cpu-8x.png")
         win.grab().save(path)

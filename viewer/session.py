@@ -233,3 +233,7 @@ class Session:
         if self.state is not None:
             self.state.one_to_one()
             self._notify("view")
+
+    def view_changed(self) -> None:
+        """Tell the subscribers that :attr:`state` was changed directly (benchmarks, tests)."""
+        self._notify("view")

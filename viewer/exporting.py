@@ -1,0 +1,73 @@
+"""The viewer's side of an export: a progress dialog with Cancel over
+:func:`core.export.export_many`, run in the background (:class:`viewer.background.Background`).
+
+The all-or-nothing commit of several files lives in core; here only what a person sees: the
+progress, a cancel that leaves every target as it was, and one line or one dialog at the end.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Callable, Mapping, Optional
+
+from PySide6 import QtCore, QtWidgets
+
+from core.encoding import Cancelled
+from core.export import export_many
+from core.imageio import ImageError
+from viewer.background import Background
+from viewer.export_dialog import ExportRequest
+
+
+class ExportRunner(QtCore.QObject):
+    """Runs one export at a time for ``parent`` (the main window): ``report(message)`` puts a
+    line in the status bar, ``fail(title, message)`` shows an error dialog."""
+
+    progressed = QtCore.Signal(int, int)
+
+    def __init__(self, parent: QtWidgets.QWidget, background: Background,
+                 report: Callable[[str], None], fail: Callable[[str, str], None]) -> None:
+        super().__init__(parent)
+        self.parent_widget, self.background = parent, background
+        self.report, self.fail = report, fail
+        self.cancel = threading.Event()
+        self.thread: Optional[threading.Thread] = None
+        self.dialog: Optional[QtWidgets.QProgressDialog] = None
+        self.progressed.connect(self._progress)
+
+    def start(self, req: ExportRequest, image, latents: Mapping[str, object]) -> None:
+        self.cancel.clear()
+        dlg = QtWidgets.QProgressDialog("Exporting…", "Cancel", 0, 1000, self.parent_widget)
+        dlg.setWindowModality(QtCore.Qt.WindowModality.WindowModal)
+        dlg.setMinimumDuration(0)
+        dlg.canceled.connect(self.cancel.set)
+        self.dialog = dlg
+
+        def work():
+            return export_many(image, req.region, req.out_w, req.out_h,
+                               list(zip(req.methods, req.paths)), latents, quality=req.quality,
+                               progress=self.progressed.emit, cancelled=self.cancel.is_set)
+
+        self.thread = self.background.run(work, self._done, name="export")
+
+    def _progress(self, done: int, total: int) -> None:
+        if self.dialog is not None and total:
+            self.dialog.setValue(int(1000 * done / total))
+
+    def _done(self, paths, error) -> None:
+        if self.dialog is not None:
+            self.dialog.reset()
+            self.dialog = None
+        if isinstance(error, Cancelled):
+            self.report("export cancelled; nothing written, no file changed")
+        elif isinstance(error, (ImageError, OSError, ValueError)):
+            self.fail("Export failed", str(error))
+        elif error is not None:  # keep the app alive whatever happens
+            self.fail("Export failed", f"{type(error).__name__}: {error}")
+        else:
+            self.report(f"exported {', '.join(paths)}")
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Cancel a running export and wait for it (its staged files are removed)."""
+        self.cancel.set()
+        if self.thread is not None:
+            self.thread.join(timeout=timeout)

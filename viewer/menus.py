@@ -1,0 +1,112 @@
+"""The window's menus and their shortcuts: File, View, Model, Help. Each action calls the
+session (view changes) or the window (dialogs); :class:`Menus` keeps the actions whose
+check marks follow the session's state."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional
+
+from PySide6 import QtGui, QtWidgets
+
+from core.defaults import BUNDLED
+
+ZOOM_STEP = 2 ** 0.25
+
+
+def action(owner, menu, text: str, slot: Callable, shortcut: Optional[str] = None,
+           checkable: bool = False) -> QtGui.QAction:
+    a = QtGui.QAction(text, owner)
+    if shortcut:
+        a.setShortcut(QtGui.QKeySequence(shortcut))
+    a.setCheckable(checkable)
+    a.triggered.connect(slot)
+    menu.addAction(a)
+    return a
+
+
+@dataclass
+class Menus:
+    recent: QtWidgets.QMenu
+    side: QtGui.QAction
+    split: QtGui.QAction
+    single: QtGui.QAction
+    nearest: QtGui.QAction
+    model_info: QtGui.QAction
+    #: bundled model files by stem (Model menu), and the Compare With entries by key/stem
+    models: Dict[str, QtGui.QAction] = field(default_factory=dict)
+    compare: Dict[str, QtGui.QAction] = field(default_factory=dict)
+
+    def sync(self, session) -> None:
+        """Check marks and the model line from the session's state."""
+        self.side.setChecked(session.mode == "side")
+        self.split.setChecked(session.mode == "split")
+        self.single.setChecked(session.mode == "single")
+        self.nearest.setChecked(session.nearest)
+        other = session.other
+        key = session.compare_name if other == "compare" else other
+        for k, a in self.compare.items():
+            a.setChecked(k == key)
+        for stem, a in self.models.items():
+            a.setChecked(stem == session.model_name)
+        self.model_info.setText(f"In use: {session.model_name or 'none'} on {session.device.type}")
+
+
+def _bundled(win, menu, group, actions: dict, slot) -> None:
+    """One checkable action per bundled model file, calling ``slot(path)``."""
+    for bm in BUNDLED:
+        if bm.path.is_file():
+            a = action(win, menu, f"{bm.label}: {bm.path.name}",
+                       lambda _=False, p=str(bm.path): slot(p), checkable=True)
+            group.addAction(a)
+            actions[bm.path.stem] = a
+
+
+def build_menus(win) -> Menus:
+    """The menu bar of ``win`` (the main window)."""
+    ses = win.session
+    mb = win.menuBar()
+    f = mb.addMenu("&File")
+    action(win, f, "&Open…", win.open_dialog, "Ctrl+O")
+    recent = f.addMenu("Open &Recent")
+    action(win, f, "Open &Reference (higher resolution, for PSNR/SSIM)…",
+           win.open_reference_dialog)
+    action(win, f, "&Export…", win.export_dialog, "Ctrl+E")
+    f.addSeparator()
+    action(win, f, "&Quit", win.close, "Ctrl+Q")
+    v = mb.addMenu("&View")
+    action(win, v, "Zoom &In", lambda: ses.zoom_at(ZOOM_STEP), "+")
+    action(win, v, "Zoom In (=)", lambda: ses.zoom_at(ZOOM_STEP), "=")
+    action(win, v, "Zoom &Out", lambda: ses.zoom_at(1 / ZOOM_STEP), "-")
+    action(win, v, "&Actual Pixels (1:1)", ses.one_to_one, "0")
+    action(win, v, "&Fit to Window", ses.fit, "F")
+    v.addSeparator()
+    side = action(win, v, "&Compare Side by Side (LIIF | bicubic, or the Model menu's "
+                  "comparison)", lambda: ses.set_mode("side"), "C", True)
+    split = action(win, v, "Split / S&wipe Compare", lambda: ses.set_mode("split"), "V", True)
+    single = action(win, v, "&LIIF Only", lambda: ses.set_mode("single"), "L", True)
+    nearest = action(win, v, "&Nearest Neighbour (source pixels)", ses.toggle_nearest, "N", True)
+    v.addSeparator()
+    act = win.inspector.toggleViewAction()
+    act.setText("&Inspector (line profile; Ctrl+drag draws the line)")
+    act.setShortcut(QtGui.QKeySequence("I"))
+    v.addAction(act)
+    action(win, v, "Clear Selection and Line", ses.clear_selection, "Esc")
+    m = mb.addMenu("&Model")
+    action(win, m, "&Load Checkpoint…", win.load_checkpoint_dialog, "Ctrl+L")
+    menus = Menus(recent, side, split, single, nearest, model_info=None)
+    _bundled(win, m, QtGui.QActionGroup(win), menus.models, win.load_checkpoint)
+    m.addSeparator()
+    cm = m.addMenu("&Compare With (second pane, or right of the divider)")
+    cgroup = QtGui.QActionGroup(win)
+    for key, label in (("bicubic", "&Bicubic"), ("nearest", "&Nearest neighbour")):
+        a = action(win, cm, label, lambda _=False, k=key: win.compare_with(k), checkable=True)
+        cgroup.addAction(a)
+        menus.compare[key] = a
+    cm.addSeparator()
+    _bundled(win, cm, cgroup, menus.compare, win.compare_with_checkpoint)
+    action(win, cm, "Another &Model File…", win.compare_checkpoint_dialog)
+    menus.model_info = m.addAction("")
+    menus.model_info.setEnabled(False)
+    h = mb.addMenu("&Help")
+    action(win, h, "&Controls", win.show_help, "F1")
+    return menus

@@ -1,0 +1,109 @@
+"""The status bar: zoom, visible region, render times, metrics against a reference, encoding
+progress, device and model (with why it was chosen). It shows the session's state and
+measures the view against a reference in the background when there is one."""
+from __future__ import annotations
+
+from typing import Dict
+
+from PySide6 import QtCore, QtWidgets
+
+from viewer.background import Background
+from viewer.groundtruth import renderers_for, visible_metrics
+from viewer.session import Session
+
+
+class StatusBar(QtCore.QObject):
+    """Fills ``bar`` (the window's QStatusBar) from ``session``; ``last_times`` holds the
+    latest preview / coarse / full pass times, ``last_metrics`` the latest measurement."""
+
+    def __init__(self, bar: QtWidgets.QStatusBar, session: Session, background: Background) -> None:
+        super().__init__(bar)
+        self.bar, self.session, self.background = bar, session, background
+        self.last_times: Dict[str, float] = {}
+        self.last_metrics: dict = {}
+        self.zoom, self.region, self.time, self.device, self.model, self.metrics = (
+            QtWidgets.QLabel() for _ in range(6))
+        self.metrics.hide()
+        self.progress = QtWidgets.QProgressBar()
+        self.progress.setMaximumWidth(160)
+        self.progress.setFormat("encoding %p%")
+        self.progress.hide()
+        for w in (self.zoom, self.region, self.metrics, self.time, self.progress, self.device,
+                  self.model):
+            bar.addPermanentWidget(w)
+        self._metrics_gen = 0
+        self._metrics_timer = QtCore.QTimer(self)
+        self._metrics_timer.setSingleShot(True)
+        self._metrics_timer.setInterval(300)  # after the view settles
+        self._metrics_timer.timeout.connect(self._measure)
+        self._encode_timer = QtCore.QTimer(self)
+        self._encode_timer.timeout.connect(self.show_encoding)
+        self._encode_timer.start(200)
+        self.refresh()
+
+    def pass_done(self, kind: str, seconds: float) -> None:
+        self.last_times[kind] = seconds
+        self.refresh()
+
+    def refresh(self) -> None:
+        ses, st = self.session, self.session.state
+        if st is None:
+            self.zoom.setText("no image")
+            self.region.setText("")
+        else:
+            r = st.visible_region()
+            self.zoom.setText(f"zoom {st.zoom:.3g}× (screen px per source px)")
+            self.region.setText(f"view x {r.x:.1f}, y {r.y:.1f}, {r.w:.1f} × {r.h:.1f} px")
+        t = self.last_times
+        parts = [f"{k} {t[k] * 1000:.0f} ms" for k in ("preview", "coarse", "full") if k in t]
+        self.time.setText("last render: " + (", ".join(parts) if parts else "–"))
+        self.device.setText(f"device {ses.device.type}")
+        family = f" ({type(ses.model).__name__})" if ses.model is not None else ""
+        why = f" · {ses.model_reason}" if ses.model_reason else ""
+        self.model.setText(f"model {ses.model_name or 'none'}{family}{why}")
+
+    def show_encoding(self) -> None:
+        lat = self.session.latent
+        if lat is None or lat.n_encoded >= lat.n_tiles:
+            self.progress.hide()
+            return
+        self.progress.show()
+        self.progress.setMaximum(lat.n_tiles)
+        self.progress.setValue(lat.n_encoded)
+
+    # ---- against a reference ------------------------------------------------------------------
+    def schedule_metrics(self) -> None:
+        if self.session.reference is not None:
+            self._metrics_timer.start()
+        else:
+            self.metrics.hide()
+
+    def _measure(self) -> None:
+        """Measure the view in the background; a newer view makes the measurement stale."""
+        ses = self.session
+        if ses.reference is None or ses.state is None:
+            return
+        self._metrics_gen += 1
+        gen = self._metrics_gen
+        shown = ses.shown_methods()
+        latents = {"liif": ses.latent, "compare": ses.compare_latent}
+        fns = {m: f for m, f in renderers_for(ses.image, latents).items() if m in shown}
+        args = (ses.image, ses.reference, ses.state.visible_region(), fns)
+        self.metrics.setText("vs reference: measuring…")
+        self.metrics.show()
+        self.background.run(
+            lambda: visible_metrics(*args, cancelled=lambda: gen != self._metrics_gen),
+            lambda res, err: self._measured(gen, res, err), name="metrics")
+
+    def _measured(self, gen: int, res, err) -> None:
+        if gen != self._metrics_gen:
+            return
+        res = {"error": str(err)} if err is not None else res
+        self.last_metrics = res
+        if "error" in res:
+            self.metrics.setText(f"vs reference: {res['error']}")
+        elif not res:
+            self.metrics.setText("vs reference: view too small")
+        else:
+            self.metrics.setText("vs reference: " + " · ".join(
+                f"{self.session.label(m)} {p:.2f} dB / SSIM {q:.3f}" for m, (p, q) in res.items()))
