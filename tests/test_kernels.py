@@ -48,6 +48,7 @@ def test_a_build_is_self_tested_and_recorded(cache):
     assert (cache.stat().st_mode & 0o077) == 0  # a private folder
 
 
+@pytest.mark.slow
 def test_the_cache_key_names_the_cpus_instruction_set(cache, monkeypatch):
     if os.uname().sysname == "Linux":
         assert "flags" in kernels.cpu_capability()
@@ -59,6 +60,7 @@ def test_the_cache_key_names_the_cpus_instruction_set(cache, monkeypatch):
     assert first in names and len(names) == 2  # another CPU gets its own build
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncate", "zero", "replace"])
 def test_a_damaged_library_is_rebuilt_not_loaded(cache, monkeypatch, caplog, damage):
     kernels.lmf_grid(8)
@@ -77,6 +79,7 @@ def test_a_damaged_library_is_rebuilt_not_loaded(cache, monkeypatch, caplog, dam
         lib.with_name(lib.name + ".sha256").read_text().strip()
 
 
+@pytest.mark.slow
 def test_a_library_without_its_record_is_rebuilt(cache, monkeypatch, caplog):
     kernels.lmf_grid(8)
     lib = library(cache)
@@ -86,6 +89,7 @@ def test_a_library_without_its_record_is_rebuilt(cache, monkeypatch, caplog):
     assert "no checksum record" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_library_without_the_symbol_falls_back_to_eager(cache, monkeypatch, caplog, tmp_path):
     lib = kernels._build(8)  # built and recorded, not loaded here (dlopen would reuse it by name)
     c = tmp_path / "other.c"
@@ -103,6 +107,7 @@ def test_a_library_without_the_symbol_falls_back_to_eager(cache, monkeypatch, ca
 
 @pytest.mark.parametrize("body", ["__builtin_trap();", "*(volatile int *)0 = 1;",
                                   "out[0] = 12345.f;"])
+@pytest.mark.slow
 def test_a_build_that_crashes_or_computes_wrong_is_rejected(cache, monkeypatch, caplog,
                                                             tmp_path, body):
     """Stands in for a library built for another CPU (SIGILL), or a miscompiled one: it dies

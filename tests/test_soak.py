@@ -9,10 +9,12 @@ import torch
 from PIL import Image
 from PySide6 import QtCore
 
-from bench.soak import drive, rss_mib, settle_and_check
+from viewer.soak import drive, rss_mib, settle_and_check
 from core.models.registry import make
 from tests.conftest import tiny_spec
 from viewer.main_window import MainWindow
+
+pytestmark = pytest.mark.slow  # whole module
 
 
 def test_soak_random_events_then_everything_renders(qtbot, tmp_path):

@@ -87,6 +87,7 @@ LMF_TINY = {"name": "lmf", "args": {
     "hyper_hidden": [32], "render_width": 8, "render_layers": 2, "skip": True}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["liif", "lmf"])
 def test_tiny_run_lowers_the_loss_and_writes_checkpoints(tmp_path, family):
     make_images(tmp_path / "d")
@@ -104,6 +105,7 @@ def test_tiny_run_lowers_the_loss_and_writes_checkpoints(tmp_path, family):
     assert (tmp_path / "run" / "tb").is_dir()
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path):
     make_images(tmp_path / "d")
     cfg = tiny_config(tmp_path, tmp_path / "d")
@@ -117,6 +119,7 @@ def test_resume_continues_exactly(tmp_path):
     assert la[4:] == lb[4:]  # bit-identical after the resume (epoch boundary crossed too)
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_gloo(tmp_path):
     make_images(tmp_path / "d")
     cfg = tiny_config(tmp_path, tmp_path / "d")
@@ -186,6 +189,7 @@ def test_holdout_counts_usable_images_only(tmp_path):
                                         cache="none").files] == ["04.png", "05.png"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_signal_saves_the_current_step_and_resume_continues_exactly(tmp_path, sig):
     """SIGINT/SIGTERM: the step in progress finishes, a resumable checkpoint is saved at it,
@@ -269,6 +273,7 @@ def test_ssim_matches_a_direct_windowed_computation():
         ssim(a[:10], b[:10])
 
 
+@pytest.mark.slow
 def test_distillation_mixes_the_teachers_outputs_into_the_loss(tmp_path, tiny_checkpoint):
     """The distill section: loss = (1 - w) L1(gt) + w L1(teacher), the teacher queried at the
     same input, coordinates and cells; a run with it trains and resumes; bad weights fail
@@ -322,6 +327,7 @@ def test_training_precision_names_and_auto(monkeypatch):
         tt.training_dtype("float16", cpu)
 
 
+@pytest.mark.slow
 def test_bfloat16_training_lowers_the_loss_and_the_teacher_follows(tmp_path, tiny_checkpoint):
     """Mixed-precision steps (--precision bfloat16) train an LMF with distillation; the
     teacher's bfloat16 queries stay within a few levels of its float32 ones; a bad precision
@@ -361,6 +367,7 @@ def test_bfloat16_training_lowers_the_loss_and_the_teacher_follows(tmp_path, tin
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: precision")
 
 
+@pytest.mark.slow
 def test_weight_average_is_saved_validated_and_resumes_exactly(tmp_path):
     """ema: the average follows the formula, is written as ema.safetensors, is what best
     holds, and a resumed run ends with the same average as an uninterrupted one."""

@@ -101,6 +101,7 @@ def test_losses_come_from_the_registry():
         (math.sqrt(0.25 + 1e-6) + math.sqrt(1 + 1e-6)) / 2)
 
 
+@pytest.mark.slow
 def test_resume_with_another_models_run_is_refused(tmp_path):
     make_images(tmp_path / "d")
     cfg = tiny_config(tmp_path, tmp_path / "d")
@@ -111,6 +112,7 @@ def test_resume_with_another_models_run_is_refused(tmp_path):
     assert "model spec differs" in r.stderr
 
 
+@pytest.mark.slow
 def test_resume_refuses_non_finite_weights(tmp_path):
     make_images(tmp_path / "d")
     cfg = tiny_config(tmp_path, tmp_path / "d")
@@ -146,6 +148,7 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeyp
     assert len(losses(run)) == 5
 
 
+@pytest.mark.slow
 def test_a_kill_between_the_two_writes_resumes_from_one_consistent_state(tmp_path):
     """The checkpoint file holds the weights: app-format weights newer than it (a kill right
     after writing them) do not leak into the resume."""
@@ -164,6 +167,7 @@ def test_a_kill_between_the_two_writes_resumes_from_one_consistent_state(tmp_pat
     assert losses(a) == losses(b)
 
 
+@pytest.mark.slow
 def test_a_run_folder_from_before_the_one_file_checkpoint_still_resumes(tmp_path):
     make_images(tmp_path / "d")
     cfg = tiny_config(tmp_path, tmp_path / "d", save_every_steps=3)
@@ -180,6 +184,7 @@ def test_a_run_folder_from_before_the_one_file_checkpoint_still_resumes(tmp_path
     assert losses(a) == losses(b)
 
 
+@pytest.mark.slow
 def test_a_degraded_run_trains(tmp_path):
     make_images(tmp_path / "d")
     cfg = tiny_config(tmp_path, tmp_path / "d", model=LMF_TINY, degrade={

@@ -32,6 +32,7 @@ def photo(tmp_path):
     return p
 
 
+@pytest.mark.slow
 def test_cli_scale_region_and_formats(tmp_path, photo, tiny_checkpoint):
     for ext in ("png", "jpg", "tif", "webp"):
         out = tmp_path / f"o.{ext}"
@@ -225,6 +226,7 @@ def test_signal_during_export_leaves_no_file(tmp_path, sig):
     assert sorted(os.listdir(tmp_path)) == ["in.png"]
 
 
+@pytest.mark.slow
 def test_batch_folder_glob_skip_overwrite_and_bad_files(tmp_path, tiny_checkpoint):
     """Several inputs into a folder: names from the pattern, existing outputs skipped (or
     replaced with --overwrite), a bad input reported while the rest go on (status 1), one
@@ -264,6 +266,7 @@ def test_batch_folder_glob_skip_overwrite_and_bad_files(tmp_path, tiny_checkpoin
     assert not (tmp_path / "o2").exists()
 
 
+@pytest.mark.slow
 def test_progress_appears_for_runs_over_a_second(tmp_path):
     src = tmp_path / "in.png"
     Image.fromarray((np.random.default_rng(0).random((300, 400, 3)) * 255).astype(np.uint8)).save(src)

@@ -7,7 +7,10 @@ import sys
 import zipfile
 
 import numpy as np
+import pytest
 from PIL import Image
+
+pytestmark = pytest.mark.slow  # whole module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
