@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every CPU benchmark of docs/BENCHMARKS.md, one after the other, outputs in ${1:-bench-out}/.
+# Every CPU benchmark of docs/BENCHMARKS.md (rendering, encoding, viewer latency, CLI,
+# training steps, memory, soak, quality tables), one after the other, outputs in ${1:-bench-out}/.
 # Run on an otherwise idle machine: the figures are wall-clock times.
 set -u
 out=${1:-bench-out}
@@ -17,3 +18,11 @@ run targets python bench/cpu_targets.py --repeat 3
 run targets-warm python bench/cpu_targets.py --repeat 3 --warm --skip-cli
 run fp16-set5 python -m training.evaluate --data ../shared/data/bench/Set5 --scales 2,4,8 --fp16-latent
 run fp32-set5 python -m training.evaluate --data ../shared/data/bench/Set5 --scales 2,4,8
+run model-cost python bench/model_cost.py
+run decoder-rate python bench/decoder_rate.py
+run cli python bench/cli_targets.py --repeat 3 --skip-official
+run soak python bench/soak.py --events 8000 --json "$out/soak.json"
+run train-step python bench/train_step.py
+# the quality tables (they read the project's copies of the sets in ../shared/data/bench)
+run eval-cpu python bench/eval_tables.py --json "$out/lmf-edsr6-cpu.json"
+run photo python bench/photo_tables.py --models cpu,photo --json "$out/photo-eval.json"
