@@ -5,10 +5,13 @@
     python -m core.upscale INPUT... | FOLDER | 'GLOB' (--scale S | --size WxH) -o OUTDIR
         [--name PATTERN] [--overwrite]
 
-One input file and an output with an image extension write that file. Several inputs, a
+One input file writes the file ``-o`` names, which must have an image extension (an unknown
+one, or none, is an error: a folder is written ``OUTDIR/`` or exists already), must not exist
+unless ``--overwrite``, and whose folder must exist: all checked before any work. Several inputs, a
 folder (its images, recursively) or a glob write into the folder ``OUTDIR`` (created), named
 by ``--name`` (default ``{stem}-{method}-x{scale}.png``, or ``{stem}-{method}-{w}x{h}.png``
-with ``--size``; fields ``stem``, ``ext``, ``method``, ``scale``, ``w``, ``h``); existing
+with ``--size``; fields ``stem``, ``ext``, ``parent`` (the input's folder), ``method``,
+``scale``, ``w``, ``h``); existing
 outputs are skipped unless ``--overwrite``; a bad input is reported and the rest go on; one
 progress bar covers all the work (encoding included) and appears for any run longer than a
 second; a summary line ends the run, and the exit status is 1 if any input failed.
@@ -38,7 +41,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from core.cli import ArgumentParser
-from core.atomic import Terminated, terminate_on_signals
+from core.atomic import Terminated, check_replaceable, terminate_on_signals
 from core.checkpoints import CheckpointError, load_model
 from core.defaults import choose_model, describe_model, resolve_checkpoint
 from core.device import fast_compute_dtype, pick_device
@@ -79,6 +82,8 @@ def output_size(region: Region, scale: float) -> tuple:
 #: progress-bar weight of one encoded source pixel against one rendered output pixel (the
 #: encoder costs about 25 times the renderer's per-pixel work for the bundled CPU model)
 ENCODE_WEIGHT = 25
+#: outputs of at least this many pixels are announced with their size before the work starts
+LARGE_OUTPUT = 100_000_000
 
 
 @dataclass
@@ -117,6 +122,7 @@ def output_name(pattern: str, src: str, method: str, scale: Optional[float],
     stem, ext = os.path.splitext(os.path.basename(src))
     try:
         name = pattern.format(stem=stem, ext=ext.lstrip("."), method=method,
+                              parent=os.path.basename(os.path.dirname(os.path.abspath(src))),
                               scale=f"{scale:g}" if scale else "", w=size[0] if size else "",
                               h=size[1] if size else "")
     except (KeyError, IndexError, ValueError) as exc:
@@ -159,7 +165,8 @@ def main(argv=None) -> int:
     p.add_argument("--name", help="output file name pattern in a folder (default "
                    "{stem}-{method}-x{scale}.png or {stem}-{method}-{w}x{h}.png)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace existing outputs (default: skip them)")
+                   help="replace existing outputs (default: skip them in a folder, refuse an "
+                   "existing single output file)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     state = {"written": []}
@@ -183,9 +190,17 @@ def plan(args) -> tuple:
     one = args.inputs[0]
     single = (len(args.inputs) == 1 and not os.path.isdir(one)
               and not (glob.has_magic(one) and not os.path.exists(one))
-              and not os.path.isdir(out) and not out.endswith(os.sep)
-              and os.path.splitext(out)[1].lower() in WRITE_FORMATS)
+              and not os.path.isdir(out) and not out.endswith(os.sep))
     if single:
+        ext = os.path.splitext(out)[1].lower()
+        if ext not in WRITE_FORMATS:
+            raise ValueError(
+                f"-o {out}: " + (f"cannot write {ext} files" if ext else "no image extension")
+                + f" (use one of {', '.join(sorted(WRITE_FORMATS))}; for a folder, end it "
+                f"with {os.sep} or create it first)")
+        if os.path.exists(out) and not args.overwrite:
+            raise ValueError(f"-o {out} exists; --overwrite replaces it")
+        check_replaceable(out)  # before any work: a missing folder is found now
         return [Job(one, out)], True
     files = expand_inputs(args.inputs)
     if os.path.exists(out) and not os.path.isdir(out):
@@ -198,7 +213,8 @@ def plan(args) -> tuple:
         name = output_name(pattern, f, args.method, args.scale, size)
         if name in seen:
             raise ValueError(f"{f} and {seen[name]} would both write {name}; use --name with "
-                             "a field that tells them apart")
+                             "the {parent} field (the input's folder), e.g. "
+                             "--name '{parent}-{stem}-x{scale}.png'")
         seen[name] = f
         jobs.append(Job(f, os.path.join(out, name)))
     return jobs, False
@@ -228,6 +244,9 @@ def run(args, state: Optional[dict] = None) -> int:
         except (ImageError, ValueError):
             continue
         j.work = ow * oh + (ENCODE_WEIGHT * w * h if models is not None else 0)
+        if LARGE_OUTPUT <= ow * oh <= MAX_OUTPUT_PIXELS and max(ow, oh) <= MAX_OUTPUT_SIDE:
+            print(f"{j.dst}: output {ow}x{oh} ({ow * oh / 1e6:,.0f} Mpx); a large job (Ctrl+C "
+                  "stops it without leaving a file)", file=sys.stderr)
 
     from tqdm import tqdm
     bar = tqdm(total=sum(j.work for j in todo), unit="px", unit_scale=True, delay=1.0,

@@ -51,7 +51,7 @@ def test_cli_scale_region_and_formats(tmp_path, photo, tiny_checkpoint):
     ref = render(encode(model, img.rgb, "cpu", compute_dtype=fast), Region(2.5, 3, 10, 5), 64, 32)
     assert np.abs(np.asarray(Image.open(out)) / 255.0 - ref).max() <= 0.5 / 255 + 1e-6
     r = run_cli(photo, "--region", "2.5,3,10,5", "--size", "64x32", "--checkpoint",
-                tiny_checkpoint, "--precision", "float32", "-o", out)
+                tiny_checkpoint, "--precision", "float32", "-o", out, "--overwrite")
     assert r.returncode == 0, r.stderr
     ref = render(encode(model, img.rgb, "cpu"), Region(2.5, 3, 10, 5), 64, 32)
     assert np.abs(np.asarray(Image.open(out)) / 255.0 - ref).max() <= 0.5 / 255 + 1e-6
@@ -194,7 +194,8 @@ def test_outputs_honour_the_umask_and_keep_an_overwritten_files_mode(tmp_path, p
         os.umask(old)
     assert (os.stat(out).st_mode & 0o777) == 0o640
     os.chmod(out, 0o604)
-    assert run_cli(photo, "--scale", 3, "--method", "bicubic", "-o", out).returncode == 0
+    assert run_cli(photo, "--scale", 3, "--method", "bicubic", "-o", out,
+                   "--overwrite").returncode == 0
     assert (os.stat(out).st_mode & 0o777) == 0o604 and Image.open(out).size == (72, 60)
 
 
@@ -273,3 +274,46 @@ def test_progress_appears_for_runs_over_a_second(tmp_path):
     r = run_cli(src, "--size", "9000x6750", "--method", "bicubic", "-o", tmp_path / "o.png")
     assert r.returncode == 0, r.stderr
     assert "upscaling" in r.stderr and "100%" in r.stderr and "wrote" in r.stderr
+
+
+def test_output_names_mean_what_they_say(tmp_path, photo):
+    """An output file with an unknown or no extension is an error, not a folder; a single
+    existing output is refused without --overwrite; a missing folder is found before any work;
+    a large job says its size first."""
+    for name in ("out.xyz", "a.avif", "noext"):
+        r = run_cli(photo, "--scale", 2, "--method", "bicubic", "-o", tmp_path / name)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and name in r.stderr, r.stderr
+        assert not (tmp_path / name).exists()
+    out = tmp_path / "o.png"
+    assert run_cli(photo, "--scale", 2, "--method", "bicubic", "-o", out).returncode == 0
+    before = out.read_bytes()
+    r = run_cli(photo, "--scale", 3, "--method", "bicubic", "-o", out)
+    assert r.returncode == 2 and "--overwrite" in r.stderr and out.read_bytes() == before
+    r = run_cli(photo, "--scale", 2, "--method", "bicubic", "-o", tmp_path / "no" / "o.png")
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    import signal
+    big = tmp_path / "big.png"
+    proc = subprocess.Popen([sys.executable, "-m", "core.upscale", str(photo), "--scale", "500",
+                             "--method", "nearest", "-o", str(big), "--no-progress"],
+                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    first = proc.stderr.readline()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert "12000x10000 (120 Mpx)" in first and not big.exists()
+
+
+def test_typos_and_version_and_same_names(tmp_path, photo):
+    r = run_cli(photo, "--scael", 2, "-o", tmp_path / "o.png")
+    assert r.returncode == 2 and "--scael" in r.stderr and "did you mean --scale" in r.stderr
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("python -m core.upscale ")
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        Image.open(photo).save(tmp_path / d / "same.png")
+    args = (tmp_path / "a" / "same.png", tmp_path / "b" / "same.png", "--scale", 2, "--method",
+            "bicubic")
+    r = run_cli(*args, "-o", tmp_path / "out")
+    assert r.returncode == 2 and "{parent}" in r.stderr
+    r = run_cli(*args, "-o", tmp_path / "out", "--name", "{parent}-{stem}.png")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["a-same.png", "b-same.png"]
