@@ -83,6 +83,7 @@ class LoadedImage:
 
 def image_size(path: Union[str, os.PathLike]) -> tuple:
     """``(width, height)`` from the header, without decoding the pixels."""
+    _check_regular(path)
     try:
         with Image.open(path) as im:
             return im.size
@@ -90,11 +91,25 @@ def image_size(path: Union[str, os.PathLike]) -> tuple:
         raise ImageError(f"cannot read image {os.fspath(path)}: {_why(exc)}") from None
 
 
+def _check_regular(path: Union[str, os.PathLike]) -> None:
+    """Refuse, before anything opens it, a path that is not a regular file: a FIFO or a device
+    would block the reader (the GUI thread) forever or read without end."""
+    import stat
+    path = os.fspath(path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        raise ImageError(f"cannot read image {path}: no such file") from None
+    if stat.S_ISDIR(mode):
+        raise ImageError(f"cannot read image {path}: it is a folder")
+    if not stat.S_ISREG(mode):
+        raise ImageError(f"cannot read image {path}: not a regular file (a pipe or a device)")
+
+
 def load_image(path: Union[str, os.PathLike], max_pixels: Optional[int] = MAX_PIXELS) -> LoadedImage:
     """Decode ``path``; raise :class:`ImageError` with a clear message on any problem."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ImageError(f"cannot read image {path}: no such file")
+    _check_regular(path)
     hd = png.header(path)
     if hd is not None:  # a PNG: its size is known from the IHDR, before any decoder runs
         _check_size(path, hd[0], hd[1], max_pixels)

@@ -144,3 +144,18 @@ def test_png16_bomb_is_refused_from_its_header(tmp_path, monkeypatch):
     monkeypatch.setattr(imagecodecs, "png_decode", never)
     with pytest.raises(ImageTooLarge, match="bomb.png.*limit"):
         load_image(p)
+
+
+def test_a_fifo_or_a_folder_is_refused_before_anything_opens_it(tmp_path):
+    import os
+
+    from core.imageio import ImageError, image_size, load_image
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer comes
+    for fn in (image_size, load_image):
+        with pytest.raises(ImageError, match="not a regular file"):
+            fn(fifo)
+        with pytest.raises(ImageError, match="folder"):
+            fn(tmp_path)
+        with pytest.raises(ImageError, match="no such file"):
+            fn(tmp_path / "missing.png")

@@ -474,3 +474,35 @@ def test_decoding_does_not_block_the_gui_thread(qtbot, win, image_path, monkeypa
     assert win.image is not None and win.image.width == 160
     assert len(ticks) >= 10  # the event loop ran all along (about 30 ticks in 0.6 s)
     assert max(b - a for a, b in zip(ticks, ticks[1:])) < 0.3
+
+
+def test_sigterm_closes_the_viewer_cleanly(tmp_path, image_path):
+    """The viewer handles SIGTERM like the CLI: it closes its window (cancelling a running
+    export, whose staged files go) and exits with 128 + the signal, no traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", HOME=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "main.py", str(image_path), "--device", "cpu"],
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            env=env, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)  # started, the image open
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and "terminate called" not in err
+
+
+def test_closing_the_window_during_an_export_leaves_no_file(qtbot, win, image_path, tmp_path):
+    win.open_image(image_path)
+    out = tmp_path / "exports"
+    out.mkdir()
+    win.start_export(ExportRequest(Region(0, 0, 160, 120), 4000, 3000, ["liif", "bicubic"],
+                                   [str(out / "a.png"), str(out / "b.png")], 95))
+    qtbot.waitUntil(lambda: win.exports.dialog is not None and win.exports.dialog.value() > 0,
+                    timeout=60000)
+    win.close()  # what SIGTERM does in the app (viewer.app.quit_on_signals)
+    assert not win.exports.thread.is_alive()
+    assert os.listdir(out) == []  # neither the targets nor a staged file

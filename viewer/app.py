@@ -86,7 +86,35 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     app.setOrganizationName("LIIF Zoom")
     win = build_window(args, liif_workers=configure_threads(device))
     win.show()
-    return app.exec()
+    received = quit_on_signals(app, win)
+    status = app.exec()
+    return 128 + received[0] if received else status
+
+
+def quit_on_signals(app, win) -> list:
+    """SIGTERM and SIGHUP close the window as its close button does (a running export is
+    cancelled and its staged files removed, the render workers stop), then the app quits;
+    returns a list that receives the signal's number. A timer lets Python see signals while
+    Qt's event loop runs."""
+    import signal
+
+    from PySide6 import QtCore
+
+    received: list = []
+
+    def handler(signum, frame):
+        if not received:
+            received.append(signum)
+            QtCore.QTimer.singleShot(0, lambda: (win.close(), app.quit()))
+
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            signal.signal(sig, handler)
+    tick = QtCore.QTimer(app)
+    tick.timeout.connect(lambda: None)
+    tick.start(200)
+    return received
 
 
 if __name__ == "__main__":
