@@ -78,11 +78,14 @@ def visible_metrics(image: LoadedImage, reference: LoadedImage, region: Region,
     return out
 
 
-def renderers_for(image: LoadedImage, latents: Dict[str, object]) -> Dict[str, Renderer]:
+def renderers_for(image: LoadedImage, latents: Dict[str, object],
+                  cancelled: Optional[Callable[[], bool]] = None) -> Dict[str, Renderer]:
     """Renderers of the pane methods (:data:`core.methods.METHODS`): ``latents`` maps the
-    model methods ('liif', 'compare') to their latents; a model without one is left out."""
+    model methods ('liif', 'compare') to their latents; a model without one is left out. A
+    model's render raises :class:`core.encoding.Cancelled` soon after ``cancelled()`` turns
+    true."""
     def by(method):
-        return lambda r, w, h: render_by(method, image, r, w, h, latents)
+        return lambda r, w, h: render_by(method, image, r, w, h, latents, cancelled=cancelled)
 
     return {m: by(m) for m, spec in METHODS.items()
             if not spec.model or latents.get(m) is not None}

@@ -393,6 +393,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.open_image(urls[0])
 
     def closeEvent(self, ev) -> None:
+        # every thread that may be inside torch is stopped and joined: one still running when
+        # the interpreter exits aborts the process ("terminate called without an active
+        # exception", status 134)
         self.exports.shutdown()
+        self.status.shutdown()
         self.scheduler.shutdown()
         super().closeEvent(ev)

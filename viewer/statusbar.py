@@ -32,6 +32,7 @@ class StatusBar(QtCore.QObject):
                   self.model):
             bar.addPermanentWidget(w)
         self._metrics_gen = 0
+        self._thread = None
         self._metrics_timer = QtCore.QTimer(self)
         self._metrics_timer.setSingleShot(True)
         self._metrics_timer.setInterval(300)  # after the view settles
@@ -87,13 +88,26 @@ class StatusBar(QtCore.QObject):
         gen = self._metrics_gen
         shown = ses.shown_methods()
         latents = {"liif": ses.latent, "compare": ses.compare_latent}
-        fns = {m: f for m, f in renderers_for(ses.image, latents).items() if m in shown}
+
+        def stale() -> bool:
+            return gen != self._metrics_gen
+
+        fns = {m: f for m, f in renderers_for(ses.image, latents, stale).items() if m in shown}
         args = (ses.image, ses.reference, ses.state.visible_region(), fns)
         self.metrics.setText("vs reference: measuring…")
         self.metrics.show()
-        self.background.run(
-            lambda: visible_metrics(*args, cancelled=lambda: gen != self._metrics_gen),
+        self._thread = self.background.run(
+            lambda: visible_metrics(*args, cancelled=stale),
             lambda res, err: self._measured(gen, res, err), name="metrics")
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop measuring (the render in progress is cancelled) and wait for it: no thread may
+        be inside torch when the interpreter exits (that aborts the process)."""
+        self._metrics_gen += 1
+        self._metrics_timer.stop()
+        self._encode_timer.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
 
     def _measured(self, gen: int, res, err) -> None:
         if gen != self._metrics_gen:
