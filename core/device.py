@@ -2,21 +2,46 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import ContextManager, Optional
 
 import torch
 
 
+_WORKS: dict = {}
+
+
+def device_works(dev: torch.device) -> Optional[str]:
+    """None if a small computation on ``dev`` runs and agrees with the CPU's, else why not
+    (once per device and process). ``cuda.is_available()`` alone is not enough: a wheel can
+    report a GPU whose architecture it has no kernels for, or a driver too old to run it."""
+    key = str(dev)
+    if key not in _WORKS:
+        try:
+            x = torch.arange(12, dtype=torch.float32).view(3, 4)
+            y = (x.to(dev) @ x.t().to(dev)).relu().cpu()
+            _WORKS[key] = None if torch.equal(y, (x @ x.t()).relu()) else "wrong results"
+        except Exception as exc:  # noqa: BLE001 - any failure means: do not use it
+            _WORKS[key] = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    return _WORKS[key]
+
+
 def pick_device(name: Optional[str] = None) -> torch.device:
     """``name`` ('cpu', 'cuda', 'cuda:1', 'mps') or None for the best available.
 
-    Raises ValueError with a clear message if the requested device is not available.
+    The automatic choice takes a GPU only if it passes :func:`device_works` (else the CPU,
+    with a warning saying why). Raises ValueError with a clear message if the requested
+    device is not available or fails that test.
     """
     if name is None or name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
+        for dev, there in ((torch.device("cuda"), torch.cuda.is_available()),
+                           (torch.device("mps"), getattr(torch.backends, "mps", None) is not None
+                            and torch.backends.mps.is_available())):
+            if there:
+                why = device_works(dev)
+                if why is None:
+                    return dev
+                warnings.warn(f"{dev.type} is reported but does not work ({why}); using the CPU")
         return torch.device("cpu")
     try:
         dev = torch.device(name)
@@ -27,6 +52,10 @@ def pick_device(name: Optional[str] = None) -> torch.device:
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) is not None
                                   and torch.backends.mps.is_available()):
         raise ValueError("device 'mps' requested but MPS is not available")
+    if dev.type != "cpu":
+        why = device_works(dev)
+        if why is not None:
+            raise ValueError(f"device {name!r} is reported but does not work: {why}")
     return dev
 
 

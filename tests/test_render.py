@@ -244,3 +244,18 @@ def test_both_families_implement_the_whole_decoder_interface():
         assert issubclass(cls, LocalImplicit)
         for name in ("code_features", "decode_points", "decode_indexed"):
             assert getattr(cls, name) is not getattr(LocalImplicit, name), (cls, name)
+
+
+def test_a_gpu_that_is_reported_but_fails_is_not_picked(monkeypatch):
+    """pick_device smoke-tests a reported GPU: one whose kernels fail (a wheel without kernels
+    for its architecture) falls back to the CPU with a warning, or is a one-line error when
+    asked for by name."""
+    import core.device as cd
+    monkeypatch.setattr(cd.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(cd, "_WORKS", {"cuda": "no kernel image is available for execution"})
+    with pytest.warns(UserWarning, match="no kernel image"):
+        assert cd.pick_device(None).type == "cpu"
+    with pytest.raises(ValueError, match="does not work: no kernel image"):
+        cd.pick_device("cuda")
+    monkeypatch.setattr(cd, "_WORKS", {})
+    assert cd.device_works(torch.device("cpu")) is None
