@@ -158,8 +158,11 @@ def export_many(image: LoadedImage, region: Region, out_w: int, out_h: int,
     ``progress(done, total)`` counts over all the jobs. Returns the paths written."""
     n = len(jobs)
     with staged([p for _, p in jobs]) as tmps:
-        for k, ((method, _), tmp) in enumerate(zip(jobs, tmps)):
+        for k, ((method, target), tmp) in enumerate(zip(jobs, tmps)):
             step = None if progress is None else (lambda d, t, k=k: progress(k * t + d, n * t))
-            export(image, region, out_w, out_h, tmp, method, latents.get(method),
-                   quality=quality, progress=step, cancelled=cancelled)
+            try:
+                export(image, region, out_w, out_h, tmp, method, latents.get(method),
+                       quality=quality, progress=step, cancelled=cancelled)
+            except (ImageError, OSError) as exc:  # name the target, not the staged file
+                raise type(exc)(str(exc).replace(tmp, str(target))) from None
     return [p for _, p in jobs]

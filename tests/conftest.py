@@ -77,7 +77,8 @@ def make_window(qtbot, tmp_path, size=(640, 400), **kw):
     w.errors = []
     w.error = lambda title, msg: w.errors.append((title, msg))
     qtbot.addWidget(w)
-    w.resize(*size)
+    if size is not None:  # None: the size the window restored from its settings
+        w.resize(*size)
     w.show()
     qtbot.waitExposed(w)
     return w

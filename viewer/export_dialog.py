@@ -33,14 +33,33 @@ def output_paths(path: str, methods: List[str]) -> List[str]:
     return [f"{stem}-{m}{ext}" for m in methods]
 
 
+def _inside(r: Region, w: int, h: int) -> Region:
+    """``r`` cut to the ``w x h`` image (``r`` itself if it does not overlap it)."""
+    x0, y0 = max(r.x, 0.0), max(r.y, 0.0)
+    x1, y1 = min(r.x + r.w, float(w)), min(r.y + r.h, float(h))
+    return Region(x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else r
+
+
+def _pictures() -> str:
+    """The user's Pictures folder if there is one, else the home folder: never the folder the
+    app was started from."""
+    home = os.path.expanduser("~")
+    pics = os.path.join(home, "Pictures")
+    return pics if os.path.isdir(pics) else home
+
+
 class ExportDialog(QtWidgets.QDialog):
     """Choose region (selection / current view / whole image), output size (W x H or scale,
     aspect lock), method (LIIF, bicubic, both), format and quality, and the file."""
 
     def __init__(self, parent, image_w: int, image_h: int, view: Region,
                  selection: Optional[Region], default_dir: str = "", stem: str = "export",
-                 compare: Optional[str] = None) -> None:
+                 compare: Optional[str] = None, rate: Optional[float] = None) -> None:
         super().__init__(parent)
+        #: output pixels a second for the time estimate (None: none shown)
+        self.rate = rate
+        # the current view cut to the image: at fit it also holds the letterbox around it
+        view = _inside(view, image_w, image_h)
         #: the method choices: label -> methods (core.methods' names); one file per method
         self.choices = {"LIIF": ["liif"], "bicubic": ["bicubic"], "nearest": ["nearest"],
                         "both": ["liif", "bicubic"]}
@@ -75,6 +94,8 @@ class ExportDialog(QtWidgets.QDialog):
         size.addWidget(self.h)
         size.addWidget(self.lock)
         form.addRow("Size (px)", size)
+        self.estimate = QtWidgets.QLabel()
+        form.addRow("", self.estimate)
         self.method = QtWidgets.QComboBox()
         self.method.addItems(list(self.choices))
         form.addRow("Method", self.method)
@@ -86,7 +107,8 @@ class ExportDialog(QtWidgets.QDialog):
         self.quality.setValue(95)
         form.addRow("Quality (JPEG/WebP)", self.quality)
         row = QtWidgets.QHBoxLayout()
-        self.path = QtWidgets.QLineEdit(os.path.join(default_dir, f"{stem}.png"))
+        folder = default_dir if default_dir and os.path.isdir(default_dir) else _pictures()
+        self.path = QtWidgets.QLineEdit(os.path.join(folder, f"{stem}.png"))
         browse = QtWidgets.QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         row.addWidget(self.path)
@@ -103,6 +125,7 @@ class ExportDialog(QtWidgets.QDialog):
         self.w.valueChanged.connect(lambda _: self._from_size("w"))
         self.h.valueChanged.connect(lambda _: self._from_size("h"))
         self.format.currentIndexChanged.connect(self._format_changed)
+        self.method.currentIndexChanged.connect(lambda _: self._estimate())
         self._from_scale()
         self.result_request: Optional[ExportRequest] = None
 
@@ -117,25 +140,38 @@ class ExportDialog(QtWidgets.QDialog):
         self._updating = True
         r = self.region
         self.region_label.setText(f"x={r.x:.1f} y={r.y:.1f}  {r.w:.1f} x {r.h:.1f} source px")
-        self.w.setValue(max(1, min(MAX_SIDE, round(r.w * self.scale.value()))))
-        self.h.setValue(max(1, min(MAX_SIDE, round(r.h * self.scale.value()))))
+        # one factor for both sides, lowered as a whole where a side would pass the limit:
+        # the aspect is the region's at any scale
+        s = min(self.scale.value(), MAX_SIDE / r.w, MAX_SIDE / r.h)
+        self.w.setValue(max(1, round(r.w * s)))
+        self.h.setValue(max(1, round(r.h * s)))
         self._updating = False
+        self._estimate()
 
     def _from_size(self, which: str):
         if self._updating:
             return
         self._updating = True
         r = self.region
-        if which == "w":
-            s = self.w.value() / r.w
-            if self.lock.isChecked():
-                self.h.setValue(max(1, min(MAX_SIDE, round(r.h * s))))
-        else:
-            s = self.h.value() / r.h
-            if self.lock.isChecked():
-                self.w.setValue(max(1, min(MAX_SIDE, round(r.w * s))))
+        s = self.w.value() / r.w if which == "w" else self.h.value() / r.h
+        if self.lock.isChecked():
+            s = min(s, MAX_SIDE / r.w, MAX_SIDE / r.h)
+            self.w.setValue(max(1, round(r.w * s)))
+            self.h.setValue(max(1, round(r.h * s)))
         self.scale.setValue(s)
         self._updating = False
+        self._estimate()
+
+    def _estimate(self) -> None:
+        """The output's size, and how long it will take at ``rate`` output pixels a second."""
+        px = self.w.value() * self.h.value()
+        n = len(self.choices.get(self.method.currentText(), ["liif"]))
+        text = f"{self.w.value()} × {self.h.value()} = {px / 1e6:,.1f} Mpx" + (
+            f" per file, {n} files" if n > 1 else "")
+        if self.rate:
+            secs = n * px / self.rate
+            text += (f"; about {secs:,.0f} s" if secs < 120 else f"; about {secs / 60:,.0f} min")
+        self.estimate.setText(text)
 
     def _format_changed(self, *_):
         ext = FORMATS[self.format.currentIndex()][1]

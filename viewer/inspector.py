@@ -105,14 +105,21 @@ class InspectorDock(QtWidgets.QDockWidget):
         self.plot.setLabel("left", "intensity")
         self.plot.setYRange(0, 1)
         self.plot.showGrid(x=True, y=True, alpha=0.3)
-        self.legend = self.plot.addLegend()
+        # top right, translucent, one entry per pane (not per channel): it never hides much
+        self.legend = self.plot.addLegend(offset=(-10, 10), brush=pg.mkBrush(30, 30, 34, 170))
         lay.addWidget(self.plot)
         self.setWidget(w)
         self._curves: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
+        self._labels: Dict[str, str] = {}
+        self._items: Dict[object, str] = {}  # plotted item -> method (and channel)
 
     def update_profiles(self, curves: Dict[str, Tuple[np.ndarray, np.ndarray]],
-                        text: str = "") -> None:
+                        text: str = "", labels: Optional[Dict[str, str]] = None) -> None:
+        """Plot ``curves`` (``{method: (distance, rgb)}``), each named in the legend by
+        ``labels[method]`` (the pane's name, e.g. ``LIIF: photo model``; the method's name
+        without one)."""
         self._curves = curves
+        self._labels = dict(labels or {})
         if text:
             self.info.setText(text)
         self._redraw()
@@ -120,24 +127,29 @@ class InspectorDock(QtWidgets.QDockWidget):
     def _redraw(self) -> None:
         self.plot.clear()
         self.legend.clear()
+        self._items = {}
         per_channel = self.mode.currentIndex() == 1
         for method, (d, rgb) in self._curves.items():
             colour = self.PENS.get(method, (255, 255, 255))
+            label = self._labels.get(method, method)
             if per_channel:
                 for k, (ch, c) in enumerate(self.CHANNELS.items()):
                     style = QtCore.Qt.PenStyle.SolidLine if method == "liif" else \
                         QtCore.Qt.PenStyle.DashLine
-                    self.plot.plot(d, rgb[:, k], pen=pg.mkPen(c, width=1.5, style=style),
-                                   name=f"{method} {ch}", connect="finite")
+                    item = self.plot.plot(d, rgb[:, k], pen=pg.mkPen(c, width=1.5, style=style),
+                                          name=f"{label} (R, G, B)" if k == 0 else None,
+                                          connect="finite")
+                    self._items[item] = f"{method} {ch}"
             else:
-                self.plot.plot(d, luminance(rgb), pen=pg.mkPen(colour, width=2),
-                               name=method, connect="finite")
+                item = self.plot.plot(d, luminance(rgb), pen=pg.mkPen(colour, width=2),
+                                      name=label, connect="finite")
+                self._items[item] = method
 
     def curve_data(self) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
         """What the plot shows now: ``{name: (x, y)}`` (for tests and export)."""
         out = {}
         for item in self.plot.listDataItems():
             x, y = item.getData()
-            out[item.name()] = (x, y)
+            out[self._items.get(item, item.name())] = (x, y)
         return out
 

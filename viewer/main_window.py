@@ -99,6 +99,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.session.subscribe(self._on_session)
         self.setAcceptDrops(True)
         self.resize(1280, 800)
+        geometry = self.settings.value("geometry")
+        if geometry is not None:  # the size and place it had when it was last closed
+            self.restoreGeometry(geometry)
 
     # ---- the session's state, read by tests and benchmarks ------------------------------------
     device = property(lambda self: self.session.device)
@@ -327,7 +330,8 @@ class MainWindow(QtWidgets.QMainWindow):
         (x0, y0), (x1, y1) = line
         self.inspector.update_profiles(curves, (
             f"({x0:.1f}, {y0:.1f}) → ({x1:.1f}, {y1:.1f}), "
-            f"{((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5:.1f} source px at {st.zoom:.3g}×"))
+            f"{((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5:.1f} source px at {st.zoom:.3g}×"),
+            {m: self.session.label(m) for m in curves})
 
     # ---- export ------------------------------------------------------------------------------
     def export_dialog(self) -> None:
@@ -337,9 +341,18 @@ class MainWindow(QtWidgets.QMainWindow):
         stem = Path(self.image.path).stem or "export"
         dlg = ExportDialog(self, self.image.width, self.image.height, self.state.visible_region(),
                            self.session.selection, self.settings.value("export_dir", ""),
-                           stem + "-liif", compare=self.session.compare_name or None)
+                           stem + "-liif", compare=self.session.compare_name or None,
+                           rate=self._export_rate())
         if dlg.exec() == QtWidgets.QDialog.DialogCode.Accepted and dlg.result_request:
             self.start_export(dlg.result_request)
+
+    def _export_rate(self) -> Optional[float]:
+        """Output pixels a second of an export with the model in use, for the dialog's
+        estimate: measured on a 2-core CPU (docs/BENCHMARKS.md, CLI: the CPU model 1.7 Mpx/s;
+        the paper model about 0.1); None where unmeasured (a GPU)."""
+        if self.device.type != "cpu" or self.model is None:
+            return None
+        return 1.7e6 if type(self.model).__name__ == "LMF" else 1e5
 
     def start_export(self, req: ExportRequest) -> None:
         """Run ``req`` in the background with a progress dialog and Cancel."""
@@ -393,6 +406,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.open_image(urls[0])
 
     def closeEvent(self, ev) -> None:
+        self.settings.setValue("geometry", self.saveGeometry())
         # every thread that may be inside torch is stopped and joined: one still running when
         # the interpreter exits aborts the process ("terminate called without an active
         # exception", status 134)

@@ -52,6 +52,7 @@ class Session:
         #: what the second pane (or the right of the divider) shows: "bicubic", "nearest" or
         #: "compare" (the compare model's LIIF)
         self.other = "bicubic"
+        self._before_nearest = "bicubic"  # what N returns to
         self.compare_model: Optional[torch.nn.Module] = None
         self.compare_name = ""
         self.compare_latent: Optional[LatentImage] = None
@@ -138,8 +139,12 @@ class Session:
 
     def toggle_nearest(self) -> None:
         """Nearest neighbour instead of bicubic or the compare model (in single mode: instead
-        of LIIF); again: back to bicubic."""
-        self.other = "bicubic" if self.other == "nearest" else "nearest"
+        of LIIF); again: back to what was there (the compare model if one is loaded)."""
+        if self.other == "nearest":
+            self.other = self._before_nearest if (
+                self._before_nearest != "compare" or self.compare_model is not None) else "bicubic"
+        else:
+            self._before_nearest, self.other = self.other, "nearest"
         self._notify("mode")
 
     def set_other(self, other: str) -> None:

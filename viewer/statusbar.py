@@ -120,4 +120,9 @@ class StatusBar(QtCore.QObject):
             self.metrics.setText("vs reference: view too small")
         else:
             self.metrics.setText("vs reference: " + " · ".join(
-                f"{self.session.label(m)} {p:.2f} dB / SSIM {q:.3f}" for m, (p, q) in res.items()))
+                f"{self.session.label(m)} {_db(p)} / SSIM {q:.3f}" for m, (p, q) in res.items()))
+
+
+def _db(psnr: float) -> str:
+    """PSNR for the status bar; identical pixels (the image as its own reference) say so."""
+    return "identical (∞ dB)" if psnr == float("inf") else f"{psnr:.2f} dB"

@@ -1,0 +1,97 @@
+"""The export dialog does what the user means; small things of the viewer (issue 21)."""
+import os
+
+import pytest
+from core.geometry import Region
+from tests.conftest import make_window
+from viewer.export_dialog import MAX_SIDE, ExportDialog
+
+
+@pytest.fixture
+def image_path(tmp_path):
+    import numpy as np
+    from PIL import Image
+    a = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
+    Image.fromarray(a).save(tmp_path / "photo.png")
+    return str(tmp_path / "photo.png")
+
+
+@pytest.fixture
+def win(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path)
+    yield w
+    w.scheduler.shutdown()
+
+
+def test_current_view_at_fit_is_the_image_not_the_letterbox(qtbot):
+    # a 1000x750 image fitted in a tall window: the view reaches beyond the image above/below
+    dlg = ExportDialog(None, 1000, 750, Region(0, -214, 1000, 1178), None)
+    qtbot.addWidget(dlg)
+    dlg.region_box.setCurrentText("Current view")
+    assert dlg.region == Region(0, 0, 1000, 750)
+    dlg.scale.setValue(1.0)
+    assert (dlg.w.value(), dlg.h.value()) == (1000, 750)
+
+
+def test_the_aspect_holds_at_the_size_limit_and_the_estimate_shows(qtbot):
+    dlg = ExportDialog(None, 6000, 4000, Region(0, 0, 6000, 4000), None, rate=1.7e6)
+    qtbot.addWidget(dlg)
+    dlg.region_box.setCurrentText("Whole image")
+    dlg.scale.setValue(50)
+    assert dlg.w.value() == MAX_SIDE and dlg.h.value() == round(4000 * MAX_SIDE / 6000)
+    assert "Mpx" in dlg.estimate.text() and "min" in dlg.estimate.text()
+    dlg.scale.setValue(4)
+    assert (dlg.w.value(), dlg.h.value()) == (24000, 16000)
+    assert "384.0 Mpx" in dlg.estimate.text()
+
+
+def test_the_default_path_is_absolute(qtbot):
+    dlg = ExportDialog(None, 100, 80, Region(0, 0, 100, 80), None)
+    qtbot.addWidget(dlg)
+    assert os.path.isabs(dlg.path.text())
+
+
+def test_export_offers_a_shown_second_model(qtbot):
+    dlg = ExportDialog(None, 100, 80, Region(0, 0, 100, 80), None, compare="paper")
+    qtbot.addWidget(dlg)
+    dlg.method.setCurrentText("LIIF and second model")
+    dlg.path.setText("/tmp/x.png")
+    req = dlg.request()
+    assert req.methods == ["liif", "compare"]
+    assert req.paths == ["/tmp/x-liif.png", "/tmp/x-compare.png"]
+
+
+def test_n_twice_returns_to_the_model_comparison(win, image_path, tiny_checkpoint):
+    assert win.open_image(image_path)
+    assert win.compare_with_checkpoint(str(tiny_checkpoint))
+    assert win.session.other == "compare"
+    win.session.toggle_nearest()
+    assert win.session.other == "nearest"
+    win.session.toggle_nearest()
+    assert win.session.other == "compare"
+
+
+def test_the_image_as_its_own_reference_says_identical(win, qtbot, image_path):
+    assert win.open_image(image_path)
+    assert win.open_reference(image_path)
+    qtbot.waitUntil(lambda: "dB" in win.status.metrics.text(), timeout=30000)
+    assert "identical (∞ dB)" in win.status.metrics.text() and "inf" not in win.status.metrics.text()
+
+
+def test_the_inspector_legend_names_the_panes(win, qtbot, image_path):
+    assert win.open_image(image_path)
+    win.session.set_profile_line((2, 2), (40, 30))
+    qtbot.waitUntil(lambda: set(win.inspector.curve_data()) == {"liif", "bicubic"},
+                    timeout=20000)
+    names = {item.name() for item in win.inspector.plot.listDataItems()}
+    assert names == {"LIIF: tiny", "bicubic"}
+
+
+def test_the_window_size_is_remembered(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path, size=(700, 500))  # (the offscreen screen is 800x600)
+    w.close()
+    w2 = make_window(qtbot, tmp_path, size=None)
+    try:
+        assert (w2.width(), w2.height()) == (700, 500)
+    finally:
+        w2.scheduler.shutdown()
