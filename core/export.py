@@ -78,11 +78,12 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
            method: str = "liif", latent: Optional[LatentImage] = None, quality: int = 95,
            progress: Optional[Callable[[int, int], None]] = None,
            cancelled: Optional[Callable[[], bool]] = None,
-           band_pixels: int = 1 << 21) -> None:
+           band_pixels: int = 1 << 21, keep_exif: bool = True) -> None:
     """Render ``region`` of ``image`` at ``out_w x out_h`` with ``method`` into ``path``.
 
     Greyscale sources are written greyscale, alpha is resampled bicubically and re-attached,
-    16-bit sources stay 16-bit in PNG/TIFF. ``progress(rows_done, rows_total)`` after each band.
+    16-bit sources stay 16-bit in PNG/TIFF. The source's colour profile and (unless not
+    ``keep_exif``: privacy) its EXIF go with the pixels where the format carries them. ``progress(rows_done, rows_total)`` after each band.
     Raises :class:`core.encoding.Cancelled` when cancelled, :class:`ImageError` on I/O errors,
     :class:`ValueError` for a request :func:`check_request` refuses.
     """
@@ -97,6 +98,7 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
                          f"in memory; use PNG, which is written in bands")
     band = max(1, min(out_h, band_pixels // out_w))
     alpha = image.alpha if fmt != "JPEG" else None
+    meta = image.meta if keep_exif else image.meta.without_exif()
 
     def bands():
         for r0 in range(0, out_h, band):
@@ -118,7 +120,7 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
 
         def write(tmp: str) -> None:
             with open(tmp, "wb") as f:
-                wr = PNGStreamWriter(f, out_w, out_h, chans, bits)
+                wr = PNGStreamWriter(f, out_w, out_h, chans, bits, meta.icc, meta.exif)
                 for _, _, rgb, a in bands():
                     c = rgb.mean(2, keepdims=True) if image.grey else rgb
                     if a is not None:
@@ -143,13 +145,15 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
             rgb_full[r0:r1] = rgb
             if a is not None:
                 a_full[r0:r1] = a
-    save_image(path, rgb_full, a_full, grey=image.grey, bits=image.bits, quality=quality)
+    save_image(path, rgb_full, a_full, grey=image.grey, bits=image.bits, quality=quality,
+               meta=meta)
 
 
 def export_many(image: LoadedImage, region: Region, out_w: int, out_h: int,
                 jobs: Sequence[Tuple[str, str]], latents: Mapping[str, Optional[LatentImage]],
                 quality: int = 95, progress: Optional[Callable[[int, int], None]] = None,
-                cancelled: Optional[Callable[[], bool]] = None) -> List[str]:
+                cancelled: Optional[Callable[[], bool]] = None,
+                keep_exif: bool = True) -> List[str]:
     """Export the same region by several methods, ``jobs = [(method, path), ...]``, all or
     nothing (:func:`core.atomic.staged`): every target is checked before any work, each
     method renders into a staged file beside its target, and the targets are replaced
@@ -162,7 +166,8 @@ def export_many(image: LoadedImage, region: Region, out_w: int, out_h: int,
             step = None if progress is None else (lambda d, t, k=k: progress(k * t + d, n * t))
             try:
                 export(image, region, out_w, out_h, tmp, method, latents.get(method),
-                       quality=quality, progress=step, cancelled=cancelled)
+                       quality=quality, progress=step, cancelled=cancelled,
+                       keep_exif=keep_exif)
             except (ImageError, OSError) as exc:  # name the target, not the staged file
                 raise type(exc)(str(exc).replace(tmp, str(target))) from None
     return [p for _, p in jobs]

@@ -18,7 +18,7 @@ RGB(A) TIFF through ``tifffile``).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Union
 
 import numpy as np
@@ -54,6 +54,21 @@ class ImageTooLarge(ImageError):
     """The header announces more pixels than allowed (possible decompression bomb)."""
 
 
+@dataclass(frozen=True)
+class Metadata:
+    """What a photo carries besides its pixels, kept through exports: ``icc``, its colour
+    profile (ICC bytes; the pixels' values mean nothing without it), and ``exif``, its camera
+    data (EXIF bytes: camera, date, GPS, ...), with the orientation already applied to the
+    pixels and so reset, and no thumbnail (it would show the unscaled picture)."""
+
+    icc: Optional[bytes] = None
+    exif: Optional[bytes] = None
+
+    def without_exif(self) -> "Metadata":
+        """For privacy (GPS, camera serial): the colour profile stays, it is not personal."""
+        return Metadata(self.icc, None)
+
+
 @dataclass
 class LoadedImage:
     """A decoded image.
@@ -71,6 +86,7 @@ class LoadedImage:
     grey: bool = False
     bits: int = 8
     path: str = ""
+    meta: Metadata = field(default_factory=Metadata)
 
     @property
     def width(self) -> int:
@@ -130,13 +146,31 @@ def load_image(path: Union[str, os.PathLike], max_pixels: Optional[int] = MAX_PI
         _check_plausible(path, im.size[0], im.size[1], im.format)
         im.load()
         im = ImageOps.exif_transpose(im)
+        meta = _metadata(im)
     except ImageError:
         raise
     except UnidentifiedImageError:
         raise ImageError(f"cannot read image {path}: not an image file Pillow can decode") from None
     except Exception as exc:
         raise ImageError(f"cannot read image {path}: {_why(exc)}") from None
-    return _from_pil(im, path)
+    loaded = _from_pil(im, path)
+    loaded.meta = meta
+    return loaded
+
+
+def _metadata(im: Image.Image) -> Metadata:
+    """The colour profile and EXIF of an opened (and already upright) image."""
+    icc = im.info.get("icc_profile") or None
+    exif = None
+    try:
+        ex = im.getexif()
+        if len(ex):
+            if 0x0112 in ex:  # the orientation: applied to the pixels by exif_transpose
+                ex[0x0112] = 1
+            exif = ex.tobytes()  # IFD0 and its sub-IFDs (Exif, GPS); not IFD1's thumbnail
+    except Exception:  # a broken EXIF block is dropped, never an error
+        exif = None
+    return Metadata(icc if isinstance(icc, bytes) else None, exif)
 
 
 def _from_uint16(arr: np.ndarray, path: str) -> LoadedImage:
@@ -254,13 +288,20 @@ def _from_pil(im: Image.Image, path: str) -> LoadedImage:
     raise ImageError(f"cannot read image {path}: unsupported pixel mode {mode}")
 
 
+#: the formats that carry a colour profile / EXIF, as Pillow writes them
+ICC_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
+EXIF_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
+
+
 def save_image(path: Union[str, os.PathLike], rgb: np.ndarray, alpha: Optional[np.ndarray] = None,
-               grey: bool = False, bits: int = 8, quality: int = 95) -> None:
+               grey: bool = False, bits: int = 8, quality: int = 95,
+               meta: Optional[Metadata] = None) -> None:
     """Write ``rgb`` (``(H, W, 3)`` float in [0, 1], or uint8) atomically; format from the
     extension (``alpha`` likewise float or uint8).
 
     ``grey`` writes one channel (the mean of the three); ``bits=16`` writes 16 bits per
-    channel where the format allows (PNG, TIFF greyscale), else 8. Raises :class:`ImageError`
+    channel where the format allows (PNG, TIFF greyscale), else 8. ``meta``'s colour profile
+    and EXIF are written where the format carries them (PNG, JPEG, WebP, TIFF). Raises :class:`ImageError`
     for an unknown extension or an OS error (disk full, permission), naming the file.
     """
     path = os.fspath(path)
@@ -282,24 +323,30 @@ def save_image(path: Union[str, os.PathLike], rgb: np.ndarray, alpha: Optional[n
         if alpha is not None:
             chans = np.concatenate([chans, np.clip(alpha, 0, 1)[..., None]], axis=2)
     sixteen = bits == 16 and fmt in ("PNG", "TIFF")
+    meta = meta or Metadata()
+    extra = {}
+    if meta.icc and fmt in ICC_FORMATS:
+        extra["icc_profile"] = meta.icc
+    if meta.exif and fmt in EXIF_FORMATS:
+        extra["exif"] = meta.exif
     try:
         if sixteen and chans.shape[2] == 1:
             im = Image.fromarray(np.round(chans[..., 0] * 65535).astype(np.uint16))  # I;16
-            atomic_write(path, lambda tmp: im.save(tmp, format=fmt))
+            atomic_write(path, lambda tmp: im.save(tmp, format=fmt, **extra))
             return
         if sixteen and fmt == "PNG":
             a16 = np.round(chans * 65535).astype(np.uint16)
-            atomic_write(path, lambda tmp: png.write(tmp, a16))
+            atomic_write(path, lambda tmp: png.write(tmp, a16, meta.icc, meta.exif))
             return
         if sixteen and fmt == "TIFF":  # 16-bit RGB(A) / grey+alpha: Pillow would write 8 bits
             import tifffile
 
             a16 = np.round(chans * 65535).astype(np.uint16)
             photometric = "minisblack" if chans.shape[2] <= 2 else "rgb"
-            extra = 1 if chans.shape[2] in (2, 4) else 0
+            n_extra = 1 if chans.shape[2] in (2, 4) else 0
             atomic_write(path, lambda tmp: tifffile.imwrite(
                 tmp, a16, photometric=photometric, compression="zlib",
-                extrasamples=("unassalpha",) * extra))
+                extrasamples=("unassalpha",) * n_extra, iccprofile=meta.icc))
             return
         a8 = chans8 if bits == 8 and rgb.dtype == np.uint8 else np.round(chans * 255).astype(np.uint8)
         mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[a8.shape[2]]
@@ -307,6 +354,6 @@ def save_image(path: Union[str, os.PathLike], rgb: np.ndarray, alpha: Optional[n
         if fmt == "JPEG" and mode == "LA":
             im = im.convert("L")
         kw = {"quality": int(quality)} if fmt in ("JPEG", "WEBP") else {}
-        atomic_write(path, lambda tmp: im.save(tmp, format=fmt, **kw))
+        atomic_write(path, lambda tmp: im.save(tmp, format=fmt, **kw, **extra))
     except OSError as exc:
         raise ImageError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -71,12 +71,17 @@ class PNGStreamWriter:
     """Write a ``width x height`` PNG with ``channels`` (1-4) at ``bits`` (8 or 16), rows
     arriving in bands through :meth:`write_rows`; :meth:`close` checks all rows came."""
 
-    def __init__(self, fileobj, width: int, height: int, channels: int, bits: int = 8) -> None:
+    def __init__(self, fileobj, width: int, height: int, channels: int, bits: int = 8,
+                 icc: Optional[bytes] = None, exif: Optional[bytes] = None) -> None:
         self.f, self.width, self.height = fileobj, width, height
         self.channels, self.bits = channels, bits
         ctype = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
         self.f.write(_SIG)
         self.f.write(_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, ctype, 0, 0, 0)))
+        if icc:  # iCCP: a profile name, a NUL, compression method 0 (zlib), the profile
+            self.f.write(_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(icc)))
+        if exif:  # eXIf (PNG 1.5): the TIFF-structured EXIF, without JPEG's "Exif\0\0"
+            self.f.write(_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else exif))
         self.z = zlib.compressobj(6)
         self.rows = 0
 
@@ -98,10 +103,12 @@ class PNGStreamWriter:
         self.f.write(_chunk(b"IEND", b""))
 
 
-def write(path: str, arr: np.ndarray) -> None:
-    """Write ``(H, W, C)`` uint8 or uint16 as a PNG in one go."""
+def write(path: str, arr: np.ndarray, icc: Optional[bytes] = None,
+          exif: Optional[bytes] = None) -> None:
+    """Write ``(H, W, C)`` uint8 or uint16 as a PNG in one go (with a colour profile and EXIF
+    if given)."""
     h, w, ch = arr.shape
     with open(path, "wb") as f:
-        wr = PNGStreamWriter(f, w, h, ch, 16 if arr.dtype == np.uint16 else 8)
+        wr = PNGStreamWriter(f, w, h, ch, 16 if arr.dtype == np.uint16 else 8, icc, exif)
         wr.write_rows(arr)
         wr.close()

@@ -167,6 +167,9 @@ def main(argv=None) -> int:
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs (default: skip them in a folder, refuse an "
                    "existing single output file)")
+    p.add_argument("--strip-metadata", action="store_true",
+                   help="leave the source's EXIF (camera, date, GPS) out of the outputs; its "
+                   "colour profile is always kept")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     state = {"written": []}
@@ -340,7 +343,7 @@ def _one(args, job: Job, region_arg: Optional[Region], model, device, bar) -> No
         bar.update(base + out_w * done - bar.n)
 
     export(image, region, out_w, out_h, job.dst, args.method, latent,
-           quality=args.quality, progress=progress)
+           quality=args.quality, progress=progress, keep_exif=not args.strip_metadata)
 
 
 if __name__ == "__main__":

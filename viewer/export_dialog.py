@@ -23,6 +23,7 @@ class ExportRequest:
     methods: List[str]
     paths: List[str]
     quality: int
+    keep_exif: bool = True
 
 
 def output_paths(path: str, methods: List[str]) -> List[str]:
@@ -106,6 +107,11 @@ class ExportDialog(QtWidgets.QDialog):
         self.quality.setRange(1, 100)
         self.quality.setValue(95)
         form.addRow("Quality (JPEG/WebP)", self.quality)
+        self.keep_exif = QtWidgets.QCheckBox("Keep camera data (EXIF: camera, date, GPS)")
+        self.keep_exif.setChecked(True)
+        self.keep_exif.setToolTip("The colour profile is always kept; untick to leave out "
+                                  "what the photo says about where and how it was taken.")
+        form.addRow("Metadata", self.keep_exif)
         row = QtWidgets.QHBoxLayout()
         folder = default_dir if default_dir and os.path.isdir(default_dir) else _pictures()
         self.path = QtWidgets.QLineEdit(os.path.join(folder, f"{stem}.png"))
@@ -191,7 +197,8 @@ class ExportDialog(QtWidgets.QDialog):
         if not os.path.splitext(path)[1]:
             path += FORMATS[self.format.currentIndex()][1]
         return ExportRequest(self.region, self.w.value(), self.h.value(), methods,
-                             output_paths(path, methods), self.quality.value())
+                             output_paths(path, methods), self.quality.value(),
+                             self.keep_exif.isChecked())
 
     def _accept(self):
         if not self.path.text().strip():

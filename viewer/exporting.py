@@ -45,7 +45,8 @@ class ExportRunner(QtCore.QObject):
         def work():
             return export_many(image, req.region, req.out_w, req.out_h,
                                list(zip(req.methods, req.paths)), latents, quality=req.quality,
-                               progress=self.progressed.emit, cancelled=self.cancel.is_set)
+                               progress=self.progressed.emit, cancelled=self.cancel.is_set,
+                               keep_exif=req.keep_exif)
 
         self.thread = self.background.run(work, self._done, name="export")
 

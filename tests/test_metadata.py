@@ -1,0 +1,68 @@
+"""Exports keep the source's colour profile and EXIF (orientation reset, since it is applied;
+no thumbnail), in every format that carries them, unless the user strips the EXIF."""
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+from core.export import export
+from core.geometry import Region
+from core.imageio import load_image
+from tests.test_upscale_cli import ROOT
+
+
+@pytest.fixture
+def camera_jpeg(tmp_path):
+    """A Display-P3-like tagged JPEG from a 'camera': model, date, GPS, orientation 6."""
+    rng = np.random.default_rng(0)
+    a = (rng.random((30, 40, 3)) * 255).astype(np.uint8)
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    ex = Image.Exif()
+    ex[0x0110] = "Pixel 9"
+    ex[0x0132] = "2026:11:29 10:00:00"
+    ex[0x0112] = 6  # rotate 90 degrees clockwise to view
+    ex.get_ifd(0x8825)[2] = (48.0, 51.0, 24.0)
+    p = tmp_path / "cam.jpg"
+    Image.fromarray(a).save(p, quality=90, exif=ex.tobytes(), icc_profile=icc)
+    return p, icc
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg", "webp", "tif"])
+def test_profile_and_exif_survive_an_export(tmp_path, camera_jpeg, ext):
+    src, icc = camera_jpeg
+    img = load_image(src)
+    assert (img.width, img.height) == (30, 40)  # upright: the orientation was applied
+    assert img.meta.icc == icc and img.meta.exif
+    out = tmp_path / f"o.{ext}"
+    export(img, Region.full(30, 40), 60, 80, str(out), "bicubic")
+    with Image.open(out) as o:
+        assert o.info.get("icc_profile") == icc
+        ex = o.getexif()
+        assert ex.get(0x0110) == "Pixel 9" and ex.get(0x0132) == "2026:11:29 10:00:00"
+        assert ex.get(0x0112, 1) == 1  # never rotated twice
+        assert dict(ex.get_ifd(0x8825)).get(2) == (48.0, 51.0, 24.0)
+        assert o.size == (60, 80)
+
+
+def test_strip_metadata_drops_exif_and_keeps_the_profile(tmp_path, camera_jpeg):
+    src, icc = camera_jpeg
+    out = tmp_path / "o.jpg"
+    r = subprocess.run([sys.executable, "-m", "core.upscale", str(src), "--scale", "2",
+                        "--method", "bicubic", "--strip-metadata", "-o", str(out)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    with Image.open(out) as o:
+        assert o.info.get("icc_profile") == icc and len(o.getexif()) == 0
+
+
+def test_16_bit_png_keeps_the_profile(tmp_path):
+    from core import png
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    a = (np.arange(2 * 3 * 3).reshape(2, 3, 3) * 1000).astype(np.uint16)
+    png.write(str(tmp_path / "a.png"), a, icc, None)
+    with Image.open(tmp_path / "a.png") as o:
+        assert o.info.get("icc_profile") == icc
+    assert np.array_equal(png.read(str(tmp_path / "a.png")), a)
