@@ -90,3 +90,20 @@ def autocast_to(device: torch.device, dtype: torch.dtype) -> ContextManager:
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A device (or host) allocation failure: torch's OutOfMemoryError, a MemoryError, or a
+    RuntimeError saying so (MPS and older builds)."""
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", ())
+    return (isinstance(exc, MemoryError) or (oom and isinstance(exc, oom))
+            or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()))
+
+
+def empty_device_cache() -> None:
+    """Give the GPU's cached blocks back after an out-of-memory error (no-op on a CPU)."""
+    if torch.cuda.is_available():
+        try:
+            torch.cuda.empty_cache()
+        except Exception:  # noqa: BLE001 - best effort
+            pass

@@ -8,13 +8,17 @@ pixels (clipped at the image border, where the encoder's own zero padding applie
 untiled pass), so the halo is paid once per block. The result equals the untiled encoding up
 to floating-point rounding. Tiles are encoded lazily, the first time a render reads them
 (or when the viewer asks for a whole view's worth ahead of rendering it), and kept on the
-compute device for as long as the image is open; memory is bounded by the latent size, and
-the encoder's working memory by ``max_block``.
+compute device in a cache bounded by ``budget_bytes`` (:func:`default_budget`: a share of the
+machine's memory, or of the GPU's free memory): beyond it the least recently used tiles are
+dropped and encoded again if a render needs them, so memory is bounded by the budget, not by
+the image; the encoder's working memory is bounded by ``max_block``.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
+import os
 import threading
 from typing import Callable, ContextManager, Dict, List, Optional, Tuple
 
@@ -23,7 +27,29 @@ import torch
 
 from core.device import autocast_to
 from core.lru import LRUCache
-__all__ = ["LatentImage", "Cancelled", "encode", "to_input_tensor"]
+__all__ = ["LatentImage", "Cancelled", "encode", "to_input_tensor", "default_budget"]
+
+#: most of a machine's memory the latent may take by default (CPU: of the RAM; GPU: of the
+#: memory free when the image is opened, leaving the rest for rendering), and a ceiling
+BUDGET_SHARE_CPU, BUDGET_SHARE_GPU, BUDGET_CEILING = 0.15, 0.5, 2 << 30
+
+
+def default_budget(device: torch.device | str) -> int:
+    """Bytes the latent of one image may hold by default: ``$LIIF_ZOOM_LATENT_MB`` if set,
+    else 15 % of the RAM on a CPU (50 % of the free memory on a GPU), at most 2 GiB: a
+    1080p view's latent needs about 0.5 GB at 1:1 for the CPU model (256 B per code)."""
+    env = os.environ.get("LIIF_ZOOM_LATENT_MB")
+    if env:
+        return max(1, int(float(env) * (1 << 20)))
+    dev = torch.device(device)
+    try:
+        if dev.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(dev)
+            return int(min(BUDGET_CEILING, BUDGET_SHARE_GPU * free))
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return int(min(BUDGET_CEILING, BUDGET_SHARE_CPU * total))
+    except (AttributeError, ValueError, OSError, RuntimeError):
+        return BUDGET_CEILING
 
 
 def to_input_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -49,13 +75,19 @@ class LatentImage:
         max_block: most pixels per side that one encoder pass covers (bounds the encoder's
             working memory; several missing tiles are encoded together up to this size).
         feature_cache_bytes: bound of the cache of per-code features (see :meth:`code_features`).
+        budget_bytes: bound of the encoded tiles kept (least recently used dropped first, and
+            encoded again when read); None keeps every tile.
     """
 
     def __init__(self, model: torch.nn.Module, rgb: np.ndarray, device: torch.device,
                  tile: int = 64, dtype: torch.dtype = torch.float32,
                  max_block: int = 512, feature_cache_bytes: int = 256 << 20,
-                 compute_dtype: torch.dtype = torch.float32) -> None:
+                 compute_dtype: torch.dtype = torch.float32,
+                 budget_bytes: Optional[int] = None) -> None:
         self.model = model
+        self.budget = budget_bytes
+        self._bytes = 0  # of the tiles kept
+        self.evicted = 0  # tiles dropped for the budget (they are encoded again when read)
         self.device = torch.device(device)
         self.height, self.width = int(rgb.shape[0]), int(rgb.shape[1])
         self.tile = int(tile)
@@ -65,7 +97,9 @@ class LatentImage:
         self.halo = int(model.receptive_radius)
         # The input stays on the host; each tile's crop is moved to the device when encoded.
         self._input = to_input_tensor(rgb, torch.device("cpu"))[0]
-        self._tiles: Dict[Tuple[int, int], torch.Tensor] = {}
+        # encoded tiles, least recently used first
+        self._tiles: "collections.OrderedDict[Tuple[int, int], torch.Tensor]" = \
+            collections.OrderedDict()
         self._pending: Dict[Tuple[int, int], threading.Event] = {}  # tiles being encoded
         self._features = LRUCache(int(feature_cache_bytes))  # (ty, tx) -> features
         self._lock = threading.RLock()
@@ -96,6 +130,34 @@ class LatentImage:
     def n_encoded(self) -> int:
         return len(self._tiles)
 
+    def _keep(self, key: Tuple[int, int], block: torch.Tensor) -> None:
+        """Store an encoded tile (under the lock), dropping the least recently used ones
+        beyond the budget (never the one just stored)."""
+        if key in self._tiles:
+            return
+        self._tiles[key] = block
+        self._bytes += block.numel() * block.element_size()
+        while self.budget is not None and self._bytes > self.budget and len(self._tiles) > 1:
+            _, old = self._tiles.popitem(last=False)
+            self._bytes -= old.numel() * old.element_size()
+            self.evicted += 1
+
+    def _tile(self, ty: int, tx: int,
+              cancelled: Optional[Callable[[], bool]] = None) -> torch.Tensor:
+        """Encoded tile ``(ty, tx)``, encoding it (again) if it is not kept."""
+        while True:
+            with self._lock:
+                t = self._tiles.get((ty, tx))
+                if t is not None:
+                    self._tiles.move_to_end((ty, tx))
+                    return t
+            self.ensure(ty, ty + 1, tx, tx + 1, cancelled)
+            with self._lock:  # just encoded: read it before anything can drop it
+                t = self._tiles.get((ty, tx))
+                if t is not None:
+                    self._tiles.move_to_end((ty, tx))
+                    return t
+
     def _encode_block(self, ty0: int, ty1: int, tx0: int, tx1: int) -> None:
         """Encode tiles ``[ty0, ty1) x [tx0, tx1)`` in one pass: their pixels plus a halo of
         ``R`` (clipped at the image border), then cut into tiles; keeps the missing ones."""
@@ -112,7 +174,7 @@ class LatentImage:
                 a, b = ty * t - cy0, tx * t - cx0
                 block = feat[:, a:a + t, b:b + t].contiguous()  # clipped at the image edge
                 with self._lock:
-                    self._tiles.setdefault((ty, tx), block)
+                    self._keep((ty, tx), block)
 
     def _missing(self, ty0: int, ty1: int, tx0: int, tx1: int) -> List[Tuple[int, int]]:
         return [(ty, tx) for ty in range(max(0, ty0), min(ty1, self.tiles_y))
@@ -125,8 +187,11 @@ class LatentImage:
         Missing tiles are encoded in blocks of at most ``group x group`` tiles (counted from
         ``(ty0, tx0)``), one encoder pass per block (the halo is paid once per block, not
         once per tile); ``cancelled`` is polled between blocks. Thread-safe: tiles another
-        thread is encoding are waited for, not encoded twice."""
+        thread is encoding are waited for, not encoded twice. Under a budget smaller than the
+        span, tiles encoded here may be dropped again before it returns: readers use
+        :meth:`_tile`, which encodes what is missing."""
         g = self.group
+        done_here: set = set()
         ty0, ty1 = max(0, ty0), min(ty1, self.tiles_y)
         tx0, tx1 = max(0, tx0), min(tx1, self.tiles_x)
         for by in range(ty0, ty1, g):
@@ -136,7 +201,7 @@ class LatentImage:
                     if cancelled is not None and cancelled():
                         raise Cancelled()
                     with self._lock:
-                        miss = self._missing(*span)
+                        miss = [m for m in self._missing(*span) if m not in done_here]
                         if not miss:
                             break
                         free = [m for m in miss if m not in self._pending]
@@ -149,11 +214,14 @@ class LatentImage:
                                 self._pending[m] = done
                         else:
                             other = self._pending[miss[0]]
+                            theirs = [m for m in miss if self._pending.get(m) is other]
                     if not free:  # another thread is encoding them
-                        other.wait(0.05)
+                        if other.wait(0.05):  # done (they may be dropped again already)
+                            done_here.update(theirs)
                         continue
                     try:
                         self._encode_block(*block)
+                        done_here.update(mine)
                     finally:
                         with self._lock:
                             for m in mine:
@@ -195,6 +263,10 @@ class LatentImage:
         the centre of the view, so that the codes a pan or zoom shows next are likely
         ready), or the first in row-major order without ``near``."""
         g, side = self.group, self.group * self.tile
+        if self.budget is not None:  # background encoding stops at the budget
+            block_bytes = side * side * self.channels * torch.empty((), dtype=self.dtype).element_size()
+            if self._bytes + block_bytes > self.budget:
+                return False
         with self._lock:
             blocks = [(ty, tx) for ty, tx in self._blocks()
                       if self._missing(ty, ty + g, tx, tx + g)]
@@ -232,7 +304,7 @@ class LatentImage:
         t = self.tile
         for ty in range(ty0, ty1):
             for tx in range(tx0, tx1):
-                feat = self._tiles[(ty, tx)]
+                feat = self._tile(ty, tx, cancelled)
                 gy0, gx0 = ty * t, tx * t
                 sy0, sy1 = max(y0, gy0), min(y1, gy0 + feat.shape[1])
                 sx0, sx1 = max(x0, gx0), min(x1, gx0 + feat.shape[2])
@@ -253,8 +325,7 @@ class LatentImage:
             rsel = torch.nonzero(rin & (rows_c // t == ty)).flatten()
             for tx in torch.unique(cols_c[cin] // t).tolist():
                 csel = torch.nonzero(cin & (cols_c // t == tx)).flatten()
-                self.ensure(ty, ty + 1, tx, tx + 1, cancelled)
-                feat = self._tiles[(ty, tx)]
+                feat = self._tile(ty, tx, cancelled)
                 rl = (rows_c[rsel] - ty * t).to(self.device)
                 cl = (cols_c[csel] - tx * t).to(self.device)
                 block = feat[:, rl][:, :, cl].float()
@@ -309,7 +380,8 @@ class LatentImage:
         return self.window(0, self.height, 0, self.width)
 
     def nbytes(self) -> int:
-        return sum(f.numel() * f.element_size() for f in self._tiles.values())
+        """Bytes of the encoded tiles kept now (at most :attr:`budget` plus one tile)."""
+        return self._bytes
 
 
 class Cancelled(Exception):
@@ -319,15 +391,20 @@ class Cancelled(Exception):
 def encode(model: torch.nn.Module, rgb: np.ndarray, device: torch.device,
            tile: int = 64, dtype: torch.dtype = torch.float32, lazy: bool = True,
            max_block: int = 512, feature_cache_bytes: int = 256 << 20,
-           compute_dtype: torch.dtype = torch.float32) -> LatentImage:
+           compute_dtype: torch.dtype = torch.float32,
+           budget_bytes: Optional[int] | str = "default") -> LatentImage:
     """Front door: the latent of ``rgb`` under ``model`` on ``device``.
 
     With ``lazy`` (the default) nothing is encoded until a render reads it. float32
     arithmetic by default (what the evaluation protocol uses); the viewer and the upscale
-    CLI pass :func:`core.device.fast_compute_dtype`.
+    CLI pass :func:`core.device.fast_compute_dtype`. The tiles kept are bounded by
+    ``budget_bytes`` (:func:`default_budget` unless given; None: unbounded).
     """
+    if budget_bytes == "default":
+        budget_bytes = default_budget(device)
     latent = LatentImage(model, rgb, device, tile=tile, dtype=dtype, max_block=max_block,
-                         feature_cache_bytes=feature_cache_bytes, compute_dtype=compute_dtype)
+                         feature_cache_bytes=feature_cache_bytes, compute_dtype=compute_dtype,
+                         budget_bytes=budget_bytes)
     if not lazy:
         latent.encode_all()
     return latent

@@ -44,7 +44,7 @@ from core.cli import ArgumentParser
 from core.atomic import Terminated, check_replaceable, terminate_on_signals
 from core.checkpoints import CheckpointError, load_model
 from core.defaults import choose_model, describe_model, resolve_checkpoint
-from core.device import fast_compute_dtype, pick_device
+from core.device import fast_compute_dtype, is_out_of_memory, pick_device
 from core.encoding import encode
 from core.export import MAX_OUTPUT_PIXELS, MAX_OUTPUT_SIDE, METHODS, export
 from core.geometry import Region
@@ -179,6 +179,13 @@ def main(argv=None) -> int:
     except (ImageError, CheckpointError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        print("error: out of memory (the output in progress was not written; try a smaller "
+              "--region or --scale, --fp16-latent, or a lower LIIF_ZOOM_LATENT_MB)",
+              file=sys.stderr)
+        return 1
     except (KeyboardInterrupt, Terminated) as exc:
         what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{exc} received"
         done = state["written"]
@@ -333,7 +340,10 @@ def _one(args, job: Job, region_arg: Optional[Region], model, device, bar) -> No
                         dtype=torch.float16 if args.fp16_latent else torch.float32,
                         compute_dtype=torch.float32 if args.precision == "float32"
                         else fast_compute_dtype(device))
-        if region_arg is None:  # the whole image: encode it up front, with progress
+        whole = image.width * image.height * latent.channels * (2 if args.fp16_latent else 4)
+        if region_arg is None and (latent.budget is None or whole <= latent.budget):
+            # the whole image, and its latent fits the budget: encode it up front, with
+            # progress (beyond the budget the bands encode what they need as they go)
             px = ENCODE_WEIGHT * image.width * image.height
             base = bar.n
             latent.encode_all(progress=lambda d, t: bar.update(base + px * d // max(t, 1) - bar.n))

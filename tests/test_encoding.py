@@ -151,3 +151,43 @@ def test_background_encoding_goes_outward_from_the_view(tiny_model):
     while lat2.encode_next(near=(0.0, 0.0)):
         pass
     assert lat2.n_encoded == lat2.n_tiles
+
+
+def test_a_latent_budget_bounds_memory_and_renders_the_same_pixels(tiny_model):
+    """Under a budget of a few tiles the latent keeps at most that (plus one tile), drops the
+    least recently used, encodes again what a render reads, and renders what an unbounded
+    latent renders; background encoding stops at the budget."""
+    from core.geometry import Region
+    from core.render import render
+    rng = np.random.default_rng(3)
+    img = rng.random((70, 90, 3), dtype=np.float32)
+    free = encode(tiny_model, img, torch.device("cpu"), tile=16, max_block=32, budget_bytes=None)
+    tile_bytes = 16 * 16 * free.channels * 4
+    small = encode(tiny_model, img, torch.device("cpu"), tile=16, max_block=32,
+                   budget_bytes=3 * tile_bytes)
+    for region in (Region.full(90, 70), Region(10.5, 3, 40, 30), Region(50, 40, 40, 30)):
+        a = render(free, region, 120, 90)
+        b = render(small, region, 120, 90)
+        assert np.abs(a - b).max() < 1e-5
+        assert small.nbytes() <= 4 * tile_bytes
+    assert small.evicted > 0 and small.n_encoded < small.n_tiles
+    assert free.evicted == 0 and free.n_encoded == free.n_tiles
+    # background encoding: at the budget it stops instead of filling memory
+    bg = encode(tiny_model, img, torch.device("cpu"), tile=16, max_block=32,
+                budget_bytes=5 * tile_bytes)
+    steps = 0
+    while bg.encode_next() and steps < 100:
+        steps += 1
+    assert bg.nbytes() <= 5 * tile_bytes + 4 * tile_bytes and steps < bg.n_tiles
+
+
+def test_the_default_budget_follows_the_machine(monkeypatch):
+    from core.encoding import BUDGET_CEILING, default_budget
+    monkeypatch.delenv("LIIF_ZOOM_LATENT_MB", raising=False)
+    b = default_budget("cpu")
+    assert 0 < b <= BUDGET_CEILING
+    monkeypatch.setenv("LIIF_ZOOM_LATENT_MB", "64")
+    assert default_budget("cpu") == 64 << 20
+    monkeypatch.delenv("LIIF_ZOOM_LATENT_MB")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda dev=None: (1 << 30, 80 << 30))
+    assert default_budget("cuda") == (1 << 30) // 2  # half the free GPU memory

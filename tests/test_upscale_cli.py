@@ -317,3 +317,20 @@ def test_typos_and_version_and_same_names(tmp_path, photo):
     r = run_cli(*args, "-o", tmp_path / "out", "--name", "{parent}-{stem}.png")
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(tmp_path / "out")) == ["a-same.png", "b-same.png"]
+
+
+def test_out_of_memory_is_one_line_not_a_traceback(tmp_path, photo, monkeypatch, capsys):
+    import torch
+
+    from core import upscale
+    oom = getattr(torch, "OutOfMemoryError", RuntimeError)
+
+    def boom(*a, **k):
+        raise oom("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(upscale, "export", boom)
+    assert upscale.main([str(photo), "--scale", "2", "--method", "bicubic", "-o",
+                         str(tmp_path / "o.png"), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: out of memory")
+    assert not (tmp_path / "o.png").exists()

@@ -506,3 +506,28 @@ def test_closing_the_window_during_an_export_leaves_no_file(qtbot, win, image_pa
     win.close()  # what SIGTERM does in the app (viewer.app.quit_on_signals)
     assert not win.exports.thread.is_alive()
     assert os.listdir(out) == []  # neither the targets nor a staged file
+
+
+def test_out_of_memory_in_background_encoding_stops_it_once(qtbot, win, image_path, monkeypatch):
+    """A (simulated) CUDA out-of-memory in the idle loop stops background encoding for the
+    image, frees the tile cache and says so once: no retry storm of error callbacks."""
+    import torch
+    errors = []
+    win.scheduler.on_error = errors.append
+    win.open_image(image_path)
+    settle(qtbot, win)
+    lat = win.latent
+    oom = getattr(torch, "OutOfMemoryError", RuntimeError)
+
+    def boom(*a, **k):
+        raise oom("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(lat, "encode_next", boom)
+    lat._tiles.clear()  # something left to encode
+    lat._bytes = 0
+    with win.scheduler._liif.cond:
+        win.scheduler._liif.cond.notify_all()
+    qtbot.wait(1500)
+    assert win.scheduler.idle_stopped
+    assert sum("out of memory" in e for e in errors) == 1 and len(errors) == 1
+    assert not win.scheduler._has_idle_work()

@@ -35,7 +35,7 @@ from core.cli import ArgumentParser
 from core.checkpoints import CheckpointError, load_model
 from core.defaults import choose_model, describe_model, resolve_checkpoint
 from core.formats import InputKind
-from core.device import pick_device
+from core.device import is_out_of_memory, pick_device
 from core.encoding import encode
 from core.geometry import Region
 from core.imageio import ImageError, atomic_write, load_image
@@ -177,6 +177,12 @@ def main(argv=None) -> int:
     except (ImageError, CheckpointError, ValueError, FileNotFoundError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        print("error: out of memory while evaluating (try --fp16-latent or --device cpu)",
+              file=sys.stderr)
+        return 1
     return 0
 
 

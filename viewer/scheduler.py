@@ -29,6 +29,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from core.device import empty_device_cache, is_out_of_memory
 from core.encoding import Cancelled, LatentImage
 from core.geometry import Region
 from core.imageio import LoadedImage
@@ -193,8 +194,11 @@ class _Worker(threading.Thread):
                         with q.cond:  # another worker has it (or it is done): wait
                             if not q.jobs and not q.stopping:
                                 q.cond.wait(0.2)
-                except Exception as exc:
-                    self.sched._report_error(exc)
+                except Exception as exc:  # out of memory: stop; anything else: once, then wait
+                    self.sched._idle_failed(exc)
+                    with q.cond:
+                        if not q.stopping:
+                            q.cond.wait(0.2)
                 continue
             try:
                 self.sched._run_job(job)
@@ -240,6 +244,8 @@ class RenderScheduler:
         self.wanted: set = set()
         self.timer: Optional[PassTimer] = None
         self.background_encoding = True
+        #: background encoding ran out of memory for the open image (a new image resets it)
+        self.idle_stopped = False
         self.focus: Optional[Tuple[float, float]] = None  # (y, x) where encoding goes on
         self._centre: Optional[Tuple[float, float]] = None  # centre of the last view
         self.cancelled_jobs = 0
@@ -264,6 +270,7 @@ class RenderScheduler:
             self.wanted = set()
             if image is not self.image:
                 self.cache.clear()
+                self.idle_stopped = False
             else:  # drop only the tiles of a model whose latent changed
                 stale = {m for m, old, new in ((Method.LIIF, self.latent, latent),
                                                (Method.COMPARE, self.compare_latent,
@@ -507,11 +514,31 @@ class RenderScheduler:
         self.on_pass(*done)
 
     def _report_error(self, exc: Exception) -> None:
+        if is_out_of_memory(exc):
+            self.cache.clear()  # rendered tiles are the first thing to give back
+            empty_device_cache()
+            self.on_error("out of memory: cached tiles freed; zoom in or close other programs")
+            return
         self.on_error(f"{type(exc).__name__}: {exc}")
+
+    def _idle_failed(self, exc: Exception) -> None:
+        """Background encoding failed: out of memory stops it for this image (said once, the
+        tile cache freed); any other error is reported and retried after a pause, never in a
+        tight loop."""
+        if is_out_of_memory(exc):
+            if not self.idle_stopped:
+                self.idle_stopped = True
+                self.cache.clear()
+                empty_device_cache()
+                self.on_error("out of memory: background encoding stopped for this image "
+                              "(the view still renders what it shows)")
+            return
+        self._report_error(exc)
 
     def _has_idle_work(self) -> bool:
         lat = self.latent
-        return lat is not None and self.background_encoding and lat.n_encoded < lat.n_tiles
+        return (lat is not None and self.background_encoding and not self.idle_stopped
+                and lat.n_encoded < lat.n_tiles)
 
     def _idle_encode_step(self) -> bool:
         """Encode one more latent block of the open image (background, one worker at a

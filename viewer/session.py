@@ -16,7 +16,7 @@ from typing import Callable, List, Optional, Tuple
 import torch
 
 from core.device import fast_compute_dtype
-from core.encoding import LatentImage, encode
+from core.encoding import LatentImage, encode, default_budget
 from core.geometry import Region
 from core.imageio import LoadedImage
 from viewer.tiles import Method, methods_needed
@@ -112,8 +112,11 @@ class Session:
         # lazy: nothing is encoded here; the render workers encode the tiles they need
         if self.image is None or model is None:
             return None
+        # the model and a compared model share the memory budget (core.encoding): each keeps
+        # at most half of it, beyond which tiles far from the view are dropped and re-encoded
         return encode(model, self.image.rgb, self.device, tile=self.latent_tile,
-                      compute_dtype=fast_compute_dtype(self.device))
+                      compute_dtype=fast_compute_dtype(self.device),
+                      budget_bytes=default_budget(self.device) // 2)
 
     def _reencode(self, main: bool = True) -> None:
         if main:
