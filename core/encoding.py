@@ -95,8 +95,10 @@ class LatentImage:
         self.compute_dtype = compute_dtype
         self.channels = int(model.latent_dim)
         self.halo = int(model.receptive_radius)
-        # The input stays on the host; each tile's crop is moved to the device when encoded.
-        self._input = to_input_tensor(rgb, torch.device("cpu"))[0]
+        # The image stays on the host as it is (no normalised copy of the whole image: that
+        # would double its memory); each block's crop is normalised and moved to the device
+        # when it is encoded.
+        self._rgb = rgb
         # encoded tiles, least recently used first
         self._tiles: "collections.OrderedDict[Tuple[int, int], torch.Tensor]" = \
             collections.OrderedDict()
@@ -166,7 +168,7 @@ class LatentImage:
         y1, x1 = min(ty1 * t, self.height), min(tx1 * t, self.width)
         cy0, cx0 = max(0, y0 - r), max(0, x0 - r)
         cy1, cx1 = min(self.height, y1 + r), min(self.width, x1 + r)
-        crop = self._input[:, cy0:cy1, cx0:cx1].unsqueeze(0).to(self.device)
+        crop = to_input_tensor(self._rgb[cy0:cy1, cx0:cx1], self.device)
         with self.computing():
             feat = self.model.encode(crop)[0].to(self.dtype)
         for ty in range(ty0, ty1):
