@@ -61,7 +61,7 @@ def build_window(args: argparse.Namespace, settings=None, liif_workers: int = 1,
         model, _, _ = load_model(ckpt, device)
         win.set_model(model, Path(ckpt).stem, why)
         if win.auto_model:
-            win._rule_models[Path(ckpt)] = model
+            win.models.rule_cache[Path(ckpt)] = model
     except CheckpointError as exc:
         win.show()
         win.error("Cannot load checkpoint", f"{exc}\n\nOnly bicubic is available until a model "

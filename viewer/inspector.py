@@ -86,9 +86,17 @@ class InspectorDock(QtWidgets.QDockWidget):
     PENS = {"liif": (255, 200, 0), "bicubic": (90, 170, 255), "nearest": (200, 200, 200)}
     CHANNELS = {"R": (255, 80, 80), "G": (80, 220, 80), "B": (90, 140, 255)}
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent=None, session=None, scheduler=None) -> None:
         super().__init__("Inspector: line profile", parent)
         self.setObjectName("inspector")
+        #: where the line and the rendered pixels come from (the window's); without them the
+        #: dock only shows what :meth:`update_profiles` is given
+        self.session, self.scheduler = session, scheduler
+        self._timer = QtCore.QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(60)  # coalesce tile arrivals
+        self._timer.timeout.connect(self.refresh)
+        self.visibilityChanged.connect(lambda _: self.schedule())
         w = QtWidgets.QWidget()
         lay = QtWidgets.QVBoxLayout(w)
         lay.setContentsMargins(4, 4, 4, 4)
@@ -112,6 +120,28 @@ class InspectorDock(QtWidgets.QDockWidget):
         self._curves: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
         self._labels: Dict[str, str] = {}
         self._items: Dict[object, str] = {}  # plotted item -> method (and channel)
+
+    def schedule(self) -> None:
+        """Refresh soon (once for a burst of tile arrivals)."""
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def refresh(self) -> None:
+        """Recompute the profiles from what is rendered now, for every method on screen."""
+        if not self.isVisible() or self.session is None:
+            return
+        line, st = self.session.profile_line, self.session.state
+        if line is None or st is None:
+            self.update_profiles({}, "Ctrl+drag on the image to draw a line")
+            return
+        T = self.scheduler.tile
+        curves = {m: line_profile(self.scheduler.cache.get, m, st.zoom, T, *line)
+                  for m in self.session.shown_methods()}
+        (x0, y0), (x1, y1) = line
+        self.update_profiles(curves, (
+            f"({x0:.1f}, {y0:.1f}) → ({x1:.1f}, {y1:.1f}), "
+            f"{((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5:.1f} source px at {st.zoom:.3g}×"),
+            {m: self.session.label(m) for m in curves})
 
     def update_profiles(self, curves: Dict[str, Tuple[np.ndarray, np.ndarray]],
                         text: str = "", labels: Optional[Dict[str, str]] = None) -> None:

@@ -19,15 +19,15 @@ import numpy as np
 import torch
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from core.checkpoints import CheckpointError, load_model
 from core.formats import open_filter
 from core.imageio import ImageError, LoadedImage, image_size, load_image
 from viewer.background import Background
 from viewer.canvas import Pane, to_qimage
 from viewer.export_dialog import ExportDialog, ExportRequest
 from viewer.exporting import ExportRunner
-from viewer.inspector import InspectorDock, line_profile
-from viewer.menus import build_menus
+from viewer.inspector import InspectorDock
+from viewer.menus import HELP, RecentFiles, build_menus
+from viewer.models import ModelLoader
 from viewer.scheduler import RenderScheduler
 from viewer.session import Session
 from viewer.statusbar import StatusBar
@@ -35,7 +35,6 @@ from viewer.statusbar import StatusBar
 #: above this many pixels the viewer asks before opening an image
 ASK_PIXELS = 100_000_000
 LATENT_TILE = 32  # latent tile side: small, so that a view encodes little beyond what it shows
-MAX_RECENT = 10
 
 
 def _to_u8(rgb: np.ndarray) -> np.ndarray:
@@ -61,7 +60,7 @@ class MainWindow(QtWidgets.QMainWindow):
         #: command line named a checkpoint, or the window was made with a model); the Model
         #: menu overrides it for the open image
         self.auto_model = model is None
-        self._rule_models: dict = {}  # path -> model loaded for the rule
+        self.models = ModelLoader(self.session, lambda t, m: self.error(t, m))
         self.source_qimage: Optional[QtGui.QImage] = None
         self.settings = settings or QtCore.QSettings("LIIF Zoom", "LIIF Zoom")
         self.background = Background(self)
@@ -83,18 +82,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.layout_.setSpacing(2)
         self.setCentralWidget(central)
         self.panes: List[Pane] = []
-        self.inspector = InspectorDock(self)
+        self.inspector = InspectorDock(self, self.session, self.scheduler)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, self.inspector)
         self.inspector.hide()
-        self.inspector.visibilityChanged.connect(lambda _: self._schedule_inspector())
-        self._inspector_timer = QtCore.QTimer(self)
-        self._inspector_timer.setSingleShot(True)
-        self._inspector_timer.setInterval(60)  # coalesce tile arrivals
-        self._inspector_timer.timeout.connect(self.refresh_inspector)
         self.status = StatusBar(self.statusBar(), self.session, self.background)
         self.passDone.connect(self.status.pass_done, QtCore.Qt.ConnectionType.QueuedConnection)
         self.menus = build_menus(self)
-        self._refresh_recent()
+        self.recent = RecentFiles(self.menus.recent, self.settings, self.open_image)
         self._build_panes()
         self.session.subscribe(self._on_session)
         self.setAcceptDrops(True)
@@ -122,7 +116,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 and not self.inspector.isVisible():
             self.show_inspector()
         if event in ("line", "view"):
-            self._schedule_inspector()
+            self.inspector.schedule()
         self.menus.sync(self.session)
         self.status.refresh()
         for p in self.panes:
@@ -147,7 +141,7 @@ class MainWindow(QtWidgets.QMainWindow):
         for p in self.panes:
             p.update()
         if self.session.profile_line is not None:
-            self._schedule_inspector()
+            self.inspector.schedule()
 
     # ---- image ------------------------------------------------------------------------------
     def open_dialog(self) -> None:
@@ -175,9 +169,10 @@ class MainWindow(QtWidgets.QMainWindow):
         if image is None:
             return False
         if self.auto_model:
-            self._apply_model_rule(path)
+            self.models.apply_rule(path)
+            self.status.refresh()
         self.set_image(image, arr)
-        self._add_recent(path)
+        self.recent.add(path)
         self.settings.setValue("last_dir", os.path.dirname(os.path.abspath(path)))
         self.setWindowTitle(f"LIIF Zoom — {os.path.basename(path)}")
         return True
@@ -238,23 +233,6 @@ class MainWindow(QtWidgets.QMainWindow):
     def set_model(self, model, name: str, reason: str = "") -> None:
         self.session.set_model(model, name, reason)
 
-    def _apply_model_rule(self, path: Optional[str]) -> None:
-        """Use the model :func:`core.defaults.choose_model` picks for the image in ``path``
-        (each loaded once); on a load failure, a dialog and the current model stays."""
-        from core.defaults import choose_model
-        choice = choose_model(self.device, path)
-        if self.model is not None and self.model_name == choice.path.stem:
-            self.session.model_reason = choice.reason
-            self.status.refresh()
-            return
-        model = self._rule_models.get(choice.path)
-        if model is None:
-            model = self._load_or_explain(str(choice.path), "The current model stays in use.")
-            if model is None:
-                return
-            self._rule_models[choice.path] = model
-        self.set_model(model, choice.path.stem, choice.reason)
-
     def compare_with(self, other: str) -> None:
         """Compare with bicubic or nearest neighbour (drops a compare model)."""
         if self.session.compare_model is not None:
@@ -269,7 +247,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def compare_with_checkpoint(self, path: str) -> bool:
         """Show the model in ``path`` beside the one in use (side by side or split); on
         failure a dialog, and the comparison stays as it was."""
-        model = self._load_or_explain(path, "The comparison stays as it was.")
+        model = self.models.load(path, "The comparison stays as it was.")
         if model is None:
             return False
         self.session.set_compare_model(model, Path(path).stem)
@@ -287,19 +265,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self, title, "", "Models (*.safetensors *.pth *.pt);;All files (*)")
         return path
 
-    def _load_or_explain(self, path: str, keeps: str):
-        """The model in ``path``, or None after a dialog that says why and what ``keeps``."""
-        try:
-            return load_model(path, self.device)[0]
-        except CheckpointError as exc:
-            self.error("Cannot load checkpoint", f"{exc}\n\n{keeps}")
-        except (Exception, RecursionError) as exc:  # never lose the window to a bad file
-            self.error("Cannot load checkpoint", f"cannot load checkpoint {path}: "
-                       f"{type(exc).__name__}: {exc}\n\n{keeps}")
-        return None
-
     def load_checkpoint(self, path: str) -> bool:
-        model = self._load_or_explain(path, "The current model stays in use.")
+        model = self.models.load(path, "The current model stays in use.")
         if model is None:
             return False
         self.set_model(model, Path(path).stem, "chosen in the Model menu")
@@ -311,27 +278,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.inspector.show()
         self.resizeDocks([self.inspector], [max(160, self.height() // 3)],
                          QtCore.Qt.Orientation.Vertical)
-
-    def _schedule_inspector(self) -> None:
-        if not self._inspector_timer.isActive():
-            self._inspector_timer.start()
-
-    def refresh_inspector(self) -> None:
-        """Recompute the profiles from what is rendered now (see viewer.inspector)."""
-        if not self.inspector.isVisible():
-            return
-        line, st = self.session.profile_line, self.state
-        if line is None or st is None:
-            self.inspector.update_profiles({}, "Ctrl+drag on the image to draw a line")
-            return
-        T = self.scheduler.tile
-        curves = {m: line_profile(self.scheduler.cache.get, m, st.zoom, T, *line)
-                  for m in self.session.shown_methods()}
-        (x0, y0), (x1, y1) = line
-        self.inspector.update_profiles(curves, (
-            f"({x0:.1f}, {y0:.1f}) → ({x1:.1f}, {y1:.1f}), "
-            f"{((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5:.1f} source px at {st.zoom:.3g}×"),
-            {m: self.session.label(m) for m in curves})
 
     # ---- export ------------------------------------------------------------------------------
     def export_dialog(self) -> None:
@@ -371,30 +317,7 @@ class MainWindow(QtWidgets.QMainWindow):
         QtWidgets.QMessageBox.critical(self, title, message)
 
     def show_help(self) -> None:
-        QtWidgets.QMessageBox.information(self, "Controls", (
-            "Wheel: zoom about the cursor · Drag: pan · Shift+drag: select a region\n"
-            "+ / −: zoom · 0: 1 screen pixel per source pixel · F: fit\n"
-            "C: side by side (LIIF | bicubic) · V: split view (drag the divider) · "
-            "L: LIIF only · N: nearest neighbour\n"
-            "Ctrl+drag: draw a line for the inspector's profiles · I: show/hide the inspector\n"
-            "Ctrl+E: export · Ctrl+L: load checkpoint · Ctrl+O: open"))
-
-    def _add_recent(self, path: str) -> None:
-        path = os.path.abspath(path)
-        recent = [p for p in (self.settings.value("recent") or []) if p != path]
-        self.settings.setValue("recent", [path] + recent[:MAX_RECENT - 1])
-        self._refresh_recent()
-
-    def _refresh_recent(self) -> None:
-        menu = self.menus.recent
-        menu.clear()
-        recent = self.settings.value("recent") or []
-        if isinstance(recent, str):
-            recent = [recent]
-        for p in recent:
-            a = menu.addAction(p)
-            a.triggered.connect(lambda _=False, p=p: self.open_image(p))
-        menu.setEnabled(bool(recent))
+        QtWidgets.QMessageBox.information(self, "Controls", HELP)
 
     def dragEnterEvent(self, ev) -> None:
         if ev.mimeData().hasUrls():

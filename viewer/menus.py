@@ -11,6 +11,13 @@ from PySide6 import QtGui, QtWidgets
 from core.defaults import BUNDLED
 
 ZOOM_STEP = 2 ** 0.25
+#: Help → Controls
+HELP = ("Wheel: zoom about the cursor · Drag: pan · Shift+drag: select a region\n"
+        "+ / −: zoom · 0: 1 screen pixel per source pixel · F: fit\n"
+        "C: side by side (LIIF | bicubic) · V: split view (drag the divider) · "
+        "L: LIIF only · N: nearest neighbour\n"
+        "Ctrl+drag: draw a line for the inspector's profiles · I: show/hide the inspector\n"
+        "Ctrl+E: export · Ctrl+L: load checkpoint · Ctrl+O: open")
 
 
 def action(owner, menu, text: str, slot: Callable, shortcut: Optional[str] = None,
@@ -110,3 +117,29 @@ def build_menus(win) -> Menus:
     h = mb.addMenu("&Help")
     action(win, h, "&Controls", win.show_help, "F1")
     return menus
+
+
+class RecentFiles:
+    """File → Open Recent: the last ``limit`` images opened, kept in ``settings``."""
+
+    def __init__(self, menu: QtWidgets.QMenu, settings, open_image: Callable[[str], bool],
+                 limit: int = 10) -> None:
+        self.menu, self.settings, self.open_image, self.limit = menu, settings, open_image, limit
+        self.refresh()
+
+    def add(self, path: str) -> None:
+        import os
+        path = os.path.abspath(path)
+        recent = [p for p in (self.settings.value("recent") or []) if p != path]
+        self.settings.setValue("recent", [path] + recent[:self.limit - 1])
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.menu.clear()
+        recent = self.settings.value("recent") or []
+        if isinstance(recent, str):
+            recent = [recent]
+        for p in recent:
+            a = self.menu.addAction(p)
+            a.triggered.connect(lambda _=False, p=p: self.open_image(p))
+        self.menu.setEnabled(bool(recent))

@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     # across the rim of the cup (the sample photo), from the coffee into the white rim
     win.session.set_profile_line((r.x + r.w * 0.09, r.y + r.h * 0.62), (r.x + r.w * 0.2, r.y + r.h * 0.98))
     settle(app, win)
-    win.refresh_inspector()
+    win.inspector.refresh()
     app.processEvents()
     path = os.path.join(args.outdir, "inspector-8x.png")
     win.grab().save(path)
