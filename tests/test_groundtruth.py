@@ -95,3 +95,38 @@ def test_quitting_while_measuring_and_rendering_exits_cleanly(tmp_path, after_ms
                        capture_output=True, text=True, env=env, timeout=300, cwd=root)
     assert r.returncode == 0 and "terminate called" not in r.stderr, r.stderr[-2000:]
     assert "ERR" not in r.stdout
+
+
+def test_a_reference_that_declares_a_huge_size_is_refused_with_a_dialog(qtbot, tmp_path):
+    """A tiny PNG declaring 24000x16000 (384 Mpx) is refused by the image size limit before
+    any allocation; a MemoryError while decoding is a dialog too."""
+    import struct
+    import zlib
+
+    hr = (smooth(40, 48) * 255).round().astype(np.uint8)
+    Image.fromarray(hr).save(tmp_path / "lr.png")
+    raw = b"\x89PNG\r\n\x1a\n"
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    data = raw + chunk(b"IHDR", struct.pack(">IIBBBBB", 24000, 16000, 8, 2, 0, 0, 0)) + \
+        chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    (tmp_path / "huge.png").write_bytes(data)
+    w = make_window(qtbot, tmp_path, size=(500, 400))
+    try:
+        assert w.open_image(str(tmp_path / "lr.png"))
+        assert not w.open_reference(str(tmp_path / "huge.png"))
+        assert w.errors and "huge.png" in w.errors[-1][1]
+        import viewer.main_window as mw
+
+        def no_memory(*a, **k):
+            raise MemoryError()
+        real = mw.load_image
+        mw.load_image = no_memory
+        try:
+            assert not w.open_reference(str(tmp_path / "lr.png"))
+        finally:
+            mw.load_image = real
+        assert "not enough memory" in w.errors[-1][1]
+    finally:
+        w.scheduler.shutdown()

@@ -20,7 +20,7 @@ import torch
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from core.formats import open_filter
-from core.imageio import ImageError, LoadedImage, image_size, load_image
+from core.imageio import MAX_PIXELS, ImageError, LoadedImage, image_size, load_image
 from viewer.background import Background
 from viewer.canvas import Pane, to_qimage
 from viewer.export_dialog import ExportDialog, ExportRequest
@@ -220,12 +220,16 @@ class MainWindow(QtWidgets.QMainWindow):
             self.error("Cannot use reference", "Open an image first.")
             return False
         try:
-            ref, _ = self._decode(path, None, display=False)
+            # the same size limit as an image (a small file may declare a huge one)
+            ref, _ = self._decode(path, MAX_PIXELS, display=False)
             if ref is None:
                 return False
             self.session.set_reference(ref)
         except (ImageError, OSError, ValueError) as exc:
             self.error("Cannot use reference", str(exc))
+            return False
+        except MemoryError:
+            self.error("Cannot use reference", f"cannot read {path}: not enough memory")
             return False
         return True
 
