@@ -107,3 +107,21 @@ def empty_device_cache() -> None:
             torch.cuda.empty_cache()
         except Exception:  # noqa: BLE001 - best effort
             pass
+
+
+_DEVICE_LOCKS: dict = {}
+_LOCKS_GUARD = __import__("threading").Lock()
+
+
+def device_lock(device: torch.device | str) -> ContextManager:
+    """The lock every thread holds while it drives ``device`` (encoding, rendering), where
+    the device needs one: Apple's MPS aborts the process when two threads use it at once;
+    CUDA and the CPU take concurrent work (a no-op there). ``LIIF_ZOOM_SERIAL_DEVICE=1``
+    serialises any device (for tests, or a driver that misbehaves). Re-entrant."""
+    import os
+    import threading
+    dev = torch.device(device)
+    if dev.type != "mps" and os.environ.get("LIIF_ZOOM_SERIAL_DEVICE") != "1":
+        return contextlib.nullcontext()
+    with _LOCKS_GUARD:
+        return _DEVICE_LOCKS.setdefault(str(dev), threading.RLock())

@@ -25,7 +25,7 @@ from typing import Callable, ContextManager, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from core.device import autocast_to
+from core.device import autocast_to, device_lock
 from core.lru import LRUCache
 __all__ = ["LatentImage", "Cancelled", "encode", "to_input_tensor", "default_budget"]
 
@@ -121,7 +121,7 @@ class LatentImage:
     def features_of(self, window: torch.Tensor, stride=(1, 1)) -> torch.Tensor:
         """``model.code_features`` of a window of this latent ``(C, H, W)`` (with its halo),
         float32 ``(K, H', W')``."""
-        with self.computing():
+        with device_lock(self.device), self.computing():
             return self.model.code_features(window.unsqueeze(0), stride=stride)[0].float()
 
     @property
@@ -168,8 +168,8 @@ class LatentImage:
         y1, x1 = min(ty1 * t, self.height), min(tx1 * t, self.width)
         cy0, cx0 = max(0, y0 - r), max(0, x0 - r)
         cy1, cx1 = min(self.height, y1 + r), min(self.width, x1 + r)
-        crop = to_input_tensor(self._rgb[cy0:cy1, cx0:cx1], self.device)
-        with self.computing():
+        with device_lock(self.device), self.computing():
+            crop = to_input_tensor(self._rgb[cy0:cy1, cx0:cx1], self.device)
             feat = self.model.encode(crop)[0].to(self.dtype)
         for ty in range(ty0, ty1):
             for tx in range(tx0, tx1):

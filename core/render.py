@@ -32,6 +32,7 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 import torch
 
+from core.device import device_lock
 from core.encoding import Cancelled, LatentImage
 from core.geometry import Region, iter_tiles
 from core.models.implicit import area_weights, neighbour_index
@@ -169,8 +170,9 @@ def render(latent: LatentImage, region: Region, out_w: int, out_h: int,
         if cancelled is not None and cancelled():
             raise Cancelled()
         ys, xs = region.sample_points(out_w, out_h, wc0 + c0, wr0 + r0, wc0 + c1, wr0 + r1)
-        rgb = render_tile(latent, ys, xs, cell, cancelled)
-        out[r0:r1, c0:c1] = (rgb * 0.5 + 0.5).clamp_(0, 1).cpu().numpy()
+        with device_lock(latent.device):  # one chunk at a time where the device needs it
+            rgb = render_tile(latent, ys, xs, cell, cancelled)
+            out[r0:r1, c0:c1] = (rgb * 0.5 + 0.5).clamp_(0, 1).cpu().numpy()
         done += (c1 - c0) * (r1 - r0)
         if progress is not None:
             progress(done, total)

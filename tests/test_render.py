@@ -259,3 +259,44 @@ def test_a_gpu_that_is_reported_but_fails_is_not_picked(monkeypatch):
         cd.pick_device("cuda")
     monkeypatch.setattr(cd, "_WORKS", {})
     assert cd.device_works(torch.device("cpu")) is None
+
+
+def test_one_thread_at_a_time_drives_a_device_that_needs_it(tiny_model, rand_image, monkeypatch):
+    """device_lock: a re-entrant lock for MPS (concurrent use from threads aborts there), a
+    no-op on the CPU and CUDA; with it on, threads encode and render one at a time and get
+    the same pixels."""
+    import threading
+
+    from core.device import device_lock
+    assert device_lock("mps") is device_lock("mps") and device_lock("cpu") is not device_lock("cpu")
+    monkeypatch.setenv("LIIF_ZOOM_SERIAL_DEVICE", "1")
+    lock = device_lock("cpu")
+    inside, most = [0], [0]
+    real = tiny_model.encode
+
+    def counting(x):  # how many threads are inside the device at once
+        assert lock._is_owned()
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        try:
+            return real(x)
+        finally:
+            inside[0] -= 1
+
+    monkeypatch.setattr(tiny_model, "encode", counting)
+    lat = encode(tiny_model, rand_image, torch.device("cpu"), tile=8, max_block=8)
+    outs = [None] * 4
+
+    def work(k):
+        outs[k] = render(lat, Region(k, 0, 20, 15), 40, 30)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1 and all(o is not None for o in outs)
+    monkeypatch.setattr(tiny_model, "encode", real)
+    free = encode(tiny_model, rand_image, torch.device("cpu"), tile=8, max_block=8)
+    for k in range(4):
+        assert np.abs(outs[k] - render(free, Region(k, 0, 20, 15), 40, 30)).max() < 1e-6
