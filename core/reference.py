@@ -22,9 +22,11 @@ from core.models.implicit import EPS_SHIFT
 def render_naive(model, feat: torch.Tensor, region: Region, out_w: int, out_h: int) -> torch.Tensor:
     """Oracle render of ``region`` at ``out_w x out_h`` from the full latent ``feat (C, h, w)``.
 
-    Returns normalised RGB ``(out_h, out_w, 3)`` (not clamped)."""
+    Returns normalised RGB ``(out_h, out_w, 3)`` (not clamped), on ``feat``'s device: every
+    coordinate and index is made there, so the oracle runs on a GPU as on the CPU."""
     c, h, w = feat.shape
-    ys, xs = region.sample_points(out_w, out_h)
+    dev = feat.device
+    ys, xs = (t.to(dev) for t in region.sample_points(out_w, out_h))
     qy = ys[:, None].expand(out_h, out_w).reshape(-1)
     qx = xs[None, :].expand(out_h, out_w).reshape(-1)
     cy, cx = region.cell(out_w, out_h)
@@ -51,7 +53,7 @@ def render_naive(model, feat: torch.Tensor, region: Region, out_w: int, out_h: i
         rel_x = 2.0 * (qx - (ix.double() + 0.5))
         inp = [z, torch.stack([rel_y, rel_x], 1).float()]
         if model.cell_decode:
-            inp.append(torch.tensor([[2.0 * cy, 2.0 * cx]]).expand(len(qy), 2))
+            inp.append(torch.tensor([[2.0 * cy, 2.0 * cx]], device=dev).expand(len(qy), 2))
         if hasattr(model, "hyper"):
             pred = _lmf_point(model, inp[0], torch.cat(inp[1:], 1))
             if model.skip:  # the code's own input colour: the latent's last 3 channels

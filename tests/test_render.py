@@ -300,3 +300,14 @@ def test_one_thread_at_a_time_drives_a_device_that_needs_it(tiny_model, rand_ima
     free = encode(tiny_model, rand_image, torch.device("cpu"), tile=8, max_block=8)
     for k in range(4):
         assert np.abs(outs[k] - render(free, Region(k, 0, 20, 15), 40, 30)).max() < 1e-6
+
+
+@pytest.mark.parametrize("spec", ["liif", "lmf"])
+def test_the_oracle_keeps_everything_on_the_latents_device(spec):
+    """render_naive on the meta device (standing in for a GPU): no operation mixes devices."""
+    from core.reference import render_naive
+    torch.manual_seed(0)
+    model = make(tiny_spec() if spec == "liif" else lmf_spec(skip=True)).eval().to("meta")
+    feat = torch.empty(model.latent_dim, 6, 7, device="meta")
+    out = render_naive(model, feat, Region(-0.5, 0.3, 5.2, 4.1), 11, 9)
+    assert out.device.type == "meta" and tuple(out.shape) == (9, 11, 3)
