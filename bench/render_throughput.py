@@ -7,7 +7,7 @@ EDSR-baseline-LIIF (paper size, random weights), a ``input x input`` image rende
 
 * official-style: unfold the whole latent + grid_sample per call, 30000-query batches
   (``core.reference.query_official_style``);
-* fast path: ``core.render.render`` (folded first layer, P map on touched tiles, batched
+* fast path: ``core.render.render`` (folded first layer, code features on touched tiles, batched
   ensemble), default chunk.
 
 Prints seconds, output pixels per second, the maximum difference between the two outputs,

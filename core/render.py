@@ -61,12 +61,12 @@ def _buffers(rows: int, width: int, device: torch.device) -> Tuple[torch.Tensor,
 
 
 def _code_feature_grid(latent: LatentImage, rows: torch.Tensor, cols: torch.Tensor,
-            cancelled: Optional[Callable[[], bool]]
-            ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """P map at the grid ``rows x cols`` (sorted unique latent indices).
+                       cancelled: Optional[Callable[[], bool]]
+                       ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Code features at the grid ``rows x cols`` (sorted unique latent indices).
 
-    Returns ``(P, row_lut, col_lut, n_cols)``: ``P`` is ``(n_rows * n_cols, hidden)``, and
-    latent row ``rows[0] + k`` is P-row ``row_lut[k]`` (likewise for columns)."""
+    Returns ``(table, row_lut, col_lut, n_cols)``: ``table`` is ``(n_rows * n_cols, K)``, and
+    latent row ``rows[0] + k`` is table row block ``row_lut[k]`` (likewise for columns)."""
     model = latent.model
     halo = model.window_halo
     k = 2 * halo + 1
