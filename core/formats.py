@@ -33,6 +33,14 @@ class ImageFormat:
     extra: str = ""        #: pip extra needed to read it, if any
 
 
+def _pillow_has(feature: str) -> bool:
+    try:
+        from PIL import features
+        return bool(features.check(feature))
+    except Exception:
+        return False
+
+
 def _heif_available() -> bool:
     try:
         import pillow_heif  # noqa: F401  (registered by core.imageio)
@@ -48,6 +56,8 @@ FORMATS: Tuple[ImageFormat, ...] = (
     ImageFormat("TIFF", "TIFF", (".tif", ".tiff"), True, True, False, True, False),
     ImageFormat("WebP", "WEBP", (".webp",), True, True, True, False, False),
     ImageFormat("BMP", "BMP", (".bmp",), True, True, False, False, False),
+    ImageFormat("AVIF", "AVIF", (".avif",), _pillow_has("avif"), _pillow_has("avif"), True,
+                False, False),
     ImageFormat("GIF", "GIF", (".gif",), True, False, False, False, False),
     ImageFormat("HEIC", "HEIF", (".heic", ".heif"), _heif_available(), False, True, False,
                 False, extra="heic"),

@@ -87,6 +87,19 @@ class LoadedImage:
     bits: int = 8
     path: str = ""
     meta: Metadata = field(default_factory=Metadata)
+    frames: int = 1  #: an animation's frame count (the first frame is what was decoded)
+
+    def notes(self, target_format: Optional[str] = None) -> list:
+        """What a person should know when this image is shown or written as
+        ``target_format`` (a Pillow format name): an animation's other frames are left out,
+        JPEG drops transparency."""
+        out = []
+        if self.frames > 1:
+            out.append(f"an animation of {self.frames} frames: only the first is used")
+        if target_format == "JPEG" and self.alpha is not None:
+            out.append("JPEG has no transparency: the alpha channel is dropped "
+                       "(PNG, WebP or AVIF keep it)")
+        return out
 
     @property
     def width(self) -> int:
@@ -144,6 +157,7 @@ def load_image(path: Union[str, os.PathLike], max_pixels: Optional[int] = MAX_PI
         im = Image.open(path)
         _check_size(path, im.size[0], im.size[1], max_pixels)
         _check_plausible(path, im.size[0], im.size[1], im.format)
+        frames = int(getattr(im, "n_frames", 1) or 1)
         im.load()
         im = ImageOps.exif_transpose(im)
         meta = _metadata(im)
@@ -155,6 +169,7 @@ def load_image(path: Union[str, os.PathLike], max_pixels: Optional[int] = MAX_PI
         raise ImageError(f"cannot read image {path}: {_why(exc)}") from None
     loaded = _from_pil(im, path)
     loaded.meta = meta
+    loaded.frames = frames
     return loaded
 
 
@@ -289,8 +304,8 @@ def _from_pil(im: Image.Image, path: str) -> LoadedImage:
 
 
 #: the formats that carry a colour profile / EXIF, as Pillow writes them
-ICC_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
-EXIF_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
+ICC_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "AVIF")
+EXIF_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "AVIF")
 
 
 def save_image(path: Union[str, os.PathLike], rgb: np.ndarray, alpha: Optional[np.ndarray] = None,
@@ -353,7 +368,7 @@ def save_image(path: Union[str, os.PathLike], rgb: np.ndarray, alpha: Optional[n
         im = Image.fromarray(a8[..., 0] if mode == "L" else a8, mode=mode)
         if fmt == "JPEG" and mode == "LA":
             im = im.convert("L")
-        kw = {"quality": int(quality)} if fmt in ("JPEG", "WEBP") else {}
+        kw = {"quality": int(quality)} if fmt in ("JPEG", "WEBP", "AVIF") else {}
         atomic_write(path, lambda tmp: im.save(tmp, format=fmt, **kw, **extra))
     except OSError as exc:
         raise ImageError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -18,7 +18,7 @@ second; a summary line ends the run, and the exit status is 1 if any input faile
 
 The region is in source pixels (fractional allowed; default the whole image); ``--scale``
 multiplies its size, ``--size`` sets the output size exactly. Output format by extension:
-PNG, JPEG, TIFF, WebP, BMP. The default checkpoint follows :func:`core.defaults.choose_model`
+PNG, JPEG, TIFF, WebP, BMP, AVIF. The default checkpoint follows :func:`core.defaults.choose_model`
 for each input: the photo model for a lossy one (JPEG, lossy WebP, HEIC), else the clean
 bundled model for the device; one line on stderr names each model as it is first used and
 why (``JPEG q≈72 → photo model``). ``--checkpoint`` takes a file or a bundled model's key
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     p.add_argument("--method", choices=METHODS, default="liif",
                    help="liif (the model), bicubic or nearest (default: liif)")
-    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality, 1-100 (default 95)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG, WebP and AVIF quality, 1-100 (default 95)")
     p.add_argument("--precision", choices=("auto", "float32"), default="auto",
                    help="arithmetic of the encoder and the code features' first layer: auto = "
                    "bfloat16 where the CPU multiplies it natively (twice as fast; PSNR within "
@@ -332,6 +332,9 @@ def _one(args, job: Job, region_arg: Optional[Region], model, device, bar) -> No
     import torch
 
     image = load_image(job.src)
+    for note in image.notes(WRITE_FORMATS.get(os.path.splitext(job.dst)[1].lower())):
+        (bar.write if not bar.disable and bar.n else lambda m, file: print(m, file=file))(
+            f"note: {job.src}: {note}", file=sys.stderr)
     region = region_arg or Region.full(image.width, image.height)
     out_w, out_h = _output_size(args, region)  # (export checks the request)
     latent = None

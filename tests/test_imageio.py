@@ -159,3 +159,24 @@ def test_a_fifo_or_a_folder_is_refused_before_anything_opens_it(tmp_path):
             fn(tmp_path)
         with pytest.raises(ImageError, match="no such file"):
             fn(tmp_path / "missing.png")
+
+
+def test_an_animation_and_a_transparent_jpeg_export_are_told(tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from core.imageio import load_image
+    frames = [Image.new("RGB", (20, 16), c) for c in ("red", "green", "blue")]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    img = load_image(tmp_path / "a.gif")
+    assert img.frames == 3 and "3 frames" in img.notes()[0]
+    Image.new("RGBA", (20, 16), (10, 20, 30, 100)).save(tmp_path / "t.png")
+    assert "transparency" in load_image(tmp_path / "t.png").notes("JPEG")[0]
+    assert load_image(tmp_path / "t.png").notes("PNG") == []
+    root = __import__("os").path.dirname(__import__("os").path.dirname(__file__))
+    r = subprocess.run([sys.executable, "-m", "core.upscale", str(tmp_path / "t.png"),
+                        "--scale", "2", "--method", "bicubic", "-o", str(tmp_path / "t.jpg")],
+                       capture_output=True, text=True, cwd=root)
+    assert r.returncode == 0 and "note:" in r.stderr and "transparency" in r.stderr

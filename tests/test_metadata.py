@@ -66,3 +66,17 @@ def test_16_bit_png_keeps_the_profile(tmp_path):
     with Image.open(tmp_path / "a.png") as o:
         assert o.info.get("icc_profile") == icc
     assert np.array_equal(png.read(str(tmp_path / "a.png")), a)
+
+
+def test_avif_is_read_and_written_with_its_metadata(tmp_path, camera_jpeg):
+    from core import formats
+    if ".avif" not in formats.WRITE_FORMATS:
+        pytest.skip("this Pillow has no AVIF codec")
+    src, icc = camera_jpeg
+    out = tmp_path / "o.avif"
+    export(load_image(src), Region.full(30, 40), 60, 80, str(out), "bicubic", quality=80)
+    back = load_image(out)
+    assert (back.width, back.height) == (60, 80) and back.meta.icc == icc
+    assert formats.inspect_input(out).lossy
+    with Image.open(out) as o:
+        assert o.getexif().get(0x0110) == "Pixel 9"

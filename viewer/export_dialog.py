@@ -106,7 +106,7 @@ class ExportDialog(QtWidgets.QDialog):
         self.quality = QtWidgets.QSpinBox()
         self.quality.setRange(1, 100)
         self.quality.setValue(95)
-        form.addRow("Quality (JPEG/WebP)", self.quality)
+        form.addRow("Quality (JPEG, WebP, AVIF)", self.quality)
         self.keep_exif = QtWidgets.QCheckBox("Keep camera data (EXIF: camera, date, GPS)")
         self.keep_exif.setChecked(True)
         self.keep_exif.setToolTip("The colour profile is always kept; untick to leave out "

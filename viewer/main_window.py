@@ -172,6 +172,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.models.apply_rule(path)
             self.status.refresh()
         self.set_image(image, arr)
+        for note in image.notes():
+            self.statusBar().showMessage(f"{os.path.basename(path)}: {note}", 10000)
         self.recent.add(path)
         self.settings.setValue("last_dir", os.path.dirname(os.path.abspath(path)))
         self.setWindowTitle(f"LIIF Zoom — {os.path.basename(path)}")

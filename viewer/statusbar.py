@@ -62,6 +62,11 @@ class StatusBar(QtCore.QObject):
         family = f" ({type(ses.model).__name__})" if ses.model is not None else ""
         why = f" · {ses.model_reason}" if ses.model_reason else ""
         self.model.setText(f"model {ses.model_name or 'none'}{family}{why}")
+        slow = ses.device.type == "cpu" and type(ses.model).__name__ == "LIIF"
+        self.model.setToolTip("the paper model takes seconds a view on a CPU; the CPU model "
+                              "(Model menu) renders about 50× faster" if slow else "")
+        if slow:
+            self.model.setText(self.model.text() + " · slow on a CPU: try the CPU model")
 
     def show_encoding(self) -> None:
         lat = self.session.latent
