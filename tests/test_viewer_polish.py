@@ -75,7 +75,8 @@ def test_the_image_as_its_own_reference_says_identical(win, qtbot, image_path):
     assert win.open_image(image_path)
     assert win.open_reference(image_path)
     qtbot.waitUntil(lambda: "dB" in win.status.metrics.text(), timeout=30000)
-    assert "identical (∞ dB)" in win.status.metrics.text() and "inf" not in win.status.metrics.text()
+    text, full = win.status.metrics.text(), win.status.metrics.toolTip()
+    assert "∞/1.000" in text and "inf" not in text and "identical (∞ dB)" in full
 
 
 def test_the_inspector_legend_names_the_panes(win, qtbot, image_path):
@@ -95,3 +96,26 @@ def test_the_window_size_is_remembered(qtbot, tmp_path):
         assert (w2.width(), w2.height()) == (700, 500)
     finally:
         w2.scheduler.shutdown()
+
+
+def test_the_status_bar_fits_a_1024_px_window_with_a_reference(qtbot, tmp_path, image_path):
+    w = make_window(qtbot, tmp_path, size=(1024, 560))
+    try:
+        assert w.open_image(image_path)
+        w.status.last_times.update(preview=0.128, coarse=3.934, full=4.501)
+        w.status._measured(w.status._metrics_gen, {"liif": (32.63, 0.959),
+                                                   "bicubic": (56.5, 0.999)}, None)
+        from core.models.registry import make
+        from tests.test_training import LMF_TINY
+        w.session.model = make(LMF_TINY)  # the photo model's family (no "slow on a CPU")
+        w.session.model_name = "lmf-edsr6-photo"
+        w.session.model_reason = "JPEG q≈72 → photo model"
+        w.status.refresh()
+        w.status.metrics.show()
+        qtbot.wait(50)
+        labels = [w.status.zoom, w.status.region, w.status.metrics, w.status.time,
+                  w.status.device, w.status.model]
+        assert all(lab.width() >= lab.sizeHint().width() for lab in labels), \
+            [(lab.text(), lab.width(), lab.sizeHint().width()) for lab in labels]
+    finally:
+        w.scheduler.shutdown()

@@ -48,25 +48,31 @@ class StatusBar(QtCore.QObject):
 
     def refresh(self) -> None:
         ses, st = self.session, self.session.state
+        # short texts (a 1024-px window shows them all), the long form in each tooltip
         if st is None:
             self.zoom.setText("no image")
             self.region.setText("")
         else:
             r = st.visible_region()
-            self.zoom.setText(f"zoom {st.zoom:.3g}× (screen px per source px)")
-            self.region.setText(f"view x {r.x:.1f}, y {r.y:.1f}, {r.w:.1f} × {r.h:.1f} px")
+            self.zoom.setText(f"{st.zoom:.3g}×")
+            self.zoom.setToolTip("zoom: screen pixels per source pixel")
+            self.region.setText(f"{r.x:.0f}, {r.y:.0f}  {r.w:.0f}×{r.h:.0f} px")
+            self.region.setToolTip(f"the view: x {r.x:.1f}, y {r.y:.1f}, {r.w:.1f} × {r.h:.1f} "
+                                   "source pixels")
         t = self.last_times
-        parts = [f"{k} {t[k] * 1000:.0f} ms" for k in ("preview", "coarse", "full") if k in t]
-        self.time.setText("last render: " + (", ".join(parts) if parts else "–"))
-        self.device.setText(f"device {ses.device.type}")
+        parts = [f"{t[k] * 1000:.0f}" for k in ("preview", "coarse", "full") if k in t]
+        self.time.setText((" / ".join(parts) + " ms") if parts else "–")
+        self.time.setToolTip("the last render's preview / coarse / full passes")
+        self.device.setText(ses.device.type)
+        self.device.setToolTip("the device the model runs on")
         family = f" ({type(ses.model).__name__})" if ses.model is not None else ""
         why = f" · {ses.model_reason}" if ses.model_reason else ""
-        self.model.setText(f"model {ses.model_name or 'none'}{family}{why}")
+        self.model.setText(f"{ses.model_name or 'no model'}{family}{why}")
         slow = ses.device.type == "cpu" and type(ses.model).__name__ == "LIIF"
         self.model.setToolTip("the paper model takes seconds a view on a CPU; the CPU model "
                               "(Model menu) renders about 50× faster" if slow else "")
         if slow:
-            self.model.setText(self.model.text() + " · slow on a CPU: try the CPU model")
+            self.model.setText(self.model.text() + " · slow on a CPU")
 
     def show_encoding(self) -> None:
         lat = self.session.latent
@@ -124,10 +130,18 @@ class StatusBar(QtCore.QObject):
         elif not res:
             self.metrics.setText("vs reference: view too small")
         else:
-            self.metrics.setText("vs reference: " + " · ".join(
-                f"{self.session.label(m)} {_db(p)} / SSIM {q:.3f}" for m, (p, q) in res.items()))
+            self.metrics.setText("vs ref: " + " · ".join(
+                f"{_short(self.session.label(m))} {'∞' if p == float('inf') else f'{p:.2f}'}"
+                f"/{q:.3f}" for m, (p, q) in res.items()))
+            self.metrics.setToolTip("PSNR (dB) / SSIM against the reference, over the view: " + "; ".join(
+                f"{self.session.label(m)}: PSNR {_db(p)}, SSIM {q:.4f}" for m, (p, q) in res.items()))
 
 
 def _db(psnr: float) -> str:
     """PSNR for the status bar; identical pixels (the image as its own reference) say so."""
     return "identical (∞ dB)" if psnr == float("inf") else f"{psnr:.2f} dB"
+
+
+def _short(label: str) -> str:
+    """``LIIF: lmf-edsr6-cpu`` -> ``lmf-edsr6-cpu``: the status bar names the model alone."""
+    return label.split(": ", 1)[1] if label.startswith("LIIF: ") else label
