@@ -46,7 +46,7 @@ def test_open_reference_shows_psnr_and_ssim_per_pane(qtbot, tmp_path):
         n = len(w.errors)
         assert not w.open_reference(str(tmp_path / "wrong.png")) and len(w.errors) == n + 1
         assert w.open_reference(str(tmp_path / "hr.png"))
-        qtbot.waitUntil(lambda: "dB" in w.status.metrics.text(), timeout=30000)
+        qtbot.waitUntil(lambda: "liif" in w.status.last_metrics, timeout=30000)
         text, full = w.status.metrics.text(), w.status.metrics.toolTip()
         assert "tiny" in text and "bicubic" in text  # short on the bar ...
         assert "LIIF: tiny" in full and "bicubic" in full and "SSIM" in full  # ... in full here

@@ -74,7 +74,7 @@ def test_n_twice_returns_to_the_model_comparison(win, image_path, tiny_checkpoin
 def test_the_image_as_its_own_reference_says_identical(win, qtbot, image_path):
     assert win.open_image(image_path)
     assert win.open_reference(image_path)
-    qtbot.waitUntil(lambda: "dB" in win.status.metrics.text(), timeout=30000)
+    qtbot.waitUntil(lambda: "liif" in win.status.last_metrics, timeout=30000)
     text, full = win.status.metrics.text(), win.status.metrics.toolTip()
     assert "∞/1.000" in text and "inf" not in text and "identical (∞ dB)" in full
 
