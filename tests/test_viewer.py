@@ -340,7 +340,7 @@ def test_main_opens_bundled_sample_with_bundled_model(qtbot, tmp_path):
 
 def test_default_model_per_device():
     from core.defaults import CPU_CHECKPOINT, PAPER_CHECKPOINT, bundled_models, default_checkpoint
-    assert list(bundled_models()) == ["paper", "cpu"]  # both bundled, paper first
+    assert list(bundled_models()) == ["paper", "cpu", "photo"]  # all bundled, paper first
     assert default_checkpoint("cpu") == CPU_CHECKPOINT
     assert default_checkpoint("cuda") == PAPER_CHECKPOINT
     assert default_checkpoint("mps") == PAPER_CHECKPOINT
