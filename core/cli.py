@@ -16,6 +16,17 @@ def version() -> str:
         return "0.1.0"
 
 
+def _long_options(parser: argparse.ArgumentParser) -> set:
+    """Every ``--option`` of ``parser`` and of its subcommands' parsers."""
+    out = set()
+    for a in parser._actions:
+        out.update(s for s in a.option_strings if s.startswith("--"))
+        if isinstance(a, argparse._SubParsersAction):
+            for sub in a.choices.values():
+                out |= _long_options(sub)
+    return out
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` whose usage errors are one line, ``error: ...`` (with a
     pointer to ``--help``), and exit status 2, like every other error of the project's CLIs;
@@ -33,7 +44,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def parse_args(self, args=None, namespace=None):
         argv = sys.argv[1:] if args is None else [str(a) for a in args]
-        known = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
+        known = sorted(_long_options(self))
         for tok in argv:
             if tok == "--":
                 break
