@@ -98,6 +98,9 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
                          f"in memory; use PNG, which is written in bands")
     band = max(1, min(out_h, band_pixels // out_w))
     alpha = image.alpha if fmt != "JPEG" else None
+    # JPEG has no alpha: a transparent source is flattened onto white (as photo tools do),
+    # never written with whatever colour its transparent pixels happen to hold
+    flatten = image.alpha if fmt == "JPEG" and image.alpha is not None else None
     meta = image.meta if keep_exif else image.meta.without_exif()
 
     def bands():
@@ -105,6 +108,9 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
             r1 = min(out_h, r0 + band)
             win = (0, r0, out_w, r1)
             rgb = render_region(image, region, out_w, out_h, method, latent, win, cancelled)
+            if flatten is not None:
+                fa = np.clip(render_bicubic(flatten, region, out_w, out_h, win), 0, 1)[..., None]
+                rgb = rgb * fa + (1.0 - fa)
             a = None
             if alpha is not None:
                 a = np.clip(render_bicubic(alpha, region, out_w, out_h, win), 0, 1)

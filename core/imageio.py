@@ -97,7 +97,7 @@ class LoadedImage:
         if self.frames > 1:
             out.append(f"an animation of {self.frames} frames: only the first is used")
         if target_format == "JPEG" and self.alpha is not None:
-            out.append("JPEG has no transparency: the alpha channel is dropped "
+            out.append("JPEG has no transparency: it is flattened onto white "
                        "(PNG, WebP or AVIF keep it)")
         return out
 

@@ -80,3 +80,15 @@ def test_avif_is_read_and_written_with_its_metadata(tmp_path, camera_jpeg):
     assert formats.inspect_input(out).lossy
     with Image.open(out) as o:
         assert o.getexif().get(0x0110) == "Pixel 9"
+
+
+def test_a_transparent_source_is_flattened_onto_white_in_a_jpeg(tmp_path):
+    a = np.zeros((20, 24, 4), np.uint8)
+    a[..., 0] = 200  # red everywhere, but the left half fully transparent
+    a[:, 12:, 3] = 255
+    Image.fromarray(a, "RGBA").save(tmp_path / "t.png")
+    export(load_image(tmp_path / "t.png"), Region.full(24, 20), 24, 20, str(tmp_path / "o.jpg"),
+           "nearest")
+    o = np.asarray(Image.open(tmp_path / "o.jpg")).astype(int)
+    assert (np.abs(o[:, :8] - 255) <= 6).all()  # white where it was transparent
+    assert (np.abs(o[:, 16:] - [200, 0, 0]) <= 12).all()  # the colour where it was opaque

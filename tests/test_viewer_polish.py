@@ -119,3 +119,12 @@ def test_the_status_bar_fits_a_1024_px_window_with_a_reference(qtbot, tmp_path, 
             [(lab.text(), lab.width(), lab.sizeHint().width()) for lab in labels]
     finally:
         w.scheduler.shutdown()
+
+
+def test_copy_view_puts_the_panes_on_the_clipboard(win, qtbot, image_path):
+    from PySide6 import QtWidgets
+    assert win.open_image(image_path)
+    QtWidgets.QApplication.clipboard().clear()
+    win.copy_view()
+    img = QtWidgets.QApplication.clipboard().image()
+    assert not img.isNull() and img.width() == win.centralWidget().width()

@@ -318,6 +318,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings.setValue("export_dir", os.path.dirname(os.path.abspath(req.paths[0])))
         self.exports.start(req, ses.image, latents)
 
+    def copy_view(self) -> None:
+        """Put the panes, as shown, on the clipboard as one image."""
+        QtWidgets.QApplication.clipboard().setImage(self.centralWidget().grab().toImage())
+        self.statusBar().showMessage("view copied to the clipboard", 3000)
+
     # ---- misc --------------------------------------------------------------------------------
     def error(self, title: str, message: str) -> None:
         QtWidgets.QMessageBox.critical(self, title, message)

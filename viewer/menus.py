@@ -17,7 +17,7 @@ HELP = ("Wheel: zoom about the cursor · Drag: pan · Shift+drag: select a regio
         "C: side by side (LIIF | bicubic) · V: split view (drag the divider) · "
         "L: LIIF only · N: nearest neighbour\n"
         "Ctrl+drag: draw a line for the inspector's profiles · I: show/hide the inspector\n"
-        "Ctrl+E: export · Ctrl+L: load checkpoint · Ctrl+O: open")
+        "Ctrl+E: export · Ctrl+C: copy the view · Ctrl+L: load checkpoint · Ctrl+O: open")
 
 
 def action(owner, menu, text: str, slot: Callable, shortcut: Optional[str] = None,
@@ -98,6 +98,7 @@ def build_menus(win) -> Menus:
     act.setShortcut(QtGui.QKeySequence("I"))
     v.addAction(act)
     action(win, v, "Clear Selection and Line", ses.clear_selection, "Esc")
+    action(win, v, "&Copy View (as shown, all panes)", win.copy_view, "Ctrl+C")
     m = mb.addMenu("&Model")
     action(win, m, "&Load Checkpoint…", win.load_checkpoint_dialog, "Ctrl+L")
     menus = Menus(recent, side, split, single, nearest, model_info=None)
