@@ -45,7 +45,7 @@ from core.atomic import Terminated, check_replaceable, terminate_on_signals
 from core.checkpoints import CheckpointError, load_model
 from core.defaults import choose_model, describe_model, resolve_checkpoint
 from core.device import fast_compute_dtype, is_out_of_memory, pick_device
-from core.encoding import encode
+from core.encoding import encode, default_budget
 from core.export import MAX_OUTPUT_PIXELS, MAX_OUTPUT_SIDE, METHODS, export
 from core.geometry import Region
 from core.formats import KNOWN_EXTS, WRITE_FORMATS
@@ -82,6 +82,9 @@ def output_size(region: Region, scale: float) -> tuple:
 #: progress-bar weight of one encoded source pixel against one rendered output pixel (the
 #: encoder costs about 25 times the renderer's per-pixel work for the bundled CPU model)
 ENCODE_WEIGHT = 25
+#: the CLI renders in bands from the top: a band's latent rows (about 0.6 GB for a 60-Mpx
+#: photo with the CPU model) is all it needs at once, so it keeps less than the viewer
+CLI_LATENT_BUDGET = 1 << 30
 #: outputs of at least this many pixels are announced with their size before the work starts
 LARGE_OUTPUT = 100_000_000
 
@@ -342,7 +345,8 @@ def _one(args, job: Job, region_arg: Optional[Region], model, device, bar) -> No
         latent = encode(model, image.rgb, device,
                         dtype=torch.float16 if args.fp16_latent else torch.float32,
                         compute_dtype=torch.float32 if args.precision == "float32"
-                        else fast_compute_dtype(device))
+                        else fast_compute_dtype(device),
+                        budget_bytes=min(default_budget(device), CLI_LATENT_BUDGET))
         whole = image.width * image.height * latent.channels * (2 if args.fp16_latent else 4)
         if region_arg is None and (latent.budget is None or whole <= latent.budget):
             # the whole image, and its latent fits the budget: encode it up front, with
