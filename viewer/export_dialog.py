@@ -34,6 +34,18 @@ def output_paths(path: str, methods: List[str]) -> List[str]:
     return [f"{stem}-{m}{ext}" for m in methods]
 
 
+def method_choices(compare: Optional[str] = None) -> dict:
+    """The dialog's method choices, ``{label: [method, ...]}``; with a second model shown
+    (``compare``: its name) it can be exported too, alone or beside LIIF."""
+    base = {"LIIF": ["liif"], "bicubic": ["bicubic"], "nearest": ["nearest"],
+            "both": ["liif", "bicubic"]}
+    if not compare:
+        return base
+    return {"LIIF": ["liif"], f"second model ({compare})": ["compare"],
+            "LIIF and second model": ["liif", "compare"],
+            **{k: v for k, v in base.items() if k != "LIIF"}}
+
+
 def _inside(r: Region, w: int, h: int) -> Region:
     """``r`` cut to the ``w x h`` image (``r`` itself if it does not overlap it)."""
     x0, y0 = max(r.x, 0.0), max(r.y, 0.0)
@@ -62,12 +74,7 @@ class ExportDialog(QtWidgets.QDialog):
         # the current view cut to the image: at fit it also holds the letterbox around it
         view = _inside(view, image_w, image_h)
         #: the method choices: label -> methods (core.methods' names); one file per method
-        self.choices = {"LIIF": ["liif"], "bicubic": ["bicubic"], "nearest": ["nearest"],
-                        "both": ["liif", "bicubic"]}
-        if compare:  # a second model is shown: it can be exported too, alone or beside LIIF
-            self.choices = {"LIIF": ["liif"], f"second model ({compare})": ["compare"],
-                            "LIIF and second model": ["liif", "compare"], **{
-                                k: v for k, v in self.choices.items() if k != "LIIF"}}
+        self.choices = method_choices(compare)
         self.setWindowTitle("Export region")
         self.regions = {"Whole image": Region.full(image_w, image_h), "Current view": view}
         if selection is not None:
