@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 import warnings
 from typing import ContextManager, Optional
 
@@ -110,7 +112,7 @@ def empty_device_cache() -> None:
 
 
 _DEVICE_LOCKS: dict = {}
-_LOCKS_GUARD = __import__("threading").Lock()
+_LOCKS_GUARD = threading.Lock()
 
 
 def device_lock(device: torch.device | str) -> ContextManager:
@@ -118,8 +120,6 @@ def device_lock(device: torch.device | str) -> ContextManager:
     the device needs one: Apple's MPS aborts the process when two threads use it at once;
     CUDA and the CPU take concurrent work (a no-op there). ``LIIF_ZOOM_SERIAL_DEVICE=1``
     serialises any device (for tests, or a driver that misbehaves). Re-entrant."""
-    import os
-    import threading
     dev = torch.device(device)
     if dev.type != "mps" and os.environ.get("LIIF_ZOOM_SERIAL_DEVICE") != "1":
         return contextlib.nullcontext()

@@ -146,7 +146,8 @@ class LatentImage:
 
     def _tile(self, ty: int, tx: int,
               cancelled: Optional[Callable[[], bool]] = None) -> torch.Tensor:
-        """Encoded tile ``(ty, tx)``, encoding it (again) if it is not kept."""
+        """Encoded tile ``(ty, tx)``, encoding it (again) if it is not kept (another thread may
+        drop it between the encoding and the read: then it is encoded once more)."""
         while True:
             with self._lock:
                 t = self._tiles.get((ty, tx))
@@ -154,11 +155,6 @@ class LatentImage:
                     self._tiles.move_to_end((ty, tx))
                     return t
             self.ensure(ty, ty + 1, tx, tx + 1, cancelled)
-            with self._lock:  # just encoded: read it before anything can drop it
-                t = self._tiles.get((ty, tx))
-                if t is not None:
-                    self._tiles.move_to_end((ty, tx))
-                    return t
 
     def _encode_block(self, ty0: int, ty1: int, tx0: int, tx1: int) -> None:
         """Encode tiles ``[ty0, ty1) x [tx0, tx1)`` in one pass: their pixels plus a halo of

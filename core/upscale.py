@@ -280,10 +280,7 @@ def run(args, state: Optional[dict] = None) -> int:
                 if single:
                     raise
                 failed.append(j.src)
-                if time.perf_counter() - t0 >= 1.0 and not bar.disable:
-                    bar.write(f"error: {exc}", file=sys.stderr)  # above the bar
-                else:
-                    print(f"error: {exc}", file=sys.stderr)
+                _say(bar, f"error: {exc}")
             bar.update(start + j.work - bar.n)
     finally:
         bar.close()
@@ -297,6 +294,14 @@ def run(args, state: Optional[dict] = None) -> int:
           f"them), {len(failed)} failed, in {dt:.1f} s -> {args.output}"
           + (f"; failed: {', '.join(failed)}" if failed else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _say(bar, line: str) -> None:
+    """One line on stderr: above the progress bar once it shows (tqdm's delay), else plain."""
+    if bar is not None and not bar.disable and time.time() - bar.start_t >= bar.delay:
+        bar.write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr)
 
 
 class Models:
@@ -318,11 +323,7 @@ class Models:
         if path not in self.loaded:
             model = load_model(path, self.device)[0]
             self.loaded[path] = model
-            line = describe_model(path, model, self.device) + why
-            if bar is not None and not bar.disable and bar.n:
-                bar.write(line, file=sys.stderr)
-            else:
-                print(line, file=sys.stderr)
+            _say(bar, describe_model(path, model, self.device) + why)
         return self.loaded[path], self.device
 
 
@@ -336,8 +337,7 @@ def _one(args, job: Job, region_arg: Optional[Region], model, device, bar) -> No
 
     image = load_image(job.src)
     for note in image.notes(WRITE_FORMATS.get(os.path.splitext(job.dst)[1].lower())):
-        (bar.write if not bar.disable and bar.n else lambda m, file: print(m, file=file))(
-            f"note: {job.src}: {note}", file=sys.stderr)
+        _say(bar, f"note: {job.src}: {note}")
     region = region_arg or Region.full(image.width, image.height)
     out_w, out_h = _output_size(args, region)  # (export checks the request)
     latent = None

@@ -131,15 +131,17 @@ class StatusBar(QtCore.QObject):
             self.metrics.setText("vs reference: view too small")
         else:
             self.metrics.setText("vs ref: " + " · ".join(
-                f"{_short(self.session.label(m))} {'∞' if p == float('inf') else f'{p:.2f}'}"
+                f"{_short(self.session.label(m))} {_db(p, short=True)}"
                 f"/{q:.3f}" for m, (p, q) in res.items()))
             self.metrics.setToolTip("PSNR (dB) / SSIM against the reference, over the view: " + "; ".join(
                 f"{self.session.label(m)}: PSNR {_db(p)}, SSIM {q:.4f}" for m, (p, q) in res.items()))
 
 
-def _db(psnr: float) -> str:
+def _db(psnr: float, short: bool = False) -> str:
     """PSNR for the status bar; identical pixels (the image as its own reference) say so."""
-    return "identical (∞ dB)" if psnr == float("inf") else f"{psnr:.2f} dB"
+    if psnr == float("inf"):
+        return "∞" if short else "identical (∞ dB)"
+    return f"{psnr:.2f}" if short else f"{psnr:.2f} dB"
 
 
 def _short(label: str) -> str:
