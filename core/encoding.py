@@ -27,6 +27,7 @@ import torch
 
 from core.device import autocast_to, device_lock
 from core.lru import LRUCache
+from core.pixels import to_float
 __all__ = ["LatentImage", "Cancelled", "encode", "to_input_tensor", "default_budget"]
 
 #: most of a machine's memory the latent may take by default (CPU: of the RAM; GPU: of the
@@ -53,8 +54,9 @@ def default_budget(device: torch.device | str) -> int:
 
 
 def to_input_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``(H, W, 3)`` float image in [0, 1] -> normalised ``(1, 3, H, W)`` tensor ``(x-0.5)/0.5``."""
-    t = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)
+    """``(H, W, 3)`` image (uint8, uint16 or float in [0, 1]: :mod:`core.pixels`) ->
+    normalised ``(1, 3, H, W)`` float32 tensor ``(x-0.5)/0.5``."""
+    t = torch.from_numpy(to_float(rgb)).permute(2, 0, 1)
     return ((t - 0.5) / 0.5).unsqueeze(0).to(device)
 
 
@@ -63,7 +65,8 @@ class LatentImage:
 
     Args:
         model: a LIIF-family model (``encode``, ``receptive_radius``, ``latent_dim``).
-        rgb: the image, ``(H, W, 3)`` float32 in [0, 1].
+        rgb: the image, ``(H, W, 3)`` uint8, uint16 or float32 in [0, 1] (:mod:`core.pixels`;
+            converted a tile at a time).
         device: where the latent lives and rendering runs.
         tile: latent tile side in pixels.
         dtype: storage type of the latent (``torch.float16`` halves its memory).

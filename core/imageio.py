@@ -27,6 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from core import png
 from core.atomic import atomic_write
 from core.formats import WRITE_FORMATS
+from core.pixels import to_float
 
 __all__ = ["ImageError", "ImageTooLarge", "image_size", "LoadedImage", "load_image", "save_image", "atomic_write",
            "MAX_PIXELS", "WRITE_FORMATS"]
@@ -74,14 +75,17 @@ class LoadedImage:
     """A decoded image.
 
     Attributes:
-        rgb: ``(H, W, 3)`` float32 in [0, 1] (greyscale replicated to 3 channels).
+        pixels: ``(H, W, 3)``, the source's own values: uint8 for 8-bit sources, uint16 for
+            16-bit ones, or float32 in [0, 1] (greyscale replicated to 3 channels). Read a
+            window of it as floats with :func:`core.pixels.to_float`; :attr:`rgb` converts
+            it all.
         alpha: ``(H, W)`` float32 in [0, 1], or None.
         grey: the source had one colour channel.
         bits: 8 or 16, the source's bits per channel.
         path: where it came from.
     """
 
-    rgb: np.ndarray
+    pixels: np.ndarray
     alpha: Optional[np.ndarray] = None
     grey: bool = False
     bits: int = 8
@@ -102,12 +106,19 @@ class LoadedImage:
         return out
 
     @property
+    def rgb(self) -> np.ndarray:
+        """The whole image as ``(H, W, 3)`` float32 in [0, 1]: a new array of 12 bytes a
+        pixel. For small images and tests; renderers and encoders read :attr:`pixels` a
+        window at a time."""
+        return to_float(self.pixels)
+
+    @property
     def width(self) -> int:
-        return int(self.rgb.shape[1])
+        return int(self.pixels.shape[1])
 
     @property
     def height(self) -> int:
-        return int(self.rgb.shape[0])
+        return int(self.pixels.shape[0])
 
 
 def image_size(path: Union[str, os.PathLike]) -> tuple:
@@ -189,13 +200,12 @@ def _metadata(im: Image.Image) -> Metadata:
 
 
 def _from_uint16(arr: np.ndarray, path: str) -> LoadedImage:
-    """A LoadedImage from ``(H, W, C)`` uint16, C = 2 (grey+alpha), 3 (RGB) or 4 (RGBA)."""
-    x = arr.astype(np.float32) / 65535.0
-    if x.shape[2] == 2:  # grey + alpha
-        return LoadedImage(np.repeat(x[..., :1], 3, 2), np.ascontiguousarray(x[..., 1]),
-                           True, 16, path)
-    alpha = np.ascontiguousarray(x[..., 3]) if x.shape[2] == 4 else None
-    return LoadedImage(np.ascontiguousarray(x[..., :3]), alpha, False, 16, path)
+    """A LoadedImage from ``(H, W, C)`` uint16, C = 2 (grey+alpha), 3 (RGB) or 4 (RGBA); the
+    colour stays uint16, the alpha becomes float."""
+    if arr.shape[2] == 2:  # grey + alpha
+        return LoadedImage(np.repeat(arr[..., :1], 3, 2), to_float(arr[..., 1]), True, 16, path)
+    alpha = to_float(arr[..., 3]) if arr.shape[2] == 4 else None
+    return LoadedImage(np.ascontiguousarray(arr[..., :3]), alpha, False, 16, path)
 
 
 def _is_tiff(path: str) -> bool:
@@ -274,10 +284,9 @@ def _why(exc: BaseException) -> str:
 def _from_pil(im: Image.Image, path: str) -> LoadedImage:
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I"):
-        a = np.asarray(im).astype(np.float32)
-        bits = 16
-        a = np.clip(a / 65535.0, 0, 1)
-        return LoadedImage(np.repeat(a[..., None], 3, 2), None, True, bits, path)
+        a = np.asarray(im)
+        a = np.clip(a, 0, 65535).astype(np.uint16) if a.dtype.kind == "i" else a.astype(np.uint16)
+        return LoadedImage(np.repeat(a[..., None], 3, 2), None, True, 16, path)
     if mode == "F":
         a = np.clip(np.asarray(im, dtype=np.float32), 0, 1)
         return LoadedImage(np.repeat(a[..., None], 3, 2), None, True, 16, path)
@@ -290,14 +299,15 @@ def _from_pil(im: Image.Image, path: str) -> LoadedImage:
     elif mode == "PA":
         im = im.convert("RGBA")
     mode = im.mode
-    a = np.asarray(im, dtype=np.float32) / 255.0
+    a = np.asarray(im)  # uint8: kept as decoded (see core.pixels)
+    if a.dtype != np.uint8:
+        raise ImageError(f"cannot read image {path}: unsupported pixel mode {mode}")
     if mode == "L":
         return LoadedImage(np.repeat(a[..., None], 3, 2), None, True, 8, path)
     if mode == "LA":
-        return LoadedImage(np.repeat(a[..., :1], 3, 2), np.ascontiguousarray(a[..., 1]), True, 8, path)
+        return LoadedImage(np.repeat(a[..., :1], 3, 2), to_float(a[..., 1]), True, 8, path)
     if mode == "RGBA":
-        return LoadedImage(np.ascontiguousarray(a[..., :3]), np.ascontiguousarray(a[..., 3]),
-                           False, 8, path)
+        return LoadedImage(np.ascontiguousarray(a[..., :3]), to_float(a[..., 3]), False, 8, path)
     if mode == "RGB":
         return LoadedImage(np.ascontiguousarray(a), None, False, 8, path)
     raise ImageError(f"cannot read image {path}: unsupported pixel mode {mode}")

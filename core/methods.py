@@ -44,11 +44,11 @@ def _model(image, latent, region, w, h, window, cancelled):
 
 
 def _bicubic(image, latent, region, w, h, window, cancelled):
-    return render_bicubic(image.rgb, region, w, h, window)
+    return render_bicubic(image.pixels, region, w, h, window)
 
 
 def _nearest(image, latent, region, w, h, window, cancelled):
-    return render_nearest(image.rgb, region, w, h, window)
+    return render_nearest(image.pixels, region, w, h, window)
 
 
 METHODS: Dict[str, RenderMethod] = {m.name: m for m in (

@@ -26,6 +26,7 @@ import torch
 
 from core.geometry import Region
 from core.lru import LRUCache
+from core.pixels import to_float
 
 __all__ = ["cubic", "render_bicubic", "render_nearest", "imresize"]
 
@@ -80,17 +81,18 @@ def render_nearest(image: np.ndarray, region: Region, out_w: int, out_h: int,
                    window: Tuple[int, int, int, int] | None = None) -> np.ndarray:
     """Nearest-neighbour samples of ``image`` at the output-pixel centres of ``region`` (the
     centres :func:`render_bicubic` and LIIF sample; edge pixels replicated outside), shown to
-    see the source pixels. ``window`` as in :func:`render_bicubic`."""
+    see the source pixels. ``window`` as in :func:`render_bicubic`. Returns float32."""
     ys, xs = region.sample_points(out_w, out_h, *(window or ()))
     iy = np.clip(np.floor(ys.numpy()).astype(int), 0, image.shape[0] - 1)
     ix = np.clip(np.floor(xs.numpy()).astype(int), 0, image.shape[1] - 1)
-    return image[iy[:, None], ix[None, :]]
+    return to_float(image[iy[:, None], ix[None, :]])
 
 
 def render_bicubic(image: np.ndarray, region: Region, out_w: int, out_h: int,
                    window: Tuple[int, int, int, int] | None = None) -> np.ndarray:
-    """Bicubic render of ``region`` of ``image`` (``(H, W)`` or ``(H, W, C)`` float) at
-    ``out_w x out_h``, sampling output-pixel centres as :func:`core.render.render` does.
+    """Bicubic render of ``region`` of ``image`` (``(H, W)`` or ``(H, W, C)``; uint8, uint16
+    or float in [0, 1], :mod:`core.pixels`) at ``out_w x out_h``, sampling output-pixel
+    centres as :func:`core.render.render` does.
 
     Antialiased when the output is smaller than the region. ``window = (c0, r0, c1, r1)``
     renders only those output columns and rows. Returns float32, not clamped.
@@ -100,7 +102,7 @@ def render_bicubic(image: np.ndarray, region: Region, out_w: int, out_h: int,
     sy, sx = out_h / region.h, out_w / region.w
     wy, y0, y1 = _weights_cached(ys, h, sy)
     wx, x0, x1 = _weights_cached(xs, w, sx)
-    src = torch.from_numpy(np.ascontiguousarray(image[y0:y1, x0:x1], dtype=np.float32))
+    src = torch.from_numpy(to_float(image[y0:y1, x0:x1]))
     squeeze = src.ndim == 2
     if squeeze:
         src = src[..., None]

@@ -342,7 +342,7 @@ def _one(args, job: Job, region_arg: Optional[Region], model, device, bar) -> No
     out_w, out_h = _output_size(args, region)  # (export checks the request)
     latent = None
     if model is not None:
-        latent = encode(model, image.rgb, device,
+        latent = encode(model, image.pixels, device,
                         dtype=torch.float16 if args.fp16_latent else torch.float32,
                         compute_dtype=torch.float32 if args.precision == "float32"
                         else fast_compute_dtype(device),

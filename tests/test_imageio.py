@@ -30,6 +30,7 @@ def test_modes(tmp_path, mode):
     im.save(p)
     img = load_image(p)
     assert img.rgb.shape == (8, 9, 3) and img.rgb.dtype == np.float32
+    assert img.pixels.dtype == np.uint8
     assert img.grey == (mode in ("L", "LA", "1"))
     assert (img.alpha is not None) == (mode in ("RGBA", "LA"))
 
@@ -180,3 +181,36 @@ def test_an_animation_and_a_transparent_jpeg_export_are_told(tmp_path):
                         "--scale", "2", "--method", "bicubic", "-o", str(tmp_path / "t.jpg")],
                        capture_output=True, text=True, cwd=root)
     assert r.returncode == 0 and "note:" in r.stderr and "transparency" in r.stderr
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_decoded_pixels_stay_integers_and_every_reader_converts_the_same(tmp_path, tiny_model,
+                                                                         bits):
+    """The decoded image keeps the source's integers (3 or 6 bytes a pixel, not 12), and the
+    renderers and the encoder, reading windows of them, give exactly what they give for the
+    whole-image float copy."""
+    import torch
+
+    from core.encoding import encode
+    from core.geometry import Region
+    from core.resample import render_bicubic, render_nearest
+
+    rng = np.random.default_rng(1)
+    if bits == 8:
+        a = (rng.random((37, 45, 3)) * 255).astype(np.uint8)
+        Image.fromarray(a).save(tmp_path / "x.png")
+    else:
+        from core import png
+        a = (rng.random((37, 45, 3)) * 65535).astype(np.uint16)
+        png.write(str(tmp_path / "x.png"), a)
+    img = load_image(tmp_path / "x.png")
+    assert img.pixels.dtype == (np.uint8 if bits == 8 else np.uint16)
+    assert np.array_equal(img.pixels, a)
+    f = img.rgb
+    assert f.dtype == np.float32 and np.array_equal(f, a.astype(np.float32) / (2 ** bits - 1))
+    r = Region(3.5, 2.25, 20.0, 17.0)
+    for fn in (render_bicubic, render_nearest):
+        assert np.array_equal(fn(img.pixels, r, 31, 29), fn(f, r, 31, 29))
+    dev = torch.device("cpu")
+    la, lb = encode(tiny_model, img.pixels, dev), encode(tiny_model, f, dev)
+    assert torch.equal(la.full(), lb.full())

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from core.formats import READ_EXTS
 from core.imageio import ImageError, load_image
+from core.pixels import to_u8
 from training.degrade import Degradation, seeded_rng
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def list_images(root: str | os.PathLike) -> List[Path]:
 
 def load_uint8(path: str | os.PathLike) -> np.ndarray:
     """``(H, W, 3)`` uint8 RGB of an image file."""
-    return np.round(load_image(path).rgb * 255).astype(np.uint8)
+    return to_u8(load_image(path).pixels)
 
 
 class ImageFolder(Dataset):

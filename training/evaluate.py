@@ -40,6 +40,7 @@ from core.encoding import encode
 from core.geometry import Region
 from core.imageio import ImageError, atomic_write, load_image
 from core.metrics import psnr
+from core.pixels import to_u8
 from core.render import render
 from core.resample import imresize, render_bicubic
 from training.data import PairedFolder
@@ -56,10 +57,6 @@ def parse_scales(text: str) -> List[int]:
     return scales
 
 
-def to_u8(rgb: np.ndarray) -> np.ndarray:
-    return np.round(rgb * 255).astype(np.uint8)
-
-
 def evaluate(model, folder: PairedFolder, scales: List[int], protocol: str, device,
              limit: int | None = None, log=None, latent_dtype=None,
              compute_dtype=torch.float32,
@@ -71,11 +68,11 @@ def evaluate(model, folder: PairedFolder, scales: List[int], protocol: str, devi
     files = folder.hr_files[:limit] if limit else folder.hr_files
     for s in scales:
         for f in files:
-            hr = to_u8(load_image(f).rgb)
+            hr = to_u8(load_image(f).pixels)
             h, w = hr.shape[0] // s * s, hr.shape[1] // s * s
             hr = hr[:h, :w]
             lr_file = folder.lr_path(f, s) if s in (2, 3, 4) else None
-            lr = to_u8(load_image(lr_file).rgb) if lr_file else imresize(hr, 1 / s)
+            lr = to_u8(load_image(lr_file).pixels) if lr_file else imresize(hr, 1 / s)
             if lr.shape[:2] != (h // s, w // s):
                 raise ValueError(f"{lr_file}: LR size {lr.shape[1]}x{lr.shape[0]} does not match "
                                  f"HR {w}x{h} at x{s}")

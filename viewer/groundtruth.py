@@ -19,6 +19,7 @@ import numpy as np
 from core.geometry import Region
 from core.imageio import LoadedImage
 from core.metrics import psnr, ssim
+from core.pixels import to_float
 from core.methods import METHODS, render_by
 
 #: methods a pane can show and how to render them: ``fn(region, w, h) -> (h, w, 3)``
@@ -68,7 +69,7 @@ def visible_metrics(image: LoadedImage, reference: LoadedImage, region: Region,
     x0, y0, x1, y1 = win
     s = reference_scale(image, reference)
     src = Region(x0 / s, y0 / s, (x1 - x0) / s, (y1 - y0) / s)
-    gt = reference.rgb[y0:y1, x0:x1]
+    gt = to_float(reference.pixels[y0:y1, x0:x1])
     out = {}
     for method, fn in renderers.items():
         if cancelled():

@@ -21,6 +21,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from core.formats import open_filter
 from core.imageio import MAX_PIXELS, ImageError, LoadedImage, image_size, load_image
+from core.pixels import to_u8
 from viewer.background import Background
 from viewer.canvas import Pane, to_qimage
 from viewer.export_dialog import ExportDialog, ExportRequest
@@ -35,10 +36,6 @@ from viewer.statusbar import StatusBar
 #: above this many pixels the viewer asks before opening an image
 ASK_PIXELS = 100_000_000
 LATENT_TILE = 32  # latent tile side: small, so that a view encodes little beyond what it shows
-
-
-def _to_u8(rgb: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.round(rgb * 255).astype(np.uint8))
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -189,7 +186,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
         def work():
             image = load_image(path, max_pixels=max_pixels)
-            return image, (_to_u8(image.rgb) if display else None)
+            return image, (to_u8(image.pixels) if display else None)
 
         self._decoding = True
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
@@ -202,7 +199,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.statusBar().clearMessage()
 
     def set_image(self, image: LoadedImage, arr: Optional[np.ndarray] = None) -> None:
-        arr = _to_u8(image.rgb) if arr is None else arr
+        arr = to_u8(image.pixels) if arr is None else arr
         # converted (a copy) to the layout the painter draws from, not converted per paint
         self.source_qimage = to_qimage(arr).convertToFormat(QtGui.QImage.Format.Format_RGB32)
         self.session.set_image(image, *self.panes[0].device_size())

@@ -114,7 +114,7 @@ class Session:
             return None
         # the model and a compared model share the memory budget (core.encoding): each keeps
         # at most half of it, beyond which tiles far from the view are dropped and re-encoded
-        return encode(model, self.image.rgb, self.device, tile=self.latent_tile,
+        return encode(model, self.image.pixels, self.device, tile=self.latent_tile,
                       compute_dtype=fast_compute_dtype(self.device),
                       budget_bytes=default_budget(self.device) // 2)
 
