@@ -128,3 +128,46 @@ def test_copy_view_puts_the_panes_on_the_clipboard(win, qtbot, image_path):
     win.copy_view()
     img = QtWidgets.QApplication.clipboard().image()
     assert not img.isNull() and img.width() == win.centralWidget().width()
+
+
+def _p3_profile() -> bytes:
+    from PySide6 import QtGui
+    return bytes(QtGui.QColorSpace(QtGui.QColorSpace.NamedColorSpace.DisplayP3).iccProfile())
+
+
+def test_a_profile_converts_to_srgb_and_srgb_is_left_alone():
+    import numpy as np
+    from PIL import ImageCms
+
+    from core.colour import ToSRGB
+    conv = ToSRGB.for_profile(_p3_profile())
+    assert conv is not None and conv.name == "Display P3"
+    # sRGB's pure red is about (234, 51, 35) in Display P3
+    red = conv(np.array([[[234, 51, 35]]], np.uint8))[0, 0].astype(int)
+    assert red[0] >= 252 and red[1] <= 6 and red[2] <= 6
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    assert ToSRGB.for_profile(srgb) is None and ToSRGB.for_profile(None) is None
+    assert ToSRGB.for_profile(b"not a profile") is None  # logged, values shown as they are
+
+
+@pytest.mark.parametrize("tagged", [True, False])
+def test_the_viewer_shows_a_p3_photo_in_srgb(win, qtbot, tmp_path, tagged):
+    """A Display-P3 photo is drawn converted to sRGB (its values as they are otherwise);
+    the model and the exports still see its own values."""
+    import numpy as np
+    from PIL import Image
+    a = np.empty((60, 80, 3), np.uint8)
+    a[:] = (234, 51, 35)
+    path = tmp_path / "p3.png"
+    Image.fromarray(a).save(path, icc_profile=_p3_profile() if tagged else None)
+    assert win.open_image(str(path))
+    assert (win.display_colour is not None) == tagged
+    assert win.session.image.pixels[5, 5].tolist() == [234, 51, 35]
+    pane = win.panes[-1]  # bicubic: a flat image stays flat
+
+    def centre():
+        c = pane.grab().toImage().pixelColor(pane.width() // 2, pane.height() // 2)
+        return c.red(), c.green(), c.blue()
+
+    want = (255, 0, 0) if tagged else (234, 51, 35)
+    qtbot.waitUntil(lambda: max(abs(x - y) for x, y in zip(centre(), want)) <= 6, timeout=10000)

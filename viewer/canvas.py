@@ -9,14 +9,21 @@ What is drawn for a tile, best first: the full-resolution tile of the pane's met
 LIIF, its coarse pass scaled up, then the bicubic tile; finally the source image scaled by Qt
 (instant, so nothing is ever blank). Below one device pixel per source pixel the LIIF pane
 shows the filtered (antialiased bicubic) source.
+
+Colour: the renderers work on the image's own values; a pane converts what it draws from the
+image's colour profile to sRGB (:class:`core.colour.ToSRGB`; the screen's own profile is not
+known to Qt on every platform), so a Display-P3 photo looks as it does in photo tools.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Optional, Protocol, Tuple
+import weakref
+from typing import TYPE_CHECKING, Dict, List, Optional, Protocol, Tuple
 
 import numpy as np
 import pyqtgraph.functions as pgf
 from PySide6 import QtCore, QtGui, QtWidgets
+
+from core.colour import ToSRGB
 
 from viewer.session import effective_method  # noqa: F401 (re-exported)
 from viewer.tiles import keys_for
@@ -37,12 +44,15 @@ def to_qimage(arr: np.ndarray) -> QtGui.QImage:
 
 class PaneHost(Protocol):
     """What a pane reads from: the session (state, and where its input goes: zoom, pan,
-    selection, line), the scheduler's cache, and the source image for the instant fallback;
-    it tells its host when it is resized (the first pane's size is the view's)."""
+    selection, line), the scheduler's cache, the source image for the instant fallback
+    (already in the display's colours), and the image's conversion to the display's colours
+    (None when its values are sRGB already); it tells its host when it is resized (the first
+    pane's size is the view's)."""
 
     session: "Session"
     scheduler: "RenderScheduler"
     source_qimage: Optional[QtGui.QImage]
+    display_colour: Optional[ToSRGB]
 
     def pane_resized(self, pane: "Pane") -> None: ...
 
@@ -59,6 +69,9 @@ class Pane(QtWidgets.QWidget):
         self._drag: Optional[str] = None
         self._last: Optional[QtCore.QPointF] = None
         self._sel_start: Optional[Tuple[float, float]] = None
+        # tiles converted to the display's colours, by the id of the cached array (a tile
+        # array is never changed in place: a new render is a new array)
+        self._shown: Dict[int, Tuple[weakref.ref, np.ndarray, QtGui.QImage]] = {}
         self.setMouseTracking(True)
         self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
         self.setMinimumSize(120, 90)
@@ -137,7 +150,27 @@ class Pane(QtWidgets.QWidget):
             keep.append(arr)
             p.setRenderHint(QtGui.QPainter.RenderHint.SmoothPixmapTransform,
                             arr.shape[0] != target.height())
-            p.drawImage(target, to_qimage(arr))
+            p.drawImage(target, self._display_qimage(arr))
+
+    def forget_shown(self) -> None:
+        """Drop the converted tiles (another image, another profile)."""
+        self._shown = {}
+
+    def _display_qimage(self, arr: np.ndarray) -> QtGui.QImage:
+        """``arr`` (a cached tile: the image's own values) as a QImage in the display's
+        colours; each tile is converted once (about 1 ms for 256²), then reused."""
+        conv = self.c.display_colour
+        if conv is None:
+            return to_qimage(arr)
+        hit = self._shown.get(id(arr))
+        if hit is not None and hit[0]() is arr:
+            return hit[2]
+        if len(self._shown) > 1024:  # forget the tiles the cache has dropped
+            self._shown = {k: v for k, v in self._shown.items() if v[0]() is not None}
+        shown = conv(arr)
+        q = to_qimage(shown)
+        self._shown[id(arr)] = (weakref.ref(arr), shown, q)
+        return q
 
     def _draw_source(self, p: QtGui.QPainter, i: int, j: int,
                      target: QtCore.QRectF) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from core.colour import ToSRGB
 from core.formats import open_filter
 from core.imageio import MAX_PIXELS, ImageError, LoadedImage, image_size, load_image
 from core.pixels import to_u8
@@ -36,6 +37,14 @@ from viewer.statusbar import StatusBar
 #: above this many pixels the viewer asks before opening an image
 ASK_PIXELS = 100_000_000
 LATENT_TILE = 32  # latent tile side: small, so that a view encodes little beyond what it shows
+
+
+def display_pixels(image: LoadedImage) -> np.ndarray:
+    """The whole image as uint8 RGB in the display's colours (sRGB; see
+    :mod:`core.colour`), for the panes' instant fallback."""
+    arr = to_u8(image.pixels)
+    conv = ToSRGB.for_profile(image.meta.icc)
+    return arr if conv is None else conv(arr)
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -59,6 +68,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.auto_model = model is None
         self.models = ModelLoader(self.session, lambda t, m: self.error(t, m))
         self.source_qimage: Optional[QtGui.QImage] = None
+        self.display_colour: Optional[ToSRGB] = None  # the open image's profile -> sRGB
         self.settings = settings or QtCore.QSettings("LIIF Zoom", "LIIF Zoom")
         self.background = Background(self)
         self._decoding = False
@@ -169,8 +179,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self.models.apply_rule(path)
             self.status.refresh()
         self.set_image(image, arr)
-        for note in image.notes():
-            self.statusBar().showMessage(f"{os.path.basename(path)}: {note}", 10000)
+        notes = image.notes()
+        if self.display_colour is not None:
+            notes.append(f"colour profile {self.display_colour.name!r}, shown converted to sRGB")
+        if notes:
+            self.statusBar().showMessage(f"{os.path.basename(path)}: {'; '.join(notes)}", 10000)
         self.recent.add(path)
         self.settings.setValue("last_dir", os.path.dirname(os.path.abspath(path)))
         self.setWindowTitle(f"LIIF Zoom — {os.path.basename(path)}")
@@ -186,7 +199,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
         def work():
             image = load_image(path, max_pixels=max_pixels)
-            return image, (to_u8(image.pixels) if display else None)
+            return image, (display_pixels(image) if display else None)
 
         self._decoding = True
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
@@ -199,7 +212,12 @@ class MainWindow(QtWidgets.QMainWindow):
             self.statusBar().clearMessage()
 
     def set_image(self, image: LoadedImage, arr: Optional[np.ndarray] = None) -> None:
-        arr = to_u8(image.pixels) if arr is None else arr
+        """Show ``image``; ``arr`` is its :func:`display_pixels` when already made (off the
+        GUI thread)."""
+        arr = display_pixels(image) if arr is None else arr
+        self.display_colour = ToSRGB.for_profile(image.meta.icc)
+        for pane in self.panes:
+            pane.forget_shown()
         # converted (a copy) to the layout the painter draws from, not converted per paint
         self.source_qimage = to_qimage(arr).convertToFormat(QtGui.QImage.Format.Format_RGB32)
         self.session.set_image(image, *self.panes[0].device_size())
