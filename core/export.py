@@ -19,6 +19,7 @@ import numpy as np
 from core.encoding import LatentImage
 from core.geometry import Region
 from core.atomic import staged
+from core.formats import BY_PIL, FORMATS
 from core.imageio import ImageError, LoadedImage, WRITE_FORMATS, atomic_write, save_image
 from core.png import PNGStreamWriter
 from core.methods import METHODS as _METHODS, render_by
@@ -35,8 +36,7 @@ MAX_BUFFERED_BYTES = 3 << 30
 MAX_OUTPUT_PIXELS = 1 << 32
 MAX_OUTPUT_SIDE = 1 << 20
 #: the largest side each format can store
-FORMAT_MAX_SIDE = {"JPEG": 65535, "WEBP": 16383, "BMP": 1 << 31, "PNG": (1 << 31) - 1,
-                   "TIFF": 1 << 31}
+FORMAT_MAX_SIDE = {f.pil: f.max_side for f in FORMATS}
 
 
 def check_request(region: Region, out_w: int, out_h: int, image_w: int, image_h: int,
@@ -97,10 +97,12 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
         raise ImageError(f"cannot write {path}: {out_w}x{out_h} is too large to encode as {fmt} "
                          f"in memory; use PNG, which is written in bands")
     band = max(1, min(out_h, band_pixels // out_w))
-    alpha = image.alpha if fmt != "JPEG" else None
-    # JPEG has no alpha: a transparent source is flattened onto white (as photo tools do),
-    # never written with whatever colour its transparent pixels happen to hold
-    flatten = image.alpha if fmt == "JPEG" and image.alpha is not None else None
+    has_alpha = BY_PIL[fmt].alpha
+    alpha = image.alpha if has_alpha else None
+    # a format without alpha (JPEG, BMP): a transparent source is flattened onto white (as
+    # photo tools do; LoadedImage.notes says so), never written with whatever colour its
+    # transparent pixels happen to hold
+    flatten = image.alpha if not has_alpha and image.alpha is not None else None
     meta = image.meta if keep_exif else image.meta.without_exif()
 
     def bands():

@@ -3,8 +3,9 @@
 :data:`FORMATS` says, for each format, its extensions, its name in Pillow, whether the app
 reads and writes it, whether it is lossy (which picks the model, :mod:`core.defaults`),
 whether it keeps 16 bits per channel, and whether :func:`core.export.export` can stream it in
-bands (bounded memory at any size). The CLI's checks, the viewer's open dialogs and the
-export dialog all derive their lists from it.
+bands (bounded memory at any size), and what it carries: transparency, a colour profile,
+EXIF. The CLI's checks, the viewer's open dialogs, the export dialog, the writers and the
+README's table (:func:`format_table`, checked by a test) all derive from it.
 
 :func:`inspect_input` looks inside a file for what its extension cannot say: a WebP may be
 lossless, and a JPEG's quality is estimated from its quantisation tables
@@ -17,20 +18,23 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 __all__ = ["ImageFormat", "FORMATS", "READ_EXTS", "KNOWN_EXTS", "WRITE_FORMATS", "format_of",
-           "open_filter", "InputKind", "inspect_input", "jpeg_quality"]
+           "open_filter", "InputKind", "BY_PIL", "format_table", "inspect_input", "jpeg_quality"]
 
 
 @dataclass(frozen=True)
 class ImageFormat:
     name: str              #: what a person calls it
-    pil: str               #: Pillow's name for it
+    pil: str               #: Pillow's name for it (JXL: the app's own writer, core.jxl)
     exts: Tuple[str, ...]  #: lower-case, with the dot; the first is the one the app writes
     readable: bool
     writable: bool
     lossy: bool            #: as usually written (a WebP may be lossless: see inspect_input)
-    bits16: bool           #: keeps 16 bits per channel
+    bits16: bool           #: keeps 16 bits per channel (when written by the app)
     streamable: bool       #: written in bands by core.export (any size in bounded memory)
-    extra: str = ""        #: pip extra needed to read it, if any
+    alpha: bool            #: keeps transparency when written (else flattened onto white)
+    icc: bool              #: carries the colour profile when written (else converted to sRGB)
+    exif: bool             #: carries EXIF when written
+    max_side: int = 1 << 31  #: the largest side it stores
 
 
 def _pillow_has(feature: str) -> bool:
@@ -49,28 +53,44 @@ def _heif_available() -> bool:
         return False
 
 
-#: in the order dialogs list them
+def _jxl_available() -> bool:
+    from core.jxl import available
+    return available()
+
+
+_AVIF, _HEIF, _JXL = _pillow_has("avif"), _heif_available(), _jxl_available()
+
+#: in the order dialogs list them. BMP's alpha is absent because most readers (Pillow
+#: among them) drop a 32-bit BMP's fourth channel: an export flattens it, and says so.
 FORMATS: Tuple[ImageFormat, ...] = (
-    ImageFormat("PNG", "PNG", (".png",), True, True, False, True, True),
-    ImageFormat("JPEG", "JPEG", (".jpg", ".jpeg"), True, True, True, False, False),
-    ImageFormat("TIFF", "TIFF", (".tif", ".tiff"), True, True, False, True, False),
-    ImageFormat("WebP", "WEBP", (".webp",), True, True, True, False, False),
-    ImageFormat("BMP", "BMP", (".bmp",), True, True, False, False, False),
-    ImageFormat("AVIF", "AVIF", (".avif",), _pillow_has("avif"), _pillow_has("avif"), True,
-                False, False),
-    ImageFormat("GIF", "GIF", (".gif",), True, False, False, False, False),
-    ImageFormat("HEIC", "HEIF", (".heic", ".heif"), _heif_available(), False, True, False,
-                False, extra="heic"),
+    #            name       pil     exts          read   write  lossy  16bit  stream alpha  icc    exif
+    ImageFormat("PNG", "PNG", (".png",), True, True, False, True, True, True, True, True),
+    ImageFormat("JPEG", "JPEG", (".jpg", ".jpeg"), True, True, True, False, False, False, True,
+                True, max_side=65535),
+    ImageFormat("TIFF", "TIFF", (".tif", ".tiff"), True, True, False, True, False, True, True,
+                True),
+    ImageFormat("WebP", "WEBP", (".webp",), True, True, True, False, False, True, True, True,
+                max_side=16383),
+    ImageFormat("JPEG XL", "JXL", (".jxl",), _JXL, _JXL, True, True, False, True, False, True,
+                max_side=1 << 30),
+    ImageFormat("AVIF", "AVIF", (".avif",), _AVIF, _AVIF, True, False, False, True, True, True,
+                max_side=65536),
+    ImageFormat("HEIC", "HEIF", (".heic", ".heif"), _HEIF, _HEIF, True, False, False, True, True,
+                True, max_side=16384),
+    ImageFormat("BMP", "BMP", (".bmp",), True, True, False, False, False, False, False, False),
+    ImageFormat("GIF", "GIF", (".gif",), True, False, False, False, False, False, False, False),
 )
 
 _BY_EXT: Dict[str, ImageFormat] = {e: f for f in FORMATS for e in f.exts}
-#: extensions the app can open (HEIC only with the ``heic`` extra installed)
+#: extensions the app can open (a codec missing from a stripped-down install drops its own)
 READ_EXTS: Tuple[str, ...] = tuple(e for f in FORMATS if f.readable for e in f.exts)
-#: every extension the table names (a folder's images in the CLI; HEIC without its extra is
-#: then refused with a message saying which extra to install)
+#: every extension the table names (a folder's images in the CLI; one whose codec is missing
+#: is then refused with a message)
 KNOWN_EXTS: Tuple[str, ...] = tuple(_BY_EXT)
 #: extension -> Pillow format name, for every format the app writes
 WRITE_FORMATS: Dict[str, str] = {e: f.pil for f in FORMATS if f.writable for e in f.exts}
+#: Pillow name -> format, for the formats the app writes
+BY_PIL: Dict[str, ImageFormat] = {f.pil: f for f in FORMATS}
 
 
 def format_of(path: str | os.PathLike) -> Optional[ImageFormat]:
@@ -165,3 +185,20 @@ def inspect_input(path: str | os.PathLike) -> InputKind:
     except Exception:
         f = format_of(path)
         return InputKind(f.name if f else "image", bool(f and f.lossy))
+
+
+def format_table() -> str:
+    """The Markdown table of :data:`FORMATS` that the README shows."""
+    def yes(b: bool) -> str:
+        return "yes" if b else "no"
+
+    rows = ["| format | extensions | read | write | bits per channel | alpha | ICC profile | EXIF |",
+            "|---|---|---|---|---|---|---|---|"]
+    for f in FORMATS:
+        def written(ok: bool, otherwise: str) -> str:
+            return "-" if not f.writable else ("yes" if ok else f"no: {otherwise}")
+        rows.append(f"| {f.name} | {' '.join(f.exts)} | {yes(f.readable)} | {yes(f.writable)} | "
+                    f"{'8, 16' if f.bits16 else '8'} | "
+                    f"{written(f.alpha, 'flattened onto white')} | "
+                    f"{written(f.icc, 'converted to sRGB')} | {written(f.exif, 'dropped')} |")
+    return "\n".join(rows)

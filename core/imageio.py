@@ -1,19 +1,23 @@
 """Reading and writing images: formats, orientation, alpha, bit depth, and safety.
 
-``load_image(path) -> LoadedImage`` gives float32 RGB in [0, 1] (``(H, W, 3)``) plus what is
-needed to write a faithful result: the alpha channel (if any), whether the source is
+``load_image(path) -> LoadedImage`` gives the pixels (``(H, W, 3)``, uint8 or uint16 as
+decoded; floats in [0, 1] through :func:`core.pixels.to_float`) plus what is needed to write
+a faithful result: the alpha channel (if any), whether the source is
 greyscale, and its bit depth. EXIF orientation is applied. Decompression bombs (more than
 :data:`MAX_PIXELS` pixels) and truncated files are refused with :class:`ImageError`; every
 decoder checks the size its header declares before it allocates anything.
 
-Decoders: Pillow for 8-bit images of every format; libpng (through ``imagecodecs``) for
-16-bit RGB(A) PNGs, which Pillow reduces to 8 bits; ``tifffile`` for 16-bit RGB(A) TIFFs.
+Decoders: Pillow for 8-bit images of every format (HEIC through ``pillow-heif``); libpng
+(through ``imagecodecs``) for 16-bit RGB(A) PNGs, which Pillow reduces to 8 bits;
+``tifffile`` for 16-bit RGB(A) TIFFs; libjxl (through ``imagecodecs``, :mod:`core.jxl`) for
+JPEG XL. The pixels stay the source's integers (:mod:`core.pixels`).
 
-``save_image(path, rgb, ...)`` writes PNG, JPEG, TIFF, WebP or BMP (by extension) through a
-temporary file in the target folder and an atomic rename, so a failed or cancelled write
-leaves no partial file. Greyscale stays greyscale; 16-bit is kept where the format allows
-(PNG and TIFF greyscale through Pillow, 16-bit RGB(A) PNG through :mod:`core.png`, 16-bit
-RGB(A) TIFF through ``tifffile``).
+``save_image(path, rgb, ...)`` writes every format :data:`core.formats.FORMATS` marks
+writable (by extension) through a temporary file in the target folder and an atomic rename,
+so a failed or cancelled write leaves no partial file. Greyscale stays greyscale; 16-bit is
+kept where the format allows (PNG and TIFF greyscale through Pillow, 16-bit RGB(A) PNG
+through :mod:`core.png`, 16-bit RGB(A) TIFF through ``tifffile``, JPEG XL through
+:mod:`core.jxl`), and so are alpha, the colour profile and EXIF (the table says where).
 """
 from __future__ import annotations
 
@@ -26,7 +30,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core import png
 from core.atomic import atomic_write
-from core.formats import WRITE_FORMATS
+from core import jxl
+from core.colour import ToSRGB
+from core.formats import BY_PIL, FORMATS, WRITE_FORMATS
 from core.pixels import to_float
 
 __all__ = ["ImageError", "ImageTooLarge", "image_size", "LoadedImage", "load_image", "save_image", "atomic_write",
@@ -95,14 +101,28 @@ class LoadedImage:
 
     def notes(self, target_format: Optional[str] = None) -> list:
         """What a person should know when this image is shown or written as
-        ``target_format`` (a Pillow format name): an animation's other frames are left out,
-        JPEG drops transparency."""
+        ``target_format`` (a Pillow format name, :data:`core.formats.BY_PIL`): an
+        animation's other frames are left out; a format without transparency flattens it
+        onto white; one without colour profiles gets the colours converted to sRGB."""
         out = []
         if self.frames > 1:
             out.append(f"an animation of {self.frames} frames: only the first is used")
-        if target_format == "JPEG" and self.alpha is not None:
-            out.append("JPEG has no transparency: it is flattened onto white "
-                       "(PNG, WebP or AVIF keep it)")
+        f = BY_PIL.get(target_format or "")
+        if f is None:
+            return out
+        if self.alpha is not None and not f.alpha:
+            keep = ", ".join(g.name for g in FORMATS if g.writable and g.alpha)
+            out.append(f"{f.name} has no transparency: it is flattened onto white "
+                       f"({keep} keep it)")
+        if self.meta.icc and not f.icc and ToSRGB.for_profile(self.meta.icc) is not None:
+            depth = " (in 8 bits)" if self.bits == 16 and f.bits16 else ""
+            out.append(f"{f.name} is written without a colour profile here: the colours are "
+                       f"converted to sRGB{depth}")
+        if self.meta.exif and not f.exif:
+            out.append(f"{f.name} carries no EXIF: the camera data is left out")
+        elif self.meta.exif and f.pil == "TIFF" and self.bits == 16:
+            out.append("a 16-bit TIFF keeps the camera's make, model, date, artist and "
+                       "copyright; the rest of its EXIF (exposure, GPS) is left out")
         return out
 
     @property
@@ -125,6 +145,11 @@ def image_size(path: Union[str, os.PathLike]) -> tuple:
     """``(width, height)`` from the header, without decoding the pixels."""
     _check_regular(path)
     try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+        if jxl.is_jxl(head):
+            return jxl.size(head if head.startswith(jxl.CODESTREAM_SIG) else
+                            open(path, "rb").read())
         with Image.open(path) as im:
             return im.size
     except Exception as exc:
@@ -159,11 +184,15 @@ def load_image(path: Union[str, os.PathLike], max_pixels: Optional[int] = MAX_PI
                 arr = png.read(path)
             except Exception as exc:
                 raise ImageError(f"cannot read image {path}: {_why(exc)}") from None
-            return _from_uint16(arr, path)
+            return _with_header_metadata(_from_array(arr, path))
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if jxl.is_jxl(head):
+        return _read_jxl(path, max_pixels)
     if _is_tiff(path):
         arr = _read_tiff16(path, max_pixels)
         if arr is not None:
-            return _from_uint16(arr, path)
+            return _with_header_metadata(_from_array(arr, path))
     try:
         im = Image.open(path)
         _check_size(path, im.size[0], im.size[1], max_pixels)
@@ -184,6 +213,17 @@ def load_image(path: Union[str, os.PathLike], max_pixels: Optional[int] = MAX_PI
     return loaded
 
 
+def _with_header_metadata(loaded: LoadedImage) -> LoadedImage:
+    """``loaded`` (decoded by libpng or tifffile) with the profile and EXIF its file's
+    header holds, read by Pillow without decoding the pixels."""
+    try:
+        with Image.open(loaded.path) as im:
+            loaded.meta = _metadata(im)
+    except Exception:  # the pixels are what matters; a header Pillow cannot read has none
+        pass
+    return loaded
+
+
 def _metadata(im: Image.Image) -> Metadata:
     """The colour profile and EXIF of an opened (and already upright) image."""
     icc = im.info.get("icc_profile") or None
@@ -199,13 +239,62 @@ def _metadata(im: Image.Image) -> Metadata:
     return Metadata(icc if isinstance(icc, bytes) else None, exif)
 
 
-def _from_uint16(arr: np.ndarray, path: str) -> LoadedImage:
-    """A LoadedImage from ``(H, W, C)`` uint16, C = 2 (grey+alpha), 3 (RGB) or 4 (RGBA); the
-    colour stays uint16, the alpha becomes float."""
-    if arr.shape[2] == 2:  # grey + alpha
-        return LoadedImage(np.repeat(arr[..., :1], 3, 2), to_float(arr[..., 1]), True, 16, path)
-    alpha = to_float(arr[..., 3]) if arr.shape[2] == 4 else None
-    return LoadedImage(np.ascontiguousarray(arr[..., :3]), alpha, False, 16, path)
+def _from_array(arr: np.ndarray, path: str) -> LoadedImage:
+    """A LoadedImage from a decoder's ``(H, W)`` or ``(H, W, C)`` array, C = 1, 2 (grey+alpha),
+    3 (RGB) or 4 (RGBA): uint8 or uint16 kept as they are (:mod:`core.pixels`), floats
+    clipped to [0, 1]; the alpha becomes float."""
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.dtype.kind == "f":
+        arr, bits = np.clip(arr.astype(np.float32), 0, 1), 16
+    elif arr.dtype in (np.uint8, np.uint16):
+        bits = 8 if arr.dtype == np.uint8 else 16
+    else:
+        raise ImageError(f"cannot read image {path}: unsupported sample type {arr.dtype}")
+    c = arr.shape[2]
+    if c not in (1, 2, 3, 4):
+        raise ImageError(f"cannot read image {path}: {c} channels")
+    alpha = to_float(arr[..., c - 1]) if c in (2, 4) else None
+    if c <= 2:
+        return LoadedImage(np.repeat(arr[..., :1], 3, 2), alpha, True, bits, path)
+    return LoadedImage(np.ascontiguousarray(arr[..., :3]), alpha, False, bits, path)
+
+
+def _read_jxl(path: str, max_pixels: Optional[int]) -> LoadedImage:
+    """A JPEG XL file (:mod:`core.jxl`), its declared size checked before decoding; EXIF
+    from its ``Exif`` box, the orientation (applied by the decoder) reset."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        w, h = jxl.size(data)
+    except (ValueError, OSError) as exc:
+        raise ImageError(f"cannot read image {path}: {_why(exc)}") from None
+    _check_size(path, w, h, max_pixels)
+    if not jxl.available():
+        raise ImageError(f"cannot read image {path}: this install's imagecodecs has no "
+                         "JPEG XL decoder")
+    try:
+        arr, exif = jxl.read(data)
+    except Exception as exc:
+        raise ImageError(f"cannot read image {path}: {_why(exc)}") from None
+    loaded = _from_array(arr, path)
+    loaded.meta = Metadata(None, _exif_upright(exif))
+    return loaded
+
+
+def _exif_upright(tiff: Optional[bytes]) -> Optional[bytes]:
+    """EXIF (TIFF bytes, or Pillow's ``Exif\\0\\0`` form) with the orientation set to 1, in
+    Pillow's form; None if absent or unreadable."""
+    if not tiff:
+        return None
+    try:
+        ex = Image.Exif()
+        ex.load(tiff if tiff.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + tiff)
+        if 0x0112 in ex:
+            ex[0x0112] = 1
+        return ex.tobytes() if len(ex) else None
+    except Exception:
+        return None
 
 
 def _is_tiff(path: str) -> bool:
@@ -286,10 +375,9 @@ def _from_pil(im: Image.Image, path: str) -> LoadedImage:
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         a = np.asarray(im)
         a = np.clip(a, 0, 65535).astype(np.uint16) if a.dtype.kind == "i" else a.astype(np.uint16)
-        return LoadedImage(np.repeat(a[..., None], 3, 2), None, True, 16, path)
+        return _from_array(a, path)
     if mode == "F":
-        a = np.clip(np.asarray(im, dtype=np.float32), 0, 1)
-        return LoadedImage(np.repeat(a[..., None], 3, 2), None, True, 16, path)
+        return _from_array(np.asarray(im, dtype=np.float32), path)
     if mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     elif mode == "1":
@@ -298,24 +386,27 @@ def _from_pil(im: Image.Image, path: str) -> LoadedImage:
         im = im.convert("RGB")
     elif mode == "PA":
         im = im.convert("RGBA")
-    mode = im.mode
-    a = np.asarray(im)  # uint8: kept as decoded (see core.pixels)
-    if a.dtype != np.uint8:
-        raise ImageError(f"cannot read image {path}: unsupported pixel mode {mode}")
-    if mode == "L":
-        return LoadedImage(np.repeat(a[..., None], 3, 2), None, True, 8, path)
-    if mode == "LA":
-        return LoadedImage(np.repeat(a[..., :1], 3, 2), to_float(a[..., 1]), True, 8, path)
-    if mode == "RGBA":
-        return LoadedImage(np.ascontiguousarray(a[..., :3]), to_float(a[..., 3]), False, 8, path)
-    if mode == "RGB":
-        return LoadedImage(np.ascontiguousarray(a), None, False, 8, path)
-    raise ImageError(f"cannot read image {path}: unsupported pixel mode {mode}")
+    if im.mode not in ("L", "LA", "RGB", "RGBA"):
+        raise ImageError(f"cannot read image {path}: unsupported pixel mode {im.mode}")
+    return _from_array(np.asarray(im), path)  # uint8, kept as decoded (core.pixels)
 
 
-#: the formats that carry a colour profile / EXIF, as Pillow writes them
-ICC_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "AVIF")
-EXIF_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "AVIF")
+#: the EXIF tags a 16-bit TIFF keeps (written by tifffile, which cannot write EXIF's own
+#: sub-directories): make, model, date, artist, copyright
+TIFF16_EXIF_TAGS = (0x010F, 0x0110, 0x0132, 0x013B, 0x8298)
+
+
+def _tiff_camera_tags(exif: Optional[bytes]) -> list:
+    """tifffile ``extratags`` for the :data:`TIFF16_EXIF_TAGS` that ``exif`` holds."""
+    if not exif:
+        return []
+    ex = Image.Exif()
+    try:
+        ex.load(exif)
+    except Exception:
+        return []
+    return [(tag, "s", 0, str(ex[tag]), True) for tag in TIFF16_EXIF_TAGS
+            if isinstance(ex.get(tag), str) and ex[tag].isascii()]
 
 
 def save_image(path: Union[str, os.PathLike], rgb: np.ndarray, alpha: Optional[np.ndarray] = None,
@@ -324,61 +415,71 @@ def save_image(path: Union[str, os.PathLike], rgb: np.ndarray, alpha: Optional[n
     """Write ``rgb`` (``(H, W, 3)`` float in [0, 1], or uint8) atomically; format from the
     extension (``alpha`` likewise float or uint8).
 
-    ``grey`` writes one channel (the mean of the three); ``bits=16`` writes 16 bits per
-    channel where the format allows (PNG, TIFF greyscale), else 8. ``meta``'s colour profile
-    and EXIF are written where the format carries them (PNG, JPEG, WebP, TIFF). Raises :class:`ImageError`
-    for an unknown extension or an OS error (disk full, permission), naming the file.
+    What each format keeps is :data:`core.formats.FORMATS`' to say: ``grey`` writes one
+    channel (the mean of the three); ``bits=16`` writes 16 bits per channel where the format
+    has them, else 8; ``alpha`` is written where the format has transparency and dropped
+    otherwise (:func:`core.export.export` flattens it onto white first); ``meta``'s colour
+    profile and EXIF go where the format carries them, and a format that cannot carry the
+    profile gets its colours converted to sRGB (in 8 bits) instead. ``quality`` (1-100) for
+    the lossy formats (JPEG XL: 100 is lossless). Raises :class:`ImageError` for an unknown
+    extension or an OS error (disk full, permission), naming the file.
     """
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
-    fmt = WRITE_FORMATS.get(ext)
-    if fmt is None:
+    pil = WRITE_FORMATS.get(ext)
+    if pil is None:
         raise ImageError(f"cannot write {path}: unknown image extension {ext!r} "
                          f"(use one of {', '.join(sorted(WRITE_FORMATS))})")
-    if fmt == "JPEG":
+    f = BY_PIL[pil]
+    meta = meta or Metadata()
+    to_srgb = ToSRGB.for_profile(meta.icc) if meta.icc and not f.icc and not grey else None
+    if not f.alpha:
         alpha = None
-    if rgb.dtype == np.uint8:  # already quantised (large exports): stay in 8 bits
-        chans8 = np.round(rgb.mean(axis=2, keepdims=True)).astype(np.uint8) if grey else rgb
-        if alpha is not None:
-            chans8 = np.concatenate([chans8, np.asarray(alpha, np.uint8)[..., None]], axis=2)
+    if rgb.dtype == np.uint8 or to_srgb is not None or not (bits == 16 and f.bits16):
         bits = 8
+    maxv = 65535 if bits == 16 else 255
+    if rgb.dtype == np.uint8:  # already quantised (large exports)
+        chans = np.round(rgb.mean(axis=2, keepdims=True)).astype(np.uint8) if grey else rgb
+        if alpha is not None:
+            chans = np.concatenate([chans, np.asarray(alpha, np.uint8)[..., None]], axis=2)
     else:
         rgb = np.clip(rgb, 0, 1)
         chans = rgb.mean(axis=2, keepdims=True) if grey else rgb
         if alpha is not None:
             chans = np.concatenate([chans, np.clip(alpha, 0, 1)[..., None]], axis=2)
-    sixteen = bits == 16 and fmt in ("PNG", "TIFF")
-    meta = meta or Metadata()
+        chans = np.round(chans * maxv).astype(np.uint16 if bits == 16 else np.uint8)
+    if to_srgb is not None:
+        chans = to_srgb(chans)
     extra = {}
-    if meta.icc and fmt in ICC_FORMATS:
+    if meta.icc and f.icc:
         extra["icc_profile"] = meta.icc
-    if meta.exif and fmt in EXIF_FORMATS:
+    if meta.exif and f.exif:
         extra["exif"] = meta.exif
     try:
-        if sixteen and chans.shape[2] == 1:
-            im = Image.fromarray(np.round(chans[..., 0] * 65535).astype(np.uint16))  # I;16
-            atomic_write(path, lambda tmp: im.save(tmp, format=fmt, **extra))
+        if pil == "JXL":
+            a = chans[..., 0] if chans.shape[2] == 1 else chans
+            atomic_write(path, lambda tmp: jxl.write(tmp, a, quality, extra.get("exif")))
             return
-        if sixteen and fmt == "PNG":
-            a16 = np.round(chans * 65535).astype(np.uint16)
-            atomic_write(path, lambda tmp: png.write(tmp, a16, meta.icc, meta.exif))
+        if bits == 16 and chans.shape[2] == 1:  # PNG, TIFF grey: Pillow's I;16
+            im = Image.fromarray(chans[..., 0])
+            atomic_write(path, lambda tmp: im.save(tmp, format=pil, **extra))
             return
-        if sixteen and fmt == "TIFF":  # 16-bit RGB(A) / grey+alpha: Pillow would write 8 bits
+        if bits == 16 and pil == "PNG":
+            atomic_write(path, lambda tmp: png.write(tmp, chans, meta.icc, meta.exif))
+            return
+        if bits == 16 and pil == "TIFF":  # 16-bit RGB(A) / grey+alpha: Pillow would write 8 bits
             import tifffile
 
-            a16 = np.round(chans * 65535).astype(np.uint16)
             photometric = "minisblack" if chans.shape[2] <= 2 else "rgb"
             n_extra = 1 if chans.shape[2] in (2, 4) else 0
+            tags = _tiff_camera_tags(extra.get("exif"))
             atomic_write(path, lambda tmp: tifffile.imwrite(
-                tmp, a16, photometric=photometric, compression="zlib",
-                extrasamples=("unassalpha",) * n_extra, iccprofile=meta.icc))
+                tmp, chans, photometric=photometric, compression="zlib",
+                extrasamples=("unassalpha",) * n_extra, iccprofile=meta.icc, extratags=tags))
             return
-        a8 = chans8 if bits == 8 and rgb.dtype == np.uint8 else np.round(chans * 255).astype(np.uint8)
-        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[a8.shape[2]]
-        im = Image.fromarray(a8[..., 0] if mode == "L" else a8, mode=mode)
-        if fmt == "JPEG" and mode == "LA":
-            im = im.convert("L")
-        kw = {"quality": int(quality)} if fmt in ("JPEG", "WEBP", "AVIF") else {}
-        atomic_write(path, lambda tmp: im.save(tmp, format=fmt, **kw, **extra))
+        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[chans.shape[2]]
+        im = Image.fromarray(chans[..., 0] if mode == "L" else chans, mode=mode)
+        kw = {"quality": int(quality)} if f.lossy else {}
+        atomic_write(path, lambda tmp: im.save(tmp, format=pil, **kw, **extra))
     except OSError as exc:
         raise ImageError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -280,7 +280,7 @@ def test_output_names_mean_what_they_say(tmp_path, photo):
     """An output file with an unknown or no extension is an error, not a folder; a single
     existing output is refused without --overwrite; a missing folder is found before any work;
     a large job says its size first."""
-    for name in ("out.xyz", "a.jxl", "noext"):
+    for name in ("out.xyz", "a.jp2", "noext"):
         r = run_cli(photo, "--scale", 2, "--method", "bicubic", "-o", tmp_path / name)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and name in r.stderr, r.stderr
         assert not (tmp_path / name).exists()
