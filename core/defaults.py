@@ -72,6 +72,28 @@ CPU_CHECKPOINT = BUNDLED[1].path
 PHOTO_CHECKPOINT = BUNDLED[2].path
 
 
+#: output pixels a second of an export on the project's 2-core CPU, by decoder (the CLI's
+#: throughput, docs/BENCHMARKS.md "CLI"): for the viewer's and the CLI's time estimates
+CPU_EXPORT_RATE = {"LMF": 1.7e6, "LIIF": 1.0e5}
+
+
+def export_rate(model: Optional[torch.nn.Module], device: torch.device | str) -> Optional[float]:
+    """About how many output pixels a second an export with ``model`` renders on ``device``;
+    None where not measured (GPUs, unknown decoders)."""
+    if model is None or torch.device(device).type != "cpu":
+        return None
+    return CPU_EXPORT_RATE.get(type(model).__name__)
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``7 min``, ``2.5 h``."""
+    if seconds < 120:
+        return f"{seconds:,.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:,.0f} min"
+    return f"{seconds / 3600:,.1f} h"
+
+
 def bundled_models() -> Dict[str, Path]:
     """``{key: path}`` of the bundled model files that exist, in menu order."""
     return {m.key: m.path for m in BUNDLED if m.path.is_file()}

@@ -20,13 +20,14 @@ from core.encoding import LatentImage
 from core.geometry import Region
 from core.atomic import staged
 from core.formats import BY_PIL, FORMATS
-from core.imageio import ImageError, LoadedImage, WRITE_FORMATS, atomic_write, save_image
+from core.imageio import (ImageError, LoadedImage, Metadata, WRITE_FORMATS, atomic_write,
+                          save_image)
 from core.png import PNGStreamWriter
 from core.methods import METHODS as _METHODS, render_by
 from core.resample import render_bicubic
 
-__all__ = ["export", "export_many", "render_region", "check_request", "METHODS",
-           "MAX_OUTPUT_PIXELS"]
+__all__ = ["export", "export_many", "render_region", "check_request", "estimate_bytes",
+           "METHODS", "MAX_OUTPUT_PIXELS"]
 
 #: the methods a single-model export offers (the CLI's --method; the viewer adds 'compare')
 METHODS = tuple(m for m in _METHODS if m != "compare")
@@ -121,20 +122,10 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
                 progress(r1, out_h)
 
     if fmt == "PNG":
-        bits = 16 if image.bits == 16 else 8
-        maxv = 65535 if bits == 16 else 255
-        dtype = np.uint16 if bits == 16 else np.uint8
-        chans = (1 if image.grey else 3) + (1 if alpha is not None else 0)
-
         def write(tmp: str) -> None:
             with open(tmp, "wb") as f:
-                wr = PNGStreamWriter(f, out_w, out_h, chans, bits, meta.icc, meta.exif)
-                for _, _, rgb, a in bands():
-                    c = rgb.mean(2, keepdims=True) if image.grey else rgb
-                    if a is not None:
-                        c = np.concatenate([c, a[..., None]], 2)
-                    wr.write_rows(np.round(c * maxv).astype(dtype))
-                wr.close()
+                _png_rows(f, out_w, out_h, image, alpha is not None, meta,
+                          ((rgb, a) for _, _, rgb, a in bands()))
 
         try:
             atomic_write(path, write)
@@ -155,6 +146,64 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
                 a_full[r0:r1] = a
     save_image(path, rgb_full, a_full, grey=image.grey, bits=image.bits, quality=quality,
                meta=meta)
+
+
+def _png_rows(f, out_w: int, out_h: int, image: LoadedImage, has_alpha: bool, meta: Metadata,
+              bands) -> None:
+    """Stream ``bands`` (``(rgb, alpha)`` float pairs, top to bottom) into ``f`` as a PNG
+    of ``image``'s kind: grey or RGB, its bit depth, alpha when ``has_alpha``."""
+    bits = 16 if image.bits == 16 else 8
+    maxv, dtype = (65535, np.uint16) if bits == 16 else (255, np.uint8)
+    chans = (1 if image.grey else 3) + (1 if has_alpha else 0)
+    wr = PNGStreamWriter(f, out_w, out_h, chans, bits, meta.icc, meta.exif)
+    for rgb, a in bands:
+        c = rgb.mean(2, keepdims=True) if image.grey else rgb
+        if a is not None:
+            c = np.concatenate([c, a[..., None]], 2)
+        wr.write_rows(np.round(c * maxv).astype(dtype))
+    wr.close()
+
+
+#: the side of the patch :func:`estimate_bytes` encodes
+ESTIMATE_SIDE = 128
+
+
+def estimate_bytes(image: LoadedImage, region: Region, out_w: int, out_h: int, ext: str,
+                   quality: int = 95, keep_exif: bool = True) -> int:
+    """About how many bytes the export of ``region`` at ``out_w x out_h`` to a file ending
+    ``ext`` will take: a patch of up to 128 x 128 output pixels from the middle of the
+    output, rendered bicubically, is encoded as the export would encode it (same format,
+    quality, bit depth, alpha), and its bytes per pixel (less those of a 1 x 1 file: the
+    headers) are scaled to the whole output, plus the metadata kept. A LIIF rendering is
+    sharper than bicubic and compresses a little worse: take it as "about"."""
+    import tempfile
+
+    fmt = WRITE_FORMATS.get(ext.lower())
+    if fmt is None:
+        raise ValueError(f"unknown image extension {ext!r}")
+    pw, ph = min(out_w, ESTIMATE_SIDE), min(out_h, ESTIMATE_SIDE)
+    c0, r0 = (out_w - pw) // 2, (out_h - ph) // 2
+    win = (c0, r0, c0 + pw, r0 + ph)
+    rgb = render_bicubic(image.pixels, region, out_w, out_h, win)
+    alpha = None
+    if image.alpha is not None and BY_PIL[fmt].alpha:
+        alpha = np.clip(render_bicubic(image.alpha, region, out_w, out_h, win), 0, 1)
+    meta = image.meta if keep_exif else image.meta.without_exif()
+    sizes = []
+    with tempfile.TemporaryDirectory(prefix="liif-zoom-estimate-") as d:
+        for k, (arr, a) in enumerate(((rgb, alpha), (rgb[:1, :1], None if alpha is None
+                                                      else alpha[:1, :1]))):
+            path = os.path.join(d, f"{k}{ext}")
+            if fmt == "PNG":  # as export writes it: streamed, by core.png
+                with open(path, "wb") as f:
+                    _png_rows(f, arr.shape[1], arr.shape[0], image, a is not None,
+                              Metadata(), [(np.clip(arr, 0, 1), a)])
+            else:
+                save_image(path, np.clip(arr, 0, 1), a, grey=image.grey, bits=image.bits,
+                           quality=quality)
+            sizes.append(os.path.getsize(path))
+    per_px = max(0, sizes[0] - sizes[1]) / (pw * ph)
+    return int(per_px * out_w * out_h + sizes[1] + len(meta.icc or b"") + len(meta.exif or b""))
 
 
 def export_many(image: LoadedImage, region: Region, out_w: int, out_h: int,

@@ -43,7 +43,7 @@ from typing import List, Optional
 from core.cli import ArgumentParser
 from core.atomic import Terminated, check_replaceable, terminate_on_signals
 from core.checkpoints import CheckpointError, load_model
-from core.defaults import choose_model, describe_model, resolve_checkpoint
+from core.defaults import choose_model, describe_model, duration, export_rate, resolve_checkpoint
 from core.device import fast_compute_dtype, is_out_of_memory, pick_device
 from core.encoding import encode, default_budget
 from core.export import MAX_OUTPUT_PIXELS, MAX_OUTPUT_SIDE, METHODS, export
@@ -85,8 +85,10 @@ ENCODE_WEIGHT = 25
 #: the CLI renders in bands from the top: a band's latent rows (about 0.6 GB for a 60-Mpx
 #: photo with the CPU model) is all it needs at once, so it keeps less than the viewer
 CLI_LATENT_BUDGET = 1 << 30
-#: outputs of at least this many pixels are announced with their size before the work starts
+#: outputs of at least this many pixels are announced with their size and time first
 LARGE_OUTPUT = 100_000_000
+#: outputs above this many pixels run only with --yes (hours on a CPU, gigabytes on disk)
+CONFIRM_OUTPUT = 1_000_000_000
 
 
 @dataclass
@@ -173,6 +175,8 @@ def main(argv=None) -> int:
     p.add_argument("--strip-metadata", action="store_true",
                    help="leave the source's EXIF (camera, date, GPS) out of the outputs; its "
                    "colour profile is always kept")
+    p.add_argument("--yes", action="store_true",
+                   help=f"run outputs above {CONFIRM_OUTPUT // 10**6:,} Mpx (refused without it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     state = {"written": []}
@@ -250,6 +254,7 @@ def run(args, state: Optional[dict] = None) -> int:
         models.get(todo[0].src if todo else None)  # a bad file is an error before any work
     if not single:
         os.makedirs(args.output, exist_ok=True)
+    large = []  # (job, w, h) of outputs over LARGE_OUTPUT
     for j in todo:  # sizes from the headers, for the progress bar (a bad file counts 0)
         try:
             w, h = image_size(j.src)
@@ -258,8 +263,15 @@ def run(args, state: Optional[dict] = None) -> int:
             continue
         j.work = ow * oh + (ENCODE_WEIGHT * w * h if models is not None else 0)
         if LARGE_OUTPUT <= ow * oh <= MAX_OUTPUT_PIXELS and max(ow, oh) <= MAX_OUTPUT_SIDE:
-            print(f"{j.dst}: output {ow}x{oh} ({ow * oh / 1e6:,.0f} Mpx); a large job (Ctrl+C "
-                  "stops it without leaving a file)", file=sys.stderr)
+            large.append((j, ow, oh))
+    for j, ow, oh in large:
+        rate = export_rate(models.get(j.src)[0], models.device) if models is not None else None
+        eta = f", about {duration(ow * oh / rate)} here" if rate else ""
+        if ow * oh > CONFIRM_OUTPUT and not args.yes:
+            raise ValueError(f"{j.dst}: output {ow}x{oh} ({ow * oh / 1e6:,.0f} Mpx{eta}) is "
+                             f"above {CONFIRM_OUTPUT / 1e6:,.0f} Mpx; add --yes to run it")
+        print(f"{j.dst}: output {ow}x{oh} ({ow * oh / 1e6:,.0f} Mpx{eta}); a large job (Ctrl+C "
+              "stops it without leaving a file)", file=sys.stderr)
 
     from tqdm import tqdm
     bar = tqdm(total=sum(j.work for j in todo), unit="px", unit_scale=True, delay=1.0,

@@ -149,3 +149,21 @@ def test_jpeg_xl_exif_box_survives_and_the_container_decodes(tmp_path):
 def test_the_readme_format_table_is_the_table():
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         assert format_table() in f.read()
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".webp", ".tif"])
+def test_the_file_size_estimate_is_near_the_real_file(tmp_path, ext):
+    from core.export import estimate_bytes, export
+    from core.geometry import Region
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:90, 0:120]
+    a = 120 + 60 * np.sin(xx / 5.0)[..., None] * np.cos(yy / 7.0)[..., None] \
+        + rng.normal(0, 8, (90, 120, 3))
+    img = LoadedImage(np.clip(a, 0, 255).astype(np.uint8))
+    region = Region(10, 5, 100, 80)
+    for out_w, out_h in [(200, 160), (400, 320)]:
+        guess = estimate_bytes(img, region, out_w, out_h, ext, 90)
+        path = tmp_path / f"o{out_w}{ext}"
+        export(img, region, out_w, out_h, str(path), method="bicubic", quality=90)
+        real = os.path.getsize(path)
+        assert 0.6 < guess / real < 1.6, (ext, out_w, guess, real)

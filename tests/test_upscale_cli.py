@@ -300,6 +300,11 @@ def test_output_names_mean_what_they_say(tmp_path, photo):
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=120)
     assert "12000x10000 (120 Mpx)" in first and not big.exists()
+    # above 1 Gpx only with --yes, said with its time estimate before any work
+    r = run_cli(photo, "--scale", 1600, "-o", big, "--no-progress")
+    err = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and "(1,229 Mpx, about" in err and "add --yes" in err, r.stderr
+    assert not big.exists()
 
 
 def test_typos_and_version_and_same_names(tmp_path, photo):

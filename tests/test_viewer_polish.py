@@ -171,3 +171,47 @@ def test_the_viewer_shows_a_p3_photo_in_srgb(win, qtbot, tmp_path, tagged):
 
     want = (255, 0, 0) if tagged else (234, 51, 35)
     qtbot.waitUntil(lambda: max(abs(x - y) for x, y in zip(centre(), want)) <= 6, timeout=10000)
+
+
+def test_the_dialog_estimates_the_file_size_and_says_what_the_format_does(qtbot, tmp_path):
+    """The size line gains the file size (a patch encoded as the export would), turns into a
+    warning above 100 Mpx, and a format without alpha says it flattens."""
+    import numpy as np
+
+    from core.export import export
+    from core.imageio import LoadedImage
+    rng = np.random.default_rng(0)
+    img = LoadedImage((rng.random((80, 100, 3)) * 255).astype(np.uint8),
+                      np.ones((80, 100), np.float32))
+    dlg = ExportDialog(None, 100, 80, Region(0, 0, 100, 80), None, image=img)
+    qtbot.addWidget(dlg)
+    dlg.region_box.setCurrentText("Whole image")
+    dlg.scale.setValue(2)
+    qtbot.waitUntil(lambda: dlg.file_bytes is not None, timeout=3000)
+    assert "kB" in dlg.estimate.text() or "MB" in dlg.estimate.text()
+    out = tmp_path / "o.png"
+    export(img, Region(0, 0, 100, 80), 200, 160, str(out), method="bicubic")
+    assert 0.6 < dlg.file_bytes / os.path.getsize(out) < 1.6
+    assert not dlg.format_notes.isVisible() or not dlg.format_notes.text()
+    dlg.format.setCurrentText("BMP")
+    assert "flattened onto white" in dlg.format_notes.text()
+    dlg.scale.setValue(120)
+    assert dlg.estimate.text().startswith("Large:")
+
+
+def test_after_an_export_open_folder_shows_it(win, qtbot, image_path, tmp_path, monkeypatch):
+    from PySide6 import QtGui
+
+    from viewer.export_dialog import ExportRequest
+    opened = []
+    monkeypatch.setattr(QtGui.QDesktopServices, "openUrl",
+                        staticmethod(lambda url: opened.append(url.toLocalFile()) or True))
+    win.open_image(image_path)
+    out_dir = tmp_path / "exports"
+    out_dir.mkdir()
+    assert not win.exports.open_button.isVisible()
+    win.start_export(ExportRequest(Region(0, 0, 40, 30), 80, 60, ["bicubic"],
+                                   [str(out_dir / "a.png")], 95))
+    qtbot.waitUntil(lambda: win.exports.open_button.isVisible(), timeout=30000)
+    win.exports.open_button.click()
+    assert opened == [str(out_dir)]

@@ -5,14 +5,26 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional
 
-from PySide6 import QtWidgets
+from PySide6 import QtCore, QtWidgets
 
 from core import formats
+from core.defaults import duration
+from core.export import estimate_bytes
 from core.geometry import Region
+from core.imageio import ImageError, LoadedImage
 
 #: (name, extension) of every format the app writes (core.formats' table)
 FORMATS = [(f.name, f.exts[0]) for f in formats.FORMATS if f.writable]
 MAX_SIDE = 65536
+#: above this many output pixels (all files) the size line turns into a warning
+WARN_PIXELS = 100_000_000
+
+
+def _human_bytes(n: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n} bytes"
 
 
 @dataclass
@@ -67,10 +79,13 @@ class ExportDialog(QtWidgets.QDialog):
 
     def __init__(self, parent, image_w: int, image_h: int, view: Region,
                  selection: Optional[Region], default_dir: str = "", stem: str = "export",
-                 compare: Optional[str] = None, rate: Optional[float] = None) -> None:
+                 compare: Optional[str] = None, rate: Optional[float] = None,
+                 image: Optional[LoadedImage] = None) -> None:
         super().__init__(parent)
         #: output pixels a second for the time estimate (None: none shown)
         self.rate = rate
+        #: the image, for the file-size estimate and what the format keeps (None: neither)
+        self.image = image
         # the current view cut to the image: at fit it also holds the letterbox around it
         view = _inside(view, image_w, image_h)
         #: the method choices: label -> methods (core.methods' names); one file per method
@@ -103,6 +118,7 @@ class ExportDialog(QtWidgets.QDialog):
         size.addWidget(self.lock)
         form.addRow("Size (px)", size)
         self.estimate = QtWidgets.QLabel()
+        self.estimate.setWordWrap(True)
         form.addRow("", self.estimate)
         self.method = QtWidgets.QComboBox()
         self.method.addItems(list(self.choices))
@@ -113,7 +129,10 @@ class ExportDialog(QtWidgets.QDialog):
         self.quality = QtWidgets.QSpinBox()
         self.quality.setRange(1, 100)
         self.quality.setValue(95)
-        form.addRow("Quality (JPEG, WebP, AVIF)", self.quality)
+        form.addRow("Quality (lossy formats)", self.quality)
+        self.format_notes = QtWidgets.QLabel()
+        self.format_notes.setWordWrap(True)
+        form.addRow("", self.format_notes)
         self.keep_exif = QtWidgets.QCheckBox("Keep camera data (EXIF: camera, date, GPS)")
         self.keep_exif.setChecked(True)
         self.keep_exif.setToolTip("The colour profile is always kept; untick to leave out "
@@ -139,7 +158,16 @@ class ExportDialog(QtWidgets.QDialog):
         self.h.valueChanged.connect(lambda _: self._from_size("h"))
         self.format.currentIndexChanged.connect(self._format_changed)
         self.method.currentIndexChanged.connect(lambda _: self._estimate())
+        self.quality.valueChanged.connect(lambda _: self._estimate())
+        self.keep_exif.toggled.connect(lambda _: self._estimate())
+        # the file-size estimate encodes a patch (up to ~100 ms for AVIF): once typing stops
+        self._bytes_timer = QtCore.QTimer(self)
+        self._bytes_timer.setSingleShot(True)
+        self._bytes_timer.setInterval(150)
+        self._bytes_timer.timeout.connect(self._estimate_bytes)
+        self.file_bytes: Optional[int] = None
         self._from_scale()
+        self._show_notes()
         self.result_request: Optional[ExportRequest] = None
 
     # ---- size bookkeeping --------------------------------------------------------------------
@@ -176,20 +204,53 @@ class ExportDialog(QtWidgets.QDialog):
         self._estimate()
 
     def _estimate(self) -> None:
-        """The output's size, and how long it will take at ``rate`` output pixels a second."""
+        """The output's size, how long it will take at ``rate`` output pixels a second and
+        (after :meth:`_estimate_bytes`) its file size; a warning above :data:`WARN_PIXELS`."""
         px = self.w.value() * self.h.value()
         n = len(self.choices.get(self.method.currentText(), ["liif"]))
         text = f"{self.w.value()} × {self.h.value()} = {px / 1e6:,.1f} Mpx" + (
             f" per file, {n} files" if n > 1 else "")
         if self.rate:
-            secs = n * px / self.rate
-            text += (f"; about {secs:,.0f} s" if secs < 120 else f"; about {secs / 60:,.0f} min")
+            text += f"; about {duration(n * px / self.rate)}"
+        if self.file_bytes is not None:
+            text += f"; about {_human_bytes(self.file_bytes)}" + (" each" if n > 1 else "")
+        large = n * px > WARN_PIXELS
+        if large:
+            text = "Large: " + text
+        self.estimate.setStyleSheet("color: #c0392b;" if large else "")
         self.estimate.setText(text)
+        if self.image is not None and self._bytes_timer is not None:
+            self._bytes_timer.start()
+
+    def _estimate_bytes(self) -> None:
+        ext = FORMATS[self.format.currentIndex()][1]
+        try:
+            self.file_bytes = estimate_bytes(self.image, self.region, self.w.value(),
+                                             self.h.value(), ext, self.quality.value(),
+                                             self.keep_exif.isChecked())
+        except (ImageError, OSError, ValueError):
+            self.file_bytes = None
+        timer, self._bytes_timer = self._bytes_timer, None  # no new estimate from this one
+        try:
+            self._estimate()
+        finally:
+            self._bytes_timer = timer
+
+    def _show_notes(self) -> None:
+        """What the chosen format does with this image (flattened alpha, sRGB colours)."""
+        notes = [] if self.image is None else self.image.notes(
+            formats.format_of("x" + FORMATS[self.format.currentIndex()][1]).pil)
+        notes = [n for n in notes if "animation" not in n]
+        self.format_notes.setText("; ".join(notes))
+        self.format_notes.setVisible(bool(notes))
 
     def _format_changed(self, *_):
         ext = FORMATS[self.format.currentIndex()][1]
         stem = os.path.splitext(self.path.text())[0]
         self.path.setText(stem + ext)
+        self.file_bytes = None
+        self._show_notes()
+        self._estimate()
 
     def _browse(self):
         path, _ = QtWidgets.QFileDialog.getSaveFileName(

@@ -2,20 +2,26 @@
 :func:`core.export.export_many`, run in the background (:class:`viewer.background.Background`).
 
 The all-or-nothing commit of several files lives in core; here only what a person sees: the
-progress, a cancel that leaves every target as it was, and one line or one dialog at the end.
+progress, a cancel that leaves every target as it was, and one line or one dialog at the end;
+after a successful export an "Open folder" button in the status bar (for :data:`SHOW_OPEN_MS`)
+opens the folder in the system's file manager.
 """
 from __future__ import annotations
 
+import os
 import threading
 from typing import Callable, Mapping, Optional
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from core.encoding import Cancelled
 from core.export import export_many
 from core.imageio import ImageError
 from viewer.background import Background
 from viewer.export_dialog import ExportRequest
+
+#: how long the "Open folder" button stays after an export
+SHOW_OPEN_MS = 30_000
 
 
 class ExportRunner(QtCore.QObject):
@@ -25,10 +31,21 @@ class ExportRunner(QtCore.QObject):
     progressed = QtCore.Signal(int, int)
 
     def __init__(self, parent: QtWidgets.QWidget, background: Background,
-                 report: Callable[[str], None], fail: Callable[[str, str], None]) -> None:
+                 report: Callable[[str], None], fail: Callable[[str, str], None],
+                 bar: Optional[QtWidgets.QStatusBar] = None) -> None:
         super().__init__(parent)
         self.parent_widget, self.background = parent, background
         self.report, self.fail = report, fail
+        self.folder: Optional[str] = None  #: where the last export went
+        self.open_button = QtWidgets.QPushButton("Open folder")
+        self.open_button.setFlat(True)
+        self.open_button.hide()
+        self.open_button.clicked.connect(self.open_folder)
+        self._hide_timer = QtCore.QTimer(self)
+        self._hide_timer.setSingleShot(True)
+        self._hide_timer.timeout.connect(self.open_button.hide)
+        if bar is not None:
+            bar.insertPermanentWidget(0, self.open_button)
         self.cancel = threading.Event()
         self.thread: Optional[threading.Thread] = None
         self.dialog: Optional[QtWidgets.QProgressDialog] = None
@@ -66,6 +83,16 @@ class ExportRunner(QtCore.QObject):
             self.fail("Export failed", f"{type(error).__name__}: {error}")
         else:
             self.report(f"exported {', '.join(paths)}")
+            self.folder = os.path.dirname(os.path.abspath(paths[0]))
+            self.open_button.setToolTip(f"Show {self.folder} in the file manager")
+            self.open_button.show()
+            self._hide_timer.start(SHOW_OPEN_MS)
+
+    def open_folder(self) -> None:
+        """Show the last export's folder in the system's file manager."""
+        if self.folder and not QtGui.QDesktopServices.openUrl(
+                QtCore.QUrl.fromLocalFile(self.folder)):
+            self.fail("Open folder", f"no file manager could open {self.folder}")
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Cancel a running export and wait for it (its staged files are removed)."""

@@ -20,6 +20,7 @@ import torch
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from core.colour import ToSRGB
+from core.defaults import export_rate
 from core.formats import open_filter
 from core.imageio import MAX_PIXELS, ImageError, LoadedImage, image_size, load_image
 from core.pixels import to_u8
@@ -81,7 +82,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.renderError.connect(lambda m: self.statusBar().showMessage(f"render error: {m}", 8000))
         self.exports = ExportRunner(self, self.background,
                                     lambda msg: self.statusBar().showMessage(msg, 8000),
-                                    lambda title, msg: self.error(title, msg))
+                                    lambda title, msg: self.error(title, msg),
+                                    self.statusBar())
 
         central = QtWidgets.QWidget()
         self.layout_ = QtWidgets.QHBoxLayout(central)
@@ -309,17 +311,14 @@ class MainWindow(QtWidgets.QMainWindow):
         dlg = ExportDialog(self, self.image.width, self.image.height, self.state.visible_region(),
                            self.session.selection, self.settings.value("export_dir", ""),
                            stem + "-liif", compare=self.session.compare_name or None,
-                           rate=self._export_rate())
+                           rate=self._export_rate(), image=self.image)
         if dlg.exec() == QtWidgets.QDialog.DialogCode.Accepted and dlg.result_request:
             self.start_export(dlg.result_request)
 
     def _export_rate(self) -> Optional[float]:
         """Output pixels a second of an export with the model in use, for the dialog's
-        estimate: measured on a 2-core CPU (docs/BENCHMARKS.md, CLI: the CPU model 1.7 Mpx/s;
-        the paper model about 0.1); None where unmeasured (a GPU)."""
-        if self.device.type != "cpu" or self.model is None:
-            return None
-        return 1.7e6 if type(self.model).__name__ == "LMF" else 1e5
+        estimate (:func:`core.defaults.export_rate`)."""
+        return export_rate(self.model, self.device)
 
     def start_export(self, req: ExportRequest) -> None:
         """Run ``req`` in the background with a progress dialog and Cancel."""
