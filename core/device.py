@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import warnings
 from typing import ContextManager, Optional
@@ -109,6 +110,30 @@ def empty_device_cache() -> None:
             torch.cuda.empty_cache()
         except Exception:  # noqa: BLE001 - best effort
             pass
+
+
+_LIBC = None
+
+
+def release_freed_memory() -> None:
+    """Hand memory that has been freed back to the operating system (glibc's ``malloc_trim``;
+    a no-op elsewhere). Tensors of a few MB (latent tiles, encoder activations, render
+    bands) are served from malloc's heap once glibc has raised its mmap threshold, and their
+    freed pages stay resident: a long band-by-band export grew by ~0.4 GB that way. Called
+    between bands, it costs well under a millisecond."""
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = False
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+                libc = ctypes.CDLL("libc.so.6")
+                libc.malloc_trim.argtypes = [ctypes.c_size_t]
+                _LIBC = libc
+            except (OSError, AttributeError):
+                pass
+    if _LIBC:
+        _LIBC.malloc_trim(0)
 
 
 _DEVICE_LOCKS: dict = {}

@@ -16,6 +16,7 @@ from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from core.device import release_freed_memory
 from core.encoding import LatentImage
 from core.geometry import Region
 from core.atomic import staged
@@ -118,6 +119,7 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
             if alpha is not None:
                 a = np.clip(render_bicubic(alpha, region, out_w, out_h, win), 0, 1)
             yield r0, r1, rgb, a
+            release_freed_memory()  # the band's and the evicted tiles' pages (core.device)
             if progress is not None:
                 progress(r1, out_h)
 

@@ -1,7 +1,9 @@
 """Save screenshots of the app: fit, 4x and 32x, in side-by-side and split modes, the
-inspector's line profiles at 8x, and the two bundled models side by side at 8x.
+inspector's line profiles at 8x, the two bundled models side by side at 8x, the window at
+1024 px wide, and the export dialog with its estimates.
 
     QT_QPA_PLATFORM=offscreen python -m viewer.screenshots OUTDIR [IMAGE] [--checkpoint C]
+        [--shots views,inspector,compare,window,dialog]
 
 Each shot is taken after the full-resolution LIIF pass has landed.
 """
@@ -31,7 +33,10 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint")
     p.add_argument("--size", default="1280x800")
     p.add_argument("--centre", default=None, help="X,Y source point to zoom into")
+    p.add_argument("--shots", default="views,inspector,compare,window,dialog",
+                   help="which shots, comma-separated (default: all)")
     args = p.parse_args(argv)
+    shots = set(args.shots.split(","))
     from PySide6 import QtCore, QtWidgets
 
     from viewer.app import build_window, parse_args
@@ -51,7 +56,7 @@ def main(argv=None) -> int:
     settle(app, win)
     st = win.state
     cx, cy = (map(float, args.centre.split(","))) if args.centre else (st.image_w * 0.45, st.image_h * 0.4)
-    for mode in ("side", "split"):
+    for mode in ("side", "split") if "views" in shots else ():
         if win.mode != mode:
             win.session.set_mode(mode)
         for name, zoom in (("fit", None), ("4x", 4.0), ("32x", 32.0)):
@@ -62,10 +67,61 @@ def main(argv=None) -> int:
                 st.zoom, st.cx, st.cy = zoom, cx, cy
                 win.session.view_changed()
             settle(app, win)
-            path = os.path.join(args.outdir, f"{mode}-{name}.png")
-            win.grab().save(path)
-            print(path)
-    # the inspector: a line across the centre of the view, profiles of LIIF and bicubic
+            _save(win, args.outdir, f"{mode}-{name}.png")
+    if "window" in shots:
+        window_1024(app, win, args.outdir, cx, cy)
+    if "dialog" in shots:
+        export_dialog(app, win, args.outdir)
+    if "inspector" in shots:
+        inspector(app, win, args.outdir, cx, cy)
+    if "compare" in shots:
+        compare(app, win, args.outdir, cx, cy)
+    win.close()
+    return 0
+
+
+def _save(widget, outdir: str, name: str) -> None:
+    path = os.path.join(outdir, name)
+    widget.grab().save(path)
+    print(path)
+
+
+def window_1024(app, win, outdir: str, cx: float, cy: float) -> None:
+    """The window at 1024 x 640 at 4x: every status-bar label fits."""
+    size = win.size()
+    win.resize(1024, 640)
+    st = win.state
+    st.zoom, st.cx, st.cy = 4.0, cx, cy
+    win.session.view_changed()
+    settle(app, win)
+    _save(win, outdir, "window-1024.png")
+    win.resize(size)
+    settle(app, win)
+
+
+def export_dialog(app, win, outdir: str) -> None:
+    """The export dialog for the whole image at 4x, its size, time and file-size estimates
+    shown."""
+    from core.geometry import Region
+    from viewer.export_dialog import ExportDialog
+    img = win.image
+    dlg = ExportDialog(win, img.width, img.height, win.state.visible_region(), None,
+                       os.path.expanduser("~/Pictures"), "sample-liif",
+                       rate=win._export_rate(), image=img)
+    dlg.region_box.setCurrentText("Whole image")
+    dlg.scale.setValue(4.0)
+    dlg.show()
+    end = time.time() + 10
+    while dlg.file_bytes is None and time.time() < end:
+        app.processEvents()
+        time.sleep(0.02)
+    app.processEvents()
+    _save(dlg, outdir, "export-dialog.png")
+    dlg.close()
+
+
+def inspector(app, win, outdir: str, cx: float, cy: float) -> None:
+    """A line across the centre of the view, profiles of LIIF and bicubic."""
     win.session.set_mode("side")
     win.show_inspector()
     st = win.state
@@ -78,10 +134,12 @@ def main(argv=None) -> int:
     settle(app, win)
     win.inspector.refresh()
     app.processEvents()
-    path = os.path.join(args.outdir, "inspector-8x.png")
-    win.grab().save(path)
-    print(path)
-    # compare any two: the paper model | the CPU model (Model -> Compare With)
+    _save(win, outdir, "inspector-8x.png")
+    win.inspector.hide()
+
+
+def compare(app, win, outdir: str, cx: float, cy: float) -> None:
+    """Compare any two: the paper model | the CPU model (Model -> Compare With)."""
     from core.defaults import bundled_models
     models = bundled_models()
     if {"paper", "cpu"} <= set(models):
@@ -93,11 +151,7 @@ def main(argv=None) -> int:
         st.zoom, st.cx, st.cy = 8.0, cx, cy
         win.session.view_changed()
         settle(app, win)
-        path = os.path.join(args.outdir, "compare-paper-cpu-8x.png")
-        win.grab().save(path)
-        print(path)
-    win.close()
-    return 0
+        _save(win, outdir, "compare-paper-cpu-8x.png")
 
 
 if __name__ == "__main__":
