@@ -400,3 +400,57 @@ def test_weight_average_is_saved_validated_and_resumes_exactly(tmp_path):
     assert "(averaged weights)" in r.stderr  # an epoch ended and was validated
     best = load_checkpoint(a / "best.safetensors")
     assert best[2].get("ema") == 0.9
+
+
+@pytest.mark.slow
+def test_ddp_a_signal_to_one_rank_stops_every_rank_after_the_same_step(tmp_path):
+    """SIGTERM reaches rank 1 only: the stop flag is all-reduced, so rank 0 stops after the
+    same step (instead of hanging in the next all-reduce), saves, and the run resumes."""
+    import signal
+    import socket
+    import time
+    make_images(tmp_path / "d")
+    cfg = tiny_config(tmp_path, tmp_path / "d")
+    run = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                             f"--master_port={port}", "-m", "training.train", "--no-progress",
+                             "--config", str(cfg), "--out", str(run), "--device", "cpu"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+    def rank_pid(rank: int):
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{d}/environ", "rb") as f:
+                    environ = f.read().split(b"\0")
+            except OSError:
+                continue
+            if ppid == proc.pid and f"LOCAL_RANK={rank}".encode() in environ:
+                return int(d)
+        return None
+
+    try:
+        end = time.time() + 300
+        while time.time() < end and not ((run / "log.jsonl").exists() and len(losses(run)) >= 3):
+            assert proc.poll() is None, proc.communicate()[1][-2000:]
+            time.sleep(0.2)
+        pid = rank_pid(1)
+        assert pid is not None
+        os.kill(pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "stopped by SIGTERM" in err, err[-2000:]  # said by rank 0, which got no signal
+    state = torch.load(run / "last.state.pth", map_location="cpu", weights_only=True)
+    assert state["step"] == len(losses(run))  # the last logged step is the saved one
+    r = run_train("--config", cfg, "--out", run, "--max-steps", state["step"] + 2, "--resume")
+    assert r.returncode == 0 and "resumed" in r.stderr, r.stderr[-2000:]

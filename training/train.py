@@ -249,6 +249,8 @@ class Run:
 
     def __init__(self, args, cfg: Dict[str, Any], stop=None) -> None:
         self.args, self.cfg, self.stop = args, cfg, stop
+        #: the signal that stops the run, agreed by every rank (see :attr:`stopping`)
+        self.stopped_by: Optional[int] = None
         self.at = Position()
         self.ema: Optional[WeightAverage] = None
         self.teacher: Optional[Teacher] = None
@@ -397,12 +399,14 @@ class Run:
     def stopping(self) -> bool:
         """A stop signal reached this process or (under DDP) any other, so that every rank
         stops after the same step instead of one hanging in the next all-reduce."""
-        flag = self.stop is not None and self.stop.signum is not None
-        if not self.distributed:
-            return flag
-        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
+        signum = self.stop.signum if self.stop is not None and self.stop.signum else 0
+        if self.distributed:
+            t = torch.tensor([float(signum)], device=self.device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            signum = int(t.item())
+        if signum:
+            self.stopped_by = signum  # the same on every rank: finish() takes the same path
+        return bool(signum)
 
     def run_epoch(self) -> bool:
         """The remaining steps of the current epoch; True if the run must stop after them
@@ -518,9 +522,9 @@ class Run:
         the same weights; the exit status (``128 + signal`` when stopped by one)."""
         self.save()
         self.close()
-        stopped = self.stop is not None and self.stop.signum is not None
+        stopped = self.stopped_by is not None
         if stopped and self.is_main:
-            print(f"stopped by {signal.Signals(self.stop.signum).name} at epoch "
+            print(f"stopped by {signal.Signals(self.stopped_by).name} at epoch "
                   f"{self.at.epoch + 1}, step {self.at.step}; saved {self.dir / 'last.safetensors'}; "
                   "continue with --resume", file=sys.stderr)
         elif not stopped:
@@ -529,8 +533,10 @@ class Run:
         if self.distributed:
             if not stopped:
                 self._check_ranks_agree()
+            else:  # every rank leaves together, after rank 0's save: none is torn down mid-save
+                dist.barrier()
             dist.destroy_process_group()
-        return 128 + self.stop.signum if stopped else 0
+        return 128 + self.stopped_by if stopped else 0
 
     def close(self) -> None:
         if self.logf is not None:
