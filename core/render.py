@@ -11,8 +11,10 @@ output-pixel centres of :mod:`core.geometry`. It exploits two facts:
 2. output samples form a grid, so the four ensemble neighbours, relative coordinates and area
    weights of a query factor into a row part and a column part.
 
-The output is processed in tiles of at most ``chunk`` pixels, so working memory is bounded by
-``chunk`` and not by the image or output size. For each tile:
+The output is processed in chunks of at most ``chunk`` pixels, so working memory is bounded by
+``chunk`` and not by the image or output size; :func:`chunk_policy` sizes them for the device
+(small on a CPU, where the decoder's activations then stay in cache; large on a GPU, where
+each chunk costs a fixed number of kernel launches). For each chunk:
 
 * the latent rows and columns the tile's neighbours use are collected; if they are dense (zoom
   in) their window features come from the latent's per-tile cache
@@ -23,6 +25,12 @@ The output is processed in tiles of at most ``chunk`` pixels, so working memory 
   (``model.decode_indexed``: row and column coordinate terms, the constant cell term, the
   remaining layers);
 * the 4 predictions are blended with the area weights.
+
+Device residency: the per-chunk indices and relative coordinates are 1-D (one entry per
+output row or column), built on the host and copied in two transfers (integers, floats);
+everything per pixel is built on the device, and the result stays there until one copy back
+per :func:`render` call. ``bench/render_launches.py`` counts the launches and copies of a
+1080p view (docs/BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -35,11 +43,32 @@ import torch
 from core.device import device_lock
 from core.encoding import Cancelled, LatentImage
 from core.geometry import Region, iter_tiles
-from core.models.implicit import area_weights, neighbour_index
+from core.models.implicit import neighbour_index
 
-__all__ = ["render", "render_tile"]
+__all__ = ["render", "render_tile", "chunk_policy"]
 
-DEFAULT_CHUNK = 8192
+#: a CPU's chunk: 8192 queries, sides up to 128 (measured: docs/BENCHMARKS.md, Rendering)
+CPU_CHUNK = (8192, 128)
+#: a GPU's: a viewer tile (512², viewer.main_window.view_tile) in one chunk; the decoder's
+#: two activation buffers are then 4 x 2^18 x hidden floats each (1 GiB for the paper model)
+GPU_CHUNK = (1 << 18, 1024)
+#: on a GPU with less than this much memory, chunks a quarter of the size
+SMALL_GPU_BYTES = 12 << 30
+
+
+def chunk_policy(device: torch.device) -> Tuple[int, int]:
+    """``(most output pixels per chunk, longest chunk side)`` on ``device``."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return CPU_CHUNK
+    if device.type == "cuda":
+        try:
+            if torch.cuda.get_device_properties(device).total_memory < SMALL_GPU_BYTES:
+                return GPU_CHUNK[0] // 4, GPU_CHUNK[1] // 2
+        except (RuntimeError, AssertionError):
+            pass
+    return GPU_CHUNK
+
 
 _workspace = threading.local()
 
@@ -117,31 +146,31 @@ def render_tile(latent: LatentImage, ys: torch.Tensor, xs: torch.Tensor,
 
     th, tw = len(ys), len(xs)
     n = len(offsets)
-    rbase = torch.stack([rlut[i - r0] * nc for i in iy])
-    coff = torch.stack([clut[j - c0] for j in ix])
-    fused = model.decode_grid(table, rbase.to(dev), coff.to(dev), torch.stack(ry).to(dev),
-                              torch.stack(rx).to(dev), cell)
+    rbase = torch.stack([rlut[i - r0] * nc for i in iy])  # (n, th): table row of each row
+    coff = torch.stack([clut[j - c0] for j in ix])  # (n, tw)
+    # two host-to-device copies per chunk: the integers, then the floats
+    ints = torch.cat([rbase, coff], 1).to(dev, non_blocking=True)
+    flts = torch.cat([torch.stack(ry), torch.stack(rx)], 1).to(dev, non_blocking=True)
+    rbase, coff, ryd, rxd = ints[:, :th], ints[:, th:], flts[:, :th], flts[:, th:]
+    fused = model.decode_grid(table, rbase, coff, ryd, rxd, cell)
     if fused is not None:
         return fused
-    index = torch.empty(n * n, th, tw, dtype=torch.long)
-    for a in range(n):
-        for b in range(n):
-            index[a * n + b] = rbase[a][:, None] + coff[b][None, :]
-    pred = model.decode_indexed(table, index.flatten().to(dev), [r.to(dev) for r in ry],
-                                [r.to(dev) for r in rx], cell,
+    # index[a * n + b, r, c] = rbase[a, r] + coff[b, c], built on the device
+    index = (rbase[:, None, :, None] + coff[None, :, None, :]).reshape(-1)
+    pred = model.decode_indexed(table, index, list(ryd), list(rxd), cell,
                                 lambda rows, width: _buffers(rows, width, dev)
                                 ).view(n * n, th, tw, -1)
     if not ens:
         return pred[0]
-    weights = area_weights([r.to(dev)[:, None] for r in ry], [r.to(dev)[None, :] for r in rx])
-    out = pred[0] * weights[0].unsqueeze(-1)
-    for t in range(1, 4):
-        out += pred[t] * weights[t].unsqueeze(-1)
-    return out
+    # area weights (core.models.implicit.area_weights) for the whole grid at once: neighbour
+    # (a, b) is weighted by the area of the diagonally opposite one, (1 - a, 1 - b)
+    areas = (ryd[:, None, :, None] * rxd[None, :, None, :]).abs_().add_(1e-9)  # (2, 2, th, tw)
+    weights = areas.flip(0, 1).div_(areas.sum((0, 1))).view(4, th, tw, 1)
+    return (pred * weights).sum(0)
 
 
 def render(latent: LatentImage, region: Region, out_w: int, out_h: int,
-           chunk: int = DEFAULT_CHUNK,
+           chunk: Optional[int] = None,
            progress: Optional[Callable[[int, int], None]] = None,
            cancelled: Optional[Callable[[], bool]] = None,
            window: Optional[Tuple[int, int, int, int]] = None) -> np.ndarray:
@@ -151,9 +180,10 @@ def render(latent: LatentImage, region: Region, out_w: int, out_h: int,
         latent: the encoded image (see :func:`core.encoding.encode`).
         region: source-pixel rectangle (fractional allowed; may extend past the image).
         out_w, out_h: output size in pixels.
-        chunk: most output pixels evaluated at once (bounds working memory).
-        progress: called with ``(pixels_done, pixels_total)`` after each tile.
-        cancelled: polled between tiles; when it returns True :class:`Cancelled` is raised.
+        chunk: most output pixels evaluated at once (bounds working memory); default
+            :func:`chunk_policy` of the latent's device.
+        progress: called with ``(pixels_done, pixels_total)`` after each chunk.
+        cancelled: polled between chunks; when it returns True :class:`Cancelled` is raised.
         window: ``(c0, r0, c1, r1)``: render only these output columns and rows of the
             ``out_w x out_h`` grid (exactly the same pixels as that crop of the full render).
     Returns:
@@ -162,18 +192,23 @@ def render(latent: LatentImage, region: Region, out_w: int, out_h: int,
     """
     if out_w < 1 or out_h < 1:
         raise ValueError(f"output size must be positive, got {out_w}x{out_h}")
+    dev = latent.device
+    max_px, max_side = chunk_policy(dev)
+    if chunk is not None:
+        max_px, max_side = chunk, CPU_CHUNK[1]
     wc0, wr0, wc1, wr1 = window or (0, 0, out_w, out_h)
-    out = np.empty((wr1 - wr0, wc1 - wc0, 3), dtype=np.float32)
+    out = torch.empty((wr1 - wr0, wc1 - wc0, 3), dtype=torch.float32, device=dev)
     cell = region.cell(out_w, out_h)
     total, done = out.shape[0] * out.shape[1], 0
-    for c0, r0, c1, r1 in iter_tiles(wc1 - wc0, wr1 - wr0, chunk, max_side=128):
+    for c0, r0, c1, r1 in iter_tiles(wc1 - wc0, wr1 - wr0, max_px, max_side=max_side):
         if cancelled is not None and cancelled():
             raise Cancelled()
         ys, xs = region.sample_points(out_w, out_h, wc0 + c0, wr0 + r0, wc0 + c1, wr0 + r1)
-        with device_lock(latent.device):  # one chunk at a time where the device needs it
+        with device_lock(dev):  # one chunk at a time where the device needs it
             rgb = render_tile(latent, ys, xs, cell, cancelled)
-            out[r0:r1, c0:c1] = (rgb * 0.5 + 0.5).clamp_(0, 1).cpu().numpy()
+            torch.clamp(rgb * 0.5 + 0.5, 0, 1, out=out[r0:r1, c0:c1])
         done += (c1 - c0) * (r1 - r0)
         if progress is not None:
             progress(done, total)
-    return out
+    with device_lock(dev):
+        return out.cpu().numpy()  # the one device-to-host copy (none on a CPU)

@@ -40,6 +40,14 @@ ASK_PIXELS = 100_000_000
 LATENT_TILE = 32  # latent tile side: small, so that a view encodes little beyond what it shows
 
 
+def view_tile(device: torch.device | str) -> int:
+    """The side of the view's render tiles: 256 on a CPU (a tile lands every few hundred
+    ms); 512 on a GPU, where each tile is one render chunk (core.render.chunk_policy) and a
+    1080p view is 12 tiles, not 40: a tenth of the kernel launches and host syncs
+    (bench/render_launches.py)."""
+    return 256 if torch.device(device).type == "cpu" else 512
+
+
 def display_pixels(image: LoadedImage) -> np.ndarray:
     """The whole image as uint8 RGB in the display's colours (sRGB; see
     :mod:`core.colour`), for the panes' instant fallback."""
@@ -57,7 +65,7 @@ class MainWindow(QtWidgets.QMainWindow):
     renderError = QtCore.Signal(str)
 
     def __init__(self, model=None, model_name: str = "", device: torch.device | str = "cpu",
-                 settings: Optional[QtCore.QSettings] = None, tile: int = 256,
+                 settings: Optional[QtCore.QSettings] = None, tile: Optional[int] = None,
                  liif_workers: int = 1) -> None:
         super().__init__()
         self.setWindowTitle("LIIF Zoom")
@@ -74,7 +82,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.background = Background(self)
         self._decoding = False
         self.scheduler = RenderScheduler(
-            tile=tile, liif_workers=liif_workers, on_tile=lambda key: self.tileReady.emit(),
+            tile=tile or view_tile(device), liif_workers=liif_workers, on_tile=lambda key: self.tileReady.emit(),
             on_pass=lambda kind, s: self.passDone.emit(kind, s),
             on_error=lambda msg: self.renderError.emit(msg))
         self.scheduler.follow(self.session)  # before the window: it renders, we repaint
