@@ -9,7 +9,8 @@
 # own python3 (PyTorch with CUDA, numpy, Pillow, safetensors, PyYAML, tqdm, pytest; the
 # viewer's Qt is not needed here), with the project on PYTHONPATH, and trains on .gpudata.
 # 1. CUDA correctness: the renderer on CUDA equals the CPU (tests/test_render.py -k cuda).
-# 2. GPU render timings of the paper model, 1920x1080 at 4x, fp32 / bf16 / fp16.
+# 2. GPU render timings of the viewer's render path with the paper model, 1920x1080 at 4x,
+#    float32 and float16 latent; the launch/copy proxy of the same view.
 # 3. The photo model's training (training/configs/photo-lmf-t2.yaml, from the bundled photo
 #    model) and the CPU model's distillation (gpu-lmf-distill.yaml) on the GPU, MINUTES each
 #    when the packed data is there; `timeout --foreground` sends SIGTERM to the trainer alone,
@@ -31,8 +32,8 @@ if python3 -c "import pytest" 2>/dev/null; then
 else
   echo "error: no pytest on the device: the CUDA tests did not run" | tee "$out/cuda-tests.txt"
 fi
-for dt in fp32 bf16 fp16; do
-  python3 bench/gpu_render.py --checkpoint resources/edsr-baseline-liif.safetensors --dtype $dt \
+for lt in fp32 fp16; do
+  python3 bench/gpu_render.py --checkpoint resources/edsr-baseline-liif.safetensors --latent $lt \
     2>&1 | tail -1 | tee -a "$out/gpu-render.txt"
 done
 if [ ! -d .gpudata/train ]; then

@@ -5,7 +5,7 @@ how the viewer's render path would drive a GPU.
 
 Renders a 1920x1080 view at ``--zoom`` as the viewer does (its tiles, each one call of
 ``core.render.render``, the latent already encoded), with the device policy of a GPU: the
-viewer's tile side there (``viewer.main_window.view_tile("cuda")`` where it exists, else
+viewer's tile side there (``core.render.view_tile("cuda")`` where it exists, else
 256) and the renderer's chunks (``core.render.chunk_policy("cuda")`` where it exists; before
 either existed every device used 256-px tiles and the CPU's 8192-query chunks)
 and without the CPU-only native kernel (``LIIF_ZOOM_KERNELS=0``: the eager path a GPU runs).
@@ -73,7 +73,7 @@ def main() -> None:
         render_mod.chunk_policy = lambda device: gpu
     tile = 256
     try:
-        from viewer.main_window import view_tile
+        from core.render import view_tile
         tile = view_tile(torch.device("cuda"))
     except ImportError:
         pass

@@ -45,11 +45,11 @@ from core.encoding import Cancelled, LatentImage
 from core.geometry import Region, iter_tiles
 from core.models.implicit import neighbour_index
 
-__all__ = ["render", "render_tile", "chunk_policy"]
+__all__ = ["render", "render_tile", "chunk_policy", "view_tile"]
 
 #: a CPU's chunk: 8192 queries, sides up to 128 (measured: docs/BENCHMARKS.md, Rendering)
 CPU_CHUNK = (8192, 128)
-#: a GPU's: a viewer tile (512², viewer.main_window.view_tile) in one chunk; the decoder's
+#: a GPU's: a viewer tile (512², :func:`view_tile`) in one chunk; the decoder's
 #: two activation buffers are then 4 x 2^18 x hidden floats each (1 GiB for the paper model)
 GPU_CHUNK = (1 << 18, 1024)
 #: on a GPU with less than this much memory, chunks a quarter of the size
@@ -68,6 +68,14 @@ def chunk_policy(device: torch.device) -> Tuple[int, int]:
         except (RuntimeError, AssertionError):
             pass
     return GPU_CHUNK
+
+
+def view_tile(device: torch.device | str) -> int:
+    """The side of the viewer's render tiles on ``device``: 256 on a CPU (a tile lands every
+    few hundred ms); 512 on a GPU, where each tile is one chunk (:func:`chunk_policy`) and a
+    1080p view is 12 tiles, not 40: a tenth of the kernel launches and host syncs
+    (``bench/render_launches.py``)."""
+    return 256 if torch.device(device).type == "cpu" else 512
 
 
 _workspace = threading.local()

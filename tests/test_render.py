@@ -311,3 +311,38 @@ def test_the_oracle_keeps_everything_on_the_latents_device(spec):
     feat = torch.empty(model.latent_dim, 6, 7, device="meta")
     out = render_naive(model, feat, Region(-0.5, 0.3, 5.2, 4.1), 11, 9)
     assert out.device.type == "meta" and tuple(out.shape) == (9, 11, 3)
+
+
+@pytest.mark.parametrize("kernels", ["0", "1"])
+def test_the_gpu_chunk_policy_renders_the_same_pixels_with_few_copies(monkeypatch, rand_image,
+                                                                       kernels):
+    """With a GPU's chunks (core.render.chunk_policy) the pixels are those of the CPU's
+    chunks; each chunk asks for two host-to-device copies and each render call for one copy
+    back (what bench/render_launches.py counts for a 1080p view)."""
+    import core.render as R
+    monkeypatch.setenv("LIIF_ZOOM_KERNELS", kernels)
+    torch.manual_seed(1)
+    model = make(tiny_spec()).eval()
+    latent = encode(model, rand_image, torch.device("cpu"), tile=8)
+    h, w = rand_image.shape[:2]
+    region = Region(1.3, 0.6, w - 3.0, h - 2.0)
+    cpu = render(latent, region, 300, 200)
+    assert R.chunk_policy(torch.device("cpu")) == R.CPU_CHUNK
+    monkeypatch.setattr(R, "chunk_policy", lambda device: R.GPU_CHUNK)
+    calls = {"to": 0, "cpu": 0}
+    to, cpu_ = torch.Tensor.to, torch.Tensor.cpu
+
+    def count_to(self, *a, **k):
+        calls["to"] += any(isinstance(x, torch.device) for x in a) or "device" in k
+        return to(self, *a, **k)
+
+    def count_cpu(self, *a, **k):
+        calls["cpu"] += 1
+        return cpu_(self, *a, **k)
+
+    monkeypatch.setattr(torch.Tensor, "to", count_to)
+    monkeypatch.setattr(torch.Tensor, "cpu", count_cpu)
+    gpu = render(latent, region, 300, 200)  # 60000 px: one chunk
+    monkeypatch.undo()
+    assert np.abs(gpu - cpu).max() < 1e-6
+    assert calls == {"to": 2, "cpu": 1}

@@ -20,6 +20,7 @@ import torch
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from core.colour import ToSRGB
+from core.render import view_tile
 from core.defaults import export_rate
 from core.formats import open_filter
 from core.imageio import MAX_PIXELS, ImageError, LoadedImage, image_size, load_image
@@ -38,14 +39,6 @@ from viewer.statusbar import StatusBar
 #: above this many pixels the viewer asks before opening an image
 ASK_PIXELS = 100_000_000
 LATENT_TILE = 32  # latent tile side: small, so that a view encodes little beyond what it shows
-
-
-def view_tile(device: torch.device | str) -> int:
-    """The side of the view's render tiles: 256 on a CPU (a tile lands every few hundred
-    ms); 512 on a GPU, where each tile is one render chunk (core.render.chunk_policy) and a
-    1080p view is 12 tiles, not 40: a tenth of the kernel launches and host syncs
-    (bench/render_launches.py)."""
-    return 256 if torch.device(device).type == "cpu" else 512
 
 
 def display_pixels(image: LoadedImage) -> np.ndarray:
