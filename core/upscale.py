@@ -82,9 +82,16 @@ def output_size(region: Region, scale: float) -> tuple:
 #: progress-bar weight of one encoded source pixel against one rendered output pixel (the
 #: encoder costs about 25 times the renderer's per-pixel work for the bundled CPU model)
 ENCODE_WEIGHT = 25
-#: the CLI renders in bands from the top: a band's latent rows (about 0.6 GB for a 60-Mpx
-#: photo with the CPU model) is all it needs at once, so it keeps less than the viewer
+#: the CLI renders in bands from the top: a band's latent rows are all it needs at once, so
+#: it keeps at most this much (the viewer keeps more: it goes back and forth) ...
 CLI_LATENT_BUDGET = 1 << 30
+#: ... and over a band's needs by this factor (the next band's rows arrive before the last
+#: band's leave); a band is this many output pixels
+BAND_MARGIN = 1.5
+CLI_BAND_PIXELS = 1 << 20
+#: code features kept: one band's worth at most a few hundred MB, so the CLI keeps little
+#: and computes a tile's features again when a later band needs them
+CLI_FEATURE_CACHE = 64 << 20
 #: outputs of at least this many pixels are announced with their size and time first
 LARGE_OUTPUT = 100_000_000
 #: outputs above this many pixels run only with --yes (hours on a CPU, gigabytes on disk)
@@ -358,8 +365,12 @@ def _one(args, job: Job, region_arg: Optional[Region], model, device, bar) -> No
                         dtype=torch.float16 if args.fp16_latent else torch.float32,
                         compute_dtype=torch.float32 if args.precision == "float32"
                         else fast_compute_dtype(device),
-                        budget_bytes=min(default_budget(device), CLI_LATENT_BUDGET))
-        whole = image.width * image.height * latent.channels * (2 if args.fp16_latent else 4)
+                        budget_bytes=min(default_budget(device), CLI_LATENT_BUDGET),
+                        feature_cache_bytes=CLI_FEATURE_CACHE)
+        code_bytes = latent.channels * (2 if args.fp16_latent else 4)
+        whole = image.width * image.height * code_bytes
+        latent.budget = band_budget(latent.budget, region, out_w, out_h, latent.tile,
+                                    image.width * code_bytes)
         if region_arg is None and (latent.budget is None or whole <= latent.budget):
             # the whole image, and its latent fits the budget: encode it up front, with
             # progress (beyond the budget the bands encode what they need as they go)
@@ -372,7 +383,21 @@ def _one(args, job: Job, region_arg: Optional[Region], model, device, bar) -> No
         bar.update(base + out_w * done - bar.n)
 
     export(image, region, out_w, out_h, job.dst, args.method, latent,
-           quality=args.quality, progress=progress, keep_exif=not args.strip_metadata)
+           quality=args.quality, progress=progress, keep_exif=not args.strip_metadata,
+           band_pixels=CLI_BAND_PIXELS)
+
+
+def band_budget(budget: Optional[int], region: Region, out_w: int, out_h: int, tile: int,
+                row_bytes: int) -> Optional[int]:
+    """The latent budget for rendering ``region`` at ``out_w x out_h`` in bands of
+    :data:`CLI_BAND_PIXELS`: :data:`BAND_MARGIN` times the latent tile rows one band spans
+    (its source rows, the 3x3 neighbourhood and the ensemble's codes beyond them, rounded out
+    to whole tiles of ``tile`` rows of ``row_bytes`` each), never more than ``budget``."""
+    rows_out = max(1, min(out_h, CLI_BAND_PIXELS // max(1, out_w)))
+    rows_src = math.ceil(rows_out * region.h / out_h) + 4
+    need = (math.ceil(rows_src / tile) + 1) * tile * row_bytes
+    want = int(BAND_MARGIN * need)
+    return want if budget is None else min(budget, want)
 
 
 if __name__ == "__main__":
