@@ -8,7 +8,9 @@
 # The device machine has no network and receives only the repository: it runs on the image's
 # own python3 (PyTorch with CUDA, numpy, Pillow, safetensors, PyYAML, tqdm, pytest; the
 # viewer's Qt is not needed here), with the project on PYTHONPATH, and trains on .gpudata.
-# 1. CUDA correctness: the renderer on CUDA equals the CPU (tests/test_render.py -k cuda).
+# 1. CUDA correctness (tests/test_devices.py on cpu and cuda: renders at zoom-in and out,
+#    float16 latent, threads, export, both CLIs, training and resume, simulated OOM; and
+#    tests/test_render.py's CUDA parity).
 # 2. GPU render timings of the viewer's render path with the paper model, 1920x1080 at 4x,
 #    float32 and float16 latent; the launch/copy proxy of the same view.
 # 3. The photo model's training (training/configs/photo-lmf-t2.yaml, from the bundled photo
@@ -27,7 +29,8 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/gpu.txt"
 if python3 -c "import pytest" 2>/dev/null; then
-  python3 -m pytest -q -p no:cacheprovider tests/test_render.py -k "cuda or gpu" > "$out/cuda-tests.txt" 2>&1
+  python3 -m pytest -q -p no:cacheprovider tests/test_devices.py tests/test_render.py \
+    -k "cuda or gpu or device" > "$out/cuda-tests.txt" 2>&1
   echo "cuda tests: exit $?" | tee -a "$out/cuda-tests.txt"; tail -3 "$out/cuda-tests.txt"
 else
   echo "error: no pytest on the device: the CUDA tests did not run" | tee "$out/cuda-tests.txt"

@@ -196,9 +196,10 @@ def main(argv=None) -> int:
     except (MemoryError, RuntimeError) as exc:
         if not is_out_of_memory(exc):
             raise
-        print("error: out of memory (the output in progress was not written; try a smaller "
-              "--region or --scale, --fp16-latent, or a lower LIIF_ZOOM_LATENT_MB)",
-              file=sys.stderr)
+        gpu = "cuda" in str(exc).lower() or "mps" in str(exc).lower()
+        print("error: out of memory (the output in progress was not written; try "
+              + ("--device cpu, " if gpu else "") + "a smaller --region or --scale, "
+              "--fp16-latent, or a lower LIIF_ZOOM_LATENT_MB)", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Terminated) as exc:
         what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{exc} received"

@@ -338,4 +338,5 @@ def test_out_of_memory_is_one_line_not_a_traceback(tmp_path, photo, monkeypatch,
                          str(tmp_path / "o.png"), "--no-progress"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: out of memory")
+    assert "--device cpu" in err[0]  # a GPU ran out: the CPU has more memory
     assert not (tmp_path / "o.png").exists()
