@@ -53,6 +53,15 @@ def default_budget(device: torch.device | str) -> int:
         return BUDGET_CEILING
 
 
+def latent_dtype(device: torch.device | str) -> torch.dtype:
+    """How the viewer and the upscale CLI store a latent on ``device``: float16 on a GPU
+    (half the memory, the scarce resource there; the decoder still computes in float32 and
+    the pixels move by less than half a level: tests/test_devices.py, and PSNR is unchanged
+    at 4 decimals on Set5), float32 on a CPU (where converting each tile read costs time and
+    memory is plentiful). The evaluation CLI keeps float32, the protocol's."""
+    return torch.float32 if torch.device(device).type == "cpu" else torch.float16
+
+
 def to_input_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
     """``(H, W, 3)`` image (uint8, uint16 or float in [0, 1]: :mod:`core.pixels`) ->
     normalised ``(1, 3, H, W)`` float32 tensor ``(x-0.5)/0.5``."""

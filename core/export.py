@@ -27,7 +27,8 @@ from core.png import PNGStreamWriter
 from core.methods import METHODS as _METHODS, render_by
 from core.resample import render_bicubic
 
-__all__ = ["export", "export_many", "render_region", "check_request", "estimate_bytes",
+__all__ = ["export", "export_many", "render_region", "check_request", "check_output",
+           "estimate_bytes",
            "METHODS", "MAX_OUTPUT_PIXELS"]
 
 #: the methods a single-model export offers (the CLI's --method; the viewer adds 'compare')
@@ -41,11 +42,10 @@ MAX_OUTPUT_SIDE = 1 << 20
 FORMAT_MAX_SIDE = {f.pil: f.max_side for f in FORMATS}
 
 
-def check_request(region: Region, out_w: int, out_h: int, image_w: int, image_h: int,
-                  fmt: Optional[str] = None) -> None:
+def check_request(region: Region, out_w: int, out_h: int, image_w: int, image_h: int) -> None:
     """Refuse, with a one-line :class:`ValueError`, an export that cannot be what the user
     means: an output size that is not a positive integer or beyond :data:`MAX_OUTPUT_PIXELS`
-    (or the format's limit), or a region that does not overlap the image or reaches further
+    (the format's own limits: :func:`check_output`), or a region that does not overlap the image or reaches further
     beyond it than the image's own width or height.
 
     The part of a region outside the image (allowed up to one image width/height beyond each
@@ -56,9 +56,6 @@ def check_request(region: Region, out_w: int, out_h: int, image_w: int, image_h:
     if out_w > MAX_OUTPUT_SIDE or out_h > MAX_OUTPUT_SIDE or out_w * out_h > MAX_OUTPUT_PIXELS:
         raise ValueError(f"output {out_w}x{out_h} is above the limit of {MAX_OUTPUT_SIDE} px a "
                          f"side and {MAX_OUTPUT_PIXELS / 1e9:.1f} Gpx")
-    if fmt is not None and max(out_w, out_h) > FORMAT_MAX_SIDE.get(fmt, MAX_OUTPUT_SIDE):
-        raise ValueError(f"{fmt} stores at most {FORMAT_MAX_SIDE[fmt]} px a side; "
-                         f"{out_w}x{out_h} needs PNG or TIFF")
     x1, y1 = region.x + region.w, region.y + region.h
     if region.x >= image_w or region.y >= image_h or x1 <= 0 or y1 <= 0:
         raise ValueError(f"region {region.x:g},{region.y:g},{region.w:g},{region.h:g} does not "
@@ -66,6 +63,24 @@ def check_request(region: Region, out_w: int, out_h: int, image_w: int, image_h:
     if region.x < -image_w or region.y < -image_h or x1 > 2 * image_w or y1 > 2 * image_h:
         raise ValueError(f"region {region.x:g},{region.y:g},{region.w:g},{region.h:g} reaches "
                          f"more than the image's own size beyond the {image_w}x{image_h} image")
+
+
+def check_output(path: str, out_w: int, out_h: int) -> str:
+    """The Pillow name of ``path``'s format, after refusing (:class:`ImageError`) an unknown
+    extension or an output the format cannot hold: a side beyond its limit, or more than
+    :data:`MAX_BUFFERED_BYTES` to encode in memory (every format but PNG)."""
+    ext = os.path.splitext(path)[1].lower()
+    fmt = WRITE_FORMATS.get(ext)
+    if fmt is None:
+        raise ImageError(f"cannot write {path}: unknown image extension {ext!r} "
+                         f"(use one of {', '.join(sorted(WRITE_FORMATS))})")
+    if max(out_w, out_h) > FORMAT_MAX_SIDE.get(fmt, MAX_OUTPUT_SIDE):
+        raise ImageError(f"cannot write {path}: {fmt} stores at most {FORMAT_MAX_SIDE[fmt]} px "
+                         f"a side; {out_w}x{out_h} needs PNG or TIFF")
+    if fmt != "PNG" and out_w * out_h * 3 > MAX_BUFFERED_BYTES:
+        raise ImageError(f"cannot write {path}: {out_w}x{out_h} is too large to encode as {fmt} "
+                         f"in memory; use PNG, which is written in bands")
+    return fmt
 
 
 def render_region(image: LoadedImage, region: Region, out_w: int, out_h: int, method: str,
@@ -89,15 +104,8 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
     Raises :class:`core.encoding.Cancelled` when cancelled, :class:`ImageError` on I/O errors,
     :class:`ValueError` for a request :func:`check_request` refuses.
     """
-    ext = os.path.splitext(path)[1].lower()
-    fmt = WRITE_FORMATS.get(ext)
-    if fmt is None:
-        raise ImageError(f"cannot write {path}: unknown image extension {ext!r} "
-                         f"(use one of {', '.join(sorted(WRITE_FORMATS))})")
-    check_request(region, out_w, out_h, image.width, image.height, fmt)
-    if fmt != "PNG" and out_w * out_h * 3 > MAX_BUFFERED_BYTES:
-        raise ImageError(f"cannot write {path}: {out_w}x{out_h} is too large to encode as {fmt} "
-                         f"in memory; use PNG, which is written in bands")
+    check_request(region, out_w, out_h, image.width, image.height)
+    fmt = check_output(path, out_w, out_h)
     band = max(1, min(out_h, band_pixels // out_w))
     has_alpha = BY_PIL[fmt].alpha
     alpha = image.alpha if has_alpha else None

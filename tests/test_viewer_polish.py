@@ -112,6 +112,8 @@ def test_the_status_bar_fits_a_1024_px_window_with_a_reference(qtbot, tmp_path, 
         w.session.model_reason = "JPEG q≈72 → photo model"
         w.status.refresh()
         w.status.metrics.show()
+        w.status._encode_timer.stop()  # the worst case: the encoding progress bar showing
+        w.status.progress.show()
         qtbot.wait(50)
         labels = [w.status.zoom, w.status.region, w.status.metrics, w.status.time,
                   w.status.device, w.status.model]

@@ -16,7 +16,7 @@ from typing import Callable, List, Optional, Tuple
 import torch
 
 from core.device import fast_compute_dtype
-from core.encoding import LatentImage, encode, default_budget
+from core.encoding import LatentImage, encode, default_budget, latent_dtype
 from core.geometry import Region
 from core.imageio import LoadedImage
 from viewer.tiles import Method, methods_needed
@@ -116,6 +116,7 @@ class Session:
         # at most half of it, beyond which tiles far from the view are dropped and re-encoded
         return encode(model, self.image.pixels, self.device, tile=self.latent_tile,
                       compute_dtype=fast_compute_dtype(self.device),
+                      dtype=latent_dtype(self.device),
                       budget_bytes=default_budget(self.device) // 2)
 
     def _reencode(self, main: bool = True) -> None:

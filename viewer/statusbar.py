@@ -25,8 +25,10 @@ class StatusBar(QtCore.QObject):
             QtWidgets.QLabel() for _ in range(6))
         self.metrics.hide()
         self.progress = QtWidgets.QProgressBar()
-        self.progress.setMaximumWidth(160)
-        self.progress.setFormat("encoding %p%")
+        # narrow, so that every label still fits a 1024-px window while it shows
+        self.progress.setMaximumWidth(90)
+        self.progress.setFormat("enc. %p%")
+        self.progress.setToolTip("encoding the latent in the background (to its memory budget)")
         self.progress.hide()
         for w in (self.zoom, self.region, self.metrics, self.time, self.progress, self.device,
                   self.model):
@@ -65,12 +67,13 @@ class StatusBar(QtCore.QObject):
         self.time.setToolTip("the last render's preview / coarse / full passes")
         self.device.setText(ses.device.type)
         self.device.setToolTip("the device the model runs on")
-        family = f" ({type(ses.model).__name__})" if ses.model is not None else ""
+        family = type(ses.model).__name__ if ses.model is not None else ""
         why = f" · {ses.model_reason}" if ses.model_reason else ""
-        self.model.setText(f"{ses.model_name or 'no model'}{family}{why}")
-        slow = ses.device.type == "cpu" and type(ses.model).__name__ == "LIIF"
-        self.model.setToolTip("the paper model takes seconds a view on a CPU; the CPU model "
-                              "(Model menu) renders about 50× faster" if slow else "")
+        self.model.setText(f"{ses.model_name or 'no model'}{why}")  # the family in the tooltip
+        slow = ses.device.type == "cpu" and family == "LIIF"
+        self.model.setToolTip((f"{ses.model_name} is a {family} model" if family else "") + (
+            "; the paper model takes seconds a view on a CPU, the CPU model (Model menu) "
+            "renders about 50× faster" if slow else ""))
         if slow:
             self.model.setText(self.model.text() + " · slow on a CPU")
 
