@@ -61,7 +61,6 @@ def main() -> None:
         win.status.last_times.clear()
         st.cx, st.cy = cx, cy
         before = win.latent.n_encoded
-        t0 = time.perf_counter()
         st.zoom = z
         win.session.view_changed()
         settle(app, win)

@@ -28,9 +28,8 @@ from typing import Optional, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from core import png
+from core import jxl, png
 from core.atomic import atomic_write
-from core import jxl
 from core.colour import ToSRGB
 from core.formats import BY_PIL, FORMATS, WRITE_FORMATS
 from core.pixels import to_float
@@ -146,10 +145,9 @@ def image_size(path: Union[str, os.PathLike]) -> tuple:
     _check_regular(path)
     try:
         with open(path, "rb") as f:
-            head = f.read(1 << 16)
-        if jxl.is_jxl(head):
-            return jxl.size(head if head.startswith(jxl.CODESTREAM_SIG) else
-                            open(path, "rb").read())
+            head = f.read(16)
+            if jxl.is_jxl(head):  # the SizeHeader: at the start, or after a container's boxes
+                return jxl.size(head + f.read())
         with Image.open(path) as im:
             return im.size
     except Exception as exc:

@@ -1,6 +1,5 @@
 """Model files: project format, official layout, and refusal of bad files."""
 import os
-import pickle
 
 import numpy as np
 import pytest

@@ -3,7 +3,6 @@ trips what the table says it keeps (bit depth, alpha, colour profile, EXIF), and
 says where it cannot (flattened alpha, colours converted to sRGB, EXIF dropped); JPEG XL's
 declared size is checked before decoding; the README's table is the table."""
 import os
-import struct
 
 import numpy as np
 import pytest

@@ -2,7 +2,6 @@
 loaded, and a bad one means eager PyTorch (one log line) and a rebuild next time."""
 import logging
 import os
-import shutil
 
 import pytest
 import torch

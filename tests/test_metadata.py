@@ -1,6 +1,5 @@
 """Exports keep the source's colour profile and EXIF (orientation reset, since it is applied;
 no thumbnail), in every format that carries them, unless the user strips the EXIF."""
-import io
 import subprocess
 import sys
 

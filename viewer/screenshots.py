@@ -102,7 +102,6 @@ def window_1024(app, win, outdir: str, cx: float, cy: float) -> None:
 def export_dialog(app, win, outdir: str) -> None:
     """The export dialog for the whole image at 4x, its size, time and file-size estimates
     shown."""
-    from core.geometry import Region
     from viewer.export_dialog import ExportDialog
     img = win.image
     dlg = ExportDialog(win, img.width, img.height, win.state.visible_region(), None,
