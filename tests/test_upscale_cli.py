@@ -340,3 +340,28 @@ def test_out_of_memory_is_one_line_not_a_traceback(tmp_path, photo, monkeypatch,
     assert len(err) == 1 and err[0].startswith("error: out of memory")
     assert "--device cpu" in err[0]  # a GPU ran out: the CPU has more memory
     assert not (tmp_path / "o.png").exists()
+
+
+def test_the_cli_keeps_one_bands_latent_and_writes_the_whole_images_pixels(tmp_path,
+                                                                          tiny_checkpoint):
+    """The CLI's latent budget is what one band spans (times a margin), far below the whole
+    latent of a large photo, and the bands it renders under it are the whole-image render."""
+    from core.geometry import Region
+    from core.upscale import CLI_LATENT_BUDGET, band_budget
+    w, h = 8944, 6708  # 60 Mpx at x1.1: about 0.6 GiB, not the whole 15 GB
+    b = band_budget(CLI_LATENT_BUDGET, Region(0, 0, w, h), round(w * 1.1), round(h * 1.1), 64,
+                    w * 256)
+    assert 0.4 * (1 << 30) < b < CLI_LATENT_BUDGET
+    assert band_budget(None, Region(0, 0, 100, 80), 2000, 1600, 16, 100 * 32) > 0
+    # a 96 x 80 photo at x3 in bands of about 30 rows (a 16-code latent row is 3 KB here)
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((80, 96, 3)) * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    env = dict(os.environ, LIIF_ZOOM_LATENT_MB="0.05")  # a budget of ~50 KB: many evictions
+    for name, e in (("banded.png", env), ("whole.png", None)):
+        r = subprocess.run([sys.executable, "-m", "core.upscale", str(tmp_path / "a.png"),
+                            "--scale", "3", "--checkpoint", str(tiny_checkpoint),
+                            "--precision", "float32", "-o", str(tmp_path / name),
+                            "--no-progress"], cwd=ROOT, env=e, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "banded.png")),
+                          np.asarray(Image.open(tmp_path / "whole.png")))
