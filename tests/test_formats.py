@@ -166,3 +166,14 @@ def test_the_file_size_estimate_is_near_the_real_file(tmp_path, ext):
         export(img, region, out_w, out_h, str(path), method="bicubic", quality=90)
         real = os.path.getsize(path)
         assert 0.6 < guess / real < 1.6, (ext, out_w, guess, real)
+
+
+@pytest.mark.parametrize("fmt", [f for f in WRITERS if f.bits16], ids=lambda f: f.name)
+def test_16_bit_with_alpha_round_trips_exactly_without_a_profile(tmp_path, fmt):
+    rgb, alpha = _smooth()
+    path = tmp_path / ("o" + fmt.exts[0])
+    save_image(path, rgb, alpha, bits=16, quality=100)
+    back = load_image(path)
+    assert back.bits == 16 and back.pixels.dtype == np.uint16
+    assert np.array_equal(back.pixels, np.round(rgb * 65535).astype(np.uint16))
+    assert np.abs(back.alpha - np.round(alpha * 65535) / 65535).max() < 1e-6
