@@ -1,7 +1,8 @@
 """Peak memory against image size: the upscale CLI (``--scale 1.1``, the whole image) and the
 viewer holding the image open in the fit view while background encoding runs.
 
-    python bench/memory_scale.py [--mpx 20,60] [--cli] [--viewer SECONDS] [--keep DIR]
+    python bench/memory_scale.py [--mpx 20,60] [--cli] [--cli-rows N] [--viewer SECONDS]
+                                 [--keep DIR]
 
 Each size is a synthetic photo-like JPEG (smooth colour fields, edges and noise; q90), made
 once in ``--keep`` (default a temporary folder). Each measurement runs in a fresh process;
@@ -82,6 +83,10 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--mpx", default="20,60")
     p.add_argument("--cli", action="store_true", help="measure the upscale CLI")
+    p.add_argument("--cli-rows", type=int, default=0,
+                   help="the CLI renders only the top N source rows, at the full width (its "
+                        "bands, latent and decoded image are those of the whole image; the "
+                        "time is N / height of the whole job's)")
     p.add_argument("--viewer", type=float, default=0, help="seconds the viewer stays open")
     p.add_argument("--keep", default=None, help="folder for the synthetic images")
     args = p.parse_args()
@@ -92,10 +97,17 @@ def main() -> None:
         img = make_image(mpx, folder)
         if args.cli:
             out = os.path.join(folder, "out.png")
+            region, what = [], "core.upscale --scale 1.1"
+            if args.cli_rows:
+                from PIL import Image
+                with Image.open(img) as im:
+                    w = im.size[0]
+                region = [f"--region=0,0,{w},{args.cli_rows}"]
+                what += f" --region 0,0,{w},{args.cli_rows} (full width)"
             gib, secs, _ = measure([sys.executable, "-m", "core.upscale", img, "--scale", "1.1",
-                                    "-o", out, "--overwrite", "--no-progress"], env)
+                                    *region, "-o", out, "--overwrite", "--no-progress"], env)
             os.unlink(out)
-            rows.append((f"{mpx:g}", "core.upscale --scale 1.1", gib, secs, ""))
+            rows.append((f"{mpx:g}", what, gib, secs, ""))
             print(rows[-1], flush=True)
         if args.viewer:
             gib, secs, info = measure([sys.executable, "-c", VIEWER, img, str(args.viewer)], env)
