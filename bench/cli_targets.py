@@ -101,7 +101,7 @@ def main() -> None:
     w, h = Image.open(args.image).size
     ow, oh = round(w * args.scale), round(h * args.scale)
     cli = [sys.executable, "-m", "core.upscale", args.image, "--checkpoint", ckpt,
-           "--no-progress"]
+           "--no-progress", "--overwrite"]  # the same output each repeat
     start, ts0 = timed(cli + ["--region", "0,0,8,8", "--size", "8x8", "-o",
                               os.path.join(tmp, "tiny.png")], args.repeat)
     full, ts1 = timed(cli + ["--scale", str(args.scale), "-o", os.path.join(tmp, "out.png")],
