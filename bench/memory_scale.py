@@ -99,9 +99,8 @@ def main() -> None:
             out = os.path.join(folder, "out.png")
             region, what = [], "core.upscale --scale 1.1"
             if args.cli_rows:
-                from PIL import Image
-                with Image.open(img) as im:
-                    w = im.size[0]
+                from core.imageio import image_size  # (Pillow's own check refuses 200 Mpx)
+                w = image_size(img)[0]
                 region = [f"--region=0,0,{w},{args.cli_rows}"]
                 what += f" --region 0,0,{w},{args.cli_rows} (full width)"
             gib, secs, _ = measure([sys.executable, "-m", "core.upscale", img, "--scale", "1.1",
