@@ -15,6 +15,7 @@ outside clipped to its gamut), as photo tools do for display.
 """
 from __future__ import annotations
 
+import functools
 import io
 import logging
 from typing import Optional
@@ -49,25 +50,9 @@ class ToSRGB:
 
     @classmethod
     def for_profile(cls, icc: Optional[bytes]) -> Optional["ToSRGB"]:
-        if not icc:
-            return None
-        try:
-            from PIL import ImageCms
-            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            dst = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-            t = ImageCms.buildTransform(src, dst, "RGB", "RGB",
-                                        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
-            name = ImageCms.getProfileDescription(src).strip()
-        except Exception as exc:
-            log.warning("colour profile not usable (%s): colours shown as sRGB",
-                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            return None
-        conv = cls(t, name)
-        probe = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-        probe[0, :8] = np.arange(0, 256, 32, dtype=np.uint8)[:, None]  # greys, black, white
-        if np.abs(conv(probe).astype(np.int16) - probe).max() <= 1:
-            return None  # sRGB, or as good as
-        return conv
+        """The conversion for ``icc``, built once per profile (the viewer, the export
+        dialog's notes and the writers all ask for the same one)."""
+        return _for_profile(icc) if icc else None
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """``(H, W, 3|4)`` uint8 -> a new array of the same shape, in sRGB."""
@@ -79,3 +64,24 @@ class ToSRGB:
         if rgb.shape[2] == 4:
             return np.concatenate([out, rgb[..., 3:]], 2)
         return np.array(out)
+
+
+@functools.lru_cache(maxsize=16)
+def _for_profile(icc: bytes) -> Optional[ToSRGB]:
+    try:
+        from PIL import ImageCms
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        dst = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+        t = ImageCms.buildTransform(src, dst, "RGB", "RGB",
+                                    renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+        name = ImageCms.getProfileDescription(src).strip()
+    except Exception as exc:
+        log.warning("colour profile not usable (%s): colours shown as sRGB",
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return None
+    conv = ToSRGB(t, name)
+    probe = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    probe[0, :8] = np.arange(0, 256, 32, dtype=np.uint8)[:, None]  # greys, black, white
+    if np.abs(conv(probe).astype(np.int16) - probe).max() <= 1:
+        return None  # sRGB, or as good as
+    return conv

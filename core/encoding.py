@@ -274,7 +274,7 @@ class LatentImage:
         ready), or the first in row-major order without ``near``."""
         g, side = self.group, self.group * self.tile
         if self.budget is not None:  # background encoding stops at the budget
-            block_bytes = side * side * self.channels * torch.empty((), dtype=self.dtype).element_size()
+            block_bytes = side * side * self.code_bytes
             if self._bytes + block_bytes > self.budget:
                 return False
         with self._lock:
@@ -388,6 +388,11 @@ class LatentImage:
     def full(self) -> torch.Tensor:
         """The whole latent map ``(C, H, W)`` (encodes everything)."""
         return self.window(0, self.height, 0, self.width)
+
+    @property
+    def code_bytes(self) -> int:
+        """Bytes one latent code takes as stored (channels times the storage type's size)."""
+        return self.channels * torch.empty((), dtype=self.dtype).element_size()
 
     def nbytes(self) -> int:
         """Bytes of the encoded tiles kept now (at most :attr:`budget` plus one tile)."""

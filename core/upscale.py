@@ -370,12 +370,11 @@ def _one(args, job: Job, region_arg: Optional[Region], model, device, bar) -> No
                         else fast_compute_dtype(device),
                         budget_bytes=min(default_budget(device), CLI_LATENT_BUDGET),
                         feature_cache_bytes=CLI_FEATURE_CACHE)
-        code_bytes = latent.channels * torch.tensor([], dtype=latent.dtype).element_size()
-        whole = image.width * image.height * code_bytes
+        whole = image.width * image.height * latent.code_bytes
         if latent.budget is not None and whole > latent.budget:
             # the bands encode what they need as they go: keep about one band's worth
             latent.budget = band_budget(latent.budget, region, out_w, out_h, latent.tile,
-                                        image.width * code_bytes)
+                                        image.width * latent.code_bytes)
         elif region_arg is None:
             # the whole image, and its latent fits the budget: encode it up front, with
             # progress (beyond the budget the bands encode what they need as they go)

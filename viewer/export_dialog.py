@@ -204,6 +204,12 @@ class ExportDialog(QtWidgets.QDialog):
         self._estimate()
 
     def _estimate(self) -> None:
+        """Show the estimates now and ask for a new file-size estimate once input settles."""
+        self._show_estimate()
+        if self.image is not None:
+            self._bytes_timer.start()
+
+    def _show_estimate(self) -> None:
         """The output's size, how long it will take at ``rate`` output pixels a second and
         (after :meth:`_estimate_bytes`) its file size; a warning above :data:`WARN_PIXELS`."""
         px = self.w.value() * self.h.value()
@@ -219,8 +225,6 @@ class ExportDialog(QtWidgets.QDialog):
             text = "Large: " + text
         self.estimate.setStyleSheet("color: #c0392b;" if large else "")
         self.estimate.setText(text)
-        if self.image is not None and self._bytes_timer is not None:
-            self._bytes_timer.start()
 
     def _estimate_bytes(self) -> None:
         ext = FORMATS[self.format.currentIndex()][1]
@@ -230,11 +234,7 @@ class ExportDialog(QtWidgets.QDialog):
                                              self.keep_exif.isChecked())
         except (ImageError, OSError, ValueError):
             self.file_bytes = None
-        timer, self._bytes_timer = self._bytes_timer, None  # no new estimate from this one
-        try:
-            self._estimate()
-        finally:
-            self._bytes_timer = timer
+        self._show_estimate()
 
     def _show_notes(self) -> None:
         """What the chosen format does with this image (flattened alpha, sRGB colours)."""
