@@ -453,3 +453,70 @@ def test_ddp_a_signal_to_one_rank_stops_every_rank_after_the_same_step(tmp_path)
     assert state["step"] == len(losses(run))  # the last logged step is the saved one
     r = run_train("--config", cfg, "--out", run, "--max-steps", state["step"] + 2, "--resume")
     assert r.returncode == 0 and "resumed" in r.stderr, r.stderr[-2000:]
+
+
+LMF_ON_TINY_ENCODER = {"name": "lmf", "args": {
+    "encoder_spec": {"name": "edsr-baseline",
+                     "args": {"n_resblocks": 2, "n_feats": 8, "no_upsampling": True}},
+    "hyper_hidden": [32], "render_width": 8, "render_layers": 2, "skip": True}}
+
+
+def test_a_frozen_shared_encoder_is_run_once_with_the_same_loss(tmp_path, tiny_checkpoint):
+    """Decoder-only distillation: with the teacher's encoder frozen in the student, the
+    shared step (one encoder pass) gives the loss of the plain step, and its backward
+    reaches the decoder only."""
+    from training.train import Teacher, freeze, init_from, step_loss
+    from core.models.registry import make
+    make_images(tmp_path / "d")
+    ds = ImplicitDownsampled(ImageFolder(tmp_path / "d"), 16, 1, 4, sample_q=64)
+    batch = {k: torch.stack([ds[i][k] for i in range(2)]) for k in ("inp", "coord", "cell", "gt")}
+    torch.manual_seed(2)
+    student = make(LMF_ON_TINY_ENCODER)
+    teacher = Teacher({"teacher": str(tiny_checkpoint), "weight": 0.75}, torch.device("cpu"),
+                      tmp_path)
+    teacher.dtype = torch.float32  # (the plain path's teacher encoder, for an exact compare)
+    assert not teacher.shares_encoder(student)  # other weights
+    init_from(student, {"checkpoint": str(tiny_checkpoint), "copy": {"encoder": "encoder"}},
+              tmp_path)
+    assert not teacher.shares_encoder(student)  # same weights, but trainable
+    assert freeze(student, ["encoder"]) > 0
+    assert teacher.shares_encoder(student)
+    cpu = torch.device("cpu")
+    plain = step_loss(student, batch, cpu, teacher)
+    shared = step_loss(student, batch, cpu, teacher, shared=True)
+    assert float(shared.detach()) == pytest.approx(float(plain.detach()), rel=1e-5)
+    shared.backward()
+    assert all(q.grad is None for q in student.encoder.parameters())
+    assert all(q.grad is not None for q in student.hyper.parameters())
+    with pytest.raises(ValueError, match="no submodule 'encoderr'"):
+        freeze(student, ["encoderr"])
+
+
+@pytest.mark.slow
+def test_a_frozen_encoder_run_keeps_it_and_resumes(tmp_path, tiny_checkpoint):
+    """A config with ``freeze`` and a list of ``init`` sections: the encoder comes from one
+    file and stays exactly as it was, the decoder trains, the run resumes exactly; a bad
+    freeze name or init entry is one line."""
+    from core.checkpoints import load_checkpoint
+    make_images(tmp_path / "d")
+    init = [{"checkpoint": str(tiny_checkpoint), "copy": {"encoder": "encoder"}}]
+    cfg = tiny_config(tmp_path, tmp_path / "d", model=LMF_ON_TINY_ENCODER, freeze=["encoder"],
+                      init=init, distill={"teacher": str(tiny_checkpoint), "weight": 0.75})
+    run = tmp_path / "run"
+    r = run_train("--config", cfg, "--out", run, "--max-steps", 4)
+    assert r.returncode == 0, r.stderr
+    assert "encoded once a step" in r.stderr
+    _, src, _ = load_checkpoint(tiny_checkpoint)
+    _, got, _ = load_checkpoint(run / "last.safetensors")
+    enc = [k for k in got if k.startswith("encoder.")]
+    assert enc and all(torch.equal(got[k], src[k]) for k in enc)
+    r = run_train("--config", cfg, "--out", run, "--max-steps", 6, "--resume")
+    assert r.returncode == 0 and "resumed" in r.stderr, r.stderr
+    straight = tmp_path / "straight"
+    assert run_train("--config", cfg, "--out", straight, "--max-steps", 6).returncode == 0
+    assert losses(run) == losses(straight)
+    for bad, msg in (({"freeze": ["nothing"]}, "no submodule 'nothing'"),
+                     ({"init": [{"copy": {}}]}, "init [0]: missing checkpoint")):
+        cfg = tiny_config(tmp_path, tmp_path / "d", model=LMF_ON_TINY_ENCODER, **bad)
+        r = run_train("--config", cfg, "--out", tmp_path / "bad", "--max-steps", 1)
+        assert r.returncode == 2 and msg in r.stderr.strip().splitlines()[-1], r.stderr

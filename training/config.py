@@ -60,6 +60,26 @@ def _int_list(v) -> Optional[str]:
         return "must be a list of positive integers"
 
 
+def _str_list(v) -> Optional[str]:
+    if not isinstance(v, list) or not v or not all(isinstance(x, str) and x for x in v):
+        return "must be a list of module names"
+
+
+#: one ``init`` section: a model file and which of its tensors go where
+INIT = {"!checkpoint": _str(), "copy": _mapping}
+
+
+def _init_sections(v) -> Optional[str]:
+    """``init`` is one section or a list of them (applied in order)."""
+    for i, sec in enumerate(v if isinstance(v, list) else [v]):
+        if not isinstance(sec, dict):
+            return "must be a mapping (checkpoint, copy) or a list of them"
+        try:
+            _walk(sec, INIT, "")
+        except ValueError as exc:
+            return f"[{i}]: {exc}" if isinstance(v, list) else str(exc)
+
+
 def _betas(v) -> Optional[str]:
     if (not isinstance(v, (list, tuple)) or len(v) != 2
             or any(_num(0, 1, hi_open=True)(b) for b in v)):
@@ -76,7 +96,7 @@ VAL = {"data": _str(), "repeat": _int(1), "first_k": _int(1), "inp_size": _int(1
 SCHEMA: Dict[str, Any] = {
     "name": _str(), "seed": _int(0), "precision": _str(PRECISIONS),
     "ema": _num(0, 1, lo_open=True, hi_open=True), "loss": _str(),
-    "init": {"!checkpoint": _str(), "copy": _mapping},
+    "init": _init_sections, "freeze": _str_list,
     "degrade": _mapping, "distill": {"!teacher": _str(), "weight": _num(0, 1, lo_open=True)},
     "!train": TRAIN, "val": VAL,
     "!model": {"!name": _str(), "args": _mapping},

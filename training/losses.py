@@ -73,25 +73,56 @@ class Teacher:
     def __call__(self, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         with autocast_to(inp.device, self.dtype):
             feat = self.model.encode(inp)
-        with autocast_to(inp.device, self.query_dtype):
-            return self.model.query_rgb(feat.float(), coord, cell).float()
+        return self.query(feat, coord, cell)
+
+    @torch.no_grad()
+    def query(self, latent: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        """The teacher's outputs from its latent map (its decoder alone)."""
+        with autocast_to(latent.device, self.query_dtype):
+            return self.model.query_rgb(latent.float(), coord, cell).float()
+
+    def shares_encoder(self, student: torch.nn.Module) -> bool:
+        """True when ``student``'s encoder is frozen and holds exactly the teacher's weights:
+        then one encoder pass serves both (:func:`step_loss`), and a step costs the two decoders and one encoder forward
+        without a backward."""
+        enc = getattr(student, "encoder", None)
+        if enc is None or any(q.requires_grad for q in enc.parameters()):
+            return False
+        mine, theirs = enc.state_dict(), self.model.encoder.state_dict()
+        if mine.keys() != theirs.keys():
+            return False
+        return all(mine[k].shape == theirs[k].shape
+                   and torch.equal(mine[k].to(theirs[k].device), theirs[k]) for k in mine)
 
 
 def step_loss(model, batch, device, teacher: Optional[Teacher] = None,
-              dtype: torch.dtype = torch.float32, loss: str = "l1") -> torch.Tensor:
+              dtype: torch.dtype = torch.float32, loss: str = "l1",
+              shared: bool = False) -> torch.Tensor:
     """One step's loss: the model run under autocast to ``dtype`` on the batch, the registry's
-    ``loss`` against the HR pixels, wrapped by the ``teacher``'s distillation if given."""
+    ``loss`` against the HR pixels, wrapped by the ``teacher``'s distillation if given.
+    ``shared`` (only where :meth:`Teacher.shares_encoder` said so) runs the encoder once for
+    both models."""
     fn = LOSSES[loss]
     inp = (batch["inp"].to(device) - 0.5) / 0.5
     gt = (batch["gt"].to(device) - 0.5) / 0.5
     coord, cell = batch["coord"].to(device), batch["cell"].to(device)
-    with autocast_to(device, dtype):
-        pred = model(inp, coord, cell)
+    if teacher is not None and shared:
+        # one pass of the frozen encoder both models hold: no backward through it, and the
+        # teacher runs its decoder alone on the same features
+        with torch.no_grad(), autocast_to(device, dtype):
+            feat = model.encode_features(inp)
+        with autocast_to(device, dtype):
+            pred = model.query_rgb(model.latent_from(feat, inp), coord, cell)
+        target = teacher.query(teacher.model.latent_from(feat, inp), coord, cell)
+    else:
+        with autocast_to(device, dtype):
+            pred = model(inp, coord, cell)
+        target = teacher(inp, coord, cell) if teacher is not None else None
     pred = pred.float()
     value = fn(pred, gt)
-    if teacher is not None:
+    if target is not None:
         w = teacher.weight
-        value = (1 - w) * value + w * fn(pred, teacher(inp, coord, cell))
+        value = (1 - w) * value + w * fn(pred, target)
     return value
 
 

@@ -130,6 +130,23 @@ def init_from(model: torch.nn.Module, init: Dict[str, Any], root: Path) -> int:
     return n
 
 
+def freeze(model: torch.nn.Module, names) -> int:
+    """Freeze the config's ``freeze`` list of submodules (``encoder``, ``hyper.0``, ...):
+    their parameters take no gradient and stay out of the optimizer, so a step neither
+    computes their backward nor changes them. Returns the number of tensors frozen; a name
+    that is no submodule is a one-line error."""
+    modules = dict(model.named_modules())
+    n = 0
+    for name in names:
+        if name not in modules or name == "":
+            raise ValueError(f"freeze: the model has no submodule {name!r}")
+        for q in modules[name].parameters():
+            if q.requires_grad:
+                q.requires_grad_(False)
+                n += 1
+    return n
+
+
 def training_dtype(name: str, device: torch.device) -> torch.dtype:
     """The autocast type of a training step (the config's ``precision``, or ``--precision``).
 
@@ -254,6 +271,7 @@ class Run:
         self.at = Position()
         self.ema: Optional[WeightAverage] = None
         self.teacher: Optional[Teacher] = None
+        self.shared = False
         self.writer = None
         self.logf = None
 
@@ -269,6 +287,10 @@ class Run:
         self._data()
         self.spec = cfg["model"]
         self.model = make(self.spec).to(self.device)
+        self.frozen = freeze(self.model, cfg.get("freeze") or [])
+        if self.frozen:
+            self.log("frozen (no gradients, not trained): %s, %d tensors",
+                     ", ".join(cfg["freeze"]), self.frozen)
         self.opt = torch.optim.Adam([q for q in self.model.parameters() if q.requires_grad],
                                     lr=lr_at(cfg, 0),
                                     betas=tuple(cfg["optimizer"]["args"].get("betas", (0.9, 0.999))))
@@ -283,6 +305,11 @@ class Run:
         if cfg.get("distill"):
             self.teacher = Teacher(cfg["distill"], self.device, ROOT, self.dtype)
             self.log("distilling from %s (weight %.2f)", self.teacher.path, self.teacher.weight)
+            # a teacher with the student's frozen encoder: one encoder pass serves both (not
+            # under DDP, whose gradient hooks need the wrapped forward)
+            self.shared = not self.distributed and self.teacher.shares_encoder(self.model)
+            if self.shared:
+                self.log("the teacher's encoder is the student's frozen one: encoded once a step")
         if cfg.get("ema"):
             self.ema = WeightAverage(self.model, float(cfg["ema"]))
             if state is not None and state.get("ema") is not None:
@@ -364,9 +391,12 @@ class Run:
 
     def _initialise(self) -> None:
         """A fresh run's weights: the config's ``init`` section, or ``--init FILE``."""
-        if self.cfg.get("init") and not self.args.init:
-            n = init_from(self.model, self.cfg["init"], ROOT)
-            self.log("initialised %d tensors from %s", n, self.cfg["init"]["checkpoint"])
+        sections = self.cfg.get("init") or []
+        for sec in ([sections] if isinstance(sections, dict) else sections):
+            if self.args.init:
+                break
+            n = init_from(self.model, sec, ROOT)
+            self.log("initialised %d tensors from %s", n, sec["checkpoint"])
         if self.args.init:
             init_spec, sd, _ = load_checkpoint(self.args.init)
             if init_spec != self.spec:
@@ -436,7 +466,8 @@ class Run:
         return False
 
     def _step(self, b, lr: float) -> float:
-        loss = step_loss(self.net, b, self.device, self.teacher, self.dtype, self.loss)
+        loss = step_loss(self.net, b, self.device, self.teacher, self.dtype, self.loss,
+                         shared=self.shared)
         lv = float(loss.detach())
         if not math.isfinite(lv):
             raise NonFinite(f"the loss is {lv} at step {self.at.step + 1}")

@@ -118,7 +118,17 @@ class LocalImplicit(nn.Module):
 
         The convolutions run in channels-last layout (about 3x faster on CPU with oneDNN, and
         the layout tensor cores want); the result is returned in the default layout."""
+        return self.latent_from(self.encode_features(inp), inp)
+
+    def encode_features(self, inp: torch.Tensor) -> torch.Tensor:
+        """The encoder's output ``(B, C, h, w)`` alone (what a teacher with the same encoder
+        sees: training shares it, :mod:`training.losses`)."""
         return self.encoder(inp.contiguous(memory_format=torch.channels_last)).contiguous()
+
+    def latent_from(self, feat: torch.Tensor, inp: torch.Tensor) -> torch.Tensor:
+        """The latent map from the encoder's output ``feat`` and the normalised input
+        ``inp``: ``feat`` itself here; LMF with its skip appends the input colour."""
+        return feat
 
     def code_features(self, feat: torch.Tensor, stride=(1, 1), padding: int = 0) -> torch.Tensor:
         """The code features ``(B, K, H', W')`` of the codes of ``feat (B, C, H, W)``.

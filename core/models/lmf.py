@@ -80,10 +80,9 @@ class LMF(LocalImplicit):
     def latent_dim(self) -> int:
         return self.encoder.out_dim + (3 if self.skip else 0)
 
-    def encode(self, inp: torch.Tensor) -> torch.Tensor:
-        """Latent map (see :meth:`LocalImplicit.encode`); with ``skip`` the input colour is
-        appended as 3 channels."""
-        feat = super().encode(inp)
+    def latent_from(self, feat: torch.Tensor, inp: torch.Tensor) -> torch.Tensor:
+        """See :meth:`LocalImplicit.latent_from`; with ``skip`` the input colour is appended
+        as 3 channels."""
         # (under autocast feat is bfloat16; cat promotes, so the colours are never rounded)
         return torch.cat([feat, inp], 1) if self.skip else feat
 
