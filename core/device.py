@@ -97,10 +97,13 @@ def autocast_to(device: torch.device, dtype: torch.dtype) -> ContextManager:
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """A device (or host) allocation failure: torch's OutOfMemoryError, a MemoryError, or a
-    RuntimeError saying so (MPS and older builds)."""
+    RuntimeError saying so (MPS and older builds; the CPU allocator's "can't allocate
+    memory")."""
     oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", ())
+    text = str(exc).lower()
     return (isinstance(exc, MemoryError) or (oom and isinstance(exc, oom))
-            or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()))
+            or (isinstance(exc, RuntimeError)
+                and ("out of memory" in text or "can't allocate memory" in text)))
 
 
 def empty_device_cache() -> None:

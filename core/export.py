@@ -21,7 +21,7 @@ from core.encoding import LatentImage
 from core.geometry import Region
 from core.atomic import staged
 from core.formats import BY_PIL, FORMATS
-from core.imageio import (ImageError, LoadedImage, Metadata, WRITE_FORMATS, atomic_write,
+from core.imageio import (ImageError, LoadedImage, Metadata, WRITE_FORMATS, atomic_write, fitting_metadata,
                           save_image)
 from core.png import PNGStreamWriter
 from core.methods import METHODS as _METHODS, render_by
@@ -131,7 +131,8 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
             if progress is not None:
                 progress(r1, out_h)
 
-    if fmt == "PNG":
+    if fmt == "PNG" and fitting_metadata(meta, fmt)[1]:
+        # (streamed; a profile too large for PNG goes through save_image, which converts)
         def write(tmp: str) -> None:
             with open(tmp, "wb") as f:
                 _png_rows(f, out_w, out_h, image, alpha is not None, meta,

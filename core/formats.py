@@ -17,6 +17,8 @@ import os
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
+from core import jxl
+
 __all__ = ["ImageFormat", "FORMATS", "READ_EXTS", "KNOWN_EXTS", "WRITE_FORMATS", "format_of",
            "open_filter", "InputKind", "BY_PIL", "format_table", "inspect_input", "jpeg_quality"]
 
@@ -168,6 +170,11 @@ def inspect_input(path: str | os.PathLike) -> InputKind:
 
     path = os.fspath(path)
     try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+        if jxl.is_jxl(head):  # lossless JPEG XL keeps the colour space; lossy codes XYB
+            with open(path, "rb") as f:
+                return InputKind("JPEG XL", jxl.header(f.read(1 << 20)).xyb)
         with Image.open(path) as im:
             pil = im.format or ""
             if pil in ("JPEG", "MPO"):

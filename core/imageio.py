@@ -21,7 +21,12 @@ through :mod:`core.png`, 16-bit RGB(A) TIFF through ``tifffile``, JPEG XL throug
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
+import threading
+import warnings
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -50,6 +55,10 @@ try:  # optional HEIC support
     pillow_heif.register_heif_opener()
 except Exception:  # pragma: no cover - optional
     pass
+
+
+#: :attr:`LoadedImage.frames` of an animation whose frames were not counted
+ANIMATION = 0
 
 
 class ImageError(ValueError):
@@ -96,16 +105,23 @@ class LoadedImage:
     bits: int = 8
     path: str = ""
     meta: Metadata = field(default_factory=Metadata)
-    frames: int = 1  #: an animation's frame count (the first frame is what was decoded)
+    #: an animation's frame count (the first frame is what was decoded), or
+    #: :data:`ANIMATION` for one whose count is not known without decoding it (JPEG XL)
+    frames: int = 1
+    #: what decoding found and dealt with (a broken EXIF dropped, a contradicting profile
+    #: left out, CMYK converted): said with :meth:`notes`
+    remarks: list = field(default_factory=list)
 
     def notes(self, target_format: Optional[str] = None) -> list:
         """What a person should know when this image is shown or written as
         ``target_format`` (a Pillow format name, :data:`core.formats.BY_PIL`): an
         animation's other frames are left out; a format without transparency flattens it
         onto white; one without colour profiles gets the colours converted to sRGB."""
-        out = []
+        out = list(self.remarks)
         if self.frames > 1:
             out.append(f"an animation of {self.frames} frames: only the first is used")
+        elif self.frames == ANIMATION:
+            out.append("an animation: only its first frame is used")
         f = BY_PIL.get(target_format or "")
         if f is None:
             return out
@@ -117,6 +133,7 @@ class LoadedImage:
             depth = " (in 8 bits)" if self.bits == 16 and f.bits16 else ""
             out.append(f"{f.name} is written without a colour profile here: the colours are "
                        f"converted to sRGB{depth}")
+        out.extend(metadata_limits(self.meta, f.pil))
         if self.meta.exif and not f.exif:
             out.append(f"{f.name} carries no EXIF: the camera data is left out")
         elif self.meta.exif and f.pil == "TIFF" and self.bits == 16:
@@ -176,7 +193,9 @@ def load_image(path: Union[str, os.PathLike], max_pixels: Optional[int] = MAX_PI
     hd = png.header(path)
     if hd is not None:  # a PNG: its size is known from the IHDR, before any decoder runs
         _check_size(path, hd[0], hd[1], max_pixels)
-        _check_plausible(path, hd[0], hd[1], "PNG")
+        # bits a pixel: the depth times the samples of the colour type (palette: one index)
+        samples = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(hd[3], 1)
+        _check_plausible(path, hd[0], hd[1], "PNG", hd[2] * samples)
         if png.is_16bit_colour(hd):
             try:
                 arr = png.read(path)
@@ -192,22 +211,132 @@ def load_image(path: Union[str, os.PathLike], max_pixels: Optional[int] = MAX_PI
         if arr is not None:
             return _with_header_metadata(_from_array(arr, path))
     try:
+        return _load_pil(path, max_pixels, first=True)
+    except ValueError as exc:
+        if isinstance(exc, ImageError) or "MAX_TEXT_CHUNK" not in str(exc):
+            raise
+    with _large_png_chunks():  # a PNG profile or text over Pillow's 1 MB: read, bounded
+        return _load_pil(path, max_pixels)
+
+
+#: the largest PNG text or profile chunk read (Pillow stops at 1 MB by default; profiles of
+#: a few MB exist, e.g. with large lookup tables)
+PNG_CHUNK_LIMIT = 64 << 20
+_chunk_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _large_png_chunks():
+    """Pillow's PNG chunk limit raised to :data:`PNG_CHUNK_LIMIT` for one decode (a module
+    setting of Pillow's: held under a lock, restored after)."""
+    from PIL import PngImagePlugin
+    with _chunk_lock:
+        old = PngImagePlugin.MAX_TEXT_CHUNK
+        PngImagePlugin.MAX_TEXT_CHUNK = PNG_CHUNK_LIMIT
+        try:
+            yield
+        finally:
+            PngImagePlugin.MAX_TEXT_CHUNK = old
+
+
+def _load_pil(path: str, max_pixels: Optional[int], first: bool = False) -> "LoadedImage":
+    """:func:`load_image` for what Pillow decodes. ``first``: a chunk over Pillow's PNG
+    limit raises its ValueError, for a second try with :func:`_large_png_chunks`."""
+    try:
         im = Image.open(path)
         _check_size(path, im.size[0], im.size[1], max_pixels)
-        _check_plausible(path, im.size[0], im.size[1], im.format)
+        _check_plausible(path, im.size[0], im.size[1], im.format, 1 if im.mode == "1" else 8)
         frames = int(getattr(im, "n_frames", 1) or 1)
-        im.load()
-        im = ImageOps.exif_transpose(im)
-        meta = _metadata(im)
+        with quiet_decoders():
+            im.load()
+            im, remarks = _upright(im)
+            cmyk = im.mode == "CMYK"
+            meta = _metadata(im)
+            if cmyk:
+                im, meta, said = _cmyk_to_rgb(im, meta)
+                remarks.append(said)
     except ImageError:
         raise
     except UnidentifiedImageError:
         raise ImageError(f"cannot read image {path}: not an image file Pillow can decode") from None
+    except ValueError as exc:
+        if "MAX_TEXT_CHUNK" in str(exc) and first:
+            raise  # (load_image reads it again with the larger limit)
+        raise ImageError(f"cannot read image {path}: {_why(exc)}") from None
     except Exception as exc:
         raise ImageError(f"cannot read image {path}: {_why(exc)}") from None
     loaded = _from_pil(im, path)
     loaded.meta = meta
     loaded.frames = frames
+    loaded.remarks.extend(remarks)
+    return _reconcile_profile(loaded)
+
+
+@contextlib.contextmanager
+def quiet_decoders():
+    """Decoders' chatter kept off stderr: Python warnings (Pillow's "Corrupt EXIF data",
+    NumPy's) and tifffile's log lines. What matters reaches the user as an
+    :class:`ImageError` or a note (:attr:`LoadedImage.remarks`)."""
+    tlog = logging.getLogger("tifffile")
+    drop = logging.Filter("-")  # (a filter whose name matches no record: drops them all)
+    tlog.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        tlog.removeFilter(drop)
+
+
+def _upright(im: Image.Image) -> tuple:
+    """``(image, remarks)``: ``im`` turned upright by its EXIF orientation; an EXIF block
+    that cannot be parsed is dropped, never an error (the picture is used as stored)."""
+    try:
+        return ImageOps.exif_transpose(im), []
+    except Exception:
+        im.info.pop("exif", None)
+        try:
+            im.getexif().clear()
+        except Exception:
+            pass
+        return im, ["its EXIF block is broken: it is left out (the picture is used as stored, "
+                    "not rotated)"]
+
+
+def _cmyk_to_rgb(im: Image.Image, meta: "Metadata") -> tuple:
+    """``(RGB image, metadata, remark)`` of a CMYK image (a print JPEG or TIFF): converted
+    to sRGB through its own CMYK profile by LittleCMS where it has one (the profile is then
+    sRGB's, i.e. none), else by Pillow's naive formula."""
+    if meta.icc:
+        try:
+            from PIL import ImageCms
+            src = ImageCms.ImageCmsProfile(io.BytesIO(meta.icc))
+            if src.profile.xcolor_space.strip() == "CMYK":
+                rgb = ImageCms.profileToProfile(im, src, ImageCms.createProfile("sRGB"),
+                                                outputMode="RGB")
+                return rgb, Metadata(None, meta.exif), ("a CMYK image: converted to sRGB "
+                                                        "through its colour profile")
+        except Exception:
+            pass
+    return (im.convert("RGB"), Metadata(None, meta.exif),
+            "a CMYK image without a usable CMYK profile: converted to RGB by a simple "
+            "formula (colours approximate)")
+
+
+def _reconcile_profile(loaded: "LoadedImage") -> "LoadedImage":
+    """Drop a colour profile that contradicts the pixels (a grey or CMYK profile on RGB
+    data, an RGB one on a grey image): it would be copied into every output, where readers
+    reject it. Said in :attr:`LoadedImage.remarks`."""
+    icc = loaded.meta.icc
+    if not icc:
+        return loaded
+    space = icc[16:20].decode("latin-1").strip() if len(icc) >= 20 else "?"
+    want = "GRAY" if loaded.grey else "RGB"
+    if space != want:
+        loaded.meta = Metadata(None, loaded.meta.exif)
+        kind = "grey" if loaded.grey else "colour (RGB)"
+        loaded.remarks.append(f"its colour profile is for {space or 'unknown'} data, not "
+                              f"{kind}: it is left out")
     return loaded
 
 
@@ -215,11 +344,11 @@ def _with_header_metadata(loaded: LoadedImage) -> LoadedImage:
     """``loaded`` (decoded by libpng or tifffile) with the profile and EXIF its file's
     header holds, read by Pillow without decoding the pixels."""
     try:
-        with Image.open(loaded.path) as im:
+        with quiet_decoders(), _large_png_chunks(), Image.open(loaded.path) as im:
             loaded.meta = _metadata(im)
     except Exception:  # the pixels are what matters; a header Pillow cannot read has none
         pass
-    return loaded
+    return _reconcile_profile(loaded)
 
 
 def _metadata(im: Image.Image) -> Metadata:
@@ -264,7 +393,8 @@ def _read_jxl(path: str, max_pixels: Optional[int]) -> LoadedImage:
     try:
         with open(path, "rb") as f:
             data = f.read()
-        w, h = jxl.size(data)
+        hd = jxl.header(data)
+        w, h = hd.width, hd.height
     except (ValueError, OSError) as exc:
         raise ImageError(f"cannot read image {path}: {_why(exc)}") from None
     _check_size(path, w, h, max_pixels)
@@ -277,6 +407,7 @@ def _read_jxl(path: str, max_pixels: Optional[int]) -> LoadedImage:
         raise ImageError(f"cannot read image {path}: {_why(exc)}") from None
     loaded = _from_array(arr, path)
     loaded.meta = Metadata(None, _exif_upright(exif))
+    loaded.frames = ANIMATION if hd.animated else 1
     return loaded
 
 
@@ -311,7 +442,7 @@ def _read_tiff16(path: str, max_pixels: Optional[int]) -> Optional[np.ndarray]:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        with quiet_decoders(), tifffile.TiffFile(path) as tif:
             page = tif.pages.first
             shape = tuple(page.shape)
             want = {tifffile.PHOTOMETRIC.RGB: (3, 4), tifffile.PHOTOMETRIC.MINISBLACK: (2,)}
@@ -333,26 +464,35 @@ def _read_tiff16(path: str, max_pixels: Optional[int]) -> Optional[np.ndarray]:
 
 #: The fewest file bytes per declared pixel each format's coding allows (with margin): a file
 #: below it is truncated or a decompression bomb, and is refused before a decoder allocates
-#: the image. PNG: deflate compresses at best about 1032:1 (of the raw bytes); JPEG (Huffman):
-#: at least one bit per 8x8 luma block in the DC scan; TIFF and GIF: LZW/deflate, at best a
-#: few thousand to one; BMP: RLE at best 128:1. WebP is absent: its lossless mode can code a
-#: flat image in almost no bytes, so only the pixel limit bounds it.
+#: the image. PNG: deflate compresses at best about 1032:1 of the raw bytes (at least one a
+#: pixel at 8 bits; an eighth of one at 1 bit: the check scales by the bits per pixel); JPEG
+#: (Huffman): at least one bit per 8x8 luma block in the DC scan; TIFF and GIF: LZW/deflate,
+#: at best a few thousand to one; BMP: RLE at best 128:1. WebP and AVIF have no such bound
+#: (lossless WebP codes a flat 16-Mpx image in 680 bytes, AVIF in 1.3 KB): their ratios are a
+#: third of those flat images', so only a file that declares far more pixels than any real
+#: picture of its size could hold is refused (a 36-byte WebP that claims 256 Mpx).
 _MIN_BYTES_PER_PIXEL = {"PNG": 1 / 1100, "JPEG": 1 / 1024, "MPO": 1 / 1024, "TIFF": 1 / 4096,
-                        "GIF": 1 / 4096, "BMP": 1 / 256}
+                        "GIF": 1 / 4096, "BMP": 1 / 256, "WEBP": 1 / 65536, "AVIF": 1 / 32768}
 #: below this many pixels a decode costs little, whatever the file claims
 _PLAUSIBILITY_PIXELS = 16_000_000
 
 
-def _check_plausible(path: str, w: int, h: int, fmt: Optional[str]) -> None:
+def _check_plausible(path: str, w: int, h: int, fmt: Optional[str], bits: int = 8) -> None:
     """Refuse a file far too small to hold the ``w x h`` pixels its header declares (see
-    :data:`_MIN_BYTES_PER_PIXEL`)."""
+    :data:`_MIN_BYTES_PER_PIXEL`); ``bits``: the bits per pixel of a PNG or TIFF below 8
+    (a bilevel scan is 1). A bilevel TIFF (CCITT G3/G4 codes a blank row in one bit) need
+    only hold a bit a row."""
     ratio = _MIN_BYTES_PER_PIXEL.get(fmt or "")
     if ratio is None or w * h <= _PLAUSIBILITY_PIXELS:
         return
+    need = w * h * ratio * min(1.0, bits / 8)
+    if fmt == "TIFF" and bits == 1:
+        need = h / 8
     size = os.path.getsize(path)
-    if size < w * h * ratio:
-        raise ImageError(f"cannot read image {path}: the file is truncated ({size} bytes "
-                         f"cannot hold the {w}x{h} pixels its header declares)")
+    if size < need:
+        raise ImageError(f"cannot read image {path}: the file is truncated or a decompression "
+                         f"bomb ({size} bytes cannot hold the {w}x{h} pixels its header "
+                         "declares)")
 
 
 def _check_size(path: str, w: int, h: int, max_pixels: Optional[int]) -> None:
@@ -407,6 +547,37 @@ def _tiff_camera_tags(exif: Optional[bytes]) -> list:
             if isinstance(ex.get(tag), str) and ex[tag].isascii()]
 
 
+#: the largest EXIF a JPEG holds (one APP1 segment of 64 KB, with Pillow's "Exif\0\0")
+JPEG_EXIF_MAX = 65533
+#: the largest colour profile written into a PNG: what Pillow (and so this app) reads back
+#: without raising its limit (other readers are stricter still)
+PNG_ICC_MAX = 1 << 20
+
+
+def metadata_limits(meta: "Metadata", pil: str) -> list:
+    """What of ``meta`` the format ``pil`` cannot hold, as notes (empty if it all fits)."""
+    out = []
+    if meta.exif and pil == "JPEG" and len(meta.exif) > JPEG_EXIF_MAX:
+        out.append(f"its EXIF ({len(meta.exif) / 1024:.0f} KB) is more than a JPEG holds "
+                   "(64 KB): it is left out")
+    if meta.icc and pil == "PNG" and len(meta.icc) > PNG_ICC_MAX:
+        out.append(f"its colour profile ({len(meta.icc) / 2**20:.1f} MB) is more than PNG "
+                   "readers accept: the colours are converted to sRGB instead")
+    return out
+
+
+def fitting_metadata(meta: "Metadata", pil: str) -> tuple:
+    """``(metadata, profile_written)``: ``meta`` less an EXIF the format ``pil`` cannot hold
+    (:func:`metadata_limits`), and whether its profile goes into the file (False for a
+    format without profiles or one too large for it: :func:`save_image` then converts the
+    colours to sRGB)."""
+    exif, icc = meta.exif, meta.icc
+    if exif and pil == "JPEG" and len(exif) > JPEG_EXIF_MAX:
+        exif = None
+    written = BY_PIL[pil].icc and not (icc and pil == "PNG" and len(icc) > PNG_ICC_MAX)
+    return Metadata(icc, exif), written
+
+
 def save_image(path: Union[str, os.PathLike], rgb: np.ndarray, alpha: Optional[np.ndarray] = None,
                grey: bool = False, bits: int = 8, quality: int = 95,
                meta: Optional[Metadata] = None) -> None:
@@ -429,8 +600,9 @@ def save_image(path: Union[str, os.PathLike], rgb: np.ndarray, alpha: Optional[n
         raise ImageError(f"cannot write {path}: unknown image extension {ext!r} "
                          f"(use one of {', '.join(sorted(WRITE_FORMATS))})")
     f = BY_PIL[pil]
-    meta = meta or Metadata()
-    to_srgb = ToSRGB.for_profile(meta.icc) if meta.icc and not f.icc and not grey else None
+    meta, icc_written = fitting_metadata(meta or Metadata(), pil)
+    to_srgb = (ToSRGB.for_profile(meta.icc) if meta.icc and not icc_written and not grey
+               else None)
     if not f.alpha:
         alpha = None
     if rgb.dtype == np.uint8 or to_srgb is not None or not (bits == 16 and f.bits16):
@@ -449,7 +621,7 @@ def save_image(path: Union[str, os.PathLike], rgb: np.ndarray, alpha: Optional[n
     if to_srgb is not None:
         chans = to_srgb(chans)
     extra = {}
-    if meta.icc and f.icc:
+    if meta.icc and icc_written:
         extra["icc_profile"] = meta.icc
     if meta.exif and f.exif:
         extra["exif"] = meta.exif
@@ -463,7 +635,8 @@ def save_image(path: Union[str, os.PathLike], rgb: np.ndarray, alpha: Optional[n
             atomic_write(path, lambda tmp: im.save(tmp, format=pil, **extra))
             return
         if bits == 16 and pil == "PNG":
-            atomic_write(path, lambda tmp: png.write(tmp, chans, meta.icc, meta.exif))
+            atomic_write(path, lambda tmp: png.write(tmp, chans, extra.get("icc_profile"),
+                                                     meta.exif))
             return
         if bits == 16 and pil == "TIFF":  # 16-bit RGB(A) / grey+alpha: Pillow would write 8 bits
             import tifffile

@@ -16,11 +16,12 @@ each after a 4-byte index; metadata boxes such as ``Exif`` around them).
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["is_jxl", "size", "read", "write", "available"]
+__all__ = ["is_jxl", "size", "header", "Header", "read", "write", "available"]
 
 CODESTREAM_SIG = b"\xff\x0a"
 CONTAINER_SIG = b"\x00\x00\x00\x0cJXL \r\n\x87\n"
@@ -92,13 +93,8 @@ class _Bits:
         return 1 + self.u((9, 13, 18, 30)[self.u(2)])
 
 
-def size(data: bytes) -> Tuple[int, int]:
-    """``(width, height)`` from the SizeHeader, reading a few dozen bytes of ``data`` (the
-    start of the file is enough)."""
-    cs = _codestream_start(data)
-    if not cs.startswith(CODESTREAM_SIG):
-        raise ValueError("not a JPEG XL codestream")
-    b = _Bits(cs[2:64])
+def _size_header(b: _Bits) -> Tuple[int, int]:
+    """A SizeHeader (A.3): ``(width, height)``."""
     small = b.u(1)
     h = (b.u(5) + 1) * 8 if small else b.u32_size()
     ratio = b.u(3)
@@ -110,9 +106,92 @@ def size(data: bytes) -> Tuple[int, int]:
     return w, h
 
 
+def _u32(b: _Bits, *dists) -> int:
+    """The spec's ``U32(d0, d1, d2, d3)``: a 2-bit selector, then its distribution: an
+    int is a constant, ``(bits, offset)`` reads ``offset + u(bits)``."""
+    d = dists[b.u(2)]
+    return d if isinstance(d, int) else d[1] + b.u(d[0])
+
+
+def _bit_depth(b: _Bits) -> None:
+    if b.u(1):  # float samples
+        _u32(b, 32, 16, 24, (6, 1))
+        b.u(4)
+    else:
+        _u32(b, 8, 10, 12, (6, 1))
+
+
+@dataclass(frozen=True)
+class Header:
+    """What the codestream's headers say before any pixel: the size, whether it is an
+    animation (more frames may follow the first), and whether its colour is XYB-encoded
+    (libjxl's lossy mode; a lossless file keeps the original colour space)."""
+
+    width: int
+    height: int
+    animated: bool
+    xyb: bool
+
+
+def header(data: bytes) -> Header:
+    """The SizeHeader and the ImageMetadata up to ``xyb_encoded`` (A.3-A.6 of the spec),
+    from the first bytes of ``data``."""
+    cs = _codestream_start(data)
+    if not cs.startswith(CODESTREAM_SIG):
+        raise ValueError("not a JPEG XL codestream")
+    b = _Bits(cs[2:4096])
+    w, h = _size_header(b)
+    if b.u(1):  # all_default: no animation, XYB
+        return Header(w, h, False, True)
+    animated = False
+    if b.u(1):  # extra_fields
+        b.u(3)  # orientation
+        if b.u(1):  # have_intrinsic_size
+            _size_header(b)
+        if b.u(1):  # have_preview: PreviewHeader
+            div8 = b.u(1)
+            side = (lambda: _u32(b, 16, 32, (5, 1), (9, 33))) if div8 else \
+                (lambda: _u32(b, (6, 1), (8, 65), (10, 321), (12, 1)))
+            side()
+            if b.u(3) == 0:
+                side()
+        if b.u(1):  # have_animation: AnimationHeader
+            animated = True
+            _u32(b, 100, 1000, (10, 1), (30, 1))
+            _u32(b, 1, 1001, (8, 1), (10, 1))
+            _u32(b, 0, (3, 0), (16, 0), (32, 0))
+            b.u(1)
+    _bit_depth(b)
+    b.u(1)  # modular_16bit_buffers
+    for _ in range(_u32(b, 0, 1, (4, 2), (12, 1))):  # extra channels
+        if b.u(1):  # d_alpha: all default
+            continue
+        kind = _u32(b, 0, 1, (4, 2), (6, 18))
+        _bit_depth(b)
+        _u32(b, 0, 3, 4, (3, 1))  # dim_shift
+        b.u(8 * _u32(b, 0, (4, 0), (5, 16), (10, 48)))  # name
+        if kind == 0:
+            b.u(1)  # alpha_associated
+        elif kind == 2:
+            b.u(64)  # spot colour: 4 x F16
+        elif kind == 5:
+            _u32(b, 1, (2, 0), (4, 3), (8, 19))
+    return Header(w, h, animated, bool(b.u(1)))
+
+
+def size(data: bytes) -> Tuple[int, int]:
+    """``(width, height)`` from the SizeHeader, reading a few dozen bytes of ``data`` (the
+    start of the file is enough)."""
+    cs = _codestream_start(data)
+    if not cs.startswith(CODESTREAM_SIG):
+        raise ValueError("not a JPEG XL codestream")
+    return _size_header(_Bits(cs[2:64]))
+
+
 def read(data: bytes) -> Tuple[np.ndarray, Optional[bytes]]:
-    """``(pixels, exif)``: the decoded first frame, upright (the codestream's orientation
-    applied), and the raw EXIF (TIFF bytes) of an ``Exif`` box, or None."""
+    """``(pixels, exif)``: the decoded first frame (of an animation too: the others are
+    never decoded), upright (the codestream's orientation applied), and the raw EXIF (TIFF
+    bytes) of an ``Exif`` box, or None."""
     import imagecodecs
 
     exif = None
@@ -121,7 +200,7 @@ def read(data: bytes) -> Tuple[np.ndarray, Optional[bytes]]:
             if kind == b"Exif" and len(payload) > 4:
                 offset = struct.unpack(">I", payload[:4])[0]
                 exif = payload[4 + offset:] or None
-    return imagecodecs.jpegxl_decode(data), exif
+    return imagecodecs.jpegxl_decode(data, index=0), exif
 
 
 def write(path: str, pixels: np.ndarray, quality: int = 95,

@@ -19,7 +19,7 @@ the benchmark files were evidently made otherwise), so both functions replicate 
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import NamedTuple, Tuple
 
 import numpy as np
 import torch
@@ -39,41 +39,73 @@ def cubic(t: torch.Tensor) -> torch.Tensor:
             + (-0.5 * a3 + 2.5 * a2 - 4 * a + 2) * ((a > 1) & (a <= 2))).to(t.dtype)
 
 
-def _weights(centres: torch.Tensor, n_in: int, scale: float) -> Tuple[torch.Tensor, int, int]:
-    """Dense resampling matrix for one axis.
+class Taps(NamedTuple):
+    """One axis of a separable resampling, banded: output sample ``o`` is
+    ``sum_t weight[o, t] * src[index[o, t]]``, with ``index`` in ``[lo, hi)`` (edge pixels
+    replicated: indices clamped to the source). ``taps`` is ``ceil(4 / s) + 1`` for a scale
+    ``s`` (5 when enlarging), so the weights and every intermediate array are sized by the
+    output (or the source), never by their product as a dense matrix would be."""
 
-    ``centres`` are the sample positions in source-pixel coordinates (pixel ``k`` centred at
-    ``k + 0.5``). Returns ``(W, lo, hi)``: ``out = W @ src[lo:hi]`` along this axis.
-    """
+    index: torch.Tensor  # (n_out, taps) long, absolute source indices
+    weight: torch.Tensor  # (n_out, taps)
+    lo: int
+    hi: int
+
+
+def _taps(centres: torch.Tensor, n_in: int, scale: float,
+          dtype: torch.dtype = torch.float64) -> Taps:
+    """The cubic taps of sample positions ``centres`` (source-pixel coordinates, pixel ``k``
+    centred at ``k + 0.5``) along an axis of ``n_in`` pixels resampled by ``scale``."""
     s = min(1.0, scale)
     support = 2.0 / s
-    t = centres - 0.5  # in index units
+    t = centres.double() - 0.5  # in index units
     first = torch.floor(t - support).long() + 1
-    taps = int(math.ceil(2 * support)) + 1
-    k = first[:, None] + torch.arange(taps)[None, :]
+    n = int(math.ceil(2 * support)) + 1
+    k = first[:, None] + torch.arange(n)[None, :]
     w = s * cubic((t[:, None] - k.double()) * s)
     w = w / w.sum(1, keepdim=True)
     k = k.clamp(0, n_in - 1)  # replicate the edge pixels
-    lo, hi = int(k.min()), int(k.max()) + 1
-    mat = torch.zeros(len(centres), hi - lo, dtype=torch.float64)
-    mat.scatter_add_(1, k - lo, w)
-    return mat, lo, hi
+    return Taps(k, w.to(dtype), int(k.min()), int(k.max()) + 1)
 
 
-_matrices = LRUCache(256, size=lambda v: 1)  # (centres, n_in, scale) -> _weights, float32
+#: below this many elements (16 MB in float32) an axis is resampled by a dense matrix
+#: product (faster on the viewer's small tiles); above it by gathers, tap by tap
+DENSE_MAX = 1 << 22
 
 
-def _weights_cached(centres: torch.Tensor, n_in: int, scale: float
-                    ) -> Tuple[torch.Tensor, int, int]:
-    """:func:`_weights` in float32, memoised (the 256 most recent): the viewer's bicubic
-    tiles in one row share their row weights, those in one column their column weights, so
-    a view of ``R x C`` tiles builds ``R + C`` matrices instead of ``2 R C``."""
+def _resample_axis(src: torch.Tensor, taps: Taps, axis: int, offset: int) -> torch.Tensor:
+    """Resample ``src`` (3-D, its ``axis`` starting at source index ``offset``) along
+    ``axis``, in ``src``'s dtype: a matrix product where the dense matrix is small
+    (:data:`DENSE_MAX`), else one gather and one multiply-add per tap."""
+    n_out, span = taps.index.shape[0], taps.hi - taps.lo
+    if n_out * span <= DENSE_MAX:
+        mat = torch.zeros(n_out, span, dtype=src.dtype)
+        mat.scatter_add_(1, taps.index - taps.lo, taps.weight.to(src.dtype))
+        part = src.narrow(axis, taps.lo - offset, span)
+        if axis == 0:
+            return (mat @ part.reshape(span, -1)).view(n_out, *part.shape[1:])
+        return torch.einsum("px,yxc->ypc", mat, part)
+    shape = [1, 1, 1]
+    shape[axis] = -1
+    out = None
+    for t in range(taps.index.shape[1]):
+        g = src.index_select(axis, taps.index[:, t] - offset)
+        wt = taps.weight[:, t].view(shape)
+        out = g.mul_(wt) if out is None else out.addcmul_(g, wt)
+    return out
+
+
+_taps_cache = LRUCache(256, size=lambda v: 1)  # (centres, n_in, scale) -> float32 Taps
+
+
+def _taps_cached(centres: torch.Tensor, n_in: int, scale: float) -> Taps:
+    """:func:`_taps` in float32, memoised (the 256 most recent): the viewer's bicubic tiles
+    in one row share their row taps, those in one column their column taps."""
     key = (centres.numpy().tobytes(), n_in, scale)
-    hit = _matrices.get(key)
+    hit = _taps_cache.get(key)
     if hit is None:
-        mat, lo, hi = _weights(centres, n_in, scale)
-        hit = (mat.float(), lo, hi)
-        _matrices.put(key, hit)
+        hit = _taps(centres, n_in, scale, torch.float32)
+        _taps_cache.put(key, hit)
     return hit
 
 
@@ -99,20 +131,18 @@ def render_bicubic(image: np.ndarray, region: Region, out_w: int, out_h: int,
     """
     h, w = image.shape[:2]
     ys, xs = region.sample_points(out_w, out_h, *(window or ()))
-    sy, sx = out_h / region.h, out_w / region.w
-    wy, y0, y1 = _weights_cached(ys, h, sy)
-    wx, x0, x1 = _weights_cached(xs, w, sx)
-    src = torch.from_numpy(to_float(image[y0:y1, x0:x1]))
+    ty = _taps_cached(ys, h, out_h / region.h)
+    tx = _taps_cached(xs, w, out_w / region.w)
+    src = torch.from_numpy(to_float(image[ty.lo:ty.hi, tx.lo:tx.hi]))
     squeeze = src.ndim == 2
     if squeeze:
         src = src[..., None]
-    ny, nx, nc = src.shape
-    no, npx = wy.shape[0], wx.shape[0]
-    # columns first, on the (small) source, so that the rows pass writes the output layout
-    # directly: both transposes copy source-sized arrays, never output-sized ones
-    tmp = wx @ src.permute(1, 0, 2).reshape(nx, ny * nc)                      # (npx, ny*nc)
-    tmp = tmp.view(npx, ny, nc).permute(1, 0, 2).reshape(ny, npx * nc)
-    out = (wy @ tmp).view(no, npx, nc).numpy()                                 # rows
+    # the pass that leaves the smaller intermediate first (memory and work by the output)
+    if len(xs) * (ty.hi - ty.lo) <= len(ys) * (tx.hi - tx.lo):
+        out = _resample_axis(_resample_axis(src, tx, 1, tx.lo), ty, 0, ty.lo)
+    else:
+        out = _resample_axis(_resample_axis(src, ty, 0, ty.lo), tx, 1, tx.lo)
+    out = out.numpy()
     return out[..., 0] if squeeze else out
 
 
@@ -147,11 +177,9 @@ def imresize(img: np.ndarray, scale: float | None = None,
         if n == 1 and img.dtype == np.uint8:  # MATLAB keeps the class between passes
             x = torch.clamp(torch.floor(x + 0.5), 0, 255)
         if axis == "y":
-            wy, y0, y1 = _weights(cy, h, sy)
-            x = torch.einsum("oy,yxc->oxc", wy, x[y0:y1])
+            x = _resample_axis(x, _taps(cy, h, sy), 0, 0)
         else:
-            wx, x0, x1 = _weights(cx, w, sx)
-            x = torch.einsum("px,yxc->ypc", wx, x[:, x0:x1])
+            x = _resample_axis(x, _taps(cx, w, sx), 1, 0)
     out = x.numpy()
     if squeeze:
         out = out[..., 0]

@@ -18,7 +18,8 @@ def camera_jpeg(tmp_path):
     """A Display-P3-like tagged JPEG from a 'camera': model, date, GPS, orientation 6."""
     rng = np.random.default_rng(0)
     a = (rng.random((30, 40, 3)) * 255).astype(np.uint8)
-    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    from PySide6 import QtGui  # (Qt makes a real Display P3 profile; LittleCMS has none)
+    icc = bytes(QtGui.QColorSpace(QtGui.QColorSpace.NamedColorSpace.DisplayP3).iccProfile())
     ex = Image.Exif()
     ex[0x0110] = "Pixel 9"
     ex[0x0132] = "2026:11:29 10:00:00"
