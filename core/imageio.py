@@ -158,17 +158,30 @@ class LoadedImage:
 
 
 def image_size(path: Union[str, os.PathLike]) -> tuple:
-    """``(width, height)`` from the header, without decoding the pixels."""
+    """``(width, height)`` from the header, without decoding the pixels; a file far too
+    small for the size it declares is refused here already (:func:`_check_plausible`), so
+    nobody is asked to confirm a decompression bomb's size."""
     _check_regular(path)
+    path = os.fspath(path)
     try:
         with open(path, "rb") as f:
             head = f.read(16)
             if jxl.is_jxl(head):  # the SizeHeader: at the start, or after a container's boxes
                 return jxl.size(head + f.read())
-        with Image.open(path) as im:
-            return im.size
+        with quiet_decoders(), Image.open(path) as im:
+            size, fmt, mode = im.size, im.format, im.mode
     except Exception as exc:
-        raise ImageError(f"cannot read image {os.fspath(path)}: {_why(exc)}") from None
+        raise ImageError(f"cannot read image {path}: {_why(exc)}") from None
+    hd = png.header(path)
+    _check_plausible(path, size[0], size[1], fmt, _png_bits(hd) if hd else
+                     (1 if mode == "1" else 8))
+    return size
+
+
+def _png_bits(hd: tuple) -> int:
+    """Bits a pixel of a PNG header (:func:`core.png.header`): the depth times the samples
+    of its colour type (a palette: one index)."""
+    return hd[2] * {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(hd[3], 1)
 
 
 def _check_regular(path: Union[str, os.PathLike]) -> None:
@@ -193,9 +206,7 @@ def load_image(path: Union[str, os.PathLike], max_pixels: Optional[int] = MAX_PI
     hd = png.header(path)
     if hd is not None:  # a PNG: its size is known from the IHDR, before any decoder runs
         _check_size(path, hd[0], hd[1], max_pixels)
-        # bits a pixel: the depth times the samples of the colour type (palette: one index)
-        samples = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(hd[3], 1)
-        _check_plausible(path, hd[0], hd[1], "PNG", hd[2] * samples)
+        _check_plausible(path, hd[0], hd[1], "PNG", _png_bits(hd))
         if png.is_16bit_colour(hd):
             try:
                 arr = png.read(path)

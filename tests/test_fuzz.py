@@ -11,6 +11,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import warnings
 import zlib
 
 import numpy as np
@@ -292,3 +293,253 @@ def test_hostile_cli_arguments_fail_cleanly(tmp_path, capsys):
         lines = [ln for ln in err.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("error:"), (args, err)
         assert sorted(os.listdir(tmp_path)) == ["in.png"], args
+
+
+# ---- odd and hostile inputs that used to cost memory or break an image (issue 28) -------
+
+_PEAK = r"""
+import resource, runpy, sys
+sys.path.insert(0, {root!r})
+sys.argv = ["core.upscale"] + sys.argv[1:]
+try:
+    runpy.run_module("core.upscale", run_name="__main__")
+finally:
+    print("peak_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+"""
+
+
+def _cli(*args):
+    """``(returncode, stderr lines without the peak, peak MiB)`` of ``python -m core.upscale``."""
+    r = subprocess.run([sys.executable, "-c", _PEAK.format(root=ROOT), *map(str, args)],
+                       capture_output=True, text=True, timeout=600)
+    lines = r.stderr.strip().splitlines()
+    peak = [int(ln.split()[1]) / 1024 for ln in lines if ln.startswith("peak_kib")][0]
+    return r.returncode, [ln for ln in lines if not ln.startswith("peak_kib")], peak
+
+
+def test_bicubic_costs_memory_by_the_output_not_by_its_product_with_the_source(tmp_path):
+    """A 6000x40 image at x2: bicubic's peak within 1.5x of nearest's (dense resampling
+    matrices made it 4x: 1.09 GB)."""
+    a = (np.random.default_rng(0).random((40, 6000, 3)) * 255).astype(np.uint8)
+    Image.fromarray(a).save(tmp_path / "wide.png")
+    peaks = {}
+    for method in ("nearest", "bicubic"):
+        code, err, peaks[method] = _cli(tmp_path / "wide.png", "--method", method, "--scale", 2,
+                                        "-o", tmp_path / f"{method}.png", "--no-progress")
+        assert code == 0, err
+    assert peaks["bicubic"] <= 1.5 * peaks["nearest"], peaks
+
+
+_STRIP = r"""
+import resource, sys
+sys.path.insert(0, {root!r})
+import numpy as np
+from core.geometry import Region
+from core.resample import imresize, render_bicubic
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+img = (np.random.default_rng(0).random((2, 50000, 3)) * 255).astype(np.uint8)
+up = render_bicubic(img, Region.full(50000, 2), 100000, 4)        # x2 (viewer, CLI, export)
+down = render_bicubic(img, Region.full(50000, 2), 500, 1)         # fit to a window
+lr = imresize(img, 0.5)                                           # the evaluation's LR
+alpha = render_bicubic(img[..., 0], Region.full(50000, 2), 100000, 4)  # an export's alpha
+assert up.shape == (4, 100000, 3) and down.shape == (1, 500, 3) and lr.shape == (1, 25000, 3)
+assert abs(float(down.mean()) - float(img.mean()) / 255) < 0.01
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+"""
+
+
+def test_a_50000x2_strip_is_resized_by_bicubic_in_every_path(tmp_path):
+    """Dense matrices asked 40-160 GB for this; banded taps need a few MB."""
+    r = subprocess.run([sys.executable, "-c", _STRIP.format(root=ROOT)], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert float(r.stdout.strip()) < 200, f"peak grew by {r.stdout.strip()} MiB"
+    a = (np.random.default_rng(1).random((2, 50000, 4)) * 255).astype(np.uint8)
+    Image.fromarray(a, "RGBA").save(tmp_path / "strip.png")  # alpha: the bicubic alpha path
+    code, err, peak = _cli(tmp_path / "strip.png", "--method", "bicubic", "--scale", 2,
+                           "-o", tmp_path / "o.png", "--no-progress")
+    assert code == 0, err
+    with Image.open(tmp_path / "o.png") as o:
+        assert o.size == (100000, 4) and o.mode == "RGBA"
+
+
+_ANIM = r"""
+import resource, sys
+sys.path.insert(0, {root!r})
+from core.imageio import ANIMATION, load_image
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+img = load_image(sys.argv[1])
+print(img.width, img.height, img.frames == ANIMATION, "|".join(img.notes()),
+      (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024, sep=";")
+"""
+
+
+def test_an_animated_jpeg_xl_gives_its_first_frame_with_a_note_at_a_bounded_cost(tmp_path):
+    import imagecodecs
+
+    from core import jxl
+    if not jxl.available():
+        import pytest
+        pytest.skip("no JPEG XL in this imagecodecs")
+    frames = np.zeros((300, 512, 512, 3), np.uint8)
+    frames[..., 0] = (np.arange(300) % 255)[:, None, None]
+    path = tmp_path / "anim.jxl"
+    path.write_bytes(imagecodecs.jpegxl_encode(frames, lossless=True, photometric="rgb",
+                                               effort=1))
+    assert path.stat().st_size < 64_000 and jxl.header(path.read_bytes()).animated
+    r = subprocess.run([sys.executable, "-c", _ANIM.format(root=ROOT), str(path)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    w, h, animated, notes, growth = r.stdout.strip().split(";")
+    assert (w, h, animated) == ("512", "512", "True") and "first frame" in notes
+    assert float(growth) < 60, f"{growth} MiB for one 512x512 frame"  # all frames: 230 MiB
+    code, err, _ = _cli(path, "--method", "bicubic", "--scale", 1, "-o", tmp_path / "o.png")
+    assert code == 0 and any("first frame" in ln for ln in err), err
+
+
+def test_a_lossless_jpeg_xl_is_not_sent_to_the_photo_model(tmp_path):
+    import imagecodecs
+
+    from core import jxl
+    from core.formats import inspect_input
+    if not jxl.available():
+        import pytest
+        pytest.skip("no JPEG XL in this imagecodecs")
+    a = (np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8)
+    (tmp_path / "ll.jxl").write_bytes(imagecodecs.jpegxl_encode(a, lossless=True))
+    (tmp_path / "lossy.jxl").write_bytes(imagecodecs.jpegxl_encode(a, level=85))
+    assert not inspect_input(tmp_path / "ll.jxl").lossy
+    assert inspect_input(tmp_path / "lossy.jxl").lossy
+
+
+def _webp_claiming(w: int, h: int) -> bytes:
+    """A 34-byte lossless WebP whose VP8L header declares ``w x h``."""
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buf, "WEBP", lossless=True)
+    b = bytearray(buf.getvalue())
+    assert b[12:16] == b"VP8L" and b[20] == 0x2F
+    bits = int.from_bytes(b[21:25], "little")
+    bits = (bits & ~((1 << 28) - 1)) | (w - 1) | ((h - 1) << 14)
+    b[21:25] = bits.to_bytes(4, "little")
+    return bytes(b)
+
+
+def _avif_claiming(w: int, h: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 30, 40)).save(buf, "AVIF", quality=50)
+    b = bytearray(buf.getvalue())
+    i = b.index(b"ispe")
+    b[i + 8:i + 16] = struct.pack(">II", w, h)
+    return bytes(b)
+
+
+def test_tiny_webp_and_avif_files_that_claim_hundreds_of_megapixels_are_refused(tmp_path):
+    from core.imageio import ImageError, load_image
+    from core.formats import WRITE_FORMATS
+    cases = {"claim.webp": _webp_claiming(16383, 16383)}
+    if ".avif" in WRITE_FORMATS:
+        cases["claim.avif"] = _avif_claiming(16384, 16384)
+    for name, data in cases.items():
+        p = tmp_path / name
+        p.write_bytes(data)
+        with Image.open(p) as im:
+            assert im.size[0] * im.size[1] > 250_000_000  # the header says so
+        try:
+            load_image(p)
+            raise AssertionError(f"{name} decoded")
+        except ImageError as exc:
+            assert "decompression bomb" in str(exc) and name in str(exc)
+        code, err, peak = _cli(p, "--method", "bicubic", "--scale", 1, "-o", tmp_path / "o.png")
+        assert code == 2 and len(err) == 1 and err[0].startswith("error:"), err
+        assert peak < 1024, peak
+
+
+def test_bilevel_scans_of_a_page_are_read(tmp_path):
+    """A 4960x7016 page (A4 at 600 dpi) as a 1-bit PNG and as a CCITT G4 TIFF: a few KB
+    each, and Pillow decodes them; the size check used to call them truncated."""
+    from PIL import ImageDraw
+
+    from core.imageio import load_image
+    page = Image.new("1", (4960, 7016), 1)
+    d = ImageDraw.Draw(page)
+    for y in range(500, 6500, 300):
+        d.rectangle([400, y, 4500, y + 40], fill=0)
+    page.save(tmp_path / "page.png")
+    page.save(tmp_path / "page.tif", compression="group4")
+    for name in ("page.png", "page.tif"):
+        assert (tmp_path / name).stat().st_size < 64_000
+        img = load_image(tmp_path / name)
+        assert (img.width, img.height) == (4960, 7016) and img.grey
+        assert img.pixels[0, 0, 0] == 255 and img.pixels[510, 1000, 0] == 0
+        del img
+
+
+def _profile_for(space: bytes) -> bytes:
+    """An ICC profile whose header says colour space ``space`` (an sRGB body otherwise)."""
+    from PIL import ImageCms
+    icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    icc[16:20] = space
+    return bytes(icc)
+
+
+def test_profiles_that_contradict_the_pixels_are_left_out_and_said(tmp_path, capfd):
+    from core.export import export
+    from core.geometry import Region
+    from core.imageio import load_image
+    a = (np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)
+    Image.fromarray(a).save(tmp_path / "grey-profile.png", icc_profile=_profile_for(b"GRAY"))
+    Image.fromarray(a[..., 0]).save(tmp_path / "rgb-on-grey.png",
+                                    icc_profile=_profile_for(b"RGB "))
+    Image.fromarray(a).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    for name in ("grey-profile.png", "rgb-on-grey.png", "cmyk.jpg"):
+        img = load_image(tmp_path / name)
+        assert img.meta.icc is None and img.notes(), name
+        out = tmp_path / f"out-{name}.png"
+        export(img, Region.full(30, 20), 60, 40, str(out), "bicubic")
+        with Image.open(out) as o:
+            assert "icc_profile" not in o.info
+    img = load_image(tmp_path / "cmyk.jpg")
+    assert "CMYK" in img.notes()[0] and not img.grey
+    assert np.abs(img.pixels.astype(int) - a).mean() < 8  # the same picture
+    assert "color space" not in capfd.readouterr().err  # libpng's "Gray color space not permitted"
+
+
+def test_broken_or_oversized_metadata_never_breaks_an_image(tmp_path):
+    from core.export import export
+    from core.geometry import Region
+    from core.imageio import load_image
+    rng = np.random.default_rng(0)
+    a = (rng.random((20, 30, 3)) * 255).astype(np.uint8)
+    for ext, fmt in ((".png", "PNG"), (".webp", "WEBP")):
+        p = tmp_path / f"broken-exif{ext}"
+        Image.fromarray(a).save(p, fmt, exif=rng.bytes(200), lossless=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # and nothing on stderr
+            img = load_image(p)
+        assert img.meta.exif is None and "EXIF" in img.notes()[0]
+        code, err, _ = _cli(p, "--method", "bicubic", "--scale", 2, "-o", tmp_path / f"o{ext}.png")
+        assert code == 0 and any(ln.startswith("note:") and "EXIF" in ln for ln in err), err
+    # EXIF over 64 KB: a JPEG export says so before, and is written without it
+    ex = Image.Exif()
+    ex[0x010F] = "Camera"
+    ex[0x9286] = "x" * 70000  # a long user comment
+    Image.fromarray(a).save(tmp_path / "big-exif.png", exif=ex.tobytes())
+    img = load_image(tmp_path / "big-exif.png")
+    assert len(img.meta.exif) > 65533
+    assert any("more than a JPEG holds" in n for n in img.notes("JPEG"))
+    export(img, Region.full(30, 20), 60, 40, str(tmp_path / "o.jpg"), "bicubic")
+    with Image.open(tmp_path / "o.jpg") as o:
+        assert o.size == (60, 40) and len(o.getexif()) == 0
+    # a colour profile over 1 MB: read (8 and 16 bits); a PNG written without it, readable
+    from core import png
+    big = _profile_for(b"RGB ") + bytes(2 << 20)
+    Image.fromarray(a).save(tmp_path / "big-icc8.png", icc_profile=big)
+    png.write(str(tmp_path / "big-icc16.png"), a.astype(np.uint16) * 257, big, None)
+    for name in ("big-icc8.png", "big-icc16.png"):
+        img = load_image(tmp_path / name)
+        assert img.meta.icc == big, name
+        assert any("sRGB" in n for n in img.notes("PNG"))
+        out = tmp_path / f"o-{name}"
+        export(img, Region.full(30, 20), 60, 40, str(out), "bicubic")
+        with Image.open(out) as o:  # Pillow's default limits
+            assert "icc_profile" not in o.info and o.size == (60, 40)
