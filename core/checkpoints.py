@@ -23,6 +23,7 @@ import json
 import math
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -153,8 +154,10 @@ def _load_safetensors(path: Path):
             info = _parse_bounded_json(path, meta.get("info", "{}"), "info")
             _check_spec(path, spec)
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-            _check_against_spec(path, spec, shapes)
-            sd = {k: f.get_tensor(k) for k in f.keys()}
+            kinds = {k: f.get_slice(k).get_dtype() for k in f.keys()}
+            dtypes = {k: _SAFETENSORS_DTYPES.get(v, v) for k, v in kinds.items()}
+            _check_against_spec(path, spec, shapes, dtypes)
+            sd = _as_float32({k: f.get_tensor(k) for k in f.keys()})
     except CheckpointError:
         raise
     except Exception as exc:  # safetensors raises several types for corrupt files
@@ -171,9 +174,27 @@ class _TooManyTensors(Exception):
     pass
 
 
-def _check_against_spec(path: Path, spec: ModelSpec, shapes: Dict[str, Tuple[int, ...]]) -> None:
+#: safetensors' dtype names of the floating types a model file may hold (anything else,
+#: integers above all, would be cast to float silently and give wrong pixels)
+_SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "F64": torch.float64}
+_FLOATS = tuple(_SAFETENSORS_DTYPES.values())
+
+
+def _as_float32(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Weights of another floating type (half precision, say) in float32, the model's."""
+    return {k: v.float() if v.dtype != torch.float32 else v for k, v in sd.items()}
+
+
+def _check_against_spec(path: Path, spec: ModelSpec, shapes: Dict[str, Tuple[int, ...]],
+                        dtypes: Optional[Dict[str, Any]] = None) -> None:
     """Build ``spec`` on the meta device (no storage) and compare every tensor name and shape
-    with ``shapes``, the file's; raise on the first difference."""
+    with ``shapes``, the file's, and that every tensor is floating point (``dtypes``);
+    raise on the first difference."""
+    for k, dt in (dtypes or {}).items():
+        if dt not in _FLOATS:
+            raise _fail(path, f"its tensor {k} is {str(dt).replace('torch.', '')}, not "
+                              "floating point: not model weights")
     limit = len(shapes) + 8
     count = [0]
     me = threading.get_ident()
@@ -215,9 +236,37 @@ def _check_against_spec(path: Path, spec: ModelSpec, shapes: Dict[str, Tuple[int
                               f"{list(shapes[k])} in the file, the spec needs {list(shape)})")
 
 
-def _load_official(path: Path):
+def _check_zip(path: Path) -> None:
+    """A torch zip archive holds its tensors' bytes uncompressed (``torch.save`` stores
+    them): refuse an archive whose entries are compressed or add up to more than the file
+    (a 1 MB deflated entry can unpack to gigabytes before any check could see a shape)."""
+    import zipfile
+
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise _fail(path, f"corrupt PyTorch archive ({_first_line(exc)})") from None
+    size = path.stat().st_size
+    total = 0
+    for i in infos:
+        if i.compress_type != zipfile.ZIP_STORED and i.file_size > (1 << 20):
+            raise _fail(path, f"its entry {i.filename} is compressed ({i.compress_size} bytes "
+                              f"unpacking to {i.file_size}): torch.save never writes that")
+        total += i.file_size
+    if total > 2 * size + (1 << 20):
+        raise _fail(path, f"its entries unpack to {total} bytes, more than the file's {size}")
+
+
+def _load_official(path: Path):
+    with open(path, "rb") as f:
+        is_zip = f.read(2) == b"PK"
+    if is_zip:
+        _check_zip(path)
+    try:
+        with warnings.catch_warnings():  # (torch's remarks on a foreign pickle protocol)
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except (Exception, RecursionError) as exc:
         raise _fail(path, f"not a loadable PyTorch file, or one that would need to run code "
                           f"to open ({_first_line(exc)})") from None
@@ -233,8 +282,9 @@ def _load_official(path: Path):
     if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                            for k, v in sd.items()):
         raise _fail(path, "its 'sd' entry is not a dict of named tensors")
-    _check_against_spec(path, spec, {k: tuple(v.shape) for k, v in sd.items()})
-    return spec, sd, {"source": "official LIIF release"}
+    _check_against_spec(path, spec, {k: tuple(v.shape) for k, v in sd.items()},
+                        {k: v.dtype for k, v in sd.items()})
+    return spec, _as_float32(sd), {"source": "official LIIF release"}
 
 
 def load_model(path: PathLike, device: Union[str, torch.device] = "cpu"

@@ -543,3 +543,53 @@ def test_broken_or_oversized_metadata_never_breaks_an_image(tmp_path):
         export(img, Region.full(30, 20), 60, 40, str(out), "bicubic")
         with Image.open(out) as o:  # Pillow's default limits
             assert "icc_profile" not in o.info and o.size == (60, 40)
+
+
+def test_a_small_checkpoint_cannot_unpack_to_gigabytes_and_weights_must_be_floats(tmp_path):
+    """A torch zip archive with a deflated tensor (1 MB unpacking to 1 GB) is refused from
+    its directory, before anything is unpacked; integer weights are refused; half-precision
+    weights load as the float32 they round to."""
+    import resource
+    import zipfile
+
+    from safetensors.torch import save_file
+
+    from core.checkpoints import CheckpointError, load_model
+    from tests.conftest import tiny_spec
+    from core.models.registry import make
+
+    buf = io.BytesIO()
+    torch.save({"model": {"name": "mlp", "args": {"in_dim": 2, "out_dim": 2,
+                                                  "hidden_list": []},
+                          "sd": {"layers.0.weight": torch.zeros(256, 1024, 1024)}}}, buf)
+    src = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+    bomb = tmp_path / "deflated.pth"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        for info in src.infolist():
+            z.writestr(info.filename, src.read(info.filename))
+    assert bomb.stat().st_size < 4 << 20
+    del src, buf
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        load_model(bomb)
+        raise AssertionError("loaded")
+    except CheckpointError as exc:
+        assert "compressed" in str(exc) and str(bomb) in str(exc)
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024 < 100
+
+    torch.manual_seed(0)
+    spec = tiny_spec()
+    sd = {k: v.clone().contiguous() for k, v in make(spec).state_dict().items()}
+    meta = {"format": "liif-zoom/1", "spec": json.dumps(spec)}
+    ints = {k: (v * 100).to(torch.int64) for k, v in sd.items()}
+    save_file(ints, str(tmp_path / "ints.safetensors"), metadata=meta)
+    try:
+        load_model(tmp_path / "ints.safetensors")
+        raise AssertionError("integer weights loaded")
+    except CheckpointError as exc:
+        assert "not floating point" in str(exc)
+    half = {k: v.half() for k, v in sd.items()}
+    save_file(half, str(tmp_path / "half.safetensors"), metadata=meta)
+    model = load_model(tmp_path / "half.safetensors")[0]
+    for k, v in model.state_dict().items():
+        assert v.dtype == torch.float32 and torch.equal(v, half[k].float()), k

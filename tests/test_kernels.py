@@ -133,6 +133,21 @@ def test_a_library_of_another_user_is_never_loaded(cache, monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="core.kernels"):
         assert fresh(monkeypatch) is None
     assert "another user" in caplog.text and lib.exists()  # not ours to delete
+    assert "rebuilding" not in caplog.text  # (it is not rebuilt: eager from now on)
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0,
+                    reason="needs root to give a file to another user")
+def test_a_checksum_record_of_another_user_vouches_for_nothing(cache, monkeypatch, caplog):
+    """Another user who can write the record could vouch for a library they replaced."""
+    kernels.lmf_grid(8)
+    lib = library(cache)
+    record = lib.with_name(lib.name + ".sha256")
+    os.chown(record, 65534, 65534)
+    with caplog.at_level(logging.WARNING, logger="core.kernels"):
+        assert fresh(monkeypatch) is None
+    assert "another user" in caplog.text and "rebuilding" not in caplog.text
+    assert lib.exists() and record.exists()
 
 
 def test_a_cache_folder_others_can_write_to_is_refused(cache, monkeypatch, caplog):

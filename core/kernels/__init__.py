@@ -182,15 +182,20 @@ def _build(d: int) -> Optional[Path]:
         record = out.with_name(out.name + ".sha256")
         if out.is_file():
             try:
-                why = _private(out)
+                # the library and its record both ours: a record another user wrote could
+                # vouch for a library they replaced
+                why = _private(out) or (_private(record) if record.exists() else None)
                 if why is None and record.read_text().strip() == _digest(out):
                     return out
                 why = why or "its checksum does not match (corrupted or replaced)"
             except OSError as exc:
                 why = f"no checksum record ({exc.__class__.__name__})"
+            if _private(out) is not None or (record.exists() and _private(record) is not None):
+                # not ours to delete (nor to overwrite): eager from now on
+                log.warning("native kernel %s not trusted: %s; LMF decodes with eager "
+                            "PyTorch", out.name, why)
+                return None
             log.warning("native kernel %s not trusted: %s; rebuilding it", out.name, why)
-            if _private(out) is not None:
-                return None  # not ours to delete: eager from now on
             _forget(out)
         built = _compile(cc, args, out, suffix)
         if built is None:
