@@ -205,3 +205,86 @@ def test_step_loss_is_the_registrys_loss():
         want = LOSSES["charbonnier"](pred, (b["gt"] - 0.5) / 0.5)
         got = step_loss(model, b, torch.device("cpu"), loss="charbonnier")
     assert float(got) == pytest.approx(float(want))
+
+
+def test_corrupt_or_foreign_state_files_are_one_line_errors(tmp_path, capsys):
+    """Empty, random, truncated, a list, no optimizer, wrong shapes, a foreign optimizer:
+    ``--resume`` says so in one line (status 2), never a traceback."""
+    import numpy as np
+    make_images(tmp_path / "d")
+    cfg = tiny_config(tmp_path, tmp_path / "d")
+    good = tmp_path / "good"
+    args = ["--config", str(cfg), "--no-progress", "--threads", "1", "--val-data", "none"]
+    assert tt.main(args + ["--out", str(good), "--max-steps", "2"]) == 0
+    state_bytes = (good / "last.state.pth").read_bytes()
+    state = torch.load(good / "last.state.pth", weights_only=True)
+    no_opt = {k: v for k, v in state.items() if k != "optimizer"}
+    wrong = dict(state, model={k: torch.zeros(2, 2) for k in state["model"]})
+    foreign = dict(state, optimizer={"state": {}, "param_groups": [{"params": [0]}]})
+    texts = {"not": b"", "random": np.random.default_rng(0).bytes(3000),
+             "truncated": state_bytes[:len(state_bytes) // 2]}
+    objects = {"a list": [1, 2, 3], "no optimizer": no_opt, "wrong shapes": wrong,
+               "foreign optimizer": foreign, "a tensor": torch.zeros(3)}
+    capsys.readouterr()
+    for name in list(texts) + list(objects):
+        run = tmp_path / name.replace(" ", "-")
+        run.mkdir()
+        if name in texts:
+            (run / "last.state.pth").write_bytes(texts[name])
+        else:
+            torch.save(objects[name], run / "last.state.pth")
+        code = tt.main(args + ["--out", str(run), "--max-steps", "4", "--resume"])
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.splitlines() if ln.startswith("error:") or "Traceback" in ln]
+        assert code == 2 and len(lines) == 1 and "--resume" in lines[0], (name, err)
+
+
+def test_listing_with_cache_none_passes_over_bad_files(tmp_path):
+    """``cache: none`` lists files by the same checks load_image makes (a bomb's header is
+    refused, a JPEG XL is listed), and a file that fails later gives way to the next one."""
+    import imagecodecs
+    import numpy as np
+    from PIL import Image
+
+    from training.data import ImageFolder
+    from tests.test_fuzz import _png_with_size
+    make_images(tmp_path / "d", n=3)
+    a = (np.random.default_rng(0).random((100, 120, 3)) * 255).astype(np.uint8)
+    (tmp_path / "d" / "10.jxl").write_bytes(imagecodecs.jpegxl_encode(a, lossless=True))
+    png = (tmp_path / "d" / "00.png").read_bytes()
+    (tmp_path / "d" / "20-bomb.png").write_bytes(_png_with_size(png, 30000, 30000))
+    cut = tmp_path / "d" / "30-cut.png"
+    cut.write_bytes(png[:len(png) // 3])
+    with Image.open(cut) as im:
+        assert im.size == (120, 110)  # its header reads
+    folder = ImageFolder(tmp_path / "d", cache="none", min_size=48)
+    names = [f.name for f in folder.files]
+    assert "10.jxl" in names and "20-bomb.png" not in names and "30-cut.png" in names
+    got = [folder[i] for i in range(len(folder))]
+    assert all(g.ndim == 3 and g.shape[2] == 3 for g in got)
+    assert np.array_equal(got[names.index("30-cut.png")], got[0])  # the next one: 00.png
+    assert folder.failed == {cut}
+
+
+@pytest.mark.slow
+def test_two_quick_signals_say_which_step_was_saved(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from tests.test_training import ROOT
+    make_images(tmp_path / "d")
+    cfg = tiny_config(tmp_path, tmp_path / "d", save_every_steps=1)
+    run = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "training.train", "--config", str(cfg), "--out",
+                          str(run), "--no-progress", "--threads", "1"], cwd=ROOT,
+                         stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not ((run / "log.jsonl").exists() and len(losses(run)) >= 3) and time.time() - t0 < 120:
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    p.send_signal(signal.SIGTERM)
+    err = p.communicate(timeout=120)[1]
+    assert p.returncode == 128 + signal.SIGTERM, err
+    last = err.strip().splitlines()[-1]
+    assert "before the first step" not in last and "continue with --resume" in last, last

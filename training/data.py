@@ -24,7 +24,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from core.formats import READ_EXTS
-from core.imageio import ImageError, load_image
+from core.imageio import MAX_PIXELS, ImageError, image_size, load_image
 from core.pixels import to_u8
 from training.degrade import Degradation, seeded_rng
 
@@ -94,6 +94,7 @@ class ImageFolder(Dataset):
             files = take(files, int(first_k))
         self.files: List[Path] = []
         self.images: List[np.ndarray] = []
+        self.failed: set = set()  #: files that failed when read (cache 'none'), warned once
         for f in files:
             if not usable(f):
                 continue
@@ -111,9 +112,12 @@ class ImageFolder(Dataset):
             if self.cache == "in_memory":
                 img = load_uint8(f)
                 size = img.shape[:2]
-            else:
-                with Image.open(f) as im:
-                    size = im.size[::-1]
+            else:  # the header, read and checked as load_image will (JPEG XL included)
+                w, h = image_size(f)
+                if w * h > MAX_PIXELS:
+                    raise ImageError(f"{f}: {w}x{h} is above the limit of "
+                                     f"{MAX_PIXELS / 1e6:.0f} Mpx")
+                size = (h, w)
                 img = np.empty(0, np.uint8)
         except (ImageError, OSError) as exc:
             log.warning("skipping unreadable image %s: %s", f, exc)
@@ -131,7 +135,17 @@ class ImageFolder(Dataset):
         j = i % len(self.files)
         if self.cache == "in_memory":
             return self.images[j]
-        return load_uint8(self.files[j])
+        # a file whose header read but whose pixels do not (cut short since, say) gives way
+        # to the next one, the same one every time: the run goes on and resumes exactly
+        for k in range(len(self.files)):
+            f = self.files[(j + k) % len(self.files)]
+            try:
+                return load_uint8(f)
+            except ImageError as exc:
+                if f not in self.failed:
+                    self.failed.add(f)
+                    log.warning("skipping unreadable image %s: %s", f, exc)
+        raise ValueError(f"none of the {len(self.files)} images can be read")
 
 
 def resize_bicubic_u8(img: np.ndarray, size_hw: Sequence[int]) -> np.ndarray:

@@ -233,6 +233,31 @@ def sample_renders(model, val_set, device, scales=(2, 4, 8)):
 
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+def _read_state(path: Path) -> Dict[str, Any]:
+    """A run's ``last.state.pth``, or a one-line ValueError for a file that is empty,
+    truncated, foreign or not a mapping of the expected entries."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # (torch raises several types for corrupt archives)
+        raise ValueError(f"--resume {path}: not a readable training checkpoint "
+                         f"({_first_line(exc)}); start fresh without --resume, or in "
+                         "another folder") from None
+    need = {"optimizer", "epoch", "pos", "step", "best"}
+    if not isinstance(state, dict) or not need <= set(state):
+        what = (f"lacks {', '.join(sorted(need - set(state)))}" if isinstance(state, dict)
+                else f"holds a {type(state).__name__}")
+        raise ValueError(f"--resume {path}: not a training checkpoint (it {what}); start "
+                         "fresh without --resume, or in another folder")
+    if "model" in state and not isinstance(state["model"], dict):
+        raise ValueError(f"--resume {path}: its weights are not a mapping of tensors")
+    return state
+
+
 class NonFinite(RuntimeError):
     """A step's loss (or the weights about to be saved) is not finite: the run stops and the
     last checkpoint, which was finite, stays."""
@@ -269,6 +294,8 @@ class Run:
         #: the signal that stops the run, agreed by every rank (see :attr:`stopping`)
         self.stopped_by: Optional[int] = None
         self.at = Position()
+        #: the step the run folder's checkpoint holds (None until one is saved or resumed)
+        self.saved_step: Optional[int] = None
         self.ema: Optional[WeightAverage] = None
         self.teacher: Optional[Teacher] = None
         self.shared = False
@@ -371,7 +398,7 @@ class Run:
             if self.args.resume:
                 self.log("nothing to resume in %s; starting fresh", self.dir)
             return None
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _read_state(path)
         if "model" not in state:  # written before weights joined the state file
             spec, state["model"], _ = load_checkpoint(self.dir / "last.safetensors")
             state["spec"] = spec
@@ -383,9 +410,16 @@ class Run:
         if not _finite(state["model"]) or (state.get("ema") and not _finite(state["ema"])):
             raise ValueError(f"--resume {path}: the saved weights are not finite (NaN or "
                              "infinity); start from an earlier model with --init")
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.at = Position(state["epoch"], state["pos"], state["step"], state["best"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
+            self.at = Position(int(state["epoch"]), int(state["pos"]), int(state["step"]),
+                               float(state["best"]))
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"--resume {path}: not this run's checkpoint ("
+                             f"{_first_line(exc)}); start fresh without --resume, or in "
+                             "another folder") from None
+        self.saved_step = self.at.step
         self.log("resumed %s at epoch %d, step %d", self.dir, self.at.epoch + 1, self.at.step)
         return state
 
@@ -546,6 +580,7 @@ class Run:
                  "ema": self.ema.model.state_dict() if self.ema else None,
                  "ema_updates": self.ema.updates if self.ema else 0}
         atomic_write(self.dir / "last.state.pth", lambda tmp: torch.save(state, tmp))
+        self.saved_step = at.step
 
     # ---- finish -----------------------------------------------------------------------------
     def finish(self) -> int:
@@ -591,16 +626,20 @@ class Run:
         dist.barrier()
 
 
-def train(args, stop=None) -> int:
+def train(args, stop=None, runs: Optional[list] = None) -> int:
     """Set up a run, then epochs of steps until ``epoch_max`` (or ``--max-steps``, or a stop
-    signal), then finish. Returns the exit status."""
+    signal), then finish. Returns the exit status. ``runs``, if given, receives the
+    :class:`Run` as soon as it exists."""
     cfg = load_config(args.config)
     if args.val_data == "none":
         cfg["val"] = None
     elif args.val_data:
         cfg.setdefault("val", {})
         cfg["val"] = dict(cfg["val"] or {}, data=args.val_data)
-    run = Run(args, cfg, stop).setup()
+    run = Run(args, cfg, stop)
+    if runs is not None:
+        runs.append(run)
+    run.setup()
     try:
         while run.at.epoch < int(cfg["epoch_max"]):
             done = run.run_epoch()
@@ -634,9 +673,10 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    runs: list = []  # the run, once set up (what an interruption's message reports)
     try:
         with deferred_signals() as stop:
-            return train(args, stop)
+            return train(args, stop, runs)
     except NonFinite as exc:
         print(f"error: {exc}; stopped without saving it, the run folder keeps the last finite "
               "checkpoint", file=sys.stderr)
@@ -645,10 +685,15 @@ def main(argv=None) -> int:
         print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
               file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, Terminated):
-        print("error: interrupted before the first step could be saved; the run folder "
-              "holds the last checkpoint", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Terminated) as exc:
+        run = runs[-1] if runs else None
+        saved = getattr(run, "saved_step", None)
+        if saved is None:
+            print("error: interrupted before the first step could be saved", file=sys.stderr)
+        else:
+            print(f"error: interrupted at once by a second signal; {run.dir} holds the "
+                  f"checkpoint of step {saved}; continue with --resume", file=sys.stderr)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 128 + exc.signum
 
 
 if __name__ == "__main__":
