@@ -125,8 +125,15 @@ def commit(tmp: PathLike, path: PathLike) -> None:
 _TEMP = re.compile(r"^\..+\.liifzoom-(\d+)\.[^.]+\.(part|staged|backup)(\.[^.]*)?$")
 
 
+#: the longest file name most file systems take
+NAME_MAX = 255
+
+
 def _temp_beside(path: Path, tag: str = "part") -> str:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.liifzoom-{os.getpid()}.",
+    # the temporary name adds about 40 characters: the target's own name is shortened in it
+    # so that any name the file system takes as a target can be written
+    room = NAME_MAX - len(f"..liifzoom-{os.getpid()}.XXXXXXXX.{tag}{path.suffix}") - 8
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:max(1, room)]}.liifzoom-{os.getpid()}.",
                                suffix=f".{tag}{path.suffix}",
                                dir=path.parent if str(path.parent) else ".")
     os.close(fd)
@@ -190,12 +197,18 @@ def check_replaceable(path: PathLike) -> None:
     and is writable, and nothing but a regular file is in the way."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
+    if len(path.name.encode()) > NAME_MAX:
+        raise OSError(f"cannot write {path}: the name is longer than {NAME_MAX} bytes")
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist")
     if os.path.lexists(path) and not path.is_file():
         raise IsADirectoryError(f"cannot write {path}: something other than a file is there")
+    if path.is_file() and not os.stat(path).st_mode & 0o222:
+        # (checked by its mode: root may write anything, but a read-only file says "keep")
+        raise PermissionError(f"cannot write {path}: the file is read-only")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write {path}: folder {folder} is not writable")
+
 
 
 @contextmanager

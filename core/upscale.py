@@ -31,6 +31,16 @@ one keeps its own.
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl+C while torch loads (seconds): one line, not a traceback
+    import signal as _signal
+    import sys as _sys
+
+    def _interrupted(*_):
+        print("error: interrupted", file=_sys.stderr)
+        _sys.exit(130)
+
+    _signal.signal(_signal.SIGINT, _interrupted)
+
 import glob
 import math
 import os
@@ -41,7 +51,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from core.cli import ArgumentParser
-from core.atomic import Terminated, check_replaceable, terminate_on_signals
+from core.atomic import Terminated, check_replaceable, remove_stale, terminate_on_signals
 from core.checkpoints import CheckpointError, load_model
 from core.defaults import choose_model, describe_model, duration, export_rate, resolve_checkpoint
 from core.device import fast_compute_dtype, is_out_of_memory, pick_device
@@ -256,8 +266,17 @@ def run(args, state: Optional[dict] = None) -> int:
         check_scale(args.scale)
     region_arg = Region.parse(args.region) if args.region else None
     jobs, single = plan(args)
-    todo = [j for j in jobs if args.overwrite or single or not os.path.exists(j.dst)]
-    skipped = len(jobs) - len(todo)
+    # a folder (or anything but a file) in an output's place fails that job now, and with
+    # --overwrite every target is checked before any work, as for a single output
+    blocked = [j for j in jobs if os.path.lexists(j.dst) and not os.path.isfile(j.dst)]
+    todo = [j for j in jobs if j not in blocked
+            and (args.overwrite or single or not os.path.exists(j.dst))]
+    if args.overwrite:
+        for j in todo:
+            check_replaceable(j.dst)
+    skipped = len(jobs) - len(todo) - len(blocked)
+    for folder in {os.path.dirname(os.path.abspath(j.dst)) for j in jobs}:
+        remove_stale(folder)  # what a killed earlier run left (.part files)
     models = Models(args) if args.method == "liif" else None
     if models is not None and args.checkpoint:
         models.get(todo[0].src if todo else None)  # a bad file is an error before any work
@@ -286,7 +305,9 @@ def run(args, state: Optional[dict] = None) -> int:
     from tqdm import tqdm
     bar = tqdm(total=sum(j.work for j in todo), unit="px", unit_scale=True, delay=1.0,
                desc="upscaling", file=sys.stderr, disable=args.no_progress, dynamic_ncols=True)
-    failed: List[str] = []
+    failed: List[str] = [j.src for j in blocked]
+    for j in blocked:
+        _say(None, f"error: cannot write {j.dst}: something other than a file is there")
     t0 = time.perf_counter()
     try:
         for j in todo:
@@ -405,4 +426,6 @@ def band_budget(budget: Optional[int], region: Region, out_w: int, out_h: int, t
 
 
 if __name__ == "__main__":
+    import signal
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # (main's own handling from here)
     sys.exit(main())

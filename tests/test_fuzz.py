@@ -593,3 +593,67 @@ def test_a_small_checkpoint_cannot_unpack_to_gigabytes_and_weights_must_be_float
     model = load_model(tmp_path / "half.safetensors")[0]
     for k, v in model.state_dict().items():
         assert v.dtype == torch.float32 and torch.equal(v, half[k].float()), k
+
+
+def test_cli_edges_leftovers_read_only_folders_in_the_way_and_long_names(tmp_path, capsys):
+    from core.upscale import main
+    a = (np.random.default_rng(0).random((12, 16, 3)) * 255).astype(np.uint8)
+    src = tmp_path / "in" / "a.png"
+    src.parent.mkdir()
+    Image.fromarray(a).save(src)
+    Image.fromarray(a).save(tmp_path / "in" / "b.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    # what a SIGKILLed run left (a process that is gone) is cleaned; a live one's is kept
+    dead = out / ".x.png.liifzoom-999999999.abcd1234.part.png"
+    live = out / f".y.png.liifzoom-{os.getpid()}.abcd1234.part.png"
+    dead.write_bytes(b"x")
+    live.write_bytes(b"x")
+    assert main([str(src), "--method", "bicubic", "--scale", "2", "-o", str(out / "a2.png")]) == 0
+    assert not dead.exists() and live.exists()
+    live.unlink()
+    # --overwrite does not replace a read-only file
+    ro = out / "ro.png"
+    Image.fromarray(a).save(ro)
+    ro.chmod(0o444)
+    before = ro.read_bytes()
+    capsys.readouterr()
+    code = main([str(src), "--method", "bicubic", "--scale", "2", "-o", str(ro), "--overwrite"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "read-only" in err[0] and ro.read_bytes() == before
+    # a folder where a batch output goes: an error for that input, before any rendering
+    batch = tmp_path / "batch"
+    (batch / "a-bicubic-x2.png").mkdir(parents=True)
+    for extra in ([], ["--overwrite"]):
+        code = main([str(tmp_path / "in"), "--method", "bicubic", "--scale", "2", "-o",
+                     str(batch), "--no-progress", *extra])
+        err = capsys.readouterr().err
+        assert code == 1 and "something other than a file" in err, err
+        assert "1 written" in err and "1 failed" in err and "skipped" in err
+        (batch / "b-bicubic-x2.png").unlink()
+    # a long (but valid) output name: the temporary name must not push it past 255 bytes
+    long = out / ("n" * 240 + ".png")
+    assert main([str(src), "--method", "bicubic", "--scale", "2", "-o", str(long)]) == 0
+    assert long.is_file() and not [p for p in os.listdir(out) if "liifzoom" in p]
+    code = main([str(src), "--method", "bicubic", "--scale", "2", "-o",
+                 str(out / ("n" * 300 + ".png"))])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "longer than 255" in err[-1], err
+
+
+def test_ctrl_c_while_the_cli_starts_is_one_line(tmp_path):
+    import signal
+    import time
+    a = (np.random.default_rng(0).random((12, 16, 3)) * 255).astype(np.uint8)
+    Image.fromarray(a).save(tmp_path / "a.png")
+    for delay in (0.3, 1.0):
+        p = subprocess.Popen([sys.executable, "-m", "core.upscale", str(tmp_path / "a.png"),
+                              "--scale", "2", "-o", str(tmp_path / "o.png")], cwd=ROOT,
+                             stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+        err = p.communicate(timeout=120)[1]
+        if p.returncode == 0:  # (it finished first)
+            continue
+        assert p.returncode == 130 and "Traceback" not in err, err
+        assert err.strip().splitlines()[-1].startswith("error: interrupted"), err
