@@ -17,7 +17,7 @@ from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from core.device import release_freed_memory
-from core.encoding import LatentImage
+from core.encoding import Cancelled, LatentImage
 from core.geometry import Region
 from core.atomic import staged
 from core.formats import BY_PIL, FORMATS
@@ -115,8 +115,14 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
     flatten = image.alpha if not has_alpha and image.alpha is not None else None
     meta = image.meta if keep_exif else image.meta.without_exif()
 
+    def stop_if_cancelled() -> None:
+        # (every method: bicubic and nearest render without looking at ``cancelled``)
+        if cancelled is not None and cancelled():
+            raise Cancelled()
+
     def bands():
         for r0 in range(0, out_h, band):
+            stop_if_cancelled()
             r1 = min(out_h, r0 + band)
             win = (0, r0, out_w, r1)
             rgb = render_region(image, region, out_w, out_h, method, latent, win, cancelled)
@@ -130,6 +136,7 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
             release_freed_memory()  # the band's and the evicted tiles' pages (core.device)
             if progress is not None:
                 progress(r1, out_h)
+        stop_if_cancelled()  # a cancel during the last band: nothing is written
 
     if fmt == "PNG" and fitting_metadata(meta, fmt)[1]:
         # (streamed; a profile too large for PNG goes through save_image, which converts)
@@ -238,4 +245,6 @@ def export_many(image: LoadedImage, region: Region, out_w: int, out_h: int,
                        keep_exif=keep_exif)
             except (ImageError, OSError) as exc:  # name the target, not the staged file
                 raise type(exc)(str(exc).replace(tmp, str(target))) from None
+        if cancelled is not None and cancelled():
+            raise Cancelled()  # (staged: no target is touched)
     return [p for _, p in jobs]

@@ -224,6 +224,24 @@ def test_two_file_export_cancelled_after_the_first_changes_nothing(qtbot, win, i
     assert "nothing written" in win.statusBar().currentMessage()
 
 
+@pytest.mark.parametrize("method", ["bicubic", "nearest"])
+def test_cancel_stops_a_bicubic_or_nearest_export_too(qtbot, win, image_path, tmp_path,
+                                                       method):
+    """Cancel while a bicubic or nearest export renders: the existing file is kept and the
+    status says nothing was written (these renderers never looked at the cancel flag)."""
+    win.open_image(image_path)
+    target = tmp_path / "old.png"
+    target.write_bytes(b"the user's older file")
+    win.start_export(ExportRequest(Region(0, 0, 160, 120), 8000, 6000, [method],
+                                   [str(target)], 95))
+    qtbot.waitUntil(lambda: win.exports.dialog is not None, timeout=60000)
+    win.exports.dialog.canceled.emit()
+    qtbot.waitUntil(lambda: win.exports.dialog is None, timeout=120000)
+    assert target.read_bytes() == b"the user's older file"
+    assert sorted(os.listdir(tmp_path)) == ["old.png", "photo.png", "s.ini"]
+    assert "nothing written" in win.statusBar().currentMessage()
+
+
 def test_export_error_is_shown_and_app_keeps_running(qtbot, win, image_path, tmp_path):
     win.open_image(image_path)
     bad = str(tmp_path / "no-such-dir" / "x.png")
