@@ -383,8 +383,9 @@ def _from_array(arr: np.ndarray, path: str) -> LoadedImage:
     clipped to [0, 1]; the alpha becomes float."""
     if arr.ndim == 2:
         arr = arr[..., None]
-    if arr.dtype.kind == "f":
-        arr, bits = np.clip(arr.astype(np.float32), 0, 1), 16
+    if arr.dtype.kind == "f":  # (NaN and infinities, which a float TIFF may hold: 0 and 1)
+        arr = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+        arr, bits = np.clip(arr, 0, 1), 16
     elif arr.dtype in (np.uint8, np.uint16):
         bits = 8 if arr.dtype == np.uint8 else 16
     else:

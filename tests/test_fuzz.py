@@ -657,3 +657,51 @@ def test_ctrl_c_while_the_cli_starts_is_one_line(tmp_path):
             continue
         assert p.returncode == 130 and "Traceback" not in err, err
         assert err.strip().splitlines()[-1].startswith("error: interrupted"), err
+
+
+def test_the_cli_on_each_odd_file_is_clean_and_quiet(tmp_path, capsys):
+    """``python -m core.upscale`` on each odd file of this module: status 0 or one
+    ``error:`` line with status 2; nothing else on stderr but its own notes (no warnings,
+    no decoder log lines, no traceback)."""
+    import imagecodecs
+    import tifffile
+
+    from core.upscale import main
+    rng = np.random.default_rng(5)
+    a = (rng.random((20, 30, 3)) * 255).astype(np.uint8)
+    files = {}
+
+    def put(name, data):
+        files[name] = tmp_path / name
+        files[name].write_bytes(data)
+
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG", exif=rng.bytes(200))
+    put("broken-exif.png", buf.getvalue())
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG", icc_profile=_profile_for(b"GRAY"))
+    put("grey-profile.png", buf.getvalue())
+    buf = io.BytesIO()
+    Image.fromarray(a).convert("CMYK").save(buf, "JPEG")
+    put("cmyk.jpg", buf.getvalue())
+    put("claim.webp", _webp_claiming(16383, 16383))
+    put("anim.jxl", imagecodecs.jpegxl_encode(np.stack([a, a[::-1]]), lossless=True,
+                                              photometric="rgb"))
+    float_rgb = rng.random((20, 30, 3)).astype(np.float32)
+    float_rgb[0, 0] = np.nan
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, float_rgb, photometric="rgb")
+    put("float-nan.tif", buf.getvalue())
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, (rng.random((20, 30, 3)) * 65535).astype(np.uint16),
+                     photometric="rgb", extratags=[(65000, "s", 0, "x" * 10, True)])
+    put("odd-tag16.tif", buf.getvalue())
+    capsys.readouterr()
+    for name, path in files.items():
+        code = main([str(path), "--method", "bicubic", "--scale", "2", "-o",
+                     str(tmp_path / f"out-{name}.png"), "--no-progress"])
+        err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        own = [ln for ln in err if ln.startswith(("note:", "error:"))]
+        assert own == err, (name, err)  # nothing but the CLI's own lines
+        if code != 0:
+            assert code == 2 and len(err) == 1 and err[0].startswith("error:"), (name, err)

@@ -131,3 +131,23 @@ def test_a_reference_that_declares_a_huge_size_is_refused_with_a_dialog(qtbot, t
         assert "not enough memory" in w.errors[-1][1]
     finally:
         w.scheduler.shutdown()
+
+
+def test_a_reference_of_the_wrong_shape_is_refused_before_it_is_decoded(qtbot, tmp_path):
+    """The aspect ratio is checked from the header: nothing is decoded for a reference
+    that cannot be the open image at a larger size."""
+    import viewer.main_window as mw
+    hr = (smooth(40, 48) * 255).round().astype(np.uint8)
+    Image.fromarray(hr).save(tmp_path / "lr.png")
+    Image.fromarray(np.zeros((100, 300, 3), np.uint8)).save(tmp_path / "wide.png")
+    w = make_window(qtbot, tmp_path, size=(500, 400))
+    decoded = []
+    real = mw.load_image
+    try:
+        assert w.open_image(str(tmp_path / "lr.png"))
+        mw.load_image = lambda path, *a, **k: decoded.append(path) or real(path, *a, **k)
+        assert not w.open_reference(str(tmp_path / "wide.png"))
+        assert w.errors and "aspect ratio" in w.errors[-1][1] and decoded == []
+    finally:
+        mw.load_image = real
+        w.scheduler.shutdown()

@@ -28,9 +28,15 @@ Renderer = Callable[[Region, int, int], np.ndarray]
 
 def reference_scale(image: LoadedImage, reference: LoadedImage) -> float:
     """``s`` with ``reference = s x image`` (per axis within 1 %), or ValueError."""
-    sx, sy = reference.width / image.width, reference.height / image.height
+    return size_scale(image, reference.width, reference.height)
+
+
+def size_scale(image: LoadedImage, ref_w: int, ref_h: int) -> float:
+    """:func:`reference_scale` from a reference's size alone (its header: checked before
+    anything is decoded)."""
+    sx, sy = ref_w / image.width, ref_h / image.height
     if abs(sx - sy) > 0.01 * max(sx, sy) or min(sx, sy) < 1.0:
-        raise ValueError(f"the reference is {reference.width}x{reference.height}; it must be "
+        raise ValueError(f"the reference is {ref_w}x{ref_h}; it must be "
                          f"the open {image.width}x{image.height} image at a larger size, with "
                          f"the same aspect ratio")
     return (sx + sy) / 2

@@ -240,7 +240,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.error("Cannot use reference", "Open an image first.")
             return False
         try:
-            # the same size limit as an image (a small file may declare a huge one)
+            # its header first: a reference of the wrong shape is refused before decoding
+            # (a small file may declare a huge one); then the same size limit as an image
+            from viewer.groundtruth import size_scale
+            size_scale(self.image, *image_size(path))
             ref, _ = self._decode(path, MAX_PIXELS, display=False)
             if ref is None:
                 return False
