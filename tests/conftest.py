@@ -8,6 +8,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from core.models.registry import make
 
@@ -82,3 +83,19 @@ def make_window(qtbot, tmp_path, size=(640, 400), **kw):
     w.show()
     qtbot.waitExposed(w)
     return w
+
+
+@pytest.fixture
+def image_path(tmp_path):
+    """A 160x120 random RGB PNG, ``tmp_path/photo.png``."""
+    a = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
+    Image.fromarray(a).save(tmp_path / "photo.png")
+    return str(tmp_path / "photo.png")
+
+
+@pytest.fixture
+def win(qtbot, tmp_path):
+    """:func:`make_window`'s window, its scheduler shut down after the test."""
+    w = make_window(qtbot, tmp_path)
+    yield w
+    w.scheduler.shutdown()

@@ -73,3 +73,25 @@ def test_inspector_dock_plots_every_shown_method(qtbot, tmp_path):
         assert w.session.profile_line is None
     finally:
         w.scheduler.shutdown()
+
+
+def test_opening_another_image_clears_the_inspector(qtbot, tmp_path):
+    """The line and its curves belong to the image they were drawn on."""
+    a = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
+    Image.fromarray(a).save(tmp_path / "p.png")
+    Image.fromarray(a[:40, :50]).save(tmp_path / "q.png")
+    w = make_window(qtbot, tmp_path, size=(800, 500))
+    try:
+        assert w.open_image(str(tmp_path / "p.png"))
+        w.session.zoom_at(4.0)
+        w.show_inspector()
+        w.session.set_profile_line((10.0, 10.0), (30.0, 20.0))
+        assert w.scheduler.wait_idle(60)
+        qtbot.waitUntil(lambda: bool(w.inspector.curve_data()), timeout=20000)
+        assert w.open_image(str(tmp_path / "q.png"))
+        assert w.session.profile_line is None
+        qtbot.wait(300)
+        assert not w.inspector.curve_data()
+        assert "Ctrl+drag" in w.inspector.info.text()
+    finally:
+        w.scheduler.shutdown()

@@ -46,15 +46,18 @@ def test_modes_and_methods(session):
     assert session.render_methods() == ["bicubic", "nearest", "liif"]  # preview under LIIF
     session.set_mode("split")
     assert session.pane_methods() == [["liif", "nearest"]]
-    session.set_mode("split")  # its own key again: LIIF only (nearest is on: nearest only)
-    assert session.mode == "single" and session.pane_methods() == [["nearest"]]
+    session.set_mode("split")  # its own key again: LIIF only, which is LIIF (nearest off)
+    assert session.mode == "single" and session.pane_methods() == [["liif"]]
+    assert not session.nearest and session.other == "bicubic"
+    session.toggle_nearest()  # N in LIIF only: the source pixels instead
+    assert session.pane_methods() == [["nearest"]]
     session.toggle_nearest()
     assert session.pane_methods() == [["liif"]]
     session.set_image(image(400, 300), 200, 100)  # fitted below 1:1: LIIF shows the
     assert session.state.zoom < 1 and session.shown_methods() == ["bicubic"]  # filtered source
     with pytest.raises(ValueError):
         session.set_mode("sideways")
-    assert session.events.count("mode") == 4 and "view" in session.events
+    assert session.events.count("mode") == 5 and "view" in session.events
 
 
 def test_selection_is_clamped_and_cleared_with_the_line(session):
@@ -98,3 +101,14 @@ def test_compare_with_a_second_model(session):
     assert session.other == "bicubic" and session.compare_latent is None
     with pytest.raises(ValueError):
         session.set_other("compare")
+
+
+def test_liif_only_after_nearest_shows_liif(session):
+    """N then L: LIIF only shows LIIF (it showed nearest, labelled so, with both ticked)."""
+    session.set_image(image(), 200, 100)
+    session.set_model(make(tiny_spec()).eval(), "tiny")
+    session.toggle_nearest()
+    session.set_mode("single")
+    assert session.pane_methods() == [["liif"]] and not session.nearest
+    session.set_mode("side")
+    assert session.pane_methods() == [["liif"], ["bicubic"]]

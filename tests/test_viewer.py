@@ -9,24 +9,9 @@ from PySide6 import QtCore
 
 from core.geometry import Region
 from core.models.registry import make
-from tests.conftest import make_window, tiny_spec
+from tests.conftest import tiny_spec
 from viewer.export_dialog import ExportRequest
 from viewer.main_window import MainWindow
-
-
-@pytest.fixture
-def image_path(tmp_path):
-    a = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
-    p = tmp_path / "photo.png"
-    Image.fromarray(a).save(p)
-    return str(p)
-
-
-@pytest.fixture
-def win(qtbot, tmp_path):
-    w = make_window(qtbot, tmp_path)
-    yield w
-    w.scheduler.shutdown()
 
 
 def settle(qtbot, w):

@@ -7,22 +7,6 @@ from tests.conftest import make_window
 from viewer.export_dialog import MAX_SIDE, ExportDialog
 
 
-@pytest.fixture
-def image_path(tmp_path):
-    import numpy as np
-    from PIL import Image
-    a = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
-    Image.fromarray(a).save(tmp_path / "photo.png")
-    return str(tmp_path / "photo.png")
-
-
-@pytest.fixture
-def win(qtbot, tmp_path):
-    w = make_window(qtbot, tmp_path)
-    yield w
-    w.scheduler.shutdown()
-
-
 def test_current_view_at_fit_is_the_image_not_the_letterbox(qtbot):
     # a 1000x750 image fitted in a tall window: the view reaches beyond the image above/below
     dlg = ExportDialog(None, 1000, 750, Region(0, -214, 1000, 1178), None)

@@ -65,6 +65,17 @@ def _inside(r: Region, w: int, h: int) -> Region:
     return Region(x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else r
 
 
+def free_name(folder: str, stem: str, ext: str) -> str:
+    """``folder/stem.ext``, or ``stem-2.ext``, ``stem-3.ext``, ... the first that does not
+    exist: a repeated export proposes a new file, never the last one's."""
+    path = os.path.join(folder, f"{stem}{ext}")
+    k = 2
+    while os.path.lexists(path):
+        path = os.path.join(folder, f"{stem}-{k}{ext}")
+        k += 1
+    return path
+
+
 def _pictures() -> str:
     """The user's Pictures folder if there is one, else the home folder: never the folder the
     app was started from."""
@@ -139,8 +150,9 @@ class ExportDialog(QtWidgets.QDialog):
                                   "what the photo says about where and how it was taken.")
         form.addRow("Metadata", self.keep_exif)
         row = QtWidgets.QHBoxLayout()
-        folder = default_dir if default_dir and os.path.isdir(default_dir) else _pictures()
-        self.path = QtWidgets.QLineEdit(os.path.join(folder, f"{stem}.png"))
+        folder = default_dir if default_dir and os.path.isdir(default_dir) \
+            and os.access(default_dir, os.W_OK) else _pictures()
+        self.path = QtWidgets.QLineEdit(free_name(folder, stem, ".png"))
         browse = QtWidgets.QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         row.addWidget(self.path)
@@ -272,5 +284,14 @@ class ExportDialog(QtWidgets.QDialog):
         if not self.path.text().strip():
             QtWidgets.QMessageBox.warning(self, "Export", "Choose a file to export to.")
             return
-        self.result_request = self.request()
+        request = self.request()
+        there = [p for p in request.paths if os.path.lexists(p)]
+        if there and QtWidgets.QMessageBox.question(
+                self, "Replace?", "\n".join(os.path.basename(p) for p in there)
+                + (" exists" if len(there) == 1 else " exist")
+                + " already. Replace " + ("it?" if len(there) == 1 else "them?"),
+                QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
+                QtWidgets.QMessageBox.StandardButton.No) != QtWidgets.QMessageBox.StandardButton.Yes:
+            return
+        self.result_request = request
         self.accept()

@@ -125,7 +125,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if event == "line" and self.session.profile_line is not None \
                 and not self.inspector.isVisible():
             self.show_inspector()
-        if event in ("line", "view"):
+        if event in ("line", "view", "source"):  # (a new image clears the line)
             self.inspector.schedule()
         self.menus.sync(self.session)
         self.status.refresh()
@@ -312,8 +312,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self.error("Export", "Open an image first.")
             return
         stem = Path(self.image.path).stem or "export"
+        # the last folder exported to, else the image's own (where the README says)
+        folder = self.settings.value("export_dir", "") or (
+            os.path.dirname(os.path.abspath(self.image.path)) if self.image.path else "")
         dlg = ExportDialog(self, self.image.width, self.image.height, self.state.visible_region(),
-                           self.session.selection, self.settings.value("export_dir", ""),
+                           self.session.selection, folder,
                            stem + "-liif", compare=self.session.compare_name or None,
                            rate=self._export_rate(), image=self.image)
         if dlg.exec() == QtWidgets.QDialog.DialogCode.Accepted and dlg.result_request:

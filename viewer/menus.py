@@ -4,7 +4,7 @@ check marks follow the session's state."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 from PySide6 import QtGui, QtWidgets
 
@@ -47,7 +47,7 @@ class Menus:
         """Check marks and the model line from the session's state."""
         self.side.setChecked(session.mode == "side")
         self.split.setChecked(session.mode == "split")
-        self.single.setChecked(session.mode == "single")
+        self.single.setChecked(session.mode == "single" and not session.nearest)
         self.nearest.setChecked(session.nearest)
         other = session.other
         key = session.compare_name if other == "compare" else other
@@ -128,18 +128,24 @@ class RecentFiles:
         self.menu, self.settings, self.open_image, self.limit = menu, settings, open_image, limit
         self.refresh()
 
+    def paths(self) -> List[str]:
+        """The stored paths, newest first. (QSettings reads a one-entry list back from its
+        file as a plain string: that is one path, not a list of characters.)"""
+        recent = self.settings.value("recent") or []
+        if isinstance(recent, str):
+            recent = [recent]
+        return [str(p) for p in recent if p]
+
     def add(self, path: str) -> None:
         import os
         path = os.path.abspath(path)
-        recent = [p for p in (self.settings.value("recent") or []) if p != path]
+        recent = [p for p in self.paths() if p != path]
         self.settings.setValue("recent", [path] + recent[:self.limit - 1])
         self.refresh()
 
     def refresh(self) -> None:
         self.menu.clear()
-        recent = self.settings.value("recent") or []
-        if isinstance(recent, str):
-            recent = [recent]
+        recent = self.paths()
         for p in recent:
             a = self.menu.addAction(p)
             a.triggered.connect(lambda _=False, p=p: self.open_image(p))

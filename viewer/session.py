@@ -134,7 +134,14 @@ class Session:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.mode = "single" if (mode == self.mode and mode != "single") else mode
+        if self.mode == "single" and self.nearest:
+            # LIIF only means LIIF: nearest neighbour gives way to what was there before
+            self._leave_nearest()
         self._notify("mode")
+
+    def _leave_nearest(self) -> None:
+        self.other = self._before_nearest if (
+            self._before_nearest != "compare" or self.compare_model is not None) else "bicubic"
 
     @property
     def nearest(self) -> bool:
@@ -145,8 +152,7 @@ class Session:
         """Nearest neighbour instead of bicubic or the compare model (in single mode: instead
         of LIIF); again: back to what was there (the compare model if one is loaded)."""
         if self.other == "nearest":
-            self.other = self._before_nearest if (
-                self._before_nearest != "compare" or self.compare_model is not None) else "bicubic"
+            self._leave_nearest()
         else:
             self._before_nearest, self.other = self.other, "nearest"
         self._notify("mode")
