@@ -94,9 +94,9 @@ def main() -> None:
 
     from PIL import Image
 
-    from core.defaults import default_checkpoint
+    from core.zoo import clean_default
     from core.device import pick_device
-    ckpt = args.checkpoint or str(default_checkpoint(pick_device(None)))
+    ckpt = args.checkpoint or str(clean_default(pick_device(None)))
     tmp = tempfile.mkdtemp(prefix="liif-cli-bench-")
     w, h = Image.open(args.image).size
     ow, oh = round(w * args.scale), round(h * args.scale)

@@ -40,7 +40,7 @@ def main() -> None:
     from PIL import Image
 
     from core.checkpoints import load_model
-    from core.defaults import default_checkpoint
+    from core.zoo import clean_default
     from core.encoding import encode
     from core.models.registry import make
 
@@ -54,7 +54,7 @@ def main() -> None:
         torch.manual_seed(0)
         model, name = make(PAPER).eval(), "EDSR-baseline-LIIF (random weights)"
     else:
-        ckpt = args.checkpoint or default_checkpoint("cpu")
+        ckpt = args.checkpoint or clean_default("cpu")
         model, _, _ = load_model(ckpt)
         name = os.path.basename(str(ckpt))
     base = peak_rss_mib()

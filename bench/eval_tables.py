@@ -41,11 +41,11 @@ def main() -> None:
     import torch
 
     from core.checkpoints import load_model
-    from core.defaults import default_checkpoint
+    from core.zoo import clean_default
     from training.data import PairedFolder
     from training.evaluate import evaluate, parse_scales
 
-    ckpt = args.checkpoint or str(default_checkpoint("cpu"))
+    ckpt = args.checkpoint or str(clean_default("cpu"))
     model, _, _ = load_model(ckpt)
     scales = parse_scales(args.scales)
     out = {"checkpoint": os.path.relpath(ckpt, ROOT), "fp16_latent": args.fp16_latent, "sets": {}}

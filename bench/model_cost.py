@@ -85,8 +85,8 @@ def main() -> None:
     args = p.parse_args()
     import torch
     torch.set_num_threads(args.threads)
-    from core.defaults import bundled_models
-    paths = args.checkpoints or [str(p) for p in bundled_models().values()]
+    from core.zoo import bundled
+    paths = args.checkpoints or [str(p) for p in bundled().values()]
     rows = [measure(c, args.size, args.scale, args.repeat) for c in paths]
     print(f"{args.size}x{args.size} source, x{args.scale}, {args.threads} threads, "
           f"torch {torch.__version__}")

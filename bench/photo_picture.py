@@ -32,7 +32,7 @@ def main() -> None:
     from PIL import Image, ImageDraw
 
     from core.checkpoints import load_model
-    from core.defaults import resolve_checkpoint
+    from core.zoo import resolve
     from core.encoding import encode
     from core.geometry import Region
     from core.imageio import LoadedImage
@@ -47,7 +47,7 @@ def main() -> None:
     w, h = round(region.w * args.scale), round(region.h * args.scale)
     panels = [("bicubic", render_by("bicubic", image, region, w, h))]
     for key, label in (("cpu", "CPU model (clean)"), ("photo", "photo model")):
-        model = load_model(resolve_checkpoint(key))[0]
+        model = load_model(resolve(key))[0]
         lat = encode(model, rgb, torch.device("cpu"))
         panels.append((label, render_by("liif", image, region, w, h, {"liif": lat})))
     gap, strip = 6, 22

@@ -42,7 +42,7 @@ def main() -> None:
     import torch
 
     from core.checkpoints import load_model
-    from core.defaults import resolve_checkpoint
+    from core.zoo import resolve
     from training.data import PairedFolder
     from training.degrade import parse_eval
     from training.evaluate import evaluate, parse_scales
@@ -51,7 +51,7 @@ def main() -> None:
     scales = parse_scales(args.scales)
     res = {}  # (set, degrade, model, scale) -> psnr; model "bicubic" too
     for key in args.models.split(","):
-        path = resolve_checkpoint(key)
+        path = resolve(key)
         model = load_model(path)[0]
         for name in sets:
             if key == "paper" and name not in args.paper_sets.split(","):

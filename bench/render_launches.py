@@ -64,7 +64,7 @@ def main() -> None:
 
     import core.render as render_mod
     from core.checkpoints import load_model
-    from core.defaults import resolve_checkpoint
+    from core.zoo import resolve
     from core.encoding import encode
     from core.geometry import Region
 
@@ -78,7 +78,7 @@ def main() -> None:
     except ImportError:
         pass
     torch.manual_seed(0)
-    model = load_model(resolve_checkpoint(args.checkpoint), "cpu")[0]
+    model = load_model(resolve(args.checkpoint), "cpu")[0]
     W, H, T, z = 1920, 1080, args.tile or tile, args.zoom
     src_w, src_h = int(W / z) + 8, int(H / z) + 8
     rgb = np.random.default_rng(0).random((src_h, src_w, 3), dtype=np.float32)

@@ -18,7 +18,7 @@ second; a summary line ends the run, and the exit status is 1 if any input faile
 
 The region is in source pixels (fractional allowed; default the whole image); ``--scale``
 multiplies its size, ``--size`` sets the output size exactly. Output format by extension:
-PNG, JPEG, TIFF, WebP, BMP, AVIF. The default checkpoint follows :func:`core.defaults.choose_model`
+PNG, JPEG, TIFF, WebP, BMP, AVIF. The default checkpoint follows :func:`core.zoo.choose`
 for each input: the photo model for a lossy one (JPEG, lossy WebP, HEIC), else the clean
 bundled model for the device; one line on stderr names each model as it is first used and
 why (``JPEG q≈72 → photo model``). ``--checkpoint`` takes a file or a bundled model's key
@@ -52,8 +52,9 @@ from typing import List, Optional
 
 from core.cli import ArgumentParser
 from core.atomic import Terminated, check_replaceable, remove_stale, terminate_on_signals
-from core.checkpoints import CheckpointError, load_model
-from core.defaults import choose_model, describe_model, duration, export_rate, resolve_checkpoint
+from core.checkpoints import CheckpointError
+from core import zoo
+from core.defaults import duration, export_rate
 from core.device import fast_compute_dtype, is_out_of_memory, pick_device
 from core.encoding import encode, default_budget, latent_dtype
 from core.export import MAX_OUTPUT_PIXELS, MAX_OUTPUT_SIDE, METHODS, check_output, export
@@ -349,24 +350,24 @@ def _say(bar, line: str) -> None:
 
 class Models:
     """The models of a run, loaded once each: ``--checkpoint`` for every input, else the one
-    :func:`core.defaults.choose_model` picks for each input; the first use of each is named
+    :func:`core.zoo.choose` picks for each input; the first use of each is named
     on stderr with the reason."""
 
     def __init__(self, args) -> None:
         self.device = pick_device(args.device)
-        self.fixed = resolve_checkpoint(args.checkpoint) if args.checkpoint else None
+        self.fixed = zoo.resolve(args.checkpoint) if args.checkpoint else None
         self.loaded: dict = {}
 
     def get(self, src: Optional[str], bar=None) -> tuple:
         if self.fixed is not None:
             path, why = self.fixed, ""
         else:
-            choice = choose_model(self.device, src)
+            choice = zoo.choose(self.device, src)
             path, why = choice.path, f" ({choice.reason})"
         if path not in self.loaded:
-            model = load_model(path, self.device)[0]
+            model = zoo.load(path, self.device)
             self.loaded[path] = model
-            _say(bar, describe_model(path, model, self.device) + why)
+            _say(bar, zoo.describe(path, model, self.device) + why)
         return self.loaded[path], self.device
 
 

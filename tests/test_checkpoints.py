@@ -112,9 +112,9 @@ def test_convert_command_writes_a_self_describing_copy(tmp_path, tiny_checkpoint
 def test_bundled_paper_model_renders_what_the_official_code_renders(rand_image):
     """The bundled conversion holds the release's exact weights, and the fast renderer gives
     the official query's pixels from it (within 1e-5) at integer and fractional scales."""
-    from core.defaults import PAPER_CHECKPOINT
+    from core import zoo
 
-    spec, sd, info = load_checkpoint(PAPER_CHECKPOINT)
+    spec, sd, info = load_checkpoint(zoo.get("paper").path)
     ospec, osd, _ = load_checkpoint(PAPER_PTH)
     assert spec == ospec and sd.keys() == osd.keys()
     assert all(torch.equal(sd[k], osd[k]) for k in sd)
@@ -209,8 +209,8 @@ def test_loading_a_model_stays_light():
     import subprocess
     import sys
     code = ("import sys; from core.checkpoints import load_model; "
-            "from core.defaults import BUNDLED; "
-            "[load_model(m.path) for m in BUNDLED if m.path.is_file()]; "
+            "from core.zoo import REGISTRY; "
+            "[load_model(m.path) for m in REGISTRY if m.path.is_file()]; "
             "heavy = [m for m in ('torch._dynamo', 'sympy') if m in sys.modules]; "
             "print(','.join(heavy) or 'none')")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,11 +1,13 @@
-"""The one rule that picks the model for an input (core.defaults.choose_model), the formats
+"""The one rule that picks the model for an input (core.zoo.choose), the formats
 table it reads (core.formats), and the front doors that follow it."""
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from core import defaults, formats
+from pathlib import Path
+
+from core import formats, zoo
 from core.checkpoints import save_model
 from core.models.registry import make
 from tests.conftest import make_window, tiny_spec
@@ -56,28 +58,28 @@ def models(tmp_path, monkeypatch):
         torch.manual_seed(i)
         paths[key] = tmp_path / f"tiny-{key}.safetensors"
         save_model(make(tiny_spec()), tiny_spec(), paths[key])
-    monkeypatch.setattr(defaults, "bundled_models", lambda: dict(paths))
+    monkeypatch.setattr(zoo, "bundled", lambda: dict(paths))
     return paths
 
 
 def test_lossy_inputs_get_the_photo_model_and_lossless_the_clean_one(tmp_path, models):
     jpg = picture(tmp_path / "a.jpg", quality=72)
     png = picture(tmp_path / "a.png")
-    c = defaults.choose_model("cpu", jpg)
+    c = zoo.choose("cpu", jpg)
     assert c.path == models["photo"] and c.reason == "JPEG q≈72 → photo model"
-    assert defaults.choose_model("cuda", jpg).path == models["photo"]
-    c = defaults.choose_model("cpu", png)
+    assert zoo.choose("cuda", jpg).path == models["photo"]
+    c = zoo.choose("cpu", png)
     assert c.path == models["cpu"] and c.reason.startswith("PNG (lossless) → ")
-    assert defaults.choose_model("cuda", png).path == models["paper"]
-    assert defaults.choose_model("cpu", picture(tmp_path / "w.webp", quality=60)).path == models["photo"]
-    assert defaults.resolve_checkpoint("photo") == models["photo"]
-    assert defaults.resolve_checkpoint("x/y.safetensors") == defaults.Path("x/y.safetensors")
+    assert zoo.choose("cuda", png).path == models["paper"]
+    assert zoo.choose("cpu", picture(tmp_path / "w.webp", quality=60)).path == models["photo"]
+    assert zoo.resolve("photo") == models["photo"]
+    assert zoo.resolve("x/y.safetensors") == Path("x/y.safetensors")
 
 
 def test_without_a_photo_model_everything_gets_the_clean_one(tmp_path, models, monkeypatch):
     del models["photo"]
-    monkeypatch.setattr(defaults, "bundled_models", lambda: dict(models))
-    assert defaults.choose_model("cpu", picture(tmp_path / "a.jpg")).path == models["cpu"]
+    monkeypatch.setattr(zoo, "bundled", lambda: dict(models))
+    assert zoo.choose("cpu", picture(tmp_path / "a.jpg")).path == models["cpu"]
 
 
 def test_upscale_cli_chooses_per_file_in_a_batch_and_says_why(tmp_path, models, capsys):
@@ -142,3 +144,18 @@ def test_a_window_made_with_a_model_keeps_it(qtbot, tmp_path, models):
         assert w.model_name == "tiny"
     finally:
         w.scheduler.shutdown()
+
+
+def test_models_by_name_are_loaded_once_per_file_and_device(tmp_path, models):
+    """The zoo's one cache: the same key or file gives the same ready model (the viewer's
+    rule, its comparison pane and a CLI batch share it); a changed file is loaded anew."""
+    a = zoo.load("cpu")
+    assert zoo.load("cpu") is a and zoo.load(str(models["cpu"])) is a
+    assert not a.training and zoo.load("paper") is not a
+    assert zoo.get("photo").key == "photo" and zoo.get("photo").card.suffix == ".md"
+    with pytest.raises(KeyError, match="bundled: paper, cpu, photo"):
+        zoo.get("nope")
+    save_model(make(tiny_spec()), tiny_spec(), models["cpu"])  # replaced on disk
+    import os
+    os.utime(models["cpu"], ns=(1, 1))
+    assert zoo.load("cpu") is not a

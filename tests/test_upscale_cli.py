@@ -153,9 +153,9 @@ def test_too_large_for_in_memory_format_is_refused(tmp_path, photo):
 def test_cli_and_evaluate_use_the_viewers_default_and_say_which(tmp_path, photo):
     """One rule for the default model: the upscale CLI and the evaluation CLI take the model
     core.defaults picks for the device (the viewer's), and name it on stderr / in the JSON."""
-    from core.defaults import default_checkpoint
+    from core.zoo import clean_default
 
-    want = default_checkpoint("cpu")
+    want = clean_default("cpu")
     r = run_cli(photo, "--scale", 2, "--device", "cpu", "-o", tmp_path / "o.png")
     assert r.returncode == 0, r.stderr
     assert f"model {want.stem} (" in r.stderr and "on cpu" in r.stderr

@@ -314,12 +314,12 @@ def test_compare_any_two_models_side_by_side_and_split(qtbot, win, image_path, t
 
 
 def test_main_opens_bundled_sample_with_bundled_model(qtbot, tmp_path):
-    from core.defaults import CPU_CHECKPOINT, PAPER_CHECKPOINT
+    from core import zoo
     from viewer.app import build_window, parse_args
     settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
     w = build_window(parse_args([]), settings=settings)
     qtbot.addWidget(w)
-    cpu, paper = CPU_CHECKPOINT.stem, PAPER_CHECKPOINT.stem
+    cpu, paper = zoo.get("cpu").path.stem, zoo.get("paper").path.stem
     try:
         assert w.image is not None and w.latent is not None
         # on a CPU the CPU model is the default; the status bar names it
@@ -343,11 +343,11 @@ def test_main_opens_bundled_sample_with_bundled_model(qtbot, tmp_path):
 
 
 def test_default_model_per_device():
-    from core.defaults import CPU_CHECKPOINT, PAPER_CHECKPOINT, bundled_models, default_checkpoint
-    assert list(bundled_models()) == ["paper", "cpu", "photo"]  # all bundled, paper first
-    assert default_checkpoint("cpu") == CPU_CHECKPOINT
-    assert default_checkpoint("cuda") == PAPER_CHECKPOINT
-    assert default_checkpoint("mps") == PAPER_CHECKPOINT
+    from core import zoo
+    assert list(zoo.bundled()) == ["paper", "cpu", "photo"]  # all bundled, paper first
+    assert zoo.clean_default("cpu") == zoo.get("cpu").path
+    assert zoo.clean_default("cuda") == zoo.get("paper").path
+    assert zoo.clean_default("mps") == zoo.get("paper").path
 
 
 def test_bad_file_opens_a_real_error_dialog(qtbot, tmp_path):

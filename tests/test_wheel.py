@@ -18,7 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_wheel_ships_the_models_and_runs_outside_the_checkout(tmp_path):
     import site
 
-    from core.defaults import BUNDLED, SAMPLE_IMAGE
+    from core.defaults import SAMPLE_IMAGE
+    from core.zoo import REGISTRY
 
     # build from a copy of the sources (setuptools keeps a build/ folder beside them, and a
     # stale one could slip old files into the wheel)
@@ -32,7 +33,7 @@ def test_wheel_ships_the_models_and_runs_outside_the_checkout(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     whl = glob.glob(str(tmp_path / "dist" / "liif_zoom-*.whl"))[0]
     names = zipfile.ZipFile(whl).namelist()
-    for f in [m.path for m in BUNDLED if m.path.is_file()] + [SAMPLE_IMAGE]:
+    for f in [m.path for m in REGISTRY if m.path.is_file()] + [SAMPLE_IMAGE]:
         assert f"resources/{f.name}" in names, f.name
     assert "resources/LICENSES.md" in names and "training/configs/history/cpu-lmf.yaml" in names
     assert "core/kernels/lmf_grid.c" in names  # the native decoder's source, built on first use

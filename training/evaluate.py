@@ -33,7 +33,7 @@ import torch
 
 from core.cli import ArgumentParser
 from core.checkpoints import CheckpointError, load_model
-from core.defaults import choose_model, describe_model, resolve_checkpoint
+from core import zoo
 from core.formats import InputKind
 from core.device import is_out_of_memory, pick_device
 from core.encoding import encode
@@ -138,16 +138,16 @@ def main(argv=None) -> int:
         folder = PairedFolder(args.data)
         device = pick_device(args.device)
         if args.checkpoint:
-            ckpt, why = str(resolve_checkpoint(args.checkpoint)), ""
+            ckpt, why = str(zoo.resolve(args.checkpoint)), ""
         else:  # the viewer's rule, applied to the LR the model sees
             jpeg_q = [v for k, v in degrade.steps if k == "jpeg"]
             kind = (InputKind("JPEG", True, jpeg_q[-1]) if jpeg_q
                     else InputKind(degrade.spec, False))
-            choice = choose_model(device, kind=kind)
+            choice = zoo.choose(device, kind=kind)
             ckpt, why = str(choice.path), f" ({choice.reason})"
         model = None if args.bicubic_only else load_model(ckpt, device)[0]
         if model is not None:
-            print(describe_model(ckpt, model, device) + why, file=sys.stderr)
+            print(zoo.describe(ckpt, model, device) + why, file=sys.stderr)
         t0 = time.time()
         res = evaluate(model, folder, scales, args.protocol, device, args.limit,
                        log=lambda m: print(m, file=sys.stderr),

@@ -42,8 +42,9 @@ def configure_threads(device, workers: Optional[int] = None) -> int:
 def build_window(args: argparse.Namespace, settings=None, liif_workers: int = 1,
                  tile: Optional[int] = None):
     """Create the main window for ``args`` (model and image loaded); errors go to dialogs."""
-    from core.checkpoints import CheckpointError, load_model
-    from core.defaults import SAMPLE_IMAGE, choose_model, resolve_checkpoint
+    from core.checkpoints import CheckpointError
+    from core import zoo
+    from core.defaults import SAMPLE_IMAGE
     from core.device import pick_device
     from viewer.main_window import MainWindow
 
@@ -53,15 +54,13 @@ def build_window(args: argparse.Namespace, settings=None, liif_workers: int = 1,
     image = args.image or (str(SAMPLE_IMAGE) if SAMPLE_IMAGE.exists() else None)
     if args.checkpoint:  # named on the command line: holds for every image opened
         win.auto_model = False
-        ckpt, why = str(resolve_checkpoint(args.checkpoint)), "named on the command line"
+        ckpt, why = str(zoo.resolve(args.checkpoint)), "named on the command line"
     else:  # the rule, for the first image (open_image applies it to every later one)
-        choice = choose_model(device, image if image and os.path.isfile(image) else None)
+        choice = zoo.choose(device, image if image and os.path.isfile(image) else None)
         ckpt, why = str(choice.path), choice.reason
     try:
-        model, _, _ = load_model(ckpt, device)
+        model = zoo.load(ckpt, device)
         win.set_model(model, Path(ckpt).stem, why)
-        if win.auto_model:
-            win.models.rule_cache[Path(ckpt)] = model
     except CheckpointError as exc:
         win.show()
         win.error("Cannot load checkpoint", f"{exc}\n\nOnly bicubic is available until a model "

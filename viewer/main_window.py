@@ -64,7 +64,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setWindowTitle("LIIF Zoom")
         self.session = Session(device, LATENT_TILE)
         self.session.model, self.session.model_name = model, model_name
-        #: pick the model for each opened image by core.defaults.choose_model (off when the
+        #: pick the model for each opened image by core.zoo.choose (off when the
         #: command line named a checkpoint, or the window was made with a model); the Model
         #: menu overrides it for the open image
         self.auto_model = model is None

@@ -8,7 +8,7 @@ from typing import Callable, Dict, List, Optional
 
 from PySide6 import QtGui, QtWidgets
 
-from core.defaults import BUNDLED
+from core.zoo import REGISTRY
 
 ZOOM_STEP = 2 ** 0.25
 #: Help → Controls
@@ -60,7 +60,7 @@ class Menus:
 
 def _bundled(win, menu, group, actions: dict, slot) -> None:
     """One checkable action per bundled model file, calling ``slot(path)``."""
-    for bm in BUNDLED:
+    for bm in REGISTRY:
         if bm.path.is_file():
             a = action(win, menu, f"{bm.label}: {bm.path.name}",
                        lambda _=False, p=str(bm.path): slot(p), checkable=True)

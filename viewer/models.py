@@ -1,12 +1,12 @@
 """Loading models for the viewer: the rule that picks one per opened image
-(:func:`core.defaults.choose_model`, each model loaded once) and loading a file with a dialog
-that says why it failed. Qt-free but for the error callback the window passes."""
+(:func:`core.zoo.choose`; :func:`core.zoo.load` loads each file once) and loading a file with
+a dialog that says why it failed. Qt-free but for the error callback the window passes."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Optional
 
-from core.checkpoints import CheckpointError, load_model
+from core import zoo
+from core.checkpoints import CheckpointError
 
 
 class ModelLoader:
@@ -14,13 +14,11 @@ class ModelLoader:
 
     def __init__(self, session, error: Callable[[str, str], None]) -> None:
         self.session, self.error = session, error
-        #: models the rule loaded, by file: switching between images loads each once
-        self.rule_cache: Dict[Path, object] = {}
 
     def load(self, path: str, keeps: str):
         """The model in ``path``, or None after a dialog that says why and what ``keeps``."""
         try:
-            return load_model(path, self.session.device)[0]
+            return zoo.load(path, self.session.device)
         except CheckpointError as exc:
             self.error("Cannot load checkpoint", f"{exc}\n\n{keeps}")
         except (Exception, RecursionError) as exc:  # never lose the window to a bad file
@@ -29,18 +27,14 @@ class ModelLoader:
         return None
 
     def apply_rule(self, path: Optional[str]) -> None:
-        """Use the model :func:`core.defaults.choose_model` picks for the image in ``path``;
-        on a load failure, a dialog and the current model stays."""
-        from core.defaults import choose_model
+        """Use the model :func:`core.zoo.choose` picks for the image in ``path``; on a load
+        failure, a dialog and the current model stays."""
         ses = self.session
-        choice = choose_model(ses.device, path)
+        choice = zoo.choose(ses.device, path)
         if ses.model is not None and ses.model_name == choice.path.stem:
             ses.model_reason = choice.reason
             return
-        model = self.rule_cache.get(choice.path)
+        model = self.load(str(choice.path), "The current model stays in use.")
         if model is None:
-            model = self.load(str(choice.path), "The current model stays in use.")
-            if model is None:
-                return
-            self.rule_cache[choice.path] = model
+            return
         ses.set_model(model, choice.path.stem, choice.reason)

@@ -139,8 +139,8 @@ def inspector(app, win, outdir: str, cx: float, cy: float) -> None:
 
 def compare(app, win, outdir: str, cx: float, cy: float) -> None:
     """Compare any two: the paper model | the CPU model (Model -> Compare With)."""
-    from core.defaults import bundled_models
-    models = bundled_models()
+    from core.zoo import bundled
+    models = bundled()
     if {"paper", "cpu"} <= set(models):
         win.session.clear_selection()
         win.inspector.hide()

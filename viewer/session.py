@@ -43,7 +43,7 @@ class Session:
         self.latent_tile = latent_tile
         self.model: Optional[torch.nn.Module] = None
         self.model_name = ""
-        #: why the model in use was chosen (core.defaults.choose_model's reason, or the menu)
+        #: why the model in use was chosen (core.zoo.choose's reason, or the menu)
         self.model_reason = ""
         self.image: Optional[LoadedImage] = None
         self.latent: Optional[LatentImage] = None

@@ -1,0 +1,166 @@
+"""The bundled models by name, loaded once, and the one rule that picks a model for an input.
+
+One front door from a name to a ready model (timm's ``create_model`` is the example)::
+
+    from core import zoo
+    model = zoo.load("cpu")                      # a bundled model, in eval mode, on the CPU
+    choice = zoo.choose("cpu", "holiday.jpg")    # the rule: ModelChoice(path, reason)
+    model = zoo.load(choice.path, device)        # any file too; each (file, device) once
+
+Three models are bundled (``resources/``, each with its card, ``resources/<stem>.md``):
+
+* ``paper``: the LIIF authors' EDSR-baseline-LIIF, converted from their release
+  (``python -m core.checkpoints convert``); the paper's quality, interactive on a GPU.
+* ``cpu``: this project's CPU model (an LMF decoder on an encoder cut from the paper model's),
+  trained to come close to the paper model's quality at a fraction of its cost.
+* ``photo``: the CPU model's network trained on LR made the way photos are (blur, noise,
+  JPEG; ``training/degrade.py``), so that it does not sharpen compression artifacts.
+
+:func:`choose` is the rule every front door uses (the viewer, ``core.upscale`` per file,
+``training.evaluate``): an input whose pixels went through lossy compression (JPEG; lossy
+WebP, AVIF, HEIC, JPEG XL; :func:`core.formats.inspect_input`) gets the photo model; any other
+gets :func:`clean_default`, the clean model for the device: the paper model where the device
+makes it interactive (CUDA, MPS), the CPU model on a CPU. It says why, e.g.
+``JPEG q≈72 → photo model``; :func:`describe` names a model in one line.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Tuple, Union
+
+import torch
+
+from core.checkpoints import load_model
+from core.defaults import RESOURCES
+from core.formats import InputKind, inspect_input
+
+__all__ = ["Bundled", "REGISTRY", "ModelChoice", "bundled", "get", "resolve", "load",
+           "clean_default", "choose", "short_name", "describe"]
+
+
+@dataclass(frozen=True)
+class Bundled:
+    """A model file shipped in ``resources/``: ``key`` names its role (``--checkpoint KEY``),
+    ``family`` its decoder (LIIF or LMF), ``label`` its menu entry, ``short`` how the status
+    bar and the CLI name it; its card is ``resources/<stem>.md``."""
+
+    key: str
+    file: str
+    family: str
+    label: str
+    short: str
+
+    @property
+    def path(self) -> Path:
+        return RESOURCES / self.file
+
+    @property
+    def card(self) -> Path:
+        return self.path.with_suffix(".md")
+
+
+#: in menu order
+REGISTRY: Tuple[Bundled, ...] = (
+    Bundled("paper", "edsr-baseline-liif.safetensors", "LIIF",
+            "Paper model (EDSR-baseline-LIIF, the authors' weights)", "paper model"),
+    Bundled("cpu", "lmf-edsr6-cpu.safetensors", "LMF",
+            "CPU model (LMF on an encoder cut from the paper model)", "CPU model"),
+    Bundled("photo", "lmf-edsr6-photo.safetensors", "LMF",
+            "Photo model (the CPU model trained on JPEG, noise and blur)", "photo model"),
+)
+
+
+def get(key: str) -> Bundled:
+    """The bundled model ``key`` (KeyError naming the known keys)."""
+    for m in REGISTRY:
+        if m.key == key:
+            return m
+    raise KeyError(f"no bundled model {key!r} (bundled: {', '.join(m.key for m in REGISTRY)})")
+
+
+def bundled() -> Dict[str, Path]:
+    """``{key: path}`` of the bundled model files present, in menu order."""
+    return {m.key: m.path for m in REGISTRY if m.path.is_file()}
+
+
+def resolve(name: Union[str, os.PathLike]) -> Path:
+    """A bundled model's key (``paper``, ``cpu``, ``photo``) or a file path, as a path."""
+    models = bundled()
+    return models[str(name)] if str(name) in models else Path(name)
+
+
+_cache: Dict[tuple, torch.nn.Module] = {}
+_lock = threading.Lock()
+
+
+def load(name: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu"
+         ) -> torch.nn.Module:
+    """The model ``name`` (a bundled key or a file; :func:`core.checkpoints.load_model`'s
+    checks and errors) in eval mode on ``device``, loaded once per file and device: the
+    viewer, its comparison pane and a batch share it. Never modify the returned model
+    (training loads its own copy with ``load_model``)."""
+    path = resolve(name)
+    try:
+        st = os.stat(path)
+        key = (os.path.realpath(path), st.st_mtime_ns, st.st_size, str(torch.device(device)))
+    except OSError:
+        key = None  # load_model says what is wrong with the path
+    with _lock:
+        if key is not None and key in _cache:
+            return _cache[key]
+    model = load_model(path, device)[0]
+    if key is not None:
+        with _lock:
+            model = _cache.setdefault(key, model)
+    return model
+
+
+def clean_default(device: Union[str, torch.device]) -> Path:
+    """The clean model for ``device``: the paper model on a GPU (CUDA, MPS), the CPU model on
+    a CPU (or whichever of the two is bundled if only one is)."""
+    models = {k: v for k, v in bundled().items() if k in ("paper", "cpu")}
+    want = "cpu" if torch.device(device).type == "cpu" else "paper"
+    if want in models:
+        return models[want]
+    return next(iter(models.values()), REGISTRY[0].path)
+
+
+def short_name(path: Union[str, os.PathLike]) -> str:
+    """``photo model``, ``CPU model``, ... for a bundled file; the file's stem otherwise."""
+    for m in REGISTRY:
+        if Path(path) == m.path:
+            return m.short
+    return Path(path).stem
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model the rule picked and why (``reason``, e.g. ``JPEG q≈72 → photo model``)."""
+
+    path: Path
+    reason: str
+
+
+def choose(device: Union[str, torch.device], image: Optional[Union[str, os.PathLike]] = None,
+           kind: Optional[InputKind] = None) -> ModelChoice:
+    """The one rule: the photo model for a lossy input (``kind``, or what
+    :func:`core.formats.inspect_input` finds in ``image``), else :func:`clean_default`."""
+    if kind is None and image is not None:
+        kind = inspect_input(image)
+    photo = bundled().get("photo")
+    if kind is not None and kind.lossy and photo is not None:
+        return ModelChoice(photo, f"{kind.describe()} → photo model")
+    path = clean_default(device)
+    why = kind.describe() if kind is not None else f"{torch.device(device).type}"
+    return ModelChoice(path, f"{why} → {short_name(path)}")
+
+
+def describe(path: Union[str, os.PathLike], model: torch.nn.Module,
+             device: Union[str, torch.device]) -> str:
+    """One line naming the model in use: ``model NAME (FAMILY, N k parameters) on DEVICE``."""
+    n = sum(p.numel() for p in model.parameters())
+    return (f"model {Path(path).stem} ({type(model).__name__}, {n / 1e3:.0f} k parameters) "
+            f"on {torch.device(device).type}")
