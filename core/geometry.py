@@ -58,13 +58,21 @@ class Region:
         return Region(self.x + c0 * sx, self.y + r0 * sy, (c1 - c0) * sx, (r1 - r0) * sy)
 
     def sample_points(self, out_w: int, out_h: int, c0: int = 0, r0: int = 0,
-                      c1: int | None = None, r1: int | None = None
+                      c1: int | None = None, r1: int | None = None,
+                      inside: Tuple[int, int] | None = None
                       ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Sample coordinates ``(ys, xs)`` (float64) of output rows ``r0:r1``, columns ``c0:c1``."""
+        """Sample coordinates ``(ys, xs)`` (float64) of output rows ``r0:r1``, columns ``c0:c1``.
+
+        ``inside = (w, h)``: points beyond an image of that size are moved onto its border
+        (``x`` into ``[0, w]``, ``y`` into ``[0, h]``), so a region that reaches past the
+        image continues its border, as bicubic's replicated edge does, instead of asking a
+        model for coordinates it never saw."""
         c1 = out_w if c1 is None else c1
         r1 = out_h if r1 is None else r1
         xs = self.x + (torch.arange(c0, c1, dtype=torch.float64) + 0.5) * (self.w / out_w)
         ys = self.y + (torch.arange(r0, r1, dtype=torch.float64) + 0.5) * (self.h / out_h)
+        if inside is not None:
+            xs, ys = xs.clamp(0, inside[0]), ys.clamp(0, inside[1])
         return ys, xs
 
     def cell(self, out_w: int, out_h: int) -> Tuple[float, float]:

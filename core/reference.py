@@ -26,7 +26,7 @@ def render_naive(model, feat: torch.Tensor, region: Region, out_w: int, out_h: i
     coordinate and index is made there, so the oracle runs on a GPU as on the CPU."""
     c, h, w = feat.shape
     dev = feat.device
-    ys, xs = (t.to(dev) for t in region.sample_points(out_w, out_h))
+    ys, xs = (t.to(dev) for t in region.sample_points(out_w, out_h, inside=(w, h)))
     qy = ys[:, None].expand(out_h, out_w).reshape(-1)
     qx = xs[None, :].expand(out_h, out_w).reshape(-1)
     cy, cx = region.cell(out_w, out_h)

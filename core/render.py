@@ -186,7 +186,8 @@ def render(latent: LatentImage, region: Region, out_w: int, out_h: int,
 
     Args:
         latent: the encoded image (see :func:`core.encoding.encode`).
-        region: source-pixel rectangle (fractional allowed; may extend past the image).
+        region: source-pixel rectangle (fractional allowed; may extend past the image, where
+            the border is continued: points beyond it are moved onto it).
         out_w, out_h: output size in pixels.
         chunk: most output pixels evaluated at once (bounds working memory); default
             :func:`chunk_policy` of the latent's device.
@@ -211,7 +212,8 @@ def render(latent: LatentImage, region: Region, out_w: int, out_h: int,
     for c0, r0, c1, r1 in iter_tiles(wc1 - wc0, wr1 - wr0, max_px, max_side=max_side):
         if cancelled is not None and cancelled():
             raise Cancelled()
-        ys, xs = region.sample_points(out_w, out_h, wc0 + c0, wr0 + r0, wc0 + c1, wr0 + r1)
+        ys, xs = region.sample_points(out_w, out_h, wc0 + c0, wr0 + r0, wc0 + c1, wr0 + r1,
+                                      inside=(latent.width, latent.height))
         with device_lock(dev):  # one chunk at a time where the device needs it
             rgb = render_tile(latent, ys, xs, cell, cancelled)
             torch.clamp(rgb * 0.5 + 0.5, 0, 1, out=out[r0:r1, c0:c1])

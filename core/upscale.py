@@ -167,7 +167,8 @@ def main(argv=None) -> int:
     g.add_argument("--size", help="output size WxH in pixels")
     p.add_argument("--region", help="X,Y,W,H in source pixels, fractional allowed (default: "
                    "the whole image); may reach up to the image's own size beyond an edge, "
-                   "where the border is continued; write --region=-5,0,10,10 for a negative X")
+                   "where the border is continued (every method: points beyond it are moved "
+                   "onto it)")
     p.add_argument("--checkpoint", default=None,
                    help="model file, or a bundled model: paper, cpu or photo (default: per "
                         "input, the photo model for a lossy one such as JPEG, else the CPU "
@@ -197,7 +198,7 @@ def main(argv=None) -> int:
     p.add_argument("--yes", action="store_true",
                    help=f"run outputs above {CONFIRM_OUTPUT // 10**6:,} Mpx (refused without it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
+    args = p.parse_args(_joined_region(sys.argv[1:] if argv is None else list(argv)))
     state = {"written": []}
     try:
         with terminate_on_signals():
@@ -219,6 +220,20 @@ def main(argv=None) -> int:
         kept = f"; {len(done)} finished file(s) kept" if done else ""
         print(f"error: {what}; the output in progress was not written{kept}", file=sys.stderr)
         return 130 if isinstance(exc, KeyboardInterrupt) else 128 + exc.signum
+
+
+def _joined_region(argv: List[str]) -> List[str]:
+    """``--region -100,-100,50,50`` as ``--region=-100,...``: argparse takes a value that
+    starts with a minus sign for an option and says "expected one argument"."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--region" and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            out.append(f"--region={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
 
 
 def plan(args) -> tuple:

@@ -365,3 +365,30 @@ def test_the_cli_keeps_one_bands_latent_and_writes_the_whole_images_pixels(tmp_p
         assert r.returncode == 0, r.stderr
     assert np.array_equal(np.asarray(Image.open(tmp_path / "banded.png")),
                           np.asarray(Image.open(tmp_path / "whole.png")))
+
+
+def test_a_region_past_the_border_continues_it_for_every_method(tmp_path, tiny_checkpoint,
+                                                                 capsys):
+    """No invented colour beyond the image: the columns left of it repeat the border's
+    values for LIIF as for bicubic; a negative X needs no '=' (argparse took it for an
+    option)."""
+    from core.upscale import main
+    a = (np.random.default_rng(3).random((16, 16, 3)) * 255).astype(np.uint8)
+    Image.fromarray(a).save(tmp_path / "a.png")
+    outs = {}
+    for method in ("liif", "bicubic", "nearest"):
+        out = tmp_path / f"{method}.png"
+        assert main([str(tmp_path / "a.png"), "--region", "-8,0,16,16", "--scale", "1",
+                     "--method", method, "--checkpoint", str(tiny_checkpoint),
+                     "-o", str(out)]) == 0, capsys.readouterr().err
+        outs[method] = np.asarray(Image.open(out)).astype(int)
+    for method, o in outs.items():
+        left = o[:, :8]  # x in [-8, 0): beyond the image
+        assert (left == left[:, :1]).all(), method  # constant along x: the border continued
+    # and near the image's own edge column (the models' value at x = 0, bicubic's pixel 0)
+    assert np.abs(outs["liif"][:, 0] - a[:, 0]).mean() < 60
+    capsys.readouterr()
+    code = main([str(tmp_path / "a.png"), "--region", "-100,-100,50,50", "--scale", "1",
+                 "--method", "bicubic", "-o", str(tmp_path / "far.png")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "region" in err[0] and "expected" not in err[0], err
