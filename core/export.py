@@ -113,7 +113,7 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
     # photo tools do; LoadedImage.notes says so), never written with whatever colour its
     # transparent pixels happen to hold
     flatten = image.alpha if not has_alpha and image.alpha is not None else None
-    meta = image.meta if keep_exif else image.meta.without_exif()
+    meta = (image.meta if keep_exif else image.meta.without_exif()).for_size(out_w, out_h)
 
     def stop_if_cancelled() -> None:
         # (every method: bicubic and nearest render without looking at ``cancelled``)
@@ -206,7 +206,7 @@ def estimate_bytes(image: LoadedImage, region: Region, out_w: int, out_h: int, e
     alpha = None
     if image.alpha is not None and BY_PIL[fmt].alpha:
         alpha = np.clip(render_bicubic(image.alpha, region, out_w, out_h, win), 0, 1)
-    meta = image.meta if keep_exif else image.meta.without_exif()
+    meta = (image.meta if keep_exif else image.meta.without_exif()).for_size(out_w, out_h)
     sizes = []
     with tempfile.TemporaryDirectory(prefix="liif-zoom-estimate-") as d:
         for k, (arr, a) in enumerate(((rgb, alpha), (rgb[:1, :1], None if alpha is None

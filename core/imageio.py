@@ -83,6 +83,22 @@ class Metadata:
         """For privacy (GPS, camera serial): the colour profile stays, it is not personal."""
         return Metadata(self.icc, None)
 
+    def for_size(self, w: int, h: int) -> "Metadata":
+        """The same, with the EXIF's pixel dimensions (PixelXDimension, PixelYDimension)
+        set to ``w x h`` where it has them: an export's EXIF describes the export."""
+        if not self.exif:
+            return self
+        try:
+            ex = Image.Exif()
+            ex.load(self.exif)
+            sub = ex.get_ifd(0x8769)
+            if 0xA002 not in sub and 0xA003 not in sub:
+                return self
+            sub[0xA002], sub[0xA003] = int(w), int(h)
+            return Metadata(self.icc, ex.tobytes())
+        except Exception:  # an EXIF Pillow cannot rewrite is kept as it is
+            return self
+
 
 @dataclass
 class LoadedImage:

@@ -176,7 +176,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     p.add_argument("--method", choices=METHODS, default="liif",
                    help="liif (the model), bicubic or nearest (default: liif)")
-    p.add_argument("--quality", type=int, default=95, help="JPEG, WebP and AVIF quality, 1-100 (default 95)")
+    p.add_argument("--quality", type=int, default=95,
+                   help="quality of the lossy formats (JPEG, WebP, AVIF, HEIC; JPEG XL: 100 is "
+                   "lossless), 1-100 (default 95)")
     p.add_argument("--precision", choices=("auto", "float32"), default="auto",
                    help="arithmetic of the encoder and the code features' first layer: auto = "
                    "bfloat16 where the CPU multiplies it natively (twice as fast; PSNR within "
@@ -250,6 +252,8 @@ def plan(args) -> tuple:
                 f"-o {out}: " + (f"cannot write {ext} files" if ext else "no image extension")
                 + f" (use one of {', '.join(sorted(WRITE_FORMATS))}; for a folder, end it "
                 f"with {os.sep} or create it first)")
+        if not os.path.exists(one):  # before any model is loaded
+            raise ValueError(f"cannot read image {one}: no such file")
         if os.path.exists(out) and not args.overwrite:
             raise ValueError(f"-o {out} exists; --overwrite replaces it")
         check_replaceable(out)  # before any work: a missing folder is found now
@@ -399,6 +403,9 @@ def _one(args, job: Job, region_arg: Optional[Region], model, device, bar) -> No
         _say(bar, f"note: {job.src}: {note}")
     region = region_arg or Region.full(image.width, image.height)
     out_w, out_h = _output_size(args, region)  # (export checks the request)
+    if args.size and abs(out_w / out_h - region.w / region.h) > 0.01 * region.w / region.h:
+        _say(bar, f"note: {job.src}: --size {out_w}x{out_h} has another aspect ratio than the "
+                  f"{region.w:g}x{region.h:g} region: the picture is stretched")
     latent = None
     if model is not None:
         latent = encode(model, image.pixels, device,

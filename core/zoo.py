@@ -144,17 +144,30 @@ class ModelChoice:
     reason: str
 
 
+#: a JPEG saved at this quality or above is treated as clean: its few artifacts are below what
+#: the photo model restores, and the model's smoothing shows on it (painterly)
+NEAR_LOSSLESS_JPEG = 98
+
+
+def near_lossless(kind: InputKind) -> bool:
+    """A lossy format saved so finely that it is, for the models, a clean picture."""
+    return kind.quality is not None and kind.quality >= NEAR_LOSSLESS_JPEG
+
+
 def choose(device: Union[str, torch.device], image: Optional[Union[str, os.PathLike]] = None,
            kind: Optional[InputKind] = None) -> ModelChoice:
     """The one rule: the photo model for a lossy input (``kind``, or what
-    :func:`core.formats.inspect_input` finds in ``image``), else :func:`clean_default`."""
+    :func:`core.formats.inspect_input` finds in ``image``; a JPEG at quality
+    :data:`NEAR_LOSSLESS_JPEG` or above counts as clean), else :func:`clean_default`."""
     if kind is None and image is not None:
         kind = inspect_input(image)
     photo = bundled().get("photo")
-    if kind is not None and kind.lossy and photo is not None:
+    if kind is not None and kind.lossy and photo is not None and not near_lossless(kind):
         return ModelChoice(photo, f"{kind.describe()} → photo model")
     path = clean_default(device)
     why = kind.describe() if kind is not None else f"{torch.device(device).type}"
+    if kind is not None and kind.lossy and near_lossless(kind):
+        why += " (near lossless)"
     return ModelChoice(path, f"{why} → {short_name(path)}")
 
 

@@ -92,3 +92,20 @@ def test_a_transparent_source_is_flattened_onto_white_in_a_jpeg(tmp_path):
     o = np.asarray(Image.open(tmp_path / "o.jpg")).astype(int)
     assert (np.abs(o[:, :8] - 255) <= 6).all()  # white where it was transparent
     assert (np.abs(o[:, 16:] - [200, 0, 0]) <= 12).all()  # the colour where it was opaque
+
+
+def test_an_exports_exif_gives_its_own_pixel_dimensions(tmp_path):
+    ex = Image.Exif()
+    ex[0x0110] = "Camera"
+    ex.get_ifd(0x8769)[0xA002] = 30
+    ex.get_ifd(0x8769)[0xA003] = 20
+    a = (np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)
+    Image.fromarray(a).save(tmp_path / "a.jpg", exif=ex.tobytes())
+    img = load_image(tmp_path / "a.jpg")
+    for ext in ("jpg", "png", "webp"):
+        out = tmp_path / f"o.{ext}"
+        export(img, Region.full(30, 20), 90, 60, str(out), "bicubic")
+        with Image.open(out) as o:
+            sub = o.getexif().get_ifd(0x8769)
+            assert (sub.get(0xA002), sub.get(0xA003)) == (90, 60), ext
+            assert o.getexif().get(0x0110) == "Camera"

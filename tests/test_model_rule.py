@@ -159,3 +159,9 @@ def test_models_by_name_are_loaded_once_per_file_and_device(tmp_path, models):
     import os
     os.utime(models["cpu"], ns=(1, 1))
     assert zoo.load("cpu") is not a
+
+
+def test_a_near_lossless_jpeg_gets_the_clean_model(tmp_path, models):
+    c = zoo.choose("cpu", picture(tmp_path / "fine.jpg", quality=99))
+    assert c.path == models["cpu"] and "near lossless" in c.reason
+    assert zoo.choose("cpu", picture(tmp_path / "q97.jpg", quality=97)).path == models["photo"]

@@ -392,3 +392,19 @@ def test_a_region_past_the_border_continues_it_for_every_method(tmp_path, tiny_c
                  "--method", "bicubic", "-o", str(tmp_path / "far.png")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "region" in err[0] and "expected" not in err[0], err
+
+
+def test_a_missing_input_is_said_before_any_model_and_a_stretch_is_noted(tmp_path, capsys):
+    from core.upscale import main
+    code = main([str(tmp_path / "missing.png"), "--scale", "2", "--checkpoint",
+                 str(tmp_path / "no-model.safetensors"), "-o", str(tmp_path / "o.png")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "missing.png" in err[0] and "no such file" in err[0]
+    a = (np.random.default_rng(0).random((20, 40, 3)) * 255).astype(np.uint8)
+    Image.fromarray(a).save(tmp_path / "a.png")
+    assert main([str(tmp_path / "a.png"), "--size", "80x80", "--method", "bicubic",
+                 "-o", str(tmp_path / "sq.png")]) == 0
+    assert "stretched" in capsys.readouterr().err
+    assert main([str(tmp_path / "a.png"), "--size", "80x40", "--method", "bicubic",
+                 "-o", str(tmp_path / "ok.png")]) == 0
+    assert "stretched" not in capsys.readouterr().err
