@@ -41,3 +41,23 @@ def test_liif_only_is_ticked_alone_and_shows_liif_after_nearest(qtbot, tmp_path,
         assert w.menus.nearest.isChecked() and not w.menus.single.isChecked()
     finally:
         w.scheduler.shutdown()
+
+
+def test_automatic_gives_the_rules_model_back_and_a_model_is_never_its_own_comparison(
+        qtbot, tmp_path, image_path):
+    from core import zoo
+    cpu, paper = zoo.get("cpu").path, zoo.get("paper").path
+    w = make_window(qtbot, tmp_path)
+    try:
+        assert w.open_image(image_path)
+        w.menus.models[paper.stem].trigger()  # chosen by hand
+        assert w.session.model_name == paper.stem and not w.menus.automatic.isChecked()
+        w.menus.automatic.trigger()  # the rule again: a PNG on a CPU
+        assert w.session.model_name == cpu.stem and w.menus.automatic.isChecked()
+        assert "PNG" in w.session.model_reason
+        assert not w.menus.compare[cpu.stem].isEnabled()
+        assert w.menus.compare[paper.stem].isEnabled()
+        assert not w.compare_with_checkpoint(str(cpu)) and "in use already" in w.errors[-1][1]
+        assert w.compare_with_checkpoint(str(paper))
+    finally:
+        w.scheduler.shutdown()

@@ -274,6 +274,10 @@ class MainWindow(QtWidgets.QMainWindow):
     def compare_with_checkpoint(self, path: str) -> bool:
         """Show the model in ``path`` beside the one in use (side by side or split); on
         failure a dialog, and the comparison stays as it was."""
+        if Path(path).stem == self.session.model_name:
+            self.error("Compare with", f"{Path(path).stem} is the model in use already: "
+                       "compare it with another model, bicubic or nearest neighbour.")
+            return False
         model = self.models.load(path, "The comparison stays as it was.")
         if model is None:
             return False
@@ -291,6 +295,12 @@ class MainWindow(QtWidgets.QMainWindow):
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
             self, title, "", "Models (*.safetensors *.pth *.pt);;All files (*)")
         return path
+
+    def use_rule(self) -> None:
+        """Model → Automatic: the model the rule picks for the open image, from now on."""
+        self.auto_model = True
+        self.models.apply_rule(self.image.path if self.image is not None else None)
+        self._on_session("source")
 
     def load_checkpoint(self, path: str) -> bool:
         model = self.models.load(path, "The current model stays in use.")

@@ -39,6 +39,7 @@ class Menus:
     single: QtGui.QAction
     nearest: QtGui.QAction
     model_info: QtGui.QAction
+    automatic: Optional[QtGui.QAction] = None
     #: bundled model files by stem (Model menu), and the Compare With entries by key/stem
     models: Dict[str, QtGui.QAction] = field(default_factory=dict)
     compare: Dict[str, QtGui.QAction] = field(default_factory=dict)
@@ -53,9 +54,17 @@ class Menus:
         key = session.compare_name if other == "compare" else other
         for k, a in self.compare.items():
             a.setChecked(k == key)
+            # the model in use cannot also be its own comparison
+            a.setEnabled(k in ("bicubic", "nearest") or k != session.model_name)
+        if self.automatic is not None:
+            self.automatic.setChecked(session.model_reason not in MANUAL_REASONS)
         for stem, a in self.models.items():
             a.setChecked(stem == session.model_name)
         self.model_info.setText(f"In use: {session.model_name or 'none'} on {session.device.type}")
+
+
+#: the model reasons that mean a person chose the model (not the rule)
+MANUAL_REASONS = ("chosen in the Model menu", "named on the command line")
 
 
 def _bundled(win, menu, group, actions: dict, slot) -> None:
@@ -102,6 +111,8 @@ def build_menus(win) -> Menus:
     m = mb.addMenu("&Model")
     action(win, m, "&Load Checkpoint…", win.load_checkpoint_dialog, "Ctrl+L")
     menus = Menus(recent, side, split, single, nearest, model_info=None)
+    menus.automatic = action(win, m, "&Automatic (by the image: the photo model for lossy "
+                             "ones)", win.use_rule, checkable=True)
     _bundled(win, m, QtGui.QActionGroup(win), menus.models, win.load_checkpoint)
     m.addSeparator()
     cm = m.addMenu("&Compare With (second pane, or right of the divider)")
