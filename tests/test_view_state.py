@@ -48,3 +48,17 @@ def test_tile_vocabulary_one_rule_for_layers():
     # side by side LIIF | nearest needs the bicubic preview too; previews first
     assert methods_needed(["liif", "nearest"]) == ["bicubic", "nearest", "liif"]
     assert methods_needed(["bicubic"]) == ["bicubic"]
+
+
+def test_a_fitted_view_fits_again_after_a_resize_until_zoomed_or_panned():
+    st = ViewState(600, 400, 1200, 600)
+    st.fit()
+    st.resize(300, 300)  # the window was made smaller after F: still the whole image
+    assert st.zoom == pytest.approx(0.5) and (st.cx, st.cy) == (300, 200)
+    st.zoom_at(2.0)
+    st.resize(1200, 600)  # zoomed by hand: a resize keeps the zoom
+    assert st.zoom == pytest.approx(1.0)
+    st.fit()  # 1.5 in 1200x600
+    st.pan(10, 0)
+    st.resize(600, 600)  # panned by hand: the zoom stays
+    assert st.zoom == pytest.approx(1.5)

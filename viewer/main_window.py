@@ -274,12 +274,12 @@ class MainWindow(QtWidgets.QMainWindow):
     def compare_with_checkpoint(self, path: str) -> bool:
         """Show the model in ``path`` beside the one in use (side by side or split); on
         failure a dialog, and the comparison stays as it was."""
-        if Path(path).stem == self.session.model_name:
-            self.error("Compare with", f"{Path(path).stem} is the model in use already: "
-                       "compare it with another model, bicubic or nearest neighbour.")
-            return False
         model = self.models.load(path, "The comparison stays as it was.")
         if model is None:
+            return False
+        if model is self.session.model:  # (core.zoo loads a file once: the same object)
+            self.error("Compare with", f"{Path(path).stem} is the model in use already: "
+                       "compare it with another model, bicubic or nearest neighbour.")
             return False
         self.session.set_compare_model(model, Path(path).stem)
         if self.session.mode == "single":

@@ -42,6 +42,9 @@ class ViewState:
     zoom: float = 1.0
     cx: float = 0.0
     cy: float = 0.0
+    #: the view is "fit to window" (key F, or just opened) until zoomed or panned: a resize
+    #: then fits again
+    fitted: bool = False
 
     def __post_init__(self) -> None:
         if self.cx == 0.0 and self.cy == 0.0:
@@ -65,18 +68,28 @@ class ViewState:
 
     # ---- actions -----------------------------------------------------------------------------
     def resize(self, view_w: int, view_h: int) -> None:
+        """A new pane size; a fitted view (still as :meth:`fit` left it) fits the new size."""
+        still = (self.fitted and math.isclose(self.zoom, self.fit_zoom)
+                 and (self.cx, self.cy) == (self.image_w / 2, self.image_h / 2))
         self.view_w, self.view_h = max(1, int(view_w)), max(1, int(view_h))
+        if still:
+            self.fit()
+        else:
+            self.fitted = False
         self._clamp()
 
     def fit(self) -> None:
-        """Whole image in the pane, centred (key F)."""
+        """Whole image in the pane, centred (key F); it stays fitted through resizes until
+        the next zoom or pan."""
         self.zoom = self.fit_zoom
         self.cx, self.cy = self.image_w / 2, self.image_h / 2
+        self.fitted = True
         self._clamp()
 
     def one_to_one(self) -> None:
         """One device pixel per source pixel, same centre (key 0)."""
         self.zoom = 1.0
+        self.fitted = False
         self._clamp()
 
     def zoom_at(self, factor: float, px: float | None = None, py: float | None = None) -> None:
@@ -85,6 +98,7 @@ class ViewState:
         px = self.view_w / 2 if px is None else px
         py = self.view_h / 2 if py is None else py
         sx, sy = self.screen_to_source(px, py)
+        self.fitted = False
         self.zoom = min(MAX_ZOOM, max(self.min_zoom, self.zoom * factor))
         self.cx = sx - (px - self.view_w / 2) / self.zoom
         self.cy = sy - (py - self.view_h / 2) / self.zoom
@@ -92,6 +106,8 @@ class ViewState:
 
     def pan(self, dx: float, dy: float) -> None:
         """Move the content by ``(dx, dy)`` device pixels (drag)."""
+        if dx or dy:
+            self.fitted = False
         self.cx -= dx / self.zoom
         self.cy -= dy / self.zoom
         self._clamp()
