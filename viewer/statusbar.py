@@ -62,9 +62,12 @@ class StatusBar(QtCore.QObject):
             self.region.setToolTip(f"the view: x {r.x:.1f}, y {r.y:.1f}, {r.w:.1f} × {r.h:.1f} "
                                    "source pixels")
         t = self.last_times
-        parts = [f"{t[k] * 1000:.0f}" for k in ("preview", "coarse", "full") if k in t]
-        self.time.setText((" / ".join(parts) + " ms") if parts else "–")
-        self.time.setToolTip("the last render's preview / coarse / full passes")
+        keys = [k for k in ("preview", "coarse", "full") if k in t]
+        self.time.setText(("render " + "/".join(f"{t[k] * 1000:.0f}" for k in keys) + " ms")
+                          if keys else "–")
+        self.time.setToolTip("the last render's " + " / ".join(keys or ["preview", "coarse",
+                                                                         "full"])
+                             + " passes, in milliseconds")
         self.device.setText(ses.device.type)
         self.device.setToolTip("the device the model runs on")
         family = type(ses.model).__name__ if ses.model is not None else ""

@@ -1,0 +1,12 @@
+"""The status bar's texts."""
+
+
+def test_render_times_say_what_they_are(qtbot, win, image_path):
+    assert win.open_image(image_path)
+    win.session.zoom_at(4.0)
+    assert win.scheduler.wait_idle(60)
+    qtbot.waitUntil(lambda: win.status.time.text() != "–", timeout=10000)
+    win.status.refresh()
+    text = win.status.time.text()
+    assert text.startswith("render ") and text.endswith(" ms"), text
+    assert "milliseconds" in win.status.time.toolTip()
