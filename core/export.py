@@ -37,6 +37,9 @@ METHODS = tuple(m for m in _METHODS if m != "compare")
 MAX_BUFFERED_BYTES = 3 << 30
 #: largest output of any export (PNG is streamed, so this is about time, not memory)
 MAX_OUTPUT_PIXELS = 1 << 32
+#: outputs above this many pixels run only when confirmed (the CLI's --yes, a question in the
+#: viewer): hours on a CPU, gigabytes on disk
+CONFIRM_OUTPUT = 1_000_000_000
 MAX_OUTPUT_SIDE = 1 << 20
 #: the largest side each format can store
 FORMAT_MAX_SIDE = {f.pil: f.max_side for f in FORMATS}

@@ -57,7 +57,8 @@ from core import zoo
 from core.defaults import duration, export_rate
 from core.device import fast_compute_dtype, is_out_of_memory, pick_device
 from core.encoding import encode, default_budget, latent_dtype
-from core.export import MAX_OUTPUT_PIXELS, MAX_OUTPUT_SIDE, METHODS, check_output, export
+from core.export import (CONFIRM_OUTPUT, MAX_OUTPUT_PIXELS, MAX_OUTPUT_SIDE, METHODS,
+                         check_output, export)
 from core.geometry import Region
 from core.formats import KNOWN_EXTS, WRITE_FORMATS
 from core.imageio import ImageError, image_size, load_image
@@ -105,8 +106,6 @@ CLI_BAND_PIXELS = 1 << 20
 CLI_FEATURE_CACHE = 64 << 20
 #: outputs of at least this many pixels are announced with their size and time first
 LARGE_OUTPUT = 100_000_000
-#: outputs above this many pixels run only with --yes (hours on a CPU, gigabytes on disk)
-CONFIRM_OUTPUT = 1_000_000_000
 
 
 @dataclass

@@ -58,3 +58,19 @@ def test_the_default_folder_is_the_images_own(qtbot, win, tmp_path, image_path, 
     assert win.open_image(image_path)
     win.export_dialog()
     assert os.path.dirname(seen["path"]) == os.path.dirname(os.path.abspath(image_path))
+
+
+def test_the_scale_field_follows_the_size_limit_and_a_gigapixel_export_is_confirmed(
+        qtbot, tmp_path, monkeypatch):
+    from viewer import export_dialog as ed
+    dlg = _dialog(qtbot, tmp_path)
+    dlg.region_box.setCurrentText("Whole image")
+    dlg.scale.setValue(5000)  # past the side limit: clamped, and the field says by how much
+    assert dlg.w.value() <= ed.MAX_SIDE and dlg.h.value() <= ed.MAX_SIDE
+    assert abs(dlg.scale.value() - dlg.w.value() / 40) < 0.01
+    asked = []
+    monkeypatch.setattr(QtWidgets.QMessageBox, "question",
+                        lambda *a, **k: asked.append(a[2]) or QtWidgets.QMessageBox.StandardButton.No)
+    monkeypatch.setattr(ed, "CONFIRM_OUTPUT", 1000)
+    dlg._accept()
+    assert asked and "gigapixels" in asked[0] and dlg.result_request is None

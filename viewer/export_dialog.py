@@ -9,7 +9,7 @@ from PySide6 import QtCore, QtWidgets
 
 from core import formats
 from core.defaults import duration
-from core.export import estimate_bytes
+from core.export import CONFIRM_OUTPUT, estimate_bytes
 from core.geometry import Region
 from core.imageio import ImageError, LoadedImage
 
@@ -198,6 +198,8 @@ class ExportDialog(QtWidgets.QDialog):
         s = min(self.scale.value(), MAX_SIDE / r.w, MAX_SIDE / r.h)
         self.w.setValue(max(1, round(r.w * s)))
         self.h.setValue(max(1, round(r.h * s)))
+        if s < self.scale.value():  # clamped at the size limit: the field says so
+            self.scale.setValue(s)
         self._updating = False
         self._estimate()
 
@@ -285,6 +287,14 @@ class ExportDialog(QtWidgets.QDialog):
             QtWidgets.QMessageBox.warning(self, "Export", "Choose a file to export to.")
             return
         request = self.request()
+        px = request.out_w * request.out_h * len(request.paths)
+        if px > CONFIRM_OUTPUT and QtWidgets.QMessageBox.question(
+                self, "A very large export", f"{px / 1e9:,.1f} gigapixels"
+                + (f", about {duration(px / self.rate)} here" if self.rate else "")
+                + ", and gigabytes on disk. Start it?",
+                QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
+                QtWidgets.QMessageBox.StandardButton.No) != QtWidgets.QMessageBox.StandardButton.Yes:
+            return
         there = [p for p in request.paths if os.path.lexists(p)]
         if there and QtWidgets.QMessageBox.question(
                 self, "Replace?", "\n".join(os.path.basename(p) for p in there)
