@@ -201,3 +201,32 @@ def test_after_an_export_open_folder_shows_it(win, qtbot, image_path, tmp_path, 
     qtbot.waitUntil(lambda: win.exports.open_button.isVisible(), timeout=30000)
     win.exports.open_button.click()
     assert opened == [str(out_dir)]
+
+
+def test_a_transparent_image_is_shown_over_a_checkerboard(qtbot, win, tmp_path):
+    """Transparent pixels show the checkerboard, not the colours they happen to hold; opaque
+    ones their own; the status bar says so."""
+    import numpy as np
+    from PIL import Image
+    a = np.zeros((60, 80, 4), np.uint8)
+    a[..., 0] = 255  # red everywhere, but only the left half is opaque
+    a[:, :40, 3] = 255
+    Image.fromarray(a, "RGBA").save(tmp_path / "t.png")
+    assert win.open_image(str(tmp_path / "t.png"))
+    assert win.transparency is not None
+    assert "checkerboard" in win.statusBar().currentMessage()
+    assert win.scheduler.wait_idle(60)
+    qtbot.wait(100)
+    assert win.panes[1].methods == ["bicubic"]  # (the tiny test model's colours are noise)
+    pane = win.panes[1]
+    img = pane.grab().toImage()
+    st = win.state
+    ox, oy = st.origin()
+    d = pane.devicePixelRatioF()
+
+    def at(sx, sy):  # the colour drawn at source point (sx, sy)
+        c = img.pixelColor(int((sx * st.zoom - ox) / d), int((sy * st.zoom - oy) / d))
+        return c.red(), c.green(), c.blue()
+    left, right = at(20, 30), at(60, 30)
+    assert left[0] > 200 and left[1] < 60  # opaque red
+    assert right[0] == right[1] == right[2] and right[0] in (153, 204)  # grey checker

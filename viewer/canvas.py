@@ -42,6 +42,22 @@ def to_qimage(arr: np.ndarray) -> QtGui.QImage:
     return pgf.ndarray_to_qimage(arr, f.Format_RGBA8888 if arr.shape[2] == 4 else f.Format_RGB888)
 
 
+_CHECKER: list = []
+
+
+def checkerboard() -> QtGui.QPixmap:
+    """A 16-px tile of four 8-px squares, light and mid grey (made once)."""
+    if not _CHECKER:
+        pm = QtGui.QPixmap(16, 16)
+        pm.fill(QtGui.QColor(204, 204, 204))
+        p = QtGui.QPainter(pm)
+        p.fillRect(0, 0, 8, 8, QtGui.QColor(153, 153, 153))
+        p.fillRect(8, 8, 8, 8, QtGui.QColor(153, 153, 153))
+        p.end()
+        _CHECKER.append(pm)
+    return _CHECKER[0]
+
+
 class PaneHost(Protocol):
     """What a pane reads from: the session (state, and where its input goes: zoom, pan,
     selection, line), the scheduler's cache, the source image for the instant fallback
@@ -53,6 +69,9 @@ class PaneHost(Protocol):
     scheduler: "RenderScheduler"
     source_qimage: Optional[QtGui.QImage]
     display_colour: Optional[ToSRGB]
+    #: an image with alpha: ``1 - alpha`` at source resolution (Alpha8), where the panes show
+    #: a checkerboard through the picture; None for an opaque image
+    transparency: Optional[QtGui.QImage]
 
     def pane_resized(self, pane: "Pane") -> None: ...
 
@@ -123,6 +142,7 @@ class Pane(QtWidgets.QWidget):
                 if not target.intersects(clip):
                     continue
                 self._draw_tile(p, m, i, j, target, keep)
+            self._draw_transparency(p, image_rect, vw, vh)
             p.restore()
         p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, False)
         if len(self.methods) == 2:
@@ -151,6 +171,24 @@ class Pane(QtWidgets.QWidget):
             p.setRenderHint(QtGui.QPainter.RenderHint.SmoothPixmapTransform,
                             arr.shape[0] != target.height())
             p.drawImage(target, self._display_qimage(arr))
+
+    def _draw_transparency(self, p: QtGui.QPainter, image_rect: QtCore.QRectF, vw: int,
+                           vh: int) -> None:
+        """Over a transparent image's pixels, a checkerboard of 8-px squares (as photo tools
+        show transparency), blended by ``1 - alpha`` (scaled to the zoom by Qt, smoothly):
+        shown = rgb * alpha + checker * (1 - alpha), so the colours a transparent pixel
+        happens to hold are never shown as if opaque."""
+        mask = getattr(self.c, "transparency", None)
+        if mask is None:
+            return
+        layer = QtGui.QImage(vw, vh, QtGui.QImage.Format.Format_ARGB32_Premultiplied)
+        lp = QtGui.QPainter(layer)
+        lp.fillRect(layer.rect(), QtGui.QBrush(checkerboard()))
+        lp.setCompositionMode(QtGui.QPainter.CompositionMode.CompositionMode_DestinationIn)
+        lp.setRenderHint(QtGui.QPainter.RenderHint.SmoothPixmapTransform, True)
+        lp.drawImage(image_rect, mask)
+        lp.end()
+        p.drawImage(QtCore.QPointF(0, 0), layer)
 
     def forget_shown(self) -> None:
         """Drop the converted tiles (another image, another profile)."""

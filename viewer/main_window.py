@@ -49,6 +49,17 @@ def display_pixels(image: LoadedImage) -> np.ndarray:
     return arr if conv is None else conv(arr)
 
 
+def transparency_mask(image: LoadedImage) -> Optional[QtGui.QImage]:
+    """``1 - alpha`` of an image with transparency as an 8-bit alpha QImage (its own copy of
+    the pixels), for the panes' checkerboard; None for an opaque image."""
+    if image.alpha is None or float(image.alpha.min()) >= 1.0:
+        return None
+    a = np.ascontiguousarray(np.round((1.0 - np.clip(image.alpha, 0, 1)) * 255).astype(np.uint8))
+    q = QtGui.QImage(a.data, a.shape[1], a.shape[0], a.shape[1],
+                     QtGui.QImage.Format.Format_Alpha8)
+    return q.copy()  # (owns its pixels: a is freed on return)
+
+
 class MainWindow(QtWidgets.QMainWindow):
     """The window of one :class:`Session`. Its public methods are what menus and dialogs
     call; view changes go to :attr:`session` directly."""
@@ -71,6 +82,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.models = ModelLoader(self.session, lambda t, m: self.error(t, m))
         self.source_qimage: Optional[QtGui.QImage] = None
         self.display_colour: Optional[ToSRGB] = None  # the open image's profile -> sRGB
+        self.transparency: Optional[QtGui.QImage] = None  # see viewer.canvas.PaneHost
         self.settings = settings or QtCore.QSettings("LIIF Zoom", "LIIF Zoom")
         self.background = Background(self)
         self._decoding = False
@@ -183,6 +195,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.status.refresh()
         self.set_image(image, arr)
         notes = image.notes()
+        if self.transparency is not None:
+            notes.append("transparent: shown over a checkerboard")
         if self.display_colour is not None:
             notes.append(f"colour profile {self.display_colour.name!r}, shown converted to sRGB")
         if notes:
@@ -223,6 +237,7 @@ class MainWindow(QtWidgets.QMainWindow):
             pane.forget_shown()
         # converted (a copy) to the layout the painter draws from, not converted per paint
         self.source_qimage = to_qimage(arr).convertToFormat(QtGui.QImage.Format.Format_RGB32)
+        self.transparency = transparency_mask(image)
         self.session.set_image(image, *self.panes[0].device_size())
 
     # ---- ground truth ------------------------------------------------------------------------
