@@ -75,6 +75,9 @@ class PaneHost(Protocol):
 
     def pane_resized(self, pane: "Pane") -> None: ...
 
+    def cursor_moved(self, pane: "Pane", at: Optional[Tuple[float, float]]) -> None:
+        """The pointer is over device pixel ``at`` of ``pane`` (None: it left)."""
+
 
 class Pane(QtWidgets.QWidget):
     """One view of the image. ``methods`` has one entry, or two for the split (swipe) mode,
@@ -301,12 +304,45 @@ class Pane(QtWidgets.QWidget):
             self.setCursor(QtCore.Qt.CursorShape.ClosedHandCursor)
         self._last = pos
 
+    def mouseDoubleClickEvent(self, ev: QtGui.QMouseEvent) -> None:
+        """Double-click: fit to window (as F)."""
+        if ev.button() == QtCore.Qt.MouseButton.LeftButton:
+            self.c.session.fit()
+
+    def value_at(self, px: float, py: float) -> Optional[Tuple[str, Tuple[int, int, int]]]:
+        """``(method, (r, g, b))`` drawn at device pixel ``(px, py)`` of this pane (the best
+        layer in the cache, the image's own 8-bit values), or None where nothing is yet."""
+        st = self.c.session.state
+        if st is None:
+            return None
+        method = self.methods[0] if len(self.methods) == 1 or px < self.split * \
+            self.device_size()[0] else self.methods[1]
+        m = effective_method(method, st.zoom)
+        T = self.c.scheduler.tile
+        ox, oy = st.origin()
+        gx, gy = int(px) + ox, int(py) + oy
+        i, j = gy // T, gx // T
+        for key in keys_for(m, st.zoom, i, j):
+            arr = self.c.scheduler.cache.get(key)
+            if arr is None:
+                continue
+            r, c = (gy - i * T) * arr.shape[0] // T, (gx - j * T) * arr.shape[1] // T
+            if arr.shape[2] == 4 and arr[r, c, 3] == 0:
+                continue  # not rendered there yet
+            return method, tuple(int(v) for v in arr[r, c, :3])
+        return None
+
+    def leaveEvent(self, ev) -> None:
+        self.c.cursor_moved(self, None)
+
     def mouseMoveEvent(self, ev: QtGui.QMouseEvent) -> None:
         pos = ev.position()
         if self._drag is None:
             shape = (QtCore.Qt.CursorShape.SplitHCursor if self._near_divider(pos.x())
                      else QtCore.Qt.CursorShape.ArrowCursor)
             self.setCursor(shape)
+            d = self.dpr()
+            self.c.cursor_moved(self, (pos.x() * d, pos.y() * d))
             return
         d = self.dpr()
         if self._drag == "divider":

@@ -22,7 +22,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from core.colour import ToSRGB
 from core.render import view_tile
 from core.defaults import export_rate
-from core.formats import open_filter
+from core.formats import READ_EXTS, open_filter
 from core.imageio import MAX_PIXELS, ImageError, LoadedImage, image_size, load_image
 from core.pixels import to_u8
 from viewer.background import Background
@@ -158,6 +158,73 @@ class MainWindow(QtWidgets.QMainWindow):
     def pane_resized(self, pane: Pane) -> None:
         if self.panes and pane is self.panes[0]:
             self.session.resize(*pane.device_size())
+
+    def cursor_moved(self, pane: Pane, at) -> None:
+        """The readout under the pointer: its source coordinates, the source pixel's own
+        values and what each pane shows there (the panes are linked: the same point)."""
+        st, image = self.session.state, self.session.image
+        if at is None or st is None or image is None:
+            self.statusBar().clearMessage()
+            return
+        sx, sy = st.screen_to_source(*at)
+        if not (0 <= sx < image.width and 0 <= sy < image.height):
+            self.statusBar().clearMessage()
+            return
+        v = image.pixels[int(sy), int(sx)]
+        parts = [f"x {sx:.1f}  y {sy:.1f}", "source " + ",".join(str(int(c)) for c in v)]
+        for p in self.panes:
+            got = p.value_at(*at)
+            if got is not None:
+                label = self.session.label(got[0]).split(":")[0]
+                parts.append(f"{label} " + ",".join(str(c) for c in got[1]))
+        self.statusBar().showMessage(" · ".join(parts))
+
+    def toggle_full_screen(self) -> None:
+        """F11: full screen and back."""
+        self.showNormal() if self.isFullScreen() else self.showFullScreen()
+
+    def zoom_to(self, percent: Optional[float] = None) -> None:
+        """Zoom to ``percent`` (100: one screen pixel per source pixel) about the view's
+        centre; without one, ask for it."""
+        st = self.session.state
+        if st is None:
+            return
+        if percent is None:
+            percent, ok = QtWidgets.QInputDialog.getDouble(
+                self, "Zoom to", "Zoom (%; 100 = one screen pixel per source pixel):",
+                round(st.zoom * 100, 1), 1.0, 1e5, 1)
+            if not ok:
+                return
+        self.session.zoom_at(percent / 100 / st.zoom)
+
+    def folder_images(self) -> List[str]:
+        """The readable images in the open image's folder, sorted by name."""
+        if self.image is None or not self.image.path:
+            return []
+        folder = os.path.dirname(os.path.abspath(self.image.path))
+        try:
+            names = sorted(os.listdir(folder), key=str.lower)
+        except OSError:
+            return []
+        return [os.path.join(folder, n) for n in names
+                if os.path.splitext(n)[1].lower() in READ_EXTS
+                and os.path.isfile(os.path.join(folder, n))]
+
+    def step_image(self, step: int) -> bool:
+        """Open the next (``step`` 1) or previous (-1) image of the folder (wrapping);
+        one that cannot be read is passed over with its dialog."""
+        files = self.folder_images()
+        if not files:
+            return False
+        here = os.path.abspath(self.image.path)
+        k = files.index(here) if here in files else -1
+        for n in range(1, len(files)):
+            path = files[(k + step * n) % len(files)]
+            if path == here:
+                break
+            if self.open_image(path):
+                return True
+        return False
 
     def _repaint(self) -> None:
         for p in self.panes:

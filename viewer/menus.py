@@ -13,7 +13,10 @@ from core.zoo import REGISTRY
 ZOOM_STEP = 2 ** 0.25
 #: Help → Controls
 HELP = ("Wheel: zoom about the cursor · Drag: pan · Shift+drag: select a region\n"
-        "+ / −: zoom · 0: 1 screen pixel per source pixel · F: fit\n"
+        "+ / −: zoom · 0: 1 screen pixel per source pixel · F or double-click: fit · "
+        "Z: zoom to a percentage · F11: full screen\n"
+        "← / →: previous / next image in the folder · the status bar reads out the pixel "
+        "under the pointer\n"
         "C: side by side (LIIF | bicubic) · V: split view (drag the divider) · "
         "L: LIIF only · N: nearest neighbour\n"
         "Ctrl+drag: draw a line for the inspector's profiles · I: show/hide the inspector\n"
@@ -94,7 +97,14 @@ def build_menus(win) -> Menus:
     action(win, v, "Zoom In (=)", lambda: ses.zoom_at(ZOOM_STEP), "=")
     action(win, v, "Zoom &Out", lambda: ses.zoom_at(1 / ZOOM_STEP), "-")
     action(win, v, "&Actual Pixels (1:1)", ses.one_to_one, "0")
-    action(win, v, "&Fit to Window", ses.fit, "F")
+    action(win, v, "&Fit to Window (or double-click)", ses.fit, "F")
+    z = v.addMenu("&Zoom To")
+    action(win, z, "&Other… (%)", lambda: win.zoom_to(), "Z")
+    for pct in (25, 50, 100, 200, 400, 800, 1600):
+        action(win, z, f"{pct} %", lambda _=False, q=pct: win.zoom_to(q))
+    action(win, v, "F&ull Screen", win.toggle_full_screen, "F11")
+    action(win, v, "&Next Image in the Folder", lambda: win.step_image(1), "Right")
+    action(win, v, "&Previous Image in the Folder", lambda: win.step_image(-1), "Left")
     v.addSeparator()
     side = action(win, v, "&Compare Side by Side (LIIF | bicubic, or the Model menu's "
                   "comparison)", lambda: ses.set_mode("side"), "C", True)
