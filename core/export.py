@@ -187,28 +187,42 @@ def _png_rows(f, out_w: int, out_h: int, image: LoadedImage, has_alpha: bool, me
 
 #: the side of the patch :func:`estimate_bytes` encodes
 ESTIMATE_SIDE = 128
+#: patches a side of the estimate's grid: 4 x 4 patches of 128 x 128, a 512 x 512 mosaic
+ESTIMATE_GRID = 4
 
 
 def estimate_bytes(image: LoadedImage, region: Region, out_w: int, out_h: int, ext: str,
                    quality: int = 95, keep_exif: bool = True) -> int:
     """About how many bytes the export of ``region`` at ``out_w x out_h`` to a file ending
-    ``ext`` will take: a patch of up to 128 x 128 output pixels from the middle of the
-    output, rendered bicubically, is encoded as the export would encode it (same format,
-    quality, bit depth, alpha), and its bytes per pixel (less those of a 1 x 1 file: the
-    headers) are scaled to the whole output, plus the metadata kept. A LIIF rendering is
-    sharper than bicubic and compresses a little worse: take it as "about"."""
+    ``ext`` will take: a grid of :data:`ESTIMATE_GRID` x :data:`ESTIMATE_GRID` patches of up
+    to :data:`ESTIMATE_SIDE` output pixels a side spread over the whole output (one patch from the middle stood
+    for a flat graphic by its flattest part), rendered bicubically and set side by side, is
+    encoded as the export would encode it (same format, quality, bit depth, alpha), and its
+    bytes per pixel (less those of a 1 x 1 file: the headers) are scaled to the whole output,
+    plus the metadata kept. A LIIF rendering is sharper than bicubic and compresses a little
+    worse: take it as "about"."""
     import tempfile
 
     fmt = WRITE_FORMATS.get(ext.lower())
     if fmt is None:
         raise ValueError(f"unknown image extension {ext!r}")
     pw, ph = min(out_w, ESTIMATE_SIDE), min(out_h, ESTIMATE_SIDE)
-    c0, r0 = (out_w - pw) // 2, (out_h - ph) // 2
-    win = (c0, r0, c0 + pw, r0 + ph)
-    rgb = render_bicubic(image.pixels, region, out_w, out_h, win)
+    # as many patches a side as fit without overlapping (a small output: itself, whole)
+    nx, ny = (max(1, min(ESTIMATE_GRID, out_w // pw)), max(1, min(ESTIMATE_GRID, out_h // ph)))
+    cols = [round((out_w - pw) * (k + 0.5) / nx) if nx > 1 else (out_w - pw) // 2
+            for k in range(nx)]
+    rows = [round((out_h - ph) * (k + 0.5) / ny) if ny > 1 else (out_h - ph) // 2
+            for k in range(ny)]
+
+    def mosaic(img):
+        return np.concatenate([np.concatenate(
+            [render_bicubic(img, region, out_w, out_h, (c, r, c + pw, r + ph)) for c in cols],
+            axis=1) for r in rows], axis=0)
+    rgb = mosaic(image.pixels)
+    ph, pw = rgb.shape[:2]  # (the mosaic's size, for the bytes per pixel below)
     alpha = None
     if image.alpha is not None and BY_PIL[fmt].alpha:
-        alpha = np.clip(render_bicubic(image.alpha, region, out_w, out_h, win), 0, 1)
+        alpha = np.clip(mosaic(image.alpha), 0, 1)
     meta = (image.meta if keep_exif else image.meta.without_exif()).for_size(out_w, out_h)
     sizes = []
     with tempfile.TemporaryDirectory(prefix="liif-zoom-estimate-") as d:
