@@ -266,6 +266,15 @@ class LatentImage:
             if progress is not None:
                 progress(self.n_encoded, self.n_tiles)
 
+    @property
+    def at_budget(self) -> bool:
+        """Background encoding has stopped at the budget: the rest is encoded where a
+        render needs it (and the least recently used tiles make room)."""
+        if self.budget is None:
+            return False
+        side = self.group * self.tile
+        return self._bytes + side * side * self.code_bytes > self.budget
+
     def encode_next(self, near: Optional[Tuple[float, float]] = None) -> bool:
         """Encode one block that has missing tiles; False if none is left.
 

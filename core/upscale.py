@@ -54,7 +54,7 @@ from core.cli import ArgumentParser
 from core.atomic import Terminated, check_replaceable, remove_stale, terminate_on_signals
 from core.checkpoints import CheckpointError
 from core import zoo
-from core.defaults import duration, export_rate
+from core.defaults import duration, export_seconds
 from core.device import fast_compute_dtype, is_out_of_memory, pick_device
 from core.encoding import encode, default_budget, latent_dtype
 from core.export import (CONFIRM_OUTPUT, MAX_OUTPUT_PIXELS, MAX_OUTPUT_SIDE, METHODS,
@@ -313,8 +313,13 @@ def run(args, state: Optional[dict] = None) -> int:
             large.append((j, ow, oh))
     for j, ow, oh in large:
         check_output(j.dst, ow, oh)  # what the format cannot hold is said before --yes is asked
-        rate = export_rate(models.get(j.src)[0], models.device) if models is not None else None
-        eta = f", about {duration(ow * oh / rate)} here" if rate else ""
+        secs = None
+        if models is not None:
+            w, h = image_size(j.src)
+            r = region_arg or Region.full(w, h)
+            secs = export_seconds(models.get(j.src)[0], models.device, ow * oh,
+                                  min(r.w, w) * min(r.h, h))
+        eta = f", about {duration(secs)} here" if secs else ""
         if ow * oh > CONFIRM_OUTPUT and not args.yes:
             raise ValueError(f"{j.dst}: output {ow}x{oh} ({ow * oh / 1e6:,.0f} Mpx{eta}) is "
                              f"above {CONFIRM_OUTPUT / 1e6:,.0f} Mpx; add --yes to run it")
@@ -322,8 +327,11 @@ def run(args, state: Optional[dict] = None) -> int:
               "stops it without leaving a file)", file=sys.stderr)
 
     from tqdm import tqdm
-    bar = tqdm(total=sum(j.work for j in todo), unit="px", unit_scale=True, delay=1.0,
-               desc="upscaling", file=sys.stderr, disable=args.no_progress, dynamic_ncols=True)
+    # the total is work units (output pixels plus weighted source pixels to encode): shown
+    # as a percentage and a time, never as a count that reads like pixels
+    bar = tqdm(total=sum(j.work for j in todo), delay=1.0, desc="upscaling", file=sys.stderr,
+               disable=args.no_progress, dynamic_ncols=True,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
     failed: List[str] = [j.src for j in blocked]
     for j in blocked:
         _say(None, f"error: cannot write {j.dst}: something other than a file is there")
@@ -397,6 +405,7 @@ def _one(args, job: Job, region_arg: Optional[Region], model, device, bar) -> No
     """Render one job; advances ``bar`` by its encoding and rendering work."""
     import torch
 
+    end = bar.n + job.work  # where the bar stands when this job is done
     image = load_image(job.src)
     for note in image.notes(WRITE_FORMATS.get(os.path.splitext(job.dst)[1].lower())):
         _say(bar, f"note: {job.src}: {note}")
@@ -427,7 +436,9 @@ def _one(args, job: Job, region_arg: Optional[Region], model, device, bar) -> No
     base = bar.n
 
     def progress(done: int, total: int) -> None:
-        bar.update(base + out_w * done - bar.n)
+        # the rest of the job's work (rendering, and the encoding the bands do as they go)
+        # spread over the rows: the bar moves steadily instead of jumping at the end
+        bar.update(base + (end - base) * done // max(1, total) - bar.n)
 
     export(image, region, out_w, out_h, job.dst, args.method, latent,
            quality=args.quality, progress=progress, keep_exif=not args.strip_metadata,

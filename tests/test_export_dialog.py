@@ -103,3 +103,16 @@ def test_the_file_size_estimate_holds_for_a_photo_and_a_flat_graphic(tmp_path):
             export(img, Region.full(600, 400), 2400, 1600, str(out), "bicubic", quality=90)
             ratio = est / os.path.getsize(out)
             assert 1 / 1.5 <= ratio <= 1.5, (name, ext, ratio)
+
+
+def test_the_time_estimate_counts_the_encoding_still_to_do():
+    from core import zoo
+    from core.defaults import encode_rate, export_rate, export_seconds
+    cpu, paper = zoo.load("cpu"), zoo.load("paper")
+    assert encode_rate(paper, "cpu") < encode_rate(cpu, "cpu")  # 16 blocks against 6
+    assert encode_rate(cpu, "cuda") is None
+    render = 52e6 / export_rate(cpu, "cpu")
+    with_encoding = export_seconds(cpu, "cpu", 52e6, 13e6)
+    # a 13-Mpx photo at x2: the encoding is most of it (measured: 127 s in all, 31 s render)
+    assert with_encoding > 2.5 * render
+    assert abs(with_encoding - (render + 13e6 / encode_rate(cpu, "cpu"))) < 1e-6

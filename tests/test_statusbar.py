@@ -10,3 +10,14 @@ def test_render_times_say_what_they_are(qtbot, win, image_path):
     text = win.status.time.text()
     assert text.startswith("render ") and text.endswith(" ms"), text
     assert "milliseconds" in win.status.time.toolTip()
+
+
+def test_encoding_that_stops_at_the_budget_says_so(qtbot, win, image_path):
+    assert win.open_image(image_path)
+    lat = win.session.latent
+    win.scheduler.background_encoding = False
+    lat.budget = 1  # (far below one block: background encoding stops at once)
+    assert lat.at_budget and lat.n_encoded < lat.n_tiles
+    win.status.show_encoding()
+    assert "budget" in win.status.progress.format()
+    assert "encoded where you look" in win.status.progress.toolTip()

@@ -408,3 +408,36 @@ def test_a_missing_input_is_said_before_any_model_and_a_stretch_is_noted(tmp_pat
     assert main([str(tmp_path / "a.png"), "--size", "80x40", "--method", "bicubic",
                  "-o", str(tmp_path / "ok.png")]) == 0
     assert "stretched" not in capsys.readouterr().err
+
+
+def test_the_progress_bar_counts_the_encoding_and_moves_steadily(tmp_path, tiny_checkpoint,
+                                                                monkeypatch):
+    """A job whose latent is encoded band by band (a --region here): the bar moves with the
+    rows to its end (it sat at a few per cent, then jumped to 100 % at the end), and shows a
+    percentage, not a count that reads like pixels."""
+    import tqdm as tqdm_module
+
+    from core import upscale
+    seen, formats = [], []
+    real = tqdm_module.tqdm
+
+    class Recorder(real):
+        def __init__(self, *a, **k):
+            formats.append(k.get("bar_format"))
+            super().__init__(*a, **k)
+
+        def update(self, n=1):
+            super().update(n)
+            seen.append((self.n, self.total))
+    monkeypatch.setattr(tqdm_module, "tqdm", Recorder)
+    monkeypatch.setattr(upscale, "CLI_BAND_PIXELS", 20_000)  # several bands
+    a = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
+    Image.fromarray(a).save(tmp_path / "a.png")
+    assert upscale.main([str(tmp_path / "a.png"), "--region", "0,0,160,120", "--scale", "2",
+                         "--checkpoint", str(tiny_checkpoint), "-o",
+                         str(tmp_path / "o.png")]) == 0
+    assert formats and "percentage" in formats[0]
+    ns = [n for n, _ in seen]
+    total = seen[-1][1]
+    assert ns == sorted(ns) and ns[-1] == total
+    assert len(set(ns)) >= 4 and ns[-2] >= 0.5 * total, (ns, total)

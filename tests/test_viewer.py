@@ -535,3 +535,15 @@ def test_out_of_memory_in_background_encoding_stops_it_once(qtbot, win, image_pa
     assert win.scheduler.idle_stopped
     assert sum("out of memory" in e for e in errors) == 1 and len(errors) == 1
     assert not win.scheduler._has_idle_work()
+
+
+def test_an_export_holds_background_encoding_and_lets_it_go_after(qtbot, win, image_path,
+                                                                  tmp_path):
+    """The viewer's export must not compete with its own background encoding for the
+    cores (a 13-Mpx export took twice the CLI's time beside it)."""
+    assert win.open_image(image_path)
+    win.start_export(ExportRequest(Region(0, 0, 160, 120), 1600, 1200, ["bicubic"],
+                                   [str(tmp_path / "o.png")], 95))
+    assert win.scheduler.held
+    qtbot.waitUntil(lambda: win.exports.dialog is None, timeout=60000)
+    assert not win.scheduler.held and (tmp_path / "o.png").exists()

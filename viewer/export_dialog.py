@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from PySide6 import QtCore, QtWidgets
 
@@ -91,10 +91,14 @@ class ExportDialog(QtWidgets.QDialog):
     def __init__(self, parent, image_w: int, image_h: int, view: Region,
                  selection: Optional[Region], default_dir: str = "", stem: str = "export",
                  compare: Optional[str] = None, rate: Optional[float] = None,
-                 image: Optional[LoadedImage] = None) -> None:
+                 image: Optional[LoadedImage] = None,
+                 seconds: Optional[Callable[[Region, int], Optional[float]]] = None) -> None:
         super().__init__(parent)
         #: output pixels a second for the time estimate (None: none shown)
         self.rate = rate
+        #: ``seconds(region, output_pixels)``: the whole export's time, encoding the
+        #: region's source pixels not encoded yet included (preferred over ``rate``)
+        self.seconds = seconds
         #: the image, for the file-size estimate and what the format keeps (None: neither)
         self.image = image
         # the current view cut to the image: at fit it also holds the letterbox around it
@@ -230,8 +234,9 @@ class ExportDialog(QtWidgets.QDialog):
         n = len(self.choices.get(self.method.currentText(), ["liif"]))
         text = f"{self.w.value()} × {self.h.value()} = {px / 1e6:,.1f} Mpx" + (
             f" per file, {n} files" if n > 1 else "")
-        if self.rate:
-            text += f"; about {duration(n * px / self.rate)}"
+        t = self.export_seconds(n * px)
+        if t is not None:
+            text += f"; about {duration(t)}"
         if self.file_bytes is not None:
             text += f"; about {_human_bytes(self.file_bytes)}" + (" each" if n > 1 else "")
         large = n * px > WARN_PIXELS
@@ -239,6 +244,12 @@ class ExportDialog(QtWidgets.QDialog):
             text = "Large: " + text
         self.estimate.setStyleSheet("color: #c0392b;" if large else "")
         self.estimate.setText(text)
+
+    def export_seconds(self, out_px: int) -> Optional[float]:
+        """About how long ``out_px`` output pixels of the chosen region take."""
+        if self.seconds is not None:
+            return self.seconds(self.region, out_px)
+        return out_px / self.rate if self.rate else None
 
     def _estimate_bytes(self) -> None:
         ext = FORMATS[self.format.currentIndex()][1]
@@ -290,7 +301,7 @@ class ExportDialog(QtWidgets.QDialog):
         px = request.out_w * request.out_h * len(request.paths)
         if px > CONFIRM_OUTPUT and QtWidgets.QMessageBox.question(
                 self, "A very large export", f"{px / 1e9:,.1f} gigapixels"
-                + (f", about {duration(px / self.rate)} here" if self.rate else "")
+                + (f", about {duration(t)} here" if (t := self.export_seconds(px)) else "")
                 + ", and gigabytes on disk. Start it?",
                 QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
                 QtWidgets.QMessageBox.StandardButton.No) != QtWidgets.QMessageBox.StandardButton.Yes:

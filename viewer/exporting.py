@@ -32,9 +32,13 @@ class ExportRunner(QtCore.QObject):
 
     def __init__(self, parent: QtWidgets.QWidget, background: Background,
                  report: Callable[[str], None], fail: Callable[[str, str], None],
-                 bar: Optional[QtWidgets.QStatusBar] = None) -> None:
+                 bar: Optional[QtWidgets.QStatusBar] = None,
+                 hold: Optional[Callable[[bool], None]] = None) -> None:
         super().__init__(parent)
         self.parent_widget, self.background = parent, background
+        #: ``hold(True)`` while an export runs (the viewer holds its background encoding,
+        #: which would compete for the same cores), ``hold(False)`` after
+        self.hold = hold
         self.report, self.fail = report, fail
         self.folder: Optional[str] = None  #: where the last export went
         self.open_button = QtWidgets.QPushButton("Open folder")
@@ -65,6 +69,8 @@ class ExportRunner(QtCore.QObject):
                                progress=self.progressed.emit, cancelled=self.cancel.is_set,
                                keep_exif=req.keep_exif)
 
+        if self.hold is not None:
+            self.hold(True)
         self.thread = self.background.run(work, self._done, name="export")
 
     def _progress(self, done: int, total: int) -> None:
@@ -72,6 +78,8 @@ class ExportRunner(QtCore.QObject):
             self.dialog.setValue(int(1000 * done / total))
 
     def _done(self, paths, error) -> None:
+        if self.hold is not None:
+            self.hold(False)
         if self.dialog is not None:
             self.dialog.reset()
             self.dialog = None

@@ -21,7 +21,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from core.colour import ToSRGB
 from core.render import view_tile
-from core.defaults import export_rate
+from core.defaults import export_rate, export_seconds
 from core.formats import READ_EXTS, open_filter
 from core.imageio import MAX_PIXELS, ImageError, LoadedImage, image_size, load_image
 from core.pixels import to_u8
@@ -96,7 +96,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.exports = ExportRunner(self, self.background,
                                     lambda msg: self.statusBar().showMessage(msg, 8000),
                                     lambda title, msg: self.error(title, msg),
-                                    self.statusBar())
+                                    self.statusBar(), hold=self.scheduler.pause_background)
 
         central = QtWidgets.QWidget()
         self.layout_ = QtWidgets.QHBoxLayout(central)
@@ -410,7 +410,8 @@ class MainWindow(QtWidgets.QMainWindow):
         dlg = ExportDialog(self, self.image.width, self.image.height, self.state.visible_region(),
                            self.session.selection, folder,
                            stem + "-liif", compare=self.session.compare_name or None,
-                           rate=self._export_rate(), image=self.image)
+                           rate=self._export_rate(), image=self.image,
+                           seconds=self._export_seconds)
         if dlg.exec() == QtWidgets.QDialog.DialogCode.Accepted and dlg.result_request:
             self.start_export(dlg.result_request)
 
@@ -418,6 +419,17 @@ class MainWindow(QtWidgets.QMainWindow):
         """Output pixels a second of an export with the model in use, for the dialog's
         estimate (:func:`core.defaults.export_rate`)."""
         return export_rate(self.model, self.device)
+
+    def _export_seconds(self, region, out_px: int) -> Optional[float]:
+        """The dialog's time estimate: rendering plus encoding the part of ``region`` the
+        latent does not hold yet (its share of tiles not encoded, as a fraction)."""
+        lat = self.session.latent
+        left = 0.0
+        if lat is not None:
+            w = max(0.0, min(region.x + region.w, self.image.width) - max(region.x, 0.0))
+            h = max(0.0, min(region.y + region.h, self.image.height) - max(region.y, 0.0))
+            left = w * h * (1 - lat.n_encoded / max(1, lat.n_tiles))
+        return export_seconds(self.model, self.device, out_px, left)
 
     def start_export(self, req: ExportRequest) -> None:
         """Run ``req`` in the background with a progress dialog and Cancel."""

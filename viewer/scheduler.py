@@ -244,6 +244,8 @@ class RenderScheduler:
         self.wanted: set = set()
         self.timer: Optional[PassTimer] = None
         self.background_encoding = True
+        self._held = 0  # pause_background's count
+        self.held = False
         #: background encoding ran out of memory for the open image (a new image resets it)
         self.idle_stopped = False
         self.focus: Optional[Tuple[float, float]] = None  # (y, x) where encoding goes on
@@ -305,6 +307,14 @@ class RenderScheduler:
         T = self.tile
         self.request(view.zoom, view.visible_tiles(T), methods,
                      lambda i, j: view.tile_region(i, j, T), lambda i, j: view.tile_window(i, j, T))
+
+    def pause_background(self, paused: bool) -> None:
+        """Hold background encoding (an export runs: it needs both cores) or let it go on;
+        what the view asks for still renders. Counted, so that nested holds nest."""
+        self._held = max(0, self._held + (1 if paused else -1))
+        self.held = self._held > 0
+        with self._liif.cond:
+            self._liif.cond.notify_all()
 
     def shutdown(self) -> None:
         for q in (self._preview, self._liif):
@@ -538,7 +548,7 @@ class RenderScheduler:
     def _has_idle_work(self) -> bool:
         lat = self.latent
         return (lat is not None and self.background_encoding and not self.idle_stopped
-                and lat.n_encoded < lat.n_tiles)
+                and not self.held and lat.n_encoded < lat.n_tiles)
 
     def _idle_encode_step(self) -> bool:
         """Encode one more latent block of the open image (background, one worker at a

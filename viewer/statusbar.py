@@ -88,6 +88,17 @@ class StatusBar(QtCore.QObject):
         self.progress.show()
         self.progress.setMaximum(lat.n_tiles)
         self.progress.setValue(lat.n_encoded)
+        if lat.at_budget:  # it stops here: say why, rather than look stuck
+            pct = 100 * lat.n_encoded // max(1, lat.n_tiles)
+            self.progress.setFormat(f"{pct}% (budget)")
+            self.progress.setToolTip(
+                f"encoded {pct} % of the image ahead, up to the latent's memory budget "
+                f"({lat.budget / 2**20:,.0f} MiB; LIIF_ZOOM_LATENT_MB sets it): the rest is "
+                "encoded where you look, as you look")
+        else:
+            self.progress.setFormat("enc. %p%")
+            self.progress.setToolTip("encoding the latent in the background (to its memory "
+                                     "budget)")
 
     # ---- against a reference ------------------------------------------------------------------
     def schedule_metrics(self) -> None:
