@@ -93,7 +93,7 @@ def test_quitting_while_measuring_and_rendering_exits_cleanly(tmp_path, after_ms
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", HOME=str(tmp_path),
                PYTHONPATH=root)
     r = subprocess.run([sys.executable, "-c", QUIT_SCRIPT, str(SAMPLE_IMAGE),
-                        str(tmp_path / "ref.png"), str(zoo.get("cpu").path), str(after_ms)],
+                        str(tmp_path / "ref.png"), str(zoo.get("photo").path), str(after_ms)],
                        capture_output=True, text=True, env=env, timeout=300, cwd=root)
     assert r.returncode == 0 and "terminate called" not in r.stderr, r.stderr[-2000:]
     assert "ERR" not in r.stdout

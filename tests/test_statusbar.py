@@ -21,3 +21,22 @@ def test_encoding_that_stops_at_the_budget_says_so(qtbot, win, image_path):
     win.status.show_encoding()
     assert "budget" in win.status.progress.format()
     assert "encoded where you look" in win.status.progress.toolTip()
+
+
+def test_below_one_to_one_the_readouts_say_liif_is_the_filtered_source(qtbot, win,
+                                                                       tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from viewer.statusbar import below_one_to_one
+    a = (np.random.default_rng(0).random((600, 800, 3)) * 255).astype(np.uint8)
+    Image.fromarray(a).save(tmp_path / "big.png")
+    assert win.open_image(str(tmp_path / "big.png"))
+    win.zoom_to(50)
+    assert "below 1:1" in below_one_to_one(win.session)
+    win.session.set_profile_line((100.0, 100.0), (600.0, 400.0))
+    win.show_inspector()
+    win.inspector.refresh()
+    assert "filtered source" in win.inspector.info.text()
+    win.zoom_to(200)
+    assert below_one_to_one(win.session) == ""

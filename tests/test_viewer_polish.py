@@ -230,3 +230,14 @@ def test_a_transparent_image_is_shown_over_a_checkerboard(qtbot, win, tmp_path):
     left, right = at(20, 30), at(60, 30)
     assert left[0] > 200 and left[1] < 60  # opaque red
     assert right[0] == right[1] == right[2] and right[0] in (153, 204)  # grey checker
+
+
+def test_a_model_pane_says_it_is_rendering_while_the_preview_stands_in(qtbot, win,
+                                                                      image_path):
+    assert win.open_image(image_path)
+    win.session.zoom_at(4.0)
+    assert win.scheduler.wait_idle(60)
+    pane = win.panes[0]
+    assert pane.methods == ["liif"] and pane._model_layer_shown("liif")
+    win.scheduler.cache.clear()  # as right after a zoom: only the preview (or nothing)
+    assert not pane._model_layer_shown("liif")

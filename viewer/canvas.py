@@ -148,8 +148,10 @@ class Pane(QtWidgets.QWidget):
             self._draw_transparency(p, image_rect, vw, vh)
             p.restore()
         p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, False)
-        if len(self.methods) == 2:
+        if len(self.methods) == 2:  # the divider: yellow on a dark edge, seen on any picture
             x = round(self.split * vw)
+            p.setPen(QtGui.QPen(QtGui.QColor(0, 0, 0, 170), 4 * d))
+            p.drawLine(QtCore.QPointF(x, 0), QtCore.QPointF(x, vh))
             p.setPen(QtGui.QPen(QtGui.QColor(255, 210, 0), 2 * d))
             p.drawLine(QtCore.QPointF(x, 0), QtCore.QPointF(x, vh))
         self._draw_selection(p, d)
@@ -251,6 +253,16 @@ class Pane(QtWidgets.QWidget):
         p.drawEllipse(a, 3 * d, 3 * d)
         p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, False)
 
+    def _model_layer_shown(self, method: str) -> bool:
+        """Whether every visible tile of ``method`` shows one of its own layers (coarse or
+        full), not the bicubic preview standing in for it."""
+        st, sched = self.c.session.state, self.c.scheduler
+        own = [k for k in keys_for(method, st.zoom, 0, 0) if k.method == method]
+        for i, j in st.visible_tiles(sched.tile):
+            if not any(sched.cache.get(k._replace(i=i, j=j)) is not None for k in own):
+                return False
+        return True
+
     def _draw_labels(self, p: QtGui.QPainter, parts, d: float) -> None:
         f = p.font()
         f.setPixelSize(round(12 * d))
@@ -262,6 +274,8 @@ class Pane(QtWidgets.QWidget):
                                                     if m != method else "")
             if method == "liif" and self.c.session.latent is None:
                 text = "LIIF: no model loaded (Model → Load Checkpoint)"
+            elif m in ("liif", "compare") and not self._model_layer_shown(m):
+                text += " · rendering…"  # (bicubic's preview stands in for it meanwhile)
             fm = QtGui.QFontMetrics(f)
             w = fm.horizontalAdvance(text) + 12 * d
             x = clip.left() + 8 * d if n == 0 else clip.right() - w - 8 * d

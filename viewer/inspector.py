@@ -138,9 +138,12 @@ class InspectorDock(QtWidgets.QDockWidget):
         curves = {m: line_profile(self.scheduler.cache.get, m, st.zoom, T, *line)
                   for m in self.session.shown_methods()}
         (x0, y0), (x1, y1) = line
+        from viewer.statusbar import below_one_to_one
+        below = below_one_to_one(self.session)
         self.update_profiles(curves, (
             f"({x0:.1f}, {y0:.1f}) → ({x1:.1f}, {y1:.1f}), "
-            f"{((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5:.1f} source px at {st.zoom:.3g}×"),
+            f"{((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5:.1f} source px at {st.zoom:.3g}×"
+            + (f" ({below}: the model panes show the filtered source)" if below else "")),
             {m: self.session.label(m) for m in curves})
 
     def update_profiles(self, curves: Dict[str, Tuple[np.ndarray, np.ndarray]],

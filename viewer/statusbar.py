@@ -150,8 +150,25 @@ class StatusBar(QtCore.QObject):
             self.metrics.setText("vs ref: " + " · ".join(
                 f"{_short(self.session.label(m))} {_db(p, short=True)}"
                 f"/{q:.3f}" for m, (p, q) in res.items()))
-            self.metrics.setToolTip("PSNR (dB) / SSIM against the reference, over the view: " + "; ".join(
-                f"{self.session.label(m)}: PSNR {_db(p)}, SSIM {q:.4f}" for m, (p, q) in res.items()))
+            below = below_one_to_one(self.session)
+            if below:
+                self.metrics.setText(self.metrics.text() + " (" + below + ")")
+            self.metrics.setToolTip(
+                "PSNR (dB) / SSIM against the reference, over the view: " + "; ".join(
+                    f"{self.session.label(m)}: PSNR {_db(p)}, SSIM {q:.4f}"
+                    for m, (p, q) in res.items())
+                + (". Below 1:1 the model panes show the filtered source (bicubic), so "
+                   "they are not measured apart" if below else ""))
+
+
+def below_one_to_one(session) -> str:
+    """A short note when a model pane shows the filtered source (the zoom is below 1:1, so
+    it is not measured or profiled apart), else ''."""
+    st = session.state
+    if st is None or st.zoom >= 1.0:
+        return ""
+    shown = {m for ms in session.pane_methods() for m in ms}
+    return "LIIF below 1:1 = bicubic" if shown & {"liif", "compare"} else ""
 
 
 def _db(psnr: float, short: bool = False) -> str:
