@@ -1,9 +1,10 @@
 """Save screenshots of the app: fit, 4x and 32x, in side-by-side and split modes, the
 inspector's line profiles at 8x, the two bundled models side by side at 8x, the window at
-1024 px wide, and the export dialog with its estimates.
+1024 px wide, the export dialog with its estimates, and a transparent image over its
+checkerboard.
 
     QT_QPA_PLATFORM=offscreen python -m viewer.screenshots OUTDIR [IMAGE] [--checkpoint C]
-        [--shots views,inspector,compare,window,dialog]
+        [--shots views,inspector,compare,window,dialog,transparent]
 
 Each shot is taken after the full-resolution LIIF pass has landed.
 """
@@ -33,7 +34,7 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint")
     p.add_argument("--size", default="1280x800")
     p.add_argument("--centre", default=None, help="X,Y source point to zoom into")
-    p.add_argument("--shots", default="views,inspector,compare,window,dialog",
+    p.add_argument("--shots", default="views,inspector,compare,window,dialog,transparent",
                    help="which shots, comma-separated (default: all)")
     args = p.parse_args(argv)
     shots = set(args.shots.split(","))
@@ -76,6 +77,8 @@ def main(argv=None) -> int:
         inspector(app, win, args.outdir, cx, cy)
     if "compare" in shots:
         compare(app, win, args.outdir, cx, cy)
+    if "transparent" in shots:  # last: it opens another image
+        transparent(app, win, args.outdir)
     win.close()
     return 0
 
@@ -106,7 +109,7 @@ def export_dialog(app, win, outdir: str) -> None:
     img = win.image
     dlg = ExportDialog(win, img.width, img.height, win.state.visible_region(), None,
                        os.path.expanduser("~/Pictures"), "sample-liif",
-                       rate=win._export_rate(), image=img)
+                       rate=win._export_rate(), image=img, seconds=win._export_seconds)
     dlg.region_box.setCurrentText("Whole image")
     dlg.scale.setValue(4.0)
     dlg.show()
@@ -117,6 +120,25 @@ def export_dialog(app, win, outdir: str) -> None:
     app.processEvents()
     _save(dlg, outdir, "export-dialog.png")
     dlg.close()
+
+
+def transparent(app, win, outdir: str) -> None:
+    """A photo cut out with a soft-edged transparent border, opened in the viewer: the
+    checkerboard shows through where it is transparent (side by side, fitted)."""
+    import numpy as np
+    from PIL import Image
+    src = np.asarray(Image.open(win.image.path).convert("RGB"))
+    h, w = src.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = np.hypot((xx - w / 2) / (w / 2), (yy - h / 2) / (h / 2))
+    alpha = np.clip((1.0 - r) * 4, 0, 1)
+    path = os.path.join(outdir, "cut-out.png")
+    Image.fromarray(np.dstack([src, np.round(alpha * 255).astype(np.uint8)]), "RGBA").save(path)
+    win.session.set_mode("side")
+    win.open_image(path)
+    settle(app, win)
+    _save(win, outdir, "transparent.png")
+    os.remove(path)
 
 
 def inspector(app, win, outdir: str, cx: float, cy: float) -> None:
