@@ -45,9 +45,33 @@ __all__ = ["ImageError", "ImageTooLarge", "image_size", "LoadedImage", "load_ima
 #: refuse images larger than this many pixels (about 16k x 16k); the viewer asks first
 MAX_PIXELS = 270_000_000
 
-# Pillow's own bomb check uses a global limit; ours (``max_pixels``, checked from the header
-# before decoding) replaces it so that a caller (the viewer, after asking) can lift it.
-Image.MAX_IMAGE_PIXELS = None
+_bomb_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_limit_lifted():
+    """Pillow's own decompression-bomb limit (a process-wide setting, about 179 Mpx) lifted
+    for one of this module's decodes, which a file's header brought past it: the app's own
+    check (``max_pixels``, from the header, before anything is allocated; the viewer lifts
+    it after asking) stands in. Only after Pillow refused, and restored at once: importing
+    this module leaves Pillow's guard on for everyone else."""
+    with _bomb_lock:
+        old = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
+def _past_pillows_limit(fn, *args, **kw):
+    """``fn(*args, **kw)``, again with :func:`_pillow_limit_lifted` if Pillow refused the
+    image as a decompression bomb (the app's own limit decides, not Pillow's)."""
+    try:
+        return fn(*args, **kw)
+    except Image.DecompressionBombError:
+        with _pillow_limit_lifted():
+            return fn(*args, **kw)
 
 try:  # optional HEIC support
     import pillow_heif  # type: ignore
@@ -184,14 +208,19 @@ def image_size(path: Union[str, os.PathLike]) -> tuple:
             head = f.read(16)
             if jxl.is_jxl(head):  # the SizeHeader: at the start, or after a container's boxes
                 return jxl.size(head + f.read())
-        with quiet_decoders(), Image.open(path) as im:
-            size, fmt, mode = im.size, im.format, im.mode
+        size, fmt, mode = _past_pillows_limit(_header, path)
     except Exception as exc:
         raise ImageError(f"cannot read image {path}: {_why(exc)}") from None
     hd = png.header(path)
     _check_plausible(path, size[0], size[1], fmt, _png_bits(hd) if hd else
                      (1 if mode == "1" else 8))
     return size
+
+
+def _header(path: str) -> tuple:
+    """``(size, format, mode)`` of what Pillow opens, nothing decoded."""
+    with quiet_decoders(), Image.open(path) as im:
+        return im.size, im.format, im.mode
 
 
 def _png_bits(hd: tuple) -> int:
@@ -238,12 +267,12 @@ def load_image(path: Union[str, os.PathLike], max_pixels: Optional[int] = MAX_PI
         if arr is not None:
             return _with_header_metadata(_from_array(arr, path))
     try:
-        return _load_pil(path, max_pixels, first=True)
+        return _past_pillows_limit(_load_pil, path, max_pixels, first=True)
     except ValueError as exc:
         if isinstance(exc, ImageError) or "MAX_TEXT_CHUNK" not in str(exc):
             raise
     with _large_png_chunks():  # a PNG profile or text over Pillow's 1 MB: read, bounded
-        return _load_pil(path, max_pixels)
+        return _past_pillows_limit(_load_pil, path, max_pixels)
 
 
 #: the largest PNG text or profile chunk read (Pillow stops at 1 MB by default; profiles of
@@ -282,8 +311,8 @@ def _load_pil(path: str, max_pixels: Optional[int], first: bool = False) -> "Loa
             if cmyk:
                 im, meta, said = _cmyk_to_rgb(im, meta)
                 remarks.append(said)
-    except ImageError:
-        raise
+    except (ImageError, Image.DecompressionBombError):
+        raise  # (the latter: read again with Pillow's limit lifted, _past_pillows_limit)
     except UnidentifiedImageError:
         raise ImageError(f"cannot read image {path}: not an image file Pillow can decode") from None
     except ValueError as exc:
@@ -370,9 +399,11 @@ def _reconcile_profile(loaded: "LoadedImage") -> "LoadedImage":
 def _with_header_metadata(loaded: LoadedImage) -> LoadedImage:
     """``loaded`` (decoded by libpng or tifffile) with the profile and EXIF its file's
     header holds, read by Pillow without decoding the pixels."""
-    try:
+    def read() -> None:
         with quiet_decoders(), _large_png_chunks(), Image.open(loaded.path) as im:
             loaded.meta = _metadata(im)
+    try:
+        _past_pillows_limit(read)
     except Exception:  # the pixels are what matters; a header Pillow cannot read has none
         pass
     return _reconcile_profile(loaded)

@@ -8,6 +8,8 @@ from PIL import Image
 
 from core.imageio import ImageError, ImageTooLarge, load_image, save_image
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def test_exif_orientation_is_applied(tmp_path):
     a = np.zeros((10, 20, 3), np.uint8)
@@ -214,3 +216,31 @@ def test_decoded_pixels_stay_integers_and_every_reader_converts_the_same(tmp_pat
     dev = torch.device("cpu")
     la, lb = encode(tiny_model, img.pixels, dev), encode(tiny_model, f, dev)
     assert torch.equal(la.full(), lb.full())
+
+
+def test_importing_the_project_leaves_pillows_bomb_guard_on(tmp_path):
+    """No import side effect: Pillow's limit stays as Pillow set it for everyone else; the
+    app's own limit decides for its decodes, also past Pillow's (a 196-Mpx page's size)."""
+    import subprocess
+    import sys
+    code = ("from PIL import Image; before = Image.MAX_IMAGE_PIXELS\n"
+            "import pkgutil, importlib\n"
+            "import core, viewer, training\n"
+            "for pkg in (core, viewer, training):\n"
+            "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+            "        if m.name not in ('viewer.soak', 'viewer.screenshots'):\n"
+            "            importlib.import_module(m.name)\n"
+            "assert Image.MAX_IMAGE_PIXELS == before and before, Image.MAX_IMAGE_PIXELS\n"
+            "print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=ROOT, env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+    from PIL import Image as PILImage
+
+    from core.imageio import ImageTooLarge, image_size, load_image
+    PILImage.new("1", (14000, 14000), 1).save(tmp_path / "page.png")
+    before = PILImage.MAX_IMAGE_PIXELS
+    assert image_size(tmp_path / "page.png") == (14000, 14000)  # Pillow alone refuses it
+    with pytest.raises(ImageTooLarge):
+        load_image(tmp_path / "page.png", max_pixels=100_000_000)
+    assert PILImage.MAX_IMAGE_PIXELS == before
