@@ -94,8 +94,8 @@ def main() -> None:
 
     from PIL import Image
 
-    from core.zoo import clean_default
     from core.device import pick_device
+    from core.zoo import clean_default
     ckpt = args.checkpoint or str(clean_default(pick_device(None)))
     tmp = tempfile.mkdtemp(prefix="liif-cli-bench-")
     w, h = Image.open(args.image).size
@@ -108,7 +108,10 @@ def main() -> None:
                       args.repeat)
     print(f"image {args.image} {w}x{h} -> {ow}x{oh} ({ow * oh / 1e6:.2f} Mpx), model {ckpt}")
     print(f"start-up (8x8 job):   median {start:.2f} s ({', '.join(f'{t:.2f}' for t in ts0)})")
-    print(f"CLI --scale {args.scale:g}:      median {full:.2f} s ({', '.join(f'{t:.2f}' for t in ts1)})")
+    print(
+        f"CLI --scale {args.scale:g}:      median {full:.2f} s "
+        f"({', '.join(f'{t:.2f}' for t in ts1)})"
+    )
     print(f"rate beyond start-up: {ow * oh / 1e6 / max(full - start, 1e-9):.2f} output Mpx/s")
     if args.skip_official:
         return

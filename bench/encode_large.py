@@ -40,9 +40,9 @@ def main() -> None:
     from PIL import Image
 
     from core.checkpoints import load_model
-    from core.zoo import clean_default
     from core.encoding import encode
     from core.models.registry import make
+    from core.zoo import clean_default
 
     h = int(round(math.sqrt(args.mpx * 1e6 / 1.5)))
     w = int(round(h * 1.5))
@@ -63,11 +63,16 @@ def main() -> None:
     t = time.perf_counter()
     lat.encode_all()
     dt = time.perf_counter() - t
-    print(f"model {name}; image {w}x{h} ({w * h / 1e6:.1f} Mpx); tile {args.tile}, halo "
-          f"{lat.halo}; latent {'fp16' if args.fp16 else 'fp32'}; {torch.get_num_threads()} threads")
-    print(f"encode: {dt:.1f} s ({w * h / 1e6 / dt:.3f} Mpx/s); latent {lat.nbytes() / 2**20:.0f} MiB; "
-          f"input {rgb.nbytes / 2**20:.0f} MiB; peak RSS {peak_rss_mib():.0f} MiB "
-          f"(before encoding {base:.0f} MiB)")
+    print(
+        f"model {name}; image {w}x{h} ({w * h / 1e6:.1f} Mpx); tile {args.tile}, halo "
+        f"{lat.halo}; latent {'fp16' if args.fp16 else 'fp32'}; {torch.get_num_threads()} threads"
+    )
+    print(
+        f"encode: {dt:.1f} s ({w * h / 1e6 / dt:.3f} Mpx/s); "
+        f"latent {lat.nbytes() / 2**20:.0f} MiB; "
+        f"input {rgb.nbytes / 2**20:.0f} MiB; peak RSS {peak_rss_mib():.0f} MiB "
+        f"(before encoding {base:.0f} MiB)"
+    )
 
 
 if __name__ == "__main__":

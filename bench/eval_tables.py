@@ -61,7 +61,9 @@ def main() -> None:
             {"scale": s, "method": m, "psnr": round(res[(s, m)], 4)}
             for s in scales for m in ("liif", "bicubic")]}
         for m in ("liif", "bicubic"):
-            rows.append(f"| {name} | {m} | " + " | ".join(f"{res[(s, m)]:.2f}" for s in scales) + " |")
+            rows.append(
+                f"| {name} | {m} | " + " | ".join(f"{res[(s, m)]:.2f}" for s in scales) + " |"
+            )
         rows.append(f"| {name} | *gain* | " + " | ".join(
             f"{res[(s, 'liif')] - res[(s, 'bicubic')]:+.2f}" for s in scales) + " |")
     print("| set | method | " + " | ".join(f"×{s}" for s in scales) + " |")

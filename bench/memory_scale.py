@@ -60,7 +60,9 @@ def make_image(mpx: float, folder: str) -> str:
     rows = []
     for y0 in range(0, h, 512):  # in bands: the generator never holds float copies of it all
         yy, xx = np.mgrid[y0:min(h, y0 + 512), 0:w].astype(np.float32)
-        band = np.stack([128 + 90 * np.sin(xx / (37 + 11 * c) + yy / (53 + 7 * c)) for c in range(3)], -1)
+        band = np.stack(
+            [128 + 90 * np.sin(xx / (37 + 11 * c) + yy / (53 + 7 * c)) for c in range(3)], -1
+        )
         band += rng.normal(0, 6, band.shape).astype(np.float32)
         band[:, (w // 3):(w // 3 + 4)] = 20
         rows.append(np.clip(band, 0, 255).astype(np.uint8))

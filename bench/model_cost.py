@@ -100,10 +100,13 @@ def main() -> None:
         # all: the encoding too
         dec = r["render_mac_per_out_px"] + r["features_mac_per_code"] / s2
         total = dec + r["encode_mac_per_src_px"] / s2
-        print(f"| {r['model']} | {r['encode_mac_per_src_px'] / 1e3:.0f} k | "
-              f"{r['features_mac_per_code'] / 1e3:.0f} k | {r['render_mac_per_out_px'] / 1e3:.1f} k | "
-              f"{dec / 1e3:.1f} k | {total / 1e3:.1f} k | {r['encode_us_per_src_px']:.2f} | "
-              f"{r['features_us_per_code']:.2f} | {r['render_us_per_out_px']:.3f} |")
+        print(
+            f"| {r['model']} | {r['encode_mac_per_src_px'] / 1e3:.0f} k | "
+            f"{r['features_mac_per_code'] / 1e3:.0f} k | "
+            f"{r['render_mac_per_out_px'] / 1e3:.1f} k | "
+            f"{dec / 1e3:.1f} k | {total / 1e3:.1f} k | {r['encode_us_per_src_px']:.2f} | "
+            f"{r['features_us_per_code']:.2f} | {r['render_us_per_out_px']:.3f} |"
+        )
 
 if __name__ == "__main__":
     main()

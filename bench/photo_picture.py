@@ -32,11 +32,11 @@ def main() -> None:
     from PIL import Image, ImageDraw
 
     from core.checkpoints import load_model
-    from core.zoo import resolve
     from core.encoding import encode
     from core.geometry import Region
     from core.imageio import LoadedImage
     from core.methods import render_by
+    from core.zoo import resolve
 
     buf = io.BytesIO()
     Image.open(args.image).convert("RGB").save(buf, "JPEG", quality=args.quality, subsampling=2)

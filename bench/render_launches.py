@@ -64,9 +64,9 @@ def main() -> None:
 
     import core.render as render_mod
     from core.checkpoints import load_model
-    from core.zoo import resolve
     from core.encoding import encode
     from core.geometry import Region
+    from core.zoo import resolve
 
     if hasattr(render_mod, "chunk_policy"):  # the GPU's chunks, on this CPU
         gpu = render_mod.chunk_policy(torch.device("cuda"))
@@ -112,8 +112,11 @@ def main() -> None:
     finally:
         torch.Tensor.to, torch.Tensor.cpu = orig_to, orig_cpu
     tiles = ((W + T - 1) // T) * ((H + T - 1) // T)
-    print(f"| {args.checkpoint} | {z:g}x | {T} | {tiles} | {launches(prof.events())} | {copies['to(device)']} | "
-          f"{copies['cpu()']} |")
+    print(
+        f"| {args.checkpoint} | {z:g}x | {T} | {tiles} | {launches(prof.events())} | "
+        f"{copies['to(device)']} | "
+        f"{copies['cpu()']} |"
+    )
 
 
 if __name__ == "__main__":

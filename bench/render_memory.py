@@ -5,7 +5,8 @@
 For each image size, in a fresh process (EDSR-baseline-LIIF, random weights): render an
 ``out x out`` view of a 128x128 source region (x4 zoom) at the image centre once (this
 encodes the latent tiles it needs, lazily), reset the process's peak-RSS mark
-(``/proc/self/clear_refs``), drop the renderer's reusable buffers, render it again and report the peak RSS above the resident size
+(``/proc/self/clear_refs``), drop the renderer's reusable buffers, render it again and report the
+peak RSS above the resident size
 before that render, beside the size of the whole image's latent (C x H x W floats) that a
 renderer reading the full map would have to touch.
 """

@@ -29,8 +29,8 @@ import torch
 
 from core.encoding import encode
 from core.geometry import Region
-from core.reference import make_coord, query_official_style
 from core.models.registry import make
+from core.reference import make_coord, query_official_style
 from core.render import render
 
 PAPER = {"name": "liif", "args": {

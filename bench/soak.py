@@ -43,7 +43,9 @@ def main() -> None:
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     settings = QtCore.QSettings("/tmp/liif-zoom-soak.ini", QtCore.QSettings.Format.IniFormat)
-    a = ([args.image] if args.image else []) + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
+    a = ([args.image] if args.image else []) + (
+        ["--checkpoint", args.checkpoint] if args.checkpoint else []
+    )
     win = build_window(parse_args(a), settings=settings,
                        liif_workers=configure_threads(pick_device(None)))
     win.error = lambda title, msg: (_ for _ in ()).throw(RuntimeError(f"{title}: {msg}"))

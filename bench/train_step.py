@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 import statistics
 import sys
+from pathlib import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -33,10 +33,13 @@ from bench.timing import median_time
 def main() -> int:
     from core.checkpoints import load_model
     from core.device import autocast_to, fast_compute_dtype
-    from training.train import Teacher, l1_step_loss, load_config, make_train_set
+    from training.losses import Teacher, step_loss
+    from training.train import load_config, make_train_set
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--config", default=os.path.join(ROOT, "training/configs/cpu-lmf-distill6-long.yaml"))
+    p.add_argument(
+        "--config", default=os.path.join(ROOT, "training/configs/cpu-lmf-distill6-long.yaml")
+    )
     p.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "train"))
     p.add_argument("--student", default=os.path.join(ROOT, "resources/lmf-edsr6-cpu.safetensors"))
     p.add_argument("--threads", type=int, default=2)
@@ -84,7 +87,7 @@ def main() -> int:
 
     def grads(b, dtype):  # the student's part of a training step (training's own loss)
         opt.zero_grad(set_to_none=True)
-        l1_step_loss(student, b, cpu, None, dtype).backward()
+        step_loss(student, b, cpu, None, dtype).backward()
         return torch.cat([q.grad.flatten() for q in student.parameters() if q.grad is not None])
 
     cos = []
@@ -109,11 +112,20 @@ def main() -> int:
         opt.step()
 
     rows = [
-        (f"teacher encoder ({str(fast).replace('torch.', '')})", median_time(lambda k: encode(), a.repeat)),
+        (
+            f"teacher encoder ({str(fast).replace('torch.', '')})",
+            median_time(lambda k: encode(), a.repeat),
+        ),
         ("teacher queries, float32", median_time(lambda k: query(torch.float32), a.repeat)),
         ("teacher queries, bfloat16", median_time(lambda k: query(bf16), a.repeat)),
-        ("student forward+backward+Adam, float32", median_time(lambda k: step(torch.float32), a.repeat)),
-        ("student forward+backward+Adam, bfloat16 autocast", median_time(lambda k: step(bf16), a.repeat)),
+        (
+            "student forward+backward+Adam, float32",
+            median_time(lambda k: step(torch.float32), a.repeat),
+        ),
+        (
+            "student forward+backward+Adam, bfloat16 autocast",
+            median_time(lambda k: step(bf16), a.repeat),
+        ),
     ]
     print(f"batch {bsz} x {batches[0]['gt'].shape[1]} pixels, {a.threads} thread(s); medians of "
           f"{a.repeat}")

@@ -38,7 +38,9 @@ def main() -> None:
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     settings = QtCore.QSettings("/tmp/liif-zoom-bench.ini", QtCore.QSettings.Format.IniFormat)
-    a = ([args.image] if args.image else []) + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
+    a = ([args.image] if args.image else []) + (
+        ["--checkpoint", args.checkpoint] if args.checkpoint else []
+    )
     workers = configure_threads(pick_device(None))  # as main.py does
     win = build_window(parse_args(a), settings=settings, liif_workers=workers)
     win.scheduler.background_encoding = False
@@ -55,7 +57,9 @@ def main() -> None:
     print(f"image {st.image_w}x{st.image_h}, window {w}x{h} ({args.mode}), pane "
           f"{st.view_w}x{st.view_h} device px, model {win.model_name}, "
           f"{workers} LIIF worker(s) x {torch.get_num_threads()} torch thread(s)")
-    print(f"{'zoom':>6}{'preview ms':>12}{'coarse ms':>11}{'full ms':>10}{'latent tiles encoded':>22}")
+    print(
+        f"{'zoom':>6}{'preview ms':>12}{'coarse ms':>11}{'full ms':>10}{'latent tiles encoded':>22}"
+    )
     for z in map(float, args.zooms.split(",")):
         win.status.last_times.clear()
         st.cx, st.cy = cx, cy

@@ -303,7 +303,9 @@ def load_model(path: PathLike, device: Union[str, torch.device] = "cpu"
     try:
         model.load_state_dict(sd, strict=True)
     except Exception as exc:
-        raise _fail(path, "weights do not match the model spec (" + _first_line(exc) + ")") from None
+        raise _fail(
+            path, "weights do not match the model spec (" + _first_line(exc) + ")"
+        ) from None
     # channels-last weights: the layout the encoder's convolutions run fastest in (save_model
     # writes them back in the default layout)
     return model.to(device).to(memory_format=torch.channels_last).eval(), spec, info

@@ -10,7 +10,6 @@ from typing import ContextManager, Optional
 
 import torch
 
-
 _WORKS: dict = {}
 
 
@@ -81,7 +80,8 @@ def fast_compute_dtype(device: torch.device) -> torch.dtype:
     bfloat16 where the CPU multiplies it natively: twice the float32 rate for the
     convolutions; on the bundled CPU model a change of at most 0.0014 dB in PSNR on Set5 and
     Set14 at x2, x4 and x8, and of at most 4 of 255 levels at any pixel of the sample at x4
-    (docs/BENCHMARKS.md, "Interactive on two CPU cores"). float32 everywhere else, including GPUs, where
+    (docs/BENCHMARKS.md, "Interactive on two CPU cores"). float32 everywhere else, including GPUs,
+    where
     the lower precision has not been measured against the 1e-3 agreement. The models keep
     the outputs of their code features in float32 (only LMF's first latent layer runs in
     bfloat16); the per-pixel decoder and the stored latent are float32 either way."""

@@ -28,7 +28,15 @@ import torch
 from core.device import autocast_to, device_lock
 from core.lru import LRUCache
 from core.pixels import to_float
-__all__ = ["LatentImage", "Cancelled", "encode", "to_input_tensor", "default_budget", "latent_dtype"]
+
+__all__ = [
+    "LatentImage",
+    "Cancelled",
+    "encode",
+    "to_input_tensor",
+    "default_budget",
+    "latent_dtype",
+]
 
 #: most of a machine's memory the latent may take by default (CPU: of the RAM; GPU: of the
 #: memory free when the image is opened, leaving the rest for rendering), and a ceiling

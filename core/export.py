@@ -16,15 +16,23 @@ from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from core.atomic import staged
 from core.device import release_freed_memory
 from core.encoding import Cancelled, LatentImage
-from core.geometry import Region
-from core.atomic import staged
 from core.formats import BY_PIL, FORMATS
-from core.imageio import (ImageError, LoadedImage, Metadata, WRITE_FORMATS, atomic_write, fitting_metadata,
-                          save_image)
+from core.geometry import Region
+from core.imageio import (
+    WRITE_FORMATS,
+    ImageError,
+    LoadedImage,
+    Metadata,
+    atomic_write,
+    fitting_metadata,
+    save_image,
+)
+from core.methods import METHODS as _METHODS
+from core.methods import render_by
 from core.png import PNGStreamWriter
-from core.methods import METHODS as _METHODS, render_by
 from core.resample import render_bicubic
 
 __all__ = ["export", "export_many", "render_region", "check_request", "check_output",
@@ -48,7 +56,8 @@ FORMAT_MAX_SIDE = {f.pil: f.max_side for f in FORMATS}
 def check_request(region: Region, out_w: int, out_h: int, image_w: int, image_h: int) -> None:
     """Refuse, with a one-line :class:`ValueError`, an export that cannot be what the user
     means: an output size that is not a positive integer or beyond :data:`MAX_OUTPUT_PIXELS`
-    (the format's own limits: :func:`check_output`), or a region that does not overlap the image or reaches further
+    (the format's own limits: :func:`check_output`), or a region that does not overlap the image or
+    reaches further
     beyond it than the image's own width or height.
 
     The part of a region outside the image (allowed up to one image width/height beyond each
@@ -103,7 +112,8 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
 
     Greyscale sources are written greyscale, alpha is resampled bicubically and re-attached,
     16-bit sources stay 16-bit in PNG/TIFF. The source's colour profile and (unless not
-    ``keep_exif``: privacy) its EXIF go with the pixels where the format carries them. ``progress(rows_done, rows_total)`` after each band.
+    ``keep_exif``: privacy) its EXIF go with the pixels where the format carries them.
+    ``progress(rows_done, rows_total)`` after each band.
     Raises :class:`core.encoding.Cancelled` when cancelled, :class:`ImageError` on I/O errors,
     :class:`ValueError` for a request :func:`check_request` refuses.
     """
@@ -195,7 +205,8 @@ def estimate_bytes(image: LoadedImage, region: Region, out_w: int, out_h: int, e
                    quality: int = 95, keep_exif: bool = True) -> int:
     """About how many bytes the export of ``region`` at ``out_w x out_h`` to a file ending
     ``ext`` will take: a grid of :data:`ESTIMATE_GRID` x :data:`ESTIMATE_GRID` patches of up
-    to :data:`ESTIMATE_SIDE` output pixels a side spread over the whole output (one patch from the middle stood
+    to :data:`ESTIMATE_SIDE` output pixels a side spread over the whole output (one patch from the
+    middle stood
     for a flat graphic by its flattest part), rendered bicubically and set side by side, is
     encoded as the export would encode it (same format, quality, bit depth, alpha), and its
     bytes per pixel (less those of a 1 x 1 file: the headers) are scaled to the whole output,

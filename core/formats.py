@@ -65,7 +65,7 @@ _AVIF, _HEIF, _JXL = _pillow_has("avif"), _heif_available(), _jxl_available()
 #: in the order dialogs list them. BMP's alpha is absent because most readers (Pillow
 #: among them) drop a 32-bit BMP's fourth channel: an export flattens it, and says so.
 FORMATS: Tuple[ImageFormat, ...] = (
-    #            name       pil     exts          read   write  lossy  16bit  stream alpha  icc    exif
+    #          name  pil   exts      read  write  lossy  16bit  stream  alpha  icc  exif
     ImageFormat("PNG", "PNG", (".png",), True, True, False, True, True, True, True, True),
     ImageFormat("JPEG", "JPEG", (".jpg", ".jpeg"), True, True, True, False, False, False, True,
                 True, max_side=65535),
@@ -199,8 +199,10 @@ def format_table() -> str:
     def yes(b: bool) -> str:
         return "yes" if b else "no"
 
-    rows = ["| format | extensions | read | write | bits per channel | alpha | ICC profile | EXIF |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| format | extensions | read | write | bits per channel | alpha | ICC profile | EXIF |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for f in FORMATS:
         def written(ok: bool, otherwise: str) -> str:
             return "-" if not f.writable else ("yes" if ok else f"no: {otherwise}")

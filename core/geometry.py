@@ -22,7 +22,8 @@ import torch
 
 @dataclass(frozen=True)
 class Region:
-    """A rectangle of the continuous source image: left ``x``, top ``y``, width ``w``, height ``h``."""
+    """A rectangle of the continuous source image: left ``x``, top ``y``, width ``w``, height
+    ``h``."""
 
     x: float
     y: float

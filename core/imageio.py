@@ -39,8 +39,17 @@ from core.colour import ToSRGB
 from core.formats import BY_PIL, FORMATS, WRITE_FORMATS
 from core.pixels import to_float
 
-__all__ = ["ImageError", "ImageTooLarge", "image_size", "LoadedImage", "load_image", "save_image", "atomic_write",
-           "MAX_PIXELS", "WRITE_FORMATS"]
+__all__ = [
+    "ImageError",
+    "ImageTooLarge",
+    "image_size",
+    "LoadedImage",
+    "load_image",
+    "save_image",
+    "atomic_write",
+    "MAX_PIXELS",
+    "WRITE_FORMATS",
+]
 
 #: refuse images larger than this many pixels (about 16k x 16k); the viewer asks first
 MAX_PIXELS = 270_000_000
@@ -244,7 +253,9 @@ def _check_regular(path: Union[str, os.PathLike]) -> None:
         raise ImageError(f"cannot read image {path}: not a regular file (a pipe or a device)")
 
 
-def load_image(path: Union[str, os.PathLike], max_pixels: Optional[int] = MAX_PIXELS) -> LoadedImage:
+def load_image(
+    path: Union[str, os.PathLike], max_pixels: Optional[int] = MAX_PIXELS
+) -> LoadedImage:
     """Decode ``path``; raise :class:`ImageError` with a clear message on any problem."""
     path = os.fspath(path)
     _check_regular(path)
@@ -496,7 +507,8 @@ def _is_tiff(path: str) -> bool:
 
 def _read_tiff16(path: str, max_pixels: Optional[int]) -> Optional[np.ndarray]:
     """``(H, W, C)`` uint16 of a 16-bit RGB(A) or grey+alpha TIFF's first page through
-    ``tifffile`` (Pillow cannot keep it 16-bit), the page's declared size checked first; None for any other TIFF
+    ``tifffile`` (Pillow cannot keep it 16-bit), the page's declared size checked first; None for
+    any other TIFF
     (Pillow reads those)."""
     import tifffile
 

@@ -59,7 +59,7 @@ def _ssim_2d(a: np.ndarray, b: np.ndarray) -> float:
     saa = _gaussian_filter_valid(a * a) - mu_a ** 2
     sbb = _gaussian_filter_valid(b * b) - mu_b ** 2
     sab = _gaussian_filter_valid(a * b) - mu_a * mu_b
-    m = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (saa + sbb + c2))
+    m = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
     return float(m.mean())
 
 

@@ -22,7 +22,8 @@ PNG, JPEG, TIFF, WebP, BMP, AVIF. The default checkpoint follows :func:`core.zoo
 for each input: the photo model for a lossy one (JPEG, lossy WebP, HEIC), else the clean
 bundled model for the device; one line on stderr names each model as it is first used and
 why (``JPEG q≈72 → photo model``). ``--checkpoint`` takes a file or a bundled model's key
-(``paper``, ``cpu``, ``photo``) and then holds for every input. Every number is checked (finite, in range); the region must overlap
+(``paper``, ``cpu``, ``photo``) and then holds for every input. Every number is checked (finite, in
+range); the region must overlap
 the image and may reach at most the image's own size beyond it, that part rendered with the
 image's border continued outwards. On bad input the command prints one line ``error: ...`` and
 exits with status 2; Ctrl+C, SIGTERM and SIGHUP stop it with one line and status 130/143/129.
@@ -50,17 +51,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
-from core.cli import ArgumentParser
+from core import zoo
 from core.atomic import Terminated, check_replaceable, remove_stale, terminate_on_signals
 from core.checkpoints import CheckpointError
-from core import zoo
+from core.cli import ArgumentParser
 from core.defaults import duration, export_seconds
 from core.device import fast_compute_dtype, is_out_of_memory, pick_device
-from core.encoding import encode, default_budget, latent_dtype
-from core.export import (CONFIRM_OUTPUT, MAX_OUTPUT_PIXELS, MAX_OUTPUT_SIDE, METHODS,
-                         check_output, export)
-from core.geometry import Region
+from core.encoding import default_budget, encode, latent_dtype
+from core.export import (
+    CONFIRM_OUTPUT,
+    MAX_OUTPUT_PIXELS,
+    MAX_OUTPUT_SIDE,
+    METHODS,
+    check_output,
+    export,
+)
 from core.formats import KNOWN_EXTS, WRITE_FORMATS
+from core.geometry import Region
 from core.imageio import ImageError, image_size, load_image
 
 
@@ -149,7 +156,7 @@ def output_name(pattern: str, src: str, method: str, scale: Optional[float],
                               h=size[1] if size else "")
     except (KeyError, IndexError, ValueError) as exc:
         raise ValueError(f"--name {pattern!r}: {exc}") from None
-    if os.sep in name or not os.path.splitext(name)[1].lower() in WRITE_FORMATS:
+    if os.sep in name or os.path.splitext(name)[1].lower() not in WRITE_FORMATS:
         raise ValueError(f"--name {pattern!r} must give a file name with an image extension "
                          f"({', '.join(sorted(WRITE_FORMATS))}), got {name!r}")
     return name

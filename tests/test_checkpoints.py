@@ -9,8 +9,8 @@ from core.checkpoints import CheckpointError, load_checkpoint, load_model, save_
 from core.encoding import encode
 from core.geometry import Region
 from core.models.registry import list_models, make
-from core.render import render
 from core.reference import make_coord, query_official_style
+from core.render import render
 from tests.conftest import shared_path, tiny_spec
 
 

@@ -8,10 +8,18 @@ import pytest
 import torch
 from PIL import Image
 
-from training.data import ImplicitDownsampled
-from training.degrade import (Degradation, add_noise, block_phase, gaussian_blur, jpeg,
-                              parse_eval, resize, seeded_rng)
 from tests.test_training import ROOT, make_images
+from training.data import ImplicitDownsampled
+from training.degrade import (
+    Degradation,
+    add_noise,
+    block_phase,
+    gaussian_blur,
+    jpeg,
+    parse_eval,
+    resize,
+    seeded_rng,
+)
 
 FULL = {"clean": 0.2, "blur": {"p": 0.3, "sigma": [0.2, 1.0]},
         "resize": {"kernels": ["bicubic", "bilinear", "area"], "weights": [0.6, 0.2, 0.2]},
@@ -84,7 +92,9 @@ def test_gaussian_noise_has_the_declared_sigma(sigma):
     # colour noise: channels independent; grey noise: the same on all three
     assert abs(np.corrcoef(out[..., 0].ravel(), out[..., 1].ravel())[0, 1]) < 0.05
     grey = add_noise(flat, sigma, np.random.default_rng(0), gray=True).astype(np.int16)
-    assert np.array_equal(grey[..., 0], grey[..., 1]) and grey.std() == pytest.approx(sigma, rel=0.02)
+    assert np.array_equal(grey[..., 0], grey[..., 1]) and grey.std() == pytest.approx(
+        sigma, rel=0.02
+    )
 
 
 def test_poisson_noise_has_the_declared_sigma_at_mid_grey_and_grows_with_signal():

@@ -142,7 +142,8 @@ def _numbers(j):
 
 def test_out_of_memory_on_the_device_is_one_line_and_no_file(device, tmp_path, capsys,
                                                              monkeypatch, tiny_checkpoint):
-    from core import render as render_mod, upscale
+    from core import render as render_mod
+    from core import upscale
     oom = getattr(torch, "OutOfMemoryError", RuntimeError)
 
     def boom(*a, **k):

@@ -70,8 +70,11 @@ def test_the_scale_field_follows_the_size_limit_and_a_gigapixel_export_is_confir
     assert dlg.w.value() <= ed.MAX_SIDE and dlg.h.value() <= ed.MAX_SIDE
     assert abs(dlg.scale.value() - dlg.w.value() / 40) < 0.01
     asked = []
-    monkeypatch.setattr(QtWidgets.QMessageBox, "question",
-                        lambda *a, **k: asked.append(a[2]) or QtWidgets.QMessageBox.StandardButton.No)
+    monkeypatch.setattr(
+        QtWidgets.QMessageBox,
+        "question",
+        lambda *a, **k: asked.append(a[2]) or QtWidgets.QMessageBox.StandardButton.No,
+    )
     monkeypatch.setattr(ed, "CONFIRM_OUTPUT", 1000)
     dlg._accept()
     assert asked and "gigapixels" in asked[0] and dlg.result_request is None

@@ -37,7 +37,9 @@ def server(tmp_path):
 
 def _png_bytes(seed):
     buf = io.BytesIO()
-    Image.fromarray((np.random.default_rng(seed).random((8, 8, 3)) * 255).astype(np.uint8)).save(buf, "PNG")
+    Image.fromarray((np.random.default_rng(seed).random((8, 8, 3)) * 255).astype(np.uint8)).save(
+        buf, "PNG"
+    )
     return buf.getvalue()
 
 
@@ -49,8 +51,13 @@ def _zip(path, members):
 
 
 def run_fetch(*args):
-    return subprocess.run([sys.executable, "-m", "training.fetch", "--no-progress", *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "training.fetch", "--no-progress", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 def test_fetch_downloads_verifies_and_unpacks(server, tmp_path):
@@ -83,7 +90,9 @@ def test_benchmark_tar_layout(server, tmp_path):
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
     md5 = hashlib.md5(tar.read_bytes()).hexdigest()
-    cat = {"benchmark": Dataset(f"{base}/benchmark.tar", None, "md5", md5, "benchmark", 1 << 20, "")}
+    cat = {
+        "benchmark": Dataset(f"{base}/benchmark.tar", None, "md5", md5, "benchmark", 1 << 20, "")
+    }
     out = fetch("benchmark", tmp_path / "d", cat, progress=False)
     from training.data import PairedFolder
     f = PairedFolder(str(out / "Set5"))

@@ -11,8 +11,15 @@ from PIL import Image
 from core import jxl
 from core.colour import ToSRGB
 from core.formats import FORMATS, format_table
-from core.imageio import (ImageError, ImageTooLarge, LoadedImage, Metadata, image_size,
-                          load_image, save_image)
+from core.imageio import (
+    ImageError,
+    ImageTooLarge,
+    LoadedImage,
+    Metadata,
+    image_size,
+    load_image,
+    save_image,
+)
 from core.metrics import psnr
 
 WRITERS = [f for f in FORMATS if f.writable]

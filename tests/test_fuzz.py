@@ -155,7 +155,12 @@ def test_hostile_images_give_clear_errors_in_bounded_memory(tmp_path):
     crashes = {k: v for k, v in out.items() if v.startswith("CRASH")}
     assert not crashes
     for name, v in out.items():
-        if "-bomb" in name or "-cut" in name or "-random" in name or name in ("empty.png", "text.jpg"):
+        if (
+            "-bomb" in name
+            or "-cut" in name
+            or "-random" in name
+            or name in ("empty.png", "text.jpg")
+        ):
             # (a cut at len - 5 may lose only a trailer some decoders do not need)
             if not ("-cut4" in name and v.startswith("ok")):
                 assert v.startswith("ImageError"), (name, v)
@@ -177,8 +182,8 @@ class _Payload:
 def hostile_checkpoints(tmp_path):
     from safetensors.torch import save_file
 
-    from tests.conftest import tiny_spec
     from core.models.registry import make
+    from tests.conftest import tiny_spec
 
     rng = np.random.default_rng(RNG_SEED)
     torch.manual_seed(0)
@@ -206,7 +211,10 @@ def hostile_checkpoints(tmp_path):
     put("random.pth", b"PK\x03\x04" + rng.bytes(3000))
     put("random2.pth", b"\x80\x02" + rng.bytes(3000))
     marker = tmp_path / "code-ran"
-    put("payload.pth", pickle.dumps({"model": {"name": "liif", "args": {}, "sd": _Payload(str(marker))}}))
+    put(
+        "payload.pth",
+        pickle.dumps({"model": {"name": "liif", "args": {}, "sd": _Payload(str(marker))}}),
+    )
     buf = io.BytesIO()
     torch.save({"model": {"name": "liif", "args": {"x": _Payload(str(marker))}, "sd": {}}}, buf)
     put("payload-zip.pth", buf.getvalue())
@@ -223,8 +231,11 @@ def hostile_checkpoints(tmp_path):
                        ("negative", {"in_dim": -5, "out_dim": 3, "hidden_list": [4]}),
                        ("float", {"in_dim": 1.5, "out_dim": 3, "hidden_list": [4]})):
         p = tmp_path / f"{name}.safetensors"
-        save_file({"layers.0.weight": torch.zeros(2, 2)}, str(p),
-                  metadata={"format": "liif-zoom/1", "spec": json.dumps({"name": "mlp", "args": args})})
+        save_file(
+            {"layers.0.weight": torch.zeros(2, 2)},
+            str(p),
+            metadata={"format": "liif-zoom/1", "spec": json.dumps({"name": "mlp", "args": args})},
+        )
         files[p.name] = p
     nan = dict(sd)
     k0 = next(iter(nan))
@@ -434,8 +445,8 @@ def _avif_claiming(w: int, h: int) -> bytes:
 
 
 def test_tiny_webp_and_avif_files_that_claim_hundreds_of_megapixels_are_refused(tmp_path):
-    from core.imageio import ImageError, load_image
     from core.formats import WRITE_FORMATS
+    from core.imageio import ImageError, load_image
     cases = {"claim.webp": _webp_claiming(16383, 16383)}
     if ".avif" in WRITE_FORMATS:
         cases["claim.avif"] = _avif_claiming(16384, 16384)
@@ -555,8 +566,8 @@ def test_a_small_checkpoint_cannot_unpack_to_gigabytes_and_weights_must_be_float
     from safetensors.torch import save_file
 
     from core.checkpoints import CheckpointError, load_model
-    from tests.conftest import tiny_spec
     from core.models.registry import make
+    from tests.conftest import tiny_spec
 
     buf = io.BytesIO()
     torch.save({"model": {"name": "mlp", "args": {"in_dim": 2, "out_dim": 2,

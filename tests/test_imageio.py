@@ -82,6 +82,7 @@ def test_png16_decoder_handles_every_filter(tmp_path):
     """A 16-bit RGB PNG whose rows use filters 0-4, made here with a small encoder."""
     import struct
     import zlib
+
     from core import png
     h, w, bpp = 10, 7, 6
     arr = (np.random.default_rng(1).random((h, w, 3)) * 65535).astype(np.uint16)
@@ -104,8 +105,12 @@ def test_png16_decoder_handles_every_filter(tmp_path):
         return struct.pack(">I", len(b)) + k + b + struct.pack(">I", zlib.crc32(k + b))
 
     p = tmp_path / "f.png"
-    p.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
-                  + chunk(b"IDAT", zlib.compress(np.concatenate(rows).tobytes())) + chunk(b"IEND", b""))
+    p.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(np.concatenate(rows).tobytes()))
+        + chunk(b"IEND", b"")
+    )
     assert np.array_equal(png.read(str(p)), arr)
     img = load_image(p)
     assert img.bits == 16 and np.abs(img.rgb - arr / 65535.0).max() < 1e-6

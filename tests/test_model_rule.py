@@ -1,11 +1,11 @@
 """The one rule that picks the model for an input (core.zoo.choose), the formats
 table it reads (core.formats), and the front doors that follow it."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from pathlib import Path
 
 from core import formats, zoo
 from core.checkpoints import save_model
@@ -114,6 +114,7 @@ def test_evaluate_follows_the_rule_for_degraded_lr(tmp_path, models, capsys):
 
 def test_viewer_picks_per_image_and_the_menu_overrides_for_the_open_one(qtbot, tmp_path, models):
     from PySide6 import QtCore
+
     from viewer.main_window import MainWindow
     settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
     w = MainWindow(settings=settings, tile=64)

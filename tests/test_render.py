@@ -7,8 +7,8 @@ import torch
 
 from core.encoding import encode
 from core.geometry import Region
-from core.reference import make_coord, query_official_style, render_naive
 from core.models.registry import make
+from core.reference import make_coord, query_official_style, render_naive
 from core.render import render
 from tests.conftest import tiny_spec
 
@@ -36,7 +36,9 @@ def test_fast_path_matches_oracle(ens, unfold, cell, rand_image):
         s = float(np.exp(rng.uniform(np.log(0.5), np.log(64))))
         rw, rh = rng.uniform(0.3, w) , rng.uniform(0.3, h)
         ow, oh = max(1, min(160, round(rw * s))), max(1, min(160, round(rh * s)))
-        cases.append((Region(rng.uniform(-1, w - rw + 1), rng.uniform(-1, h - rh + 1), rw, rh), ow, oh))
+        cases.append(
+            (Region(rng.uniform(-1, w - rw + 1), rng.uniform(-1, h - rh + 1), rw, rh), ow, oh)
+        )
     for region, ow, oh in cases:
         fast = render(latent, region, ow, oh, chunk=777)
         ref = oracle(model, latent, region, ow, oh)
@@ -153,7 +155,10 @@ def test_native_lmf_decoder_equals_eager(width, layers, rand_image, monkeypatch)
             for p in model.hyper[-1].parameters():
                 p.normal_(0, 0.3)
         latent = encode(model, rand_image, torch.device("cpu"), tile=8)
-        for region, ow, oh in [(Region(-0.5, 3.2, 7.7, 5.1), 90, 61), (Region.full(31, 23), 16, 12)]:
+        for region, ow, oh in [
+            (Region(-0.5, 3.2, 7.7, 5.1), 90, 61),
+            (Region.full(31, 23), 16, 12),
+        ]:
             monkeypatch.setenv("LIIF_ZOOM_KERNELS", "1")
             native = render(latent, region, ow, oh)
             monkeypatch.setenv("LIIF_ZOOM_KERNELS", "0")

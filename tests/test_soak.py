@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 from PySide6 import QtCore
 
-from viewer.soak import drive, rss_mib, settle_and_check
 from core.models.registry import make
 from tests.conftest import tiny_spec
 from viewer.main_window import MainWindow
+from viewer.soak import drive, rss_mib, settle_and_check
 
 pytestmark = pytest.mark.slow  # whole module
 

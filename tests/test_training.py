@@ -228,8 +228,8 @@ def test_init_section_copies_weights_by_prefix(tmp_path, tiny_checkpoint):
     encoder blocks) into the new model; a mismatch is one clear error."""
     from core.checkpoints import load_checkpoint
     from core.models.registry import make
-    from training.train import init_from
     from tests.conftest import tiny_spec
+    from training.train import init_from
 
     spec = tiny_spec(n_resblocks=1)
     model = make(spec)
@@ -266,7 +266,9 @@ def test_ssim_matches_a_direct_windowed_computation():
             va, vb = (w2 * pa * pa).sum() - ma ** 2, (w2 * pb * pb).sum() - mb ** 2
             cov = (w2 * pa * pb).sum() - ma * mb
             c1, c2 = 0.01 ** 2, 0.03 ** 2
-            vals.append(((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2)))
+            vals.append(
+                ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma**2 + mb**2 + c1) * (va + vb + c2))
+            )
     assert ssim(a, b) == pytest.approx(np.mean(vals), abs=1e-12)
     with pytest.raises(ValueError):
         ssim(a[:10], b[:10])
@@ -281,7 +283,7 @@ def test_distillation_mixes_the_teachers_outputs_into_the_loss(tmp_path, tiny_ch
 
     from core.checkpoints import load_model
     from core.models.registry import make
-    from training.train import Teacher, l1_step_loss
+    from training.losses import Teacher, step_loss
     make_images(tmp_path / "d")
     ds = ImplicitDownsampled(ImageFolder(tmp_path / "d"), 16, 1, 4, sample_q=64)
     batch = {k: torch.stack([ds[i][k] for i in range(2)]) for k in ("inp", "coord", "cell", "gt")}
@@ -295,7 +297,7 @@ def test_distillation_mixes_the_teachers_outputs_into_the_loss(tmp_path, tiny_ch
         target = tm(inp, batch["coord"], batch["cell"])
         pred = student(inp, batch["coord"], batch["cell"])
         want = 0.75 * F.l1_loss(pred, (batch["gt"] - 0.5) / 0.5) + 0.25 * F.l1_loss(pred, target)
-        got = l1_step_loss(student, batch, torch.device("cpu"), teacher)
+        got = step_loss(student, batch, torch.device("cpu"), teacher)
     # (the teacher's encoder may run in bfloat16 on this CPU)
     assert abs(float(got) - float(want)) < 2e-3 * float(want)
     assert not any(q.requires_grad for q in teacher.model.parameters())
@@ -354,11 +356,11 @@ def test_bfloat16_training_lowers_the_loss_and_the_teacher_follows(tmp_path, tin
     assert t16.dtype == torch.float32
     assert (t16 != t32).any()  # the queries did run in bfloat16 ...
     assert float((t16 - t32).abs().max()) < 4 / 127.5  # ... within 4 levels of 255
-    from training.train import l1_step_loss
+    from training.losses import step_loss
     b["gt"] = torch.stack([ds[i]["gt"] for i in range(2)])
     with torch.no_grad():
-        l32 = float(l1_step_loss(model, b, torch.device("cpu"), None, torch.float32))
-        l16 = float(l1_step_loss(model, b, torch.device("cpu"), None, torch.bfloat16))
+        l32 = float(step_loss(model, b, torch.device("cpu"), None, torch.float32))
+        l16 = float(step_loss(model, b, torch.device("cpu"), None, torch.bfloat16))
     assert l16 != l32 and abs(l16 - l32) < 0.02 * l32
 
     bad = tiny_config(tmp_path, tmp_path / "d", precision="half")
@@ -465,8 +467,8 @@ def test_a_frozen_shared_encoder_is_run_once_with_the_same_loss(tmp_path, tiny_c
     """Decoder-only distillation: with the teacher's encoder frozen in the student, the
     shared step (one encoder pass) gives the loss of the plain step, and its backward
     reaches the decoder only."""
-    from training.train import Teacher, freeze, init_from, step_loss
     from core.models.registry import make
+    from training.train import Teacher, freeze, init_from, step_loss
     make_images(tmp_path / "d")
     ds = ImplicitDownsampled(ImageFolder(tmp_path / "d"), 16, 1, 4, sample_q=64)
     batch = {k: torch.stack([ds[i][k] for i in range(2)]) for k in ("inp", "coord", "cell", "gt")}

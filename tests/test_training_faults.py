@@ -55,7 +55,11 @@ BROKEN = [
     ("unknown top-level key", edit("epochs", 3), "epochs"),
     ("bad precision", edit("precision", "half"), "precision"),
     ("ema out of range", edit("ema", 1.5), "ema"),
-    ("distill weight zero", edit("distill", {"teacher": "x.safetensors", "weight": 0}), "distill.weight"),
+    (
+        "distill weight zero",
+        edit("distill", {"teacher": "x.safetensors", "weight": 0}),
+        "distill.weight",
+    ),
     ("lr a string", edit("optimizer.args.lr", "fast"), "optimizer.args.lr"),
     ("milestones not integers", edit("multi_step_lr.milestones", ["a"]), "milestones"),
     ("gamma zero", edit("multi_step_lr.gamma", 0), "gamma"),
@@ -187,8 +191,16 @@ def test_a_run_folder_from_before_the_one_file_checkpoint_still_resumes(tmp_path
 @pytest.mark.slow
 def test_a_degraded_run_trains(tmp_path):
     make_images(tmp_path / "d")
-    cfg = tiny_config(tmp_path, tmp_path / "d", model=LMF_TINY, degrade={
-        "clean": 0.2, "noise": {"p": 0.5, "sigma": [1, 5]}, "jpeg": {"p": 0.8, "quality": [40, 90]}})
+    cfg = tiny_config(
+        tmp_path,
+        tmp_path / "d",
+        model=LMF_TINY,
+        degrade={
+            "clean": 0.2,
+            "noise": {"p": 0.5, "sigma": [1, 5]},
+            "jpeg": {"p": 0.8, "quality": [40, 90]},
+        },
+    )
     r = run_train("--config", cfg, "--out", tmp_path / "run", "--max-steps", 6)
     assert r.returncode == 0, r.stderr
     assert len(losses(tmp_path / "run")) == 6
@@ -246,8 +258,8 @@ def test_listing_with_cache_none_passes_over_bad_files(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from training.data import ImageFolder
     from tests.test_fuzz import _png_with_size
+    from training.data import ImageFolder
     make_images(tmp_path / "d", n=3)
     a = (np.random.default_rng(0).random((100, 120, 3)) * 255).astype(np.uint8)
     (tmp_path / "d" / "10.jxl").write_bytes(imagecodecs.jpegxl_encode(a, lossless=True))
@@ -272,6 +284,7 @@ def test_two_quick_signals_say_which_step_was_saved(tmp_path):
     import subprocess
     import sys
     import time
+
     from tests.test_training import ROOT
     make_images(tmp_path / "d")
     cfg = tiny_config(tmp_path, tmp_path / "d", save_every_steps=1)

@@ -270,7 +270,9 @@ def test_batch_folder_glob_skip_overwrite_and_bad_files(tmp_path, tiny_checkpoin
 @pytest.mark.slow
 def test_progress_appears_for_runs_over_a_second(tmp_path):
     src = tmp_path / "in.png"
-    Image.fromarray((np.random.default_rng(0).random((300, 400, 3)) * 255).astype(np.uint8)).save(src)
+    Image.fromarray((np.random.default_rng(0).random((300, 400, 3)) * 255).astype(np.uint8)).save(
+        src
+    )
     r = run_cli(src, "--size", "9000x6750", "--method", "bicubic", "-o", tmp_path / "o.png")
     assert r.returncode == 0, r.stderr
     assert "upscaling" in r.stderr and "100%" in r.stderr and "wrote" in r.stderr

@@ -2,6 +2,7 @@
 import os
 
 import pytest
+
 from core.geometry import Region
 from tests.conftest import make_window
 from viewer.export_dialog import MAX_SIDE, ExportDialog

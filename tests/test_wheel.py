@@ -16,14 +16,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_wheel_ships_the_models_and_runs_outside_the_checkout(tmp_path):
+    # build from a copy of the sources (setuptools keeps a build/ folder beside them, and a
+    # stale one could slip old files into the wheel)
+    import shutil
     import site
 
     from core.defaults import SAMPLE_IMAGE
     from core.zoo import REGISTRY
-
-    # build from a copy of the sources (setuptools keeps a build/ folder beside them, and a
-    # stale one could slip old files into the wheel)
-    import shutil
     src = tmp_path / "src"
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
         ".venv", "build", "*.egg-info", ".git", "__pycache__", "runs", ".pytest_cache"))
@@ -55,7 +54,9 @@ def test_wheel_ships_the_models_and_runs_outside_the_checkout(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     work = tmp_path / "elsewhere"
     work.mkdir()
-    Image.fromarray((np.random.default_rng(0).random((16, 20, 3)) * 255).astype(np.uint8)).save(work / "in.png")
+    Image.fromarray((np.random.default_rng(0).random((16, 20, 3)) * 255).astype(np.uint8)).save(
+        work / "in.png"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     where = subprocess.run([str(py), "-c", "import core, resources; print(core.__file__); "
                             "from core.defaults import RESOURCES; print(RESOURCES)"],

@@ -156,7 +156,9 @@ def resize_bicubic_u8(img: np.ndarray, size_hw: Sequence[int]) -> np.ndarray:
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """uint8 ``(H, W, 3)`` -> float ``(3, H, W)`` in [0, 1]."""
-    return torch.from_numpy(np.require(img, requirements=["C", "W"])).permute(2, 0, 1).float() / 255.0
+    return (
+        torch.from_numpy(np.require(img, requirements=["C", "W"])).permute(2, 0, 1).float() / 255.0
+    )
 
 
 def pixel_centres(h: int, w: int) -> torch.Tensor:

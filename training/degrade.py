@@ -122,9 +122,12 @@ class Degradation:
                 raise ValueError(f"degrade: resize.kernels must be a list of "
                                  f"{', '.join(KERNELS)}, got {ks!r}")
             ws = r.get("weights", [1.0] * len(ks))
-            if (not isinstance(ws, list) or len(ws) != len(ks)
-                    or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in ws)
-                    or sum(ws) <= 0):
+            if (
+                not isinstance(ws, list)
+                or len(ws) != len(ks)
+                or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in ws)
+                or sum(ws) <= 0
+            ):
                 raise ValueError(f"degrade: resize.weights must be {len(ks)} non-negative numbers "
                                  f"with a positive sum, got {ws!r}")
             d.kernels, d.kernel_weights = tuple(ks), tuple(float(w) / sum(ws) for w in ws)
@@ -161,7 +164,9 @@ class Degradation:
             poisson = rng.random() < self.noise_poisson
             gray = rng.random() < self.noise_gray
             x = add_noise(x, sigma, rng, poisson=poisson, gray=gray)
-            _note(record, f"{'poisson' if poisson else 'gauss'} {sigma:.1f}{' gray' if gray else ''}")
+            _note(
+                record, f"{'poisson' if poisson else 'gauss'} {sigma:.1f}{' gray' if gray else ''}"
+            )
         if self.jpeg_p and rng.random() < self.jpeg_p:
             for k in range(2 if rng.random() < self.jpeg_twice else 1):
                 q = int(rng.integers(round(self.jpeg_quality[0]), round(self.jpeg_quality[1]) + 1))

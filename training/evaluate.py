@@ -31,12 +31,12 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-from core.cli import ArgumentParser
-from core.checkpoints import CheckpointError, load_model
 from core import zoo
-from core.formats import InputKind
+from core.checkpoints import CheckpointError, load_model
+from core.cli import ArgumentParser
 from core.device import is_out_of_memory, pick_device
 from core.encoding import encode
+from core.formats import InputKind
 from core.geometry import Region
 from core.imageio import ImageError, atomic_write, load_image
 from core.metrics import psnr
@@ -111,7 +111,9 @@ def main(argv=None) -> int:
                    help="model file, or a bundled model: paper, cpu or photo (default: the "
                    "viewer's rule applied to the LR: the photo model when --degrade has JPEG, "
                    "else the CPU model on a CPU and the paper model on a GPU)")
-    p.add_argument("--data", required=True, help="benchmark folder (HR/ [+ LR_bicubic/]) or HR folder")
+    p.add_argument(
+        "--data", required=True, help="benchmark folder (HR/ [+ LR_bicubic/]) or HR folder"
+    )
     p.add_argument("--scales", default="2,3,4,6,8,12",
                    help="integer scales, comma-separated (default %(default)s); x2-x4 use the "
                         "folder's LR_bicubic images when it has them, the others MATLAB-style "

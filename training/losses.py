@@ -83,7 +83,8 @@ class Teacher:
 
     def shares_encoder(self, student: torch.nn.Module) -> bool:
         """True when ``student``'s encoder is frozen and holds exactly the teacher's weights:
-        then one encoder pass serves both (:func:`step_loss`), and a step costs the two decoders and one encoder forward
+        then one encoder pass serves both (:func:`step_loss`), and a step costs the two decoders
+        and one encoder forward
         without a backward."""
         enc = getattr(student, "encoder", None)
         if enc is None or any(q.requires_grad for q in enc.parameters()):
@@ -124,7 +125,3 @@ def step_loss(model, batch, device, teacher: Optional[Teacher] = None,
         w = teacher.weight
         value = (1 - w) * value + w * fn(pred, target)
     return value
-
-
-#: the name earlier code and benchmarks use for the default (L1) step loss
-l1_step_loss = step_loss

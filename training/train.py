@@ -53,7 +53,7 @@ from core.models.registry import make
 from training.config import PRECISIONS, load_config, lr_at
 from training.data import EpochSampler, ImageFolder, ImplicitDownsampled
 from training.degrade import Degradation
-from training.losses import Teacher, config_path, l1_step_loss, step_loss  # noqa: F401
+from training.losses import Teacher, config_path, step_loss
 
 log = logging.getLogger("training")
 #: the repository root: files named in configs (``resources/...``) are found from here too
@@ -318,9 +318,11 @@ class Run:
         if self.frozen:
             self.log("frozen (no gradients, not trained): %s, %d tensors",
                      ", ".join(cfg["freeze"]), self.frozen)
-        self.opt = torch.optim.Adam([q for q in self.model.parameters() if q.requires_grad],
-                                    lr=lr_at(cfg, 0),
-                                    betas=tuple(cfg["optimizer"]["args"].get("betas", (0.9, 0.999))))
+        self.opt = torch.optim.Adam(
+            [q for q in self.model.parameters() if q.requires_grad],
+            lr=lr_at(cfg, 0),
+            betas=tuple(cfg["optimizer"]["args"].get("betas", (0.9, 0.999))),
+        )
         state = self._resume_state()
         if state is None:
             self._initialise()
@@ -434,7 +436,9 @@ class Run:
         if self.args.init:
             init_spec, sd, _ = load_checkpoint(self.args.init)
             if init_spec != self.spec:
-                raise ValueError(f"--init {self.args.init}: its model spec differs from the config's")
+                raise ValueError(
+                    f"--init {self.args.init}: its model spec differs from the config's"
+                )
             self.model.load_state_dict(sd)
             self.log("initialised from %s", self.args.init)
 
@@ -481,9 +485,14 @@ class Run:
             g["lr"] = lr
         self.train_set.set_epoch(at.epoch)
         self.sampler.set_epoch(at.epoch, at.pos * (self.batch // self.world))
-        bar = tqdm(DataLoader(self.train_set, **self.loader_kw), total=self.steps_per_epoch - at.pos,
-                   desc=f"epoch {at.epoch + 1}/{int(cfg['epoch_max'])}", file=sys.stderr,
-                   disable=not self.is_main or self.args.no_progress, dynamic_ncols=True)
+        bar = tqdm(
+            DataLoader(self.train_set, **self.loader_kw),
+            total=self.steps_per_epoch - at.pos,
+            desc=f"epoch {at.epoch + 1}/{int(cfg['epoch_max'])}",
+            file=sys.stderr,
+            disable=not self.is_main or self.args.no_progress,
+            dynamic_ncols=True,
+        )
         self.epoch_t0 = time.time()
         try:
             for b in bar:
@@ -552,8 +561,10 @@ class Run:
                        self._meta(epoch=at.epoch))
 
     def _meta(self, **kw) -> Dict[str, Any]:
-        return dict({"config": self.name, "data": str(self.args.data or self.cfg["train"].get("data"))},
-                    **kw)
+        return dict(
+            {"config": self.name, "data": str(self.args.data or self.cfg["train"].get("data"))},
+            **kw,
+        )
 
     def save(self, kind: str = "last") -> None:
         """``last``: the app-format weights, then the one-file checkpoint (atomic each);
@@ -590,9 +601,12 @@ class Run:
         self.close()
         stopped = self.stopped_by is not None
         if stopped and self.is_main:
-            print(f"stopped by {signal.Signals(self.stopped_by).name} at epoch "
-                  f"{self.at.epoch + 1}, step {self.at.step}; saved {self.dir / 'last.safetensors'}; "
-                  "continue with --resume", file=sys.stderr)
+            print(
+                f"stopped by {signal.Signals(self.stopped_by).name} at epoch "
+                f"{self.at.epoch + 1}, step {self.at.step}; saved {self.dir / 'last.safetensors'}; "
+                "continue with --resume",
+                file=sys.stderr,
+            )
         elif not stopped:
             self.log("finished at epoch %d, step %d; weights in %s", self.at.epoch, self.at.step,
                      self.dir)
@@ -619,7 +633,9 @@ class Run:
         diff = (flat - ref).abs().max()
         dist.all_reduce(diff, op=dist.ReduceOp.MAX)
         if self.is_main:
-            log.info("weights agree across %d ranks: max |difference| = %g", self.world, float(diff))
+            log.info(
+                "weights agree across %d ranks: max |difference| = %g", self.world, float(diff)
+            )
             out = {"world": self.world, "max_abs_diff": float(diff)}
             atomic_write(self.dir / "ddp_check.json",
                          lambda tmp: Path(tmp).write_text(json.dumps(out)))

@@ -42,8 +42,8 @@ def configure_threads(device, workers: Optional[int] = None) -> int:
 def build_window(args: argparse.Namespace, settings=None, liif_workers: int = 1,
                  tile: Optional[int] = None):
     """Create the main window for ``args`` (model and image loaded); errors go to dialogs."""
-    from core.checkpoints import CheckpointError
     from core import zoo
+    from core.checkpoints import CheckpointError
     from core.defaults import SAMPLE_IMAGE
     from core.device import pick_device
     from viewer.main_window import MainWindow

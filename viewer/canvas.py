@@ -24,7 +24,6 @@ import pyqtgraph.functions as pgf
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from core.colour import ToSRGB
-
 from viewer.session import effective_method  # noqa: F401 (re-exported)
 from viewer.tiles import keys_for
 

@@ -299,20 +299,35 @@ class ExportDialog(QtWidgets.QDialog):
             return
         request = self.request()
         px = request.out_w * request.out_h * len(request.paths)
-        if px > CONFIRM_OUTPUT and QtWidgets.QMessageBox.question(
-                self, "A very large export", f"{px / 1e9:,.1f} gigapixels"
+        if (
+            px > CONFIRM_OUTPUT
+            and QtWidgets.QMessageBox.question(
+                self,
+                "A very large export",
+                f"{px / 1e9:,.1f} gigapixels"
                 + (f", about {duration(t)} here" if (t := self.export_seconds(px)) else "")
                 + ", and gigabytes on disk. Start it?",
                 QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
-                QtWidgets.QMessageBox.StandardButton.No) != QtWidgets.QMessageBox.StandardButton.Yes:
+                QtWidgets.QMessageBox.StandardButton.No,
+            )
+            != QtWidgets.QMessageBox.StandardButton.Yes
+        ):
             return
         there = [p for p in request.paths if os.path.lexists(p)]
-        if there and QtWidgets.QMessageBox.question(
-                self, "Replace?", "\n".join(os.path.basename(p) for p in there)
+        if (
+            there
+            and QtWidgets.QMessageBox.question(
+                self,
+                "Replace?",
+                "\n".join(os.path.basename(p) for p in there)
                 + (" exists" if len(there) == 1 else " exist")
-                + " already. Replace " + ("it?" if len(there) == 1 else "them?"),
+                + " already. Replace "
+                + ("it?" if len(there) == 1 else "them?"),
                 QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
-                QtWidgets.QMessageBox.StandardButton.No) != QtWidgets.QMessageBox.StandardButton.Yes:
+                QtWidgets.QMessageBox.StandardButton.No,
+            )
+            != QtWidgets.QMessageBox.StandardButton.Yes
+        ):
             return
         self.result_request = request
         self.accept()

@@ -18,9 +18,9 @@ import numpy as np
 
 from core.geometry import Region
 from core.imageio import LoadedImage
+from core.methods import METHODS, render_by
 from core.metrics import psnr, ssim
 from core.pixels import to_float
-from core.methods import METHODS, render_by
 
 #: methods a pane can show and how to render them: ``fn(region, w, h) -> (h, w, 3)``
 Renderer = Callable[[Region, int, int], np.ndarray]

@@ -33,7 +33,8 @@ def line_profile(get: TileGetter, method: str, zoom: float, tile: int,
 
     Samples are one screen pixel apart (``1 / zoom`` source pixels); each takes the rendered
     pixel under it from the best cached layer of the method's own (:func:`viewer.tiles.keys_for`:
-    the full pass, else for LIIF the coarse pass, whose pixels are several screen pixels wide). ``rgb`` is
+    the full pass, else for LIIF the coarse pass, whose pixels are several screen pixels wide).
+    ``rgb`` is
     ``(n, 3)`` float32 in [0, 1], NaN where nothing is rendered yet; ``distance`` is in
     source pixels from ``p0``. Tile ``(i, j)`` holds grid pixels ``[j T, (j+1) T)`` with
     grid = source x zoom (see :class:`viewer.view_state.ViewState`)."""

@@ -20,11 +20,11 @@ import torch
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from core.colour import ToSRGB
-from core.render import view_tile
 from core.defaults import export_rate, export_seconds
 from core.formats import READ_EXTS, open_filter
 from core.imageio import MAX_PIXELS, ImageError, LoadedImage, image_size, load_image
 from core.pixels import to_u8
+from core.render import view_tile
 from viewer.background import Background
 from viewer.canvas import Pane, to_qimage
 from viewer.export_dialog import ExportDialog, ExportRequest
@@ -87,9 +87,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.background = Background(self)
         self._decoding = False
         self.scheduler = RenderScheduler(
-            tile=tile or view_tile(device), liif_workers=liif_workers, on_tile=lambda key: self.tileReady.emit(),
+            tile=tile or view_tile(device),
+            liif_workers=liif_workers,
+            on_tile=lambda key: self.tileReady.emit(),
             on_pass=lambda kind, s: self.passDone.emit(kind, s),
-            on_error=lambda msg: self.renderError.emit(msg))
+            on_error=lambda msg: self.renderError.emit(msg),
+        )
         self.scheduler.follow(self.session)  # before the window: it renders, we repaint
         self.tileReady.connect(self._repaint, QtCore.Qt.ConnectionType.QueuedConnection)
         self.renderError.connect(lambda m: self.statusBar().showMessage(f"render error: {m}", 8000))
@@ -243,10 +246,16 @@ class MainWindow(QtWidgets.QMainWindow):
         """Open ``path``; on failure show a dialog and keep the current image."""
         try:
             w, h = image_size(path)
-            if w * h > ASK_PIXELS and QtWidgets.QMessageBox.question(
-                    self, "Large image",
+            if (
+                w * h > ASK_PIXELS
+                and QtWidgets.QMessageBox.question(
+                    self,
+                    "Large image",
                     f"{os.path.basename(path)} is {w}x{h} ({w * h / 1e6:.0f} Mpx). Opening it "
-                    "needs a lot of memory. Open it anyway?") != QtWidgets.QMessageBox.StandardButton.Yes:
+                    "needs a lot of memory. Open it anyway?",
+                )
+                != QtWidgets.QMessageBox.StandardButton.Yes
+            ):
                 return False
             image, arr = self._decode(path, None)  # (above ASK_PIXELS the user said yes)
         except (ImageError, OSError) as exc:

@@ -56,7 +56,11 @@ def main(argv=None) -> int:
     win.show()
     settle(app, win)
     st = win.state
-    cx, cy = (map(float, args.centre.split(","))) if args.centre else (st.image_w * 0.45, st.image_h * 0.4)
+    cx, cy = (
+        (map(float, args.centre.split(",")))
+        if args.centre
+        else (st.image_w * 0.45, st.image_h * 0.4)
+    )
     for mode in ("side", "split") if "views" in shots else ():
         if win.mode != mode:
             win.session.set_mode(mode)
@@ -151,7 +155,9 @@ def inspector(app, win, outdir: str, cx: float, cy: float) -> None:
     settle(app, win)
     r = win.state.visible_region()
     # across the rim of the cup (the sample photo), from the coffee into the white rim
-    win.session.set_profile_line((r.x + r.w * 0.09, r.y + r.h * 0.62), (r.x + r.w * 0.2, r.y + r.h * 0.98))
+    win.session.set_profile_line(
+        (r.x + r.w * 0.09, r.y + r.h * 0.62), (r.x + r.w * 0.2, r.y + r.h * 0.98)
+    )
     settle(app, win)
     win.inspector.refresh()
     app.processEvents()

@@ -16,7 +16,7 @@ from typing import Callable, List, Optional, Tuple
 import torch
 
 from core.device import fast_compute_dtype
-from core.encoding import LatentImage, encode, default_budget, latent_dtype
+from core.encoding import LatentImage, default_budget, encode, latent_dtype
 from core.geometry import Region
 from core.imageio import LoadedImage
 from viewer.tiles import Method, methods_needed

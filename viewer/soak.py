@@ -102,8 +102,8 @@ def drive(app, win, n_events: int, seed: int = 0,
 def settle_and_check(app, win, timeout: float = 120.0) -> List[tuple]:
     """Let every pending render finish; return the visible tiles whose full-resolution layer
     (of every method shown) is missing from the cache (empty when all is rendered)."""
-    from viewer.session import effective_method
     from viewer.scheduler import missing_window
+    from viewer.session import effective_method
 
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -9,7 +9,8 @@ for the screen (logical widget pixels times the device pixel ratio).
 device pixel is grid pixel ``(oy, ox)`` (integers), so the pane shows the region
 ``[ox / zoom, (ox + view_w) / zoom] x [oy / zoom, (oy + view_h) / zoom]``, sampled at exactly
 the pane's device resolution. The grid is cut into square tiles of ``T`` grid pixels; tile
-``(i, j)`` is the region ``[j T / zoom, (j + 1) T / zoom] x [i T / zoom, (i + 1) T / zoom]`` rendered
+``(i, j)`` is the region ``[j T / zoom, (j + 1) T / zoom] x [i T / zoom, (i + 1) T / zoom]``
+rendered
 at ``T x T``. Because the grid is fixed for a zoom, a tile rendered once is valid wherever
 the pan puts it, and tiles meet without seams.
 """

@@ -104,7 +104,9 @@ def cpu_capability() -> str:
     except OSError:
         try:
             r = subprocess.run(["sysctl", "-a"], capture_output=True, text=True, timeout=30)
-            parts += [l for l in r.stdout.splitlines() if l.startswith(("machdep.cpu", "hw.optional"))]
+            parts += [
+                l for l in r.stdout.splitlines() if l.startswith(("machdep.cpu", "hw.optional"))
+            ]
         except (OSError, subprocess.SubprocessError):
             parts.append(platform.processor())
     return "\n".join(parts)

@@ -47,7 +47,9 @@ class LIIF(LocalImplicit):
         in_dim = c * (9 if feat_unfold else 1) + 2 + (2 if cell_decode else 0)
         self.imnet = make(imnet_spec, args={"in_dim": in_dim})
 
-    def first_layer(self) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
+    def first_layer(
+        self,
+    ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
         """Split ``W1`` into (latent part as a conv kernel, coordinate part, cell part, bias)."""
         lin = self.imnet.linears[0]
         w, b = lin.weight, lin.bias

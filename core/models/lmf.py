@@ -12,7 +12,8 @@ ensemble as LIIF (:mod:`core.models.implicit`); only ``f`` changes::
 
 ``H`` is a ReLU MLP from the unfolded code (``9 C``) to ``2 L d`` modulations (a scale and
 a shift per hidden unit of the render MLP; scales start at 1, shifts at 0), so the per-pixel
-render MLP is tiny (``L`` layers of width ``d``, about ``4 (4 d + (L-1) d^2 + 3 d)`` multiply-adds per output
+render MLP is tiny (``L`` layers of width ``d``, about ``4 (4 d + (L-1) d^2 + 3 d)`` multiply-adds
+per output
 pixel for the 4 ensemble members, 3.5 k for ``d = 16, L = 4``) while ``H`` costs
 ``9 C h_1 + ...`` once per latent code. As with LIIF's P map, the renderer evaluates ``H``
 only on the latent codes a view touches (its first layer is a 3x3 convolution of the latent
