@@ -119,3 +119,18 @@ def test_the_time_estimate_counts_the_encoding_still_to_do():
     # a 13-Mpx photo at x2: the encoding is most of it (measured: 127 s in all, 31 s render)
     assert with_encoding > 2.5 * render
     assert abs(with_encoding - (render + 13e6 / encode_rate(cpu, "cpu"))) < 1e-6
+
+
+def test_notes_that_appear_after_the_dialog_is_shown_are_not_clipped(qtbot, tmp_path):
+    img = LoadedImage((np.random.default_rng(0).random((80, 120, 3)) * 255).astype(np.uint8),
+                      np.full((80, 120), 0.5, np.float32))
+    dlg = ExportDialog(None, 120, 80, Region(0, 0, 120, 80), None, str(tmp_path), "t",
+                       rate=1e6, image=img)
+    qtbot.addWidget(dlg)
+    dlg.show()
+    qtbot.waitExposed(dlg)
+    dlg.format.setCurrentText("JPEG")  # a note on flattening the transparency appears
+    qtbot.wait(50)
+    note = dlg.format_notes
+    assert note.isVisible() and "flattened" in note.text()
+    assert note.height() >= note.heightForWidth(note.width()) - 1

@@ -244,6 +244,7 @@ class ExportDialog(QtWidgets.QDialog):
             text = "Large: " + text
         self.estimate.setStyleSheet("color: #c0392b;" if large else "")
         self.estimate.setText(text)
+        self._grow()
 
     def export_seconds(self, out_px: int) -> Optional[float]:
         """About how long ``out_px`` output pixels of the chosen region take."""
@@ -268,6 +269,18 @@ class ExportDialog(QtWidgets.QDialog):
         notes = [n for n in notes if "animation" not in n]
         self.format_notes.setText("; ".join(notes))
         self.format_notes.setVisible(bool(notes))
+        self._grow()
+
+    def _grow(self) -> None:
+        """Make room for texts that grew after the dialog was shown (notes, a longer
+        estimate): the layout squeezed them into clipped lines before."""
+        if not self.isVisible():
+            return
+        lay = self.layout()
+        need = lay.totalHeightForWidth(self.width()) if lay.hasHeightForWidth() \
+            else lay.totalSizeHint().height()
+        if need > self.height():
+            self.resize(self.width(), need)
 
     def _format_changed(self, *_):
         ext = FORMATS[self.format.currentIndex()][1]
