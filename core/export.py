@@ -151,8 +151,8 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
                 progress(r1, out_h)
         stop_if_cancelled()  # a cancel during the last band: nothing is written
 
-    if fmt == "PNG" and fitting_metadata(meta, fmt)[1]:
-        # (streamed; a profile too large for PNG goes through save_image, which converts)
+    if BY_PIL[fmt].streamable and fitting_metadata(meta, fmt)[1]:
+        # (streamed: PNG; a profile too large for it goes through save_image, which converts)
         def write(tmp: str) -> None:
             with open(tmp, "wb") as f:
                 _png_rows(f, out_w, out_h, image, alpha is not None, meta,

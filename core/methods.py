@@ -34,7 +34,6 @@ Window = Optional[Tuple[int, int, int, int]]
 @dataclass(frozen=True)
 class RenderMethod:
     name: str
-    label: str          #: how panes, legends and dialogs name it
     model: bool         #: rendered from a latent (the one of the same name)
     fn: Callable[..., np.ndarray]
 
@@ -52,10 +51,10 @@ def _nearest(image, latent, region, w, h, window, cancelled):
 
 
 METHODS: Dict[str, RenderMethod] = {m.name: m for m in (
-    RenderMethod("liif", "LIIF", True, _model),
-    RenderMethod("compare", "second model", True, _model),
-    RenderMethod("bicubic", "bicubic", False, _bicubic),
-    RenderMethod("nearest", "nearest neighbour", False, _nearest),
+    RenderMethod("liif", True, _model),
+    RenderMethod("compare", True, _model),
+    RenderMethod("bicubic", False, _bicubic),
+    RenderMethod("nearest", False, _nearest),
 )}
 
 
