@@ -95,3 +95,24 @@ def test_opening_another_image_clears_the_inspector(qtbot, tmp_path):
         assert "Ctrl+drag" in w.inspector.info.text()
     finally:
         w.scheduler.shutdown()
+
+
+def test_the_legend_sits_above_the_curves(qtbot, tmp_path):
+    """Intensities lie in [0, 1]: the legend (one row) stays in the band above 1."""
+    a = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
+    Image.fromarray(a).save(tmp_path / "p.png")
+    w = make_window(qtbot, tmp_path, size=(900, 700))
+    try:
+        assert w.open_image(str(tmp_path / "p.png"))
+        w.session.zoom_at(4.0)
+        w.show_inspector()
+        w.session.set_profile_line((10.0, 10.0), (60.0, 40.0))
+        assert w.scheduler.wait_idle(60)
+        qtbot.waitUntil(lambda: len(w.inspector.curve_data()) == 2, timeout=20000)
+        qtbot.wait(50)
+        vb = w.inspector.plot.getViewBox()
+        legend = w.inspector.legend.sceneBoundingRect()
+        bottom = vb.mapSceneToView(legend.bottomLeft()).y()
+        assert bottom > 1.0, bottom
+    finally:
+        w.scheduler.shutdown()

@@ -79,6 +79,10 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
 
 
 # ---- the Qt view ---------------------------------------------------------------------------
+#: the top of the plot's intensity axis: the band above 1 holds the legend
+LEGEND_BAND = 1.5
+
+
 class InspectorDock(QtWidgets.QDockWidget):
     """A dock with the line profiles of the methods on screen (see the module docstring).
 
@@ -112,10 +116,13 @@ class InspectorDock(QtWidgets.QDockWidget):
         self.plot = pg.PlotWidget()
         self.plot.setLabel("bottom", "distance along the line (source px)")
         self.plot.setLabel("left", "intensity")
-        self.plot.setYRange(0, 1)
+        # intensities lie in [0, 1]: the band above 1 is left for the legend, one row at the
+        # top, so that it never covers a curve
+        self.plot.setYRange(0, LEGEND_BAND, padding=0)
+        self.plot.getAxis("left").setTicks([[(v / 4, f"{v / 4:g}") for v in range(5)]])
         self.plot.showGrid(x=True, y=True, alpha=0.3)
-        # top right, translucent, one entry per pane (not per channel): it never hides much
-        self.legend = self.plot.addLegend(offset=(-10, 10), brush=pg.mkBrush(30, 30, 34, 170))
+        self.legend = self.plot.addLegend(offset=(10, 2), brush=pg.mkBrush(30, 30, 34, 170),
+                                          labelTextSize="8pt", verticalSpacing=-4)
         lay.addWidget(self.plot)
         self.setWidget(w)
         self._curves: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
@@ -161,6 +168,7 @@ class InspectorDock(QtWidgets.QDockWidget):
     def _redraw(self) -> None:
         self.plot.clear()
         self.legend.clear()
+        self.legend.setColumnCount(max(1, len(self._curves)))
         self._items = {}
         per_channel = self.mode.currentIndex() == 1
         for method, (d, rgb) in self._curves.items():
