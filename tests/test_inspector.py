@@ -75,19 +75,27 @@ def test_inspector_dock_plots_every_shown_method(qtbot, tmp_path):
         w.scheduler.shutdown()
 
 
-def test_opening_another_image_clears_the_inspector(qtbot, tmp_path):
-    """The line and its curves belong to the image they were drawn on."""
+def profiled_window(qtbot, tmp_path, size, line):
+    """A window on a random 80x60 image at 4x, the inspector showing the profiles along
+    ``line`` (LIIF and bicubic, side by side)."""
     a = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
     Image.fromarray(a).save(tmp_path / "p.png")
-    Image.fromarray(a[:40, :50]).save(tmp_path / "q.png")
-    w = make_window(qtbot, tmp_path, size=(800, 500))
+    w = make_window(qtbot, tmp_path, size=size)
+    assert w.open_image(str(tmp_path / "p.png"))
+    w.session.zoom_at(4.0)
+    w.show_inspector()
+    w.session.set_profile_line(*line)
+    assert w.scheduler.wait_idle(60)
+    qtbot.waitUntil(lambda: len(w.inspector.curve_data()) == 2, timeout=20000)
+    return w
+
+
+def test_opening_another_image_clears_the_inspector(qtbot, tmp_path):
+    """The line and its curves belong to the image they were drawn on."""
+    w = profiled_window(qtbot, tmp_path, (800, 500), ((10.0, 10.0), (30.0, 20.0)))
+    a = (np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8)
+    Image.fromarray(a).save(tmp_path / "q.png")
     try:
-        assert w.open_image(str(tmp_path / "p.png"))
-        w.session.zoom_at(4.0)
-        w.show_inspector()
-        w.session.set_profile_line((10.0, 10.0), (30.0, 20.0))
-        assert w.scheduler.wait_idle(60)
-        qtbot.waitUntil(lambda: bool(w.inspector.curve_data()), timeout=20000)
         assert w.open_image(str(tmp_path / "q.png"))
         assert w.session.profile_line is None
         qtbot.wait(300)
@@ -99,16 +107,8 @@ def test_opening_another_image_clears_the_inspector(qtbot, tmp_path):
 
 def test_the_legend_sits_above_the_curves(qtbot, tmp_path):
     """Intensities lie in [0, 1]: the legend (one row) stays in the band above 1."""
-    a = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
-    Image.fromarray(a).save(tmp_path / "p.png")
-    w = make_window(qtbot, tmp_path, size=(900, 700))
+    w = profiled_window(qtbot, tmp_path, (900, 700), ((10.0, 10.0), (60.0, 40.0)))
     try:
-        assert w.open_image(str(tmp_path / "p.png"))
-        w.session.zoom_at(4.0)
-        w.show_inspector()
-        w.session.set_profile_line((10.0, 10.0), (60.0, 40.0))
-        assert w.scheduler.wait_idle(60)
-        qtbot.waitUntil(lambda: len(w.inspector.curve_data()) == 2, timeout=20000)
         qtbot.wait(50)
         vb = w.inspector.plot.getViewBox()
         legend = w.inspector.legend.sceneBoundingRect()

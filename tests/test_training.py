@@ -53,6 +53,13 @@ def run_train(*args, env=None):
                           capture_output=True, text=True, cwd=ROOT, env=env)
 
 
+def two_samples(tmp_path):
+    """A batch of two training samples (16-px LR, 64 query points) from made-up images."""
+    make_images(tmp_path / "d")
+    ds = ImplicitDownsampled(ImageFolder(tmp_path / "d"), 16, 1, 4, sample_q=64)
+    return {k: torch.stack([ds[i][k] for i in range(2)]) for k in ("inp", "coord", "cell", "gt")}
+
+
 def losses(run):
     with open(run / "log.jsonl") as f:
         return [json.loads(line)["loss"] for line in f]
@@ -284,9 +291,7 @@ def test_distillation_mixes_the_teachers_outputs_into_the_loss(tmp_path, tiny_ch
     from core.checkpoints import load_model
     from core.models.registry import make
     from training.losses import Teacher, step_loss
-    make_images(tmp_path / "d")
-    ds = ImplicitDownsampled(ImageFolder(tmp_path / "d"), 16, 1, 4, sample_q=64)
-    batch = {k: torch.stack([ds[i][k] for i in range(2)]) for k in ("inp", "coord", "cell", "gt")}
+    batch = two_samples(tmp_path)
     torch.manual_seed(1)
     student = make(LMF_TINY)
     teacher = Teacher({"teacher": str(tiny_checkpoint), "weight": 0.25}, torch.device("cpu"),
@@ -469,9 +474,7 @@ def test_a_frozen_shared_encoder_is_run_once_with_the_same_loss(tmp_path, tiny_c
     reaches the decoder only."""
     from core.models.registry import make
     from training.train import Teacher, freeze, init_from, step_loss
-    make_images(tmp_path / "d")
-    ds = ImplicitDownsampled(ImageFolder(tmp_path / "d"), 16, 1, 4, sample_q=64)
-    batch = {k: torch.stack([ds[i][k] for i in range(2)]) for k in ("inp", "coord", "cell", "gt")}
+    batch = two_samples(tmp_path)
     torch.manual_seed(2)
     student = make(LMF_ON_TINY_ENCODER)
     teacher = Teacher({"teacher": str(tiny_checkpoint), "weight": 0.75}, torch.device("cpu"),
