@@ -56,9 +56,8 @@ FORMAT_MAX_SIDE = {f.pil: f.max_side for f in FORMATS}
 def check_request(region: Region, out_w: int, out_h: int, image_w: int, image_h: int) -> None:
     """Refuse, with a one-line :class:`ValueError`, an export that cannot be what the user
     means: an output size that is not a positive integer or beyond :data:`MAX_OUTPUT_PIXELS`
-    (the format's own limits: :func:`check_output`), or a region that does not overlap the image or
-    reaches further
-    beyond it than the image's own width or height.
+    (the format's own limits: :func:`check_output`), or a region that does not overlap the
+    image or reaches further beyond it than the image's own width or height.
 
     The part of a region outside the image (allowed up to one image width/height beyond each
     edge) is rendered as the renderers extend any image: its border continued outwards

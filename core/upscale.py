@@ -64,6 +64,7 @@ from core.export import (
     MAX_OUTPUT_SIDE,
     METHODS,
     check_output,
+    check_request,
     export,
 )
 from core.formats import KNOWN_EXTS, WRITE_FORMATS
@@ -312,8 +313,13 @@ def run(args, state: Optional[dict] = None) -> int:
     for j in todo:  # sizes from the headers, for the progress bar (a bad file counts 0)
         try:
             w, h = image_size(j.src)
-            ow, oh = _output_size(args, region_arg or Region.full(w, h))
+            region = region_arg or Region.full(w, h)
+            ow, oh = _output_size(args, region)
+            check_request(region, ow, oh, w, h)  # before any work (export checks it again)
+            check_output(j.dst, ow, oh)  # and what the format can hold
         except (ImageError, ValueError):
+            if single:
+                raise
             continue
         j.work = ow * oh + (ENCODE_WEIGHT * w * h if models is not None else 0)
         if LARGE_OUTPUT <= ow * oh <= MAX_OUTPUT_PIXELS and max(ow, oh) <= MAX_OUTPUT_SIDE:
