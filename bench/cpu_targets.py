@@ -69,8 +69,8 @@ def viewer_steps(photo: str, checkpoint, window: str, zoom: float, repeat: int,
     from PySide6 import QtCore, QtWidgets
 
     from core.device import pick_device
+    from tools.screenshots import settle
     from viewer.app import build_window, configure_threads, parse_args
-    from viewer.screenshots import settle
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     settings = QtCore.QSettings(os.path.join(tempfile.gettempdir(), "liif-zoom-bench.ini"),

@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from viewer.soak import drive, settle_and_check  # noqa: E402
+from tools.soak import drive, settle_and_check  # noqa: E402
 
 
 def main() -> None:

@@ -33,8 +33,8 @@ def main() -> None:
     from PySide6 import QtCore, QtWidgets
 
     from core.device import pick_device
+    from tools.screenshots import settle
     from viewer.app import build_window, configure_threads, parse_args
-    from viewer.screenshots import settle
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     settings = QtCore.QSettings("/tmp/liif-zoom-bench.ini", QtCore.QSettings.Format.IniFormat)

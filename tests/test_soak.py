@@ -11,8 +11,8 @@ from PySide6 import QtCore
 
 from core.models.registry import make
 from tests.conftest import tiny_spec
+from tools.soak import drive, rss_mib, settle_and_check
 from viewer.main_window import MainWindow
-from viewer.soak import drive, rss_mib, settle_and_check
 
 pytestmark = pytest.mark.slow  # whole module
 

@@ -36,6 +36,9 @@ def test_wheel_ships_the_models_and_runs_outside_the_checkout(tmp_path):
         assert f"resources/{f.name}" in names, f.name
     assert "resources/LICENSES.md" in names and "training/configs/history/cpu-lmf.yaml" in names
     assert "core/kernels/lmf_grid.c" in names  # the native decoder's source, built on first use
+    # development tools and tests stay out of the installed app
+    assert not [n for n in names if n.startswith(("tools/", "tests/", "bench/"))
+                or n.endswith(("soak.py", "screenshots.py"))], names
     # a fresh environment that borrows this one's dependencies (torch, Qt, ...) but has no
     # access to the checkout: only the wheel provides core, viewer, training, resources
     env_dir = tmp_path / "env"

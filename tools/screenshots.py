@@ -3,7 +3,7 @@ inspector's line profiles at 8x, the two bundled models side by side at 8x, the 
 1024 px wide, the export dialog with its estimates, and a transparent image over its
 checkerboard.
 
-    QT_QPA_PLATFORM=offscreen python -m viewer.screenshots OUTDIR [IMAGE] [--checkpoint C]
+    QT_QPA_PLATFORM=offscreen python -m tools.screenshots OUTDIR [IMAGE] [--checkpoint C]
         [--shots views,inspector,compare,window,dialog,transparent]
 
 Each shot is taken after the full-resolution LIIF pass has landed.
