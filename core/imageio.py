@@ -310,7 +310,8 @@ def _load_pil(path: str, max_pixels: Optional[int], first: bool = False) -> "Loa
     """:func:`load_image` for what Pillow decodes. ``first``: a chunk over Pillow's PNG
     limit raises its ValueError, for a second try with :func:`_large_png_chunks`."""
     try:
-        im = Image.open(path)
+        with quiet_decoders():  # (Pillow warns of images past half its own limit, etc.)
+            im = Image.open(path)
         _check_size(path, im.size[0], im.size[1], max_pixels)
         _check_plausible(path, im.size[0], im.size[1], im.format, 1 if im.mode == "1" else 8)
         frames = int(getattr(im, "n_frames", 1) or 1)
