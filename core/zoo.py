@@ -7,7 +7,7 @@ One front door from a name to a ready model (timm's ``create_model`` is the exam
     choice = zoo.choose("cpu", "holiday.jpg")    # the rule: ModelChoice(path, reason)
     model = zoo.load(choice.path, device)        # any file too; each (file, device) once
 
-Three models are bundled (``resources/``, each with its card, ``resources/<stem>.md``):
+Four models are bundled (``resources/``, each with its card, ``resources/<stem>.md``):
 
 * ``paper``: the LIIF authors' EDSR-baseline-LIIF, converted from their release
   (``python -m core.checkpoints convert``); the paper's quality, interactive on a GPU.
@@ -15,6 +15,9 @@ Three models are bundled (``resources/``, each with its card, ``resources/<stem>
   trained to come close to the paper model's quality at a fraction of its cost.
 * ``photo``: the CPU model's network trained on LR made the way photos are (blur, noise,
   JPEG; ``training/degrade.py``), so that it does not sharpen compression artifacts.
+* ``cpu16``: LMF's decoder on the paper model's whole encoder, frozen and shared with it in
+  training: closer to the paper model than ``cpu``, at about twice its encoding cost; chosen
+  by hand (Model menu, ``--checkpoint cpu16``), not by the rule.
 
 :func:`choose` is the rule every front door uses (the viewer, ``core.upscale`` per file,
 ``training.evaluate``): an input whose pixels went through lossy compression (JPEG; lossy
@@ -70,6 +73,9 @@ REGISTRY: Tuple[Bundled, ...] = (
             "CPU model (LMF on an encoder cut from the paper model)", "CPU model"),
     Bundled("photo", "lmf-edsr6-photo.safetensors", "LMF",
             "Photo model (the CPU model trained on JPEG, noise and blur)", "photo model"),
+    Bundled("cpu16", "lmf-edsr16-cpu.safetensors", "LMF",
+            "CPU model, whole encoder (LMF on the paper model's frozen encoder: closer to it, "
+            "about twice as slow)", "whole-encoder CPU model"),
 )
 
 
