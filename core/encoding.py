@@ -290,10 +290,8 @@ class LatentImage:
         the centre of the view, so that the codes a pan or zoom shows next are likely
         ready), or the first in row-major order without ``near``."""
         g, side = self.group, self.group * self.tile
-        if self.budget is not None:  # background encoding stops at the budget
-            block_bytes = side * side * self.code_bytes
-            if self._bytes + block_bytes > self.budget:
-                return False
+        if self.at_budget:  # background encoding stops at the budget
+            return False
         with self._lock:
             blocks = [(ty, tx) for ty, tx in self._blocks()
                       if self._missing(ty, ty + g, tx, tx + g)]

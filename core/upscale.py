@@ -324,8 +324,7 @@ def run(args, state: Optional[dict] = None) -> int:
         j.work = ow * oh + (ENCODE_WEIGHT * w * h if models is not None else 0)
         if LARGE_OUTPUT <= ow * oh <= MAX_OUTPUT_PIXELS and max(ow, oh) <= MAX_OUTPUT_SIDE:
             large.append((j, ow, oh))
-    for j, ow, oh in large:
-        check_output(j.dst, ow, oh)  # what the format cannot hold is said before --yes is asked
+    for j, ow, oh in large:  # (the format's limits were checked with the request, above)
         secs = None
         if models is not None:
             w, h = image_size(j.src)

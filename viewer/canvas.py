@@ -135,6 +135,7 @@ class Pane(QtWidgets.QWidget):
         T = sched.tile
         tiles = st.visible_tiles(T)
         keep = []  # arrays must outlive the QImages drawn from them
+        overlay = self._transparency_layer(image_rect, vw, vh)  # once a paint, for all parts
         for method, clip in parts:
             p.save()
             p.setClipRect(clip.intersected(image_rect))
@@ -144,7 +145,8 @@ class Pane(QtWidgets.QWidget):
                 if not target.intersects(clip):
                     continue
                 self._draw_tile(p, m, i, j, target, keep)
-            self._draw_transparency(p, image_rect, vw, vh)
+            if overlay is not None:
+                p.drawImage(QtCore.QPointF(0, 0), overlay)
             p.restore()
         p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, False)
         if len(self.methods) == 2:  # the divider: yellow on a dark edge, seen on any picture
@@ -176,23 +178,27 @@ class Pane(QtWidgets.QWidget):
                             arr.shape[0] != target.height())
             p.drawImage(target, self._display_qimage(arr))
 
-    def _draw_transparency(self, p: QtGui.QPainter, image_rect: QtCore.QRectF, vw: int,
-                           vh: int) -> None:
-        """Over a transparent image's pixels, a checkerboard of 8-px squares (as photo tools
-        show transparency), blended by ``1 - alpha`` (scaled to the zoom by Qt, smoothly):
-        shown = rgb * alpha + checker * (1 - alpha), so the colours a transparent pixel
-        happens to hold are never shown as if opaque."""
+    def _transparency_layer(self, image_rect: QtCore.QRectF, vw: int,
+                            vh: int) -> Optional[QtGui.QImage]:
+        """For a transparent image, what goes over its pixels: a checkerboard of 8-px squares
+        (as photo tools show transparency) weighted by ``1 - alpha`` (scaled to the zoom by
+        Qt, smoothly), so shown = rgb * alpha + checker * (1 - alpha) and the colours a
+        transparent pixel happens to hold are never shown as if opaque. One buffer per pane
+        size, refilled each paint; None for an opaque image."""
         mask = getattr(self.c, "transparency", None)
         if mask is None:
-            return
-        layer = QtGui.QImage(vw, vh, QtGui.QImage.Format.Format_ARGB32_Premultiplied)
+            return None
+        layer = getattr(self, "_layer", None)
+        if layer is None or (layer.width(), layer.height()) != (vw, vh):
+            layer = self._layer = QtGui.QImage(vw, vh,
+                                               QtGui.QImage.Format.Format_ARGB32_Premultiplied)
         lp = QtGui.QPainter(layer)
         lp.fillRect(layer.rect(), QtGui.QBrush(checkerboard()))
         lp.setCompositionMode(QtGui.QPainter.CompositionMode.CompositionMode_DestinationIn)
         lp.setRenderHint(QtGui.QPainter.RenderHint.SmoothPixmapTransform, True)
         lp.drawImage(image_rect, mask)
         lp.end()
-        p.drawImage(QtCore.QPointF(0, 0), layer)
+        return layer
 
     def forget_shown(self) -> None:
         """Drop the converted tiles (another image, another profile)."""

@@ -245,7 +245,6 @@ class RenderScheduler:
         self.timer: Optional[PassTimer] = None
         self.background_encoding = True
         self._held = 0  # pause_background's count
-        self.held = False
         #: background encoding ran out of memory for the open image (a new image resets it)
         self.idle_stopped = False
         self.focus: Optional[Tuple[float, float]] = None  # (y, x) where encoding goes on
@@ -308,11 +307,15 @@ class RenderScheduler:
         self.request(view.zoom, view.visible_tiles(T), methods,
                      lambda i, j: view.tile_region(i, j, T), lambda i, j: view.tile_window(i, j, T))
 
+    @property
+    def held(self) -> bool:
+        """Background encoding is held (:meth:`pause_background`)."""
+        return self._held > 0
+
     def pause_background(self, paused: bool) -> None:
         """Hold background encoding (an export runs: it needs both cores) or let it go on;
         what the view asks for still renders. Counted, so that nested holds nest."""
         self._held = max(0, self._held + (1 if paused else -1))
-        self.held = self._held > 0
         with self._liif.cond:
             self._liif.cond.notify_all()
 
