@@ -33,12 +33,15 @@ one keeps its own.
 from __future__ import annotations
 
 if __name__ == "__main__":  # Ctrl+C while torch loads (seconds): one line, not a traceback
+    import os as _os
     import signal as _signal
     import sys as _sys
 
     def _interrupted(*_):
-        print("error: interrupted", file=_sys.stderr)
-        _sys.exit(130)
+        # (nothing is written yet; exiting at once, since an exception raised inside the
+        # imports can surface as another module's traceback)
+        print("error: interrupted", file=_sys.stderr, flush=True)
+        _os._exit(130)
 
     _signal.signal(_signal.SIGINT, _interrupted)
 
