@@ -497,6 +497,44 @@ def test_a_frozen_shared_encoder_is_run_once_with_the_same_loss(tmp_path, tiny_c
         freeze(student, ["encoderr"])
 
 
+def test_widening_an_lmf_decoder_keeps_its_function_and_breaks_symmetry(tmp_path):
+    """init ``widen: true``: a 2-layer, 8-wide render MLP widened to 13 (uneven copies) gives
+    the same outputs; the copies of a unit then get different gradients; narrowing and
+    widening a LIIF model are clear errors."""
+    from core.checkpoints import save_model
+    from core.models.registry import make
+    from tests.conftest import tiny_spec
+    from training.train import init_from
+    from training.widen import widen_lmf
+    torch.manual_seed(4)
+    narrow = make(LMF_ON_TINY_ENCODER)
+    with torch.no_grad():  # modulations that depend on the code (the init's are constant)
+        for q in narrow.hyper.parameters():
+            q.normal_(0, 0.3)
+    src = tmp_path / "narrow.safetensors"
+    save_model(narrow, LMF_ON_TINY_ENCODER, src)
+    spec = json.loads(json.dumps(LMF_ON_TINY_ENCODER))
+    spec["args"]["render_width"] = 13
+    wide = make(spec)
+    copy = {k: k for k in ("encoder", "hyper", "render_in", "render_hidden", "render_out")}
+    assert init_from(wide, {"checkpoint": str(src), "copy": copy, "widen": True}, tmp_path) > 0
+    inp = torch.rand(1, 3, 9, 11)
+    coord = torch.rand(1, 300, 2) * 2 - 1
+    cell = torch.full((1, 300, 2), 2 / 40)
+    with torch.no_grad():
+        ref = narrow(inp, coord, cell)
+    out = wide(inp, coord, cell)
+    assert (out - ref).abs().max() < 1e-5
+    out.square().mean().backward()
+    g = wide.render_in.weight.grad
+    assert not torch.allclose(g[0], g[8])  # unit 0 and its copy 8 now learn apart
+    with pytest.raises(ValueError, match="cannot narrow"):
+        widen_lmf(wide.state_dict(), 8)
+    with pytest.raises(ValueError, match="LMF models only"):
+        init_from(make(tiny_spec()), {"checkpoint": str(src), "copy": {}, "widen": True},
+                  tmp_path)
+
+
 @pytest.mark.slow
 def test_a_frozen_encoder_run_keeps_it_and_resumes(tmp_path, tiny_checkpoint):
     """A config with ``freeze`` and a list of ``init`` sections: the encoder comes from one

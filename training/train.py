@@ -54,6 +54,7 @@ from training.config import PRECISIONS, load_config, lr_at
 from training.data import EpochSampler, ImageFolder, ImplicitDownsampled
 from training.degrade import Degradation
 from training.losses import Teacher, config_path, step_loss
+from training.widen import widen_lmf
 
 log = logging.getLogger("training")
 #: the repository root: files named in configs (``resources/...``) are found from here too
@@ -110,9 +111,16 @@ def init_from(model: torch.nn.Module, init: Dict[str, Any], root: Path) -> int:
     Every tensor ``source_prefix.REST`` of FILE is copied to ``student_prefix.REST``, which
     must exist with the same shape; e.g. ``encoder.body.3: encoder.body.13`` makes the student's
     fourth residual block the teacher's fourteenth. A relative FILE is taken from the working
-    directory, then from the repository root. Returns the number of tensors copied."""
+    directory, then from the repository root. With ``widen: true`` an LMF source with a
+    narrower render MLP is first widened to the model's width, computing the same function
+    (:func:`training.widen.widen_lmf`). Returns the number of tensors copied."""
     path = config_path(init["checkpoint"], root)
     _, src, _ = load_checkpoint(path)
+    if init.get("widen"):
+        width = getattr(model, "render_width", None)
+        if width is None:
+            raise ValueError("init: widen applies to LMF models only")
+        src = widen_lmf(src, int(width), seed=int(init.get("seed", 0)))
     dst = model.state_dict()
     n = 0
     for to, frm in (init.get("copy") or {}).items():
