@@ -203,14 +203,15 @@ ESTIMATE_GRID = 4
 def estimate_bytes(image: LoadedImage, region: Region, out_w: int, out_h: int, ext: str,
                    quality: int = 95, keep_exif: bool = True) -> int:
     """About how many bytes the export of ``region`` at ``out_w x out_h`` to a file ending
-    ``ext`` will take: a grid of :data:`ESTIMATE_GRID` x :data:`ESTIMATE_GRID` patches of up
-    to :data:`ESTIMATE_SIDE` output pixels a side spread over the whole output (one patch from the
-    middle stood
-    for a flat graphic by its flattest part), rendered bicubically and set side by side, is
-    encoded as the export would encode it (same format, quality, bit depth, alpha), and its
-    bytes per pixel (less those of a 1 x 1 file: the headers) are scaled to the whole output,
-    plus the metadata kept. A LIIF rendering is sharper than bicubic and compresses a little
-    worse: take it as "about"."""
+    ``ext`` will take.
+
+    A grid of :data:`ESTIMATE_GRID` x :data:`ESTIMATE_GRID` patches of up to
+    :data:`ESTIMATE_SIDE` output pixels a side, spread over the whole output, is rendered
+    bicubically, set side by side and encoded as the export would encode it (same format,
+    quality, bit depth, alpha); its bytes per pixel, less those of a 1 x 1 file (the headers),
+    are scaled to the whole output, plus the metadata kept. A LIIF rendering is sharper than
+    bicubic and compresses a little worse; codecs with large transforms (HEIC, JPEG XL) pack
+    wide flat areas far better than any sample shows: take it as "about"."""
     import tempfile
 
     fmt = WRITE_FORMATS.get(ext.lower())

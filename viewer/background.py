@@ -33,7 +33,10 @@ class Background(QtCore.QObject):
                 result, error = work(), None
             except BaseException as exc:  # handed to the GUI thread
                 result, error = None, exc
-            self._finished.emit(on_done, result, error)
+            try:
+                self._finished.emit(on_done, result, error)
+            except RuntimeError:  # the owner (a closed dialog) is gone: nobody to tell
+                pass
 
         t = threading.Thread(target=target, name=name, daemon=True)
         t.start()

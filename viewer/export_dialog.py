@@ -12,6 +12,7 @@ from core.defaults import duration
 from core.export import CONFIRM_OUTPUT, estimate_bytes
 from core.geometry import Region
 from core.imageio import ImageError, LoadedImage
+from viewer.background import Background
 
 #: (name, extension) of every format the app writes (core.formats' table)
 FORMATS = [(f.name, f.exts[0]) for f in formats.FORMATS if f.writable]
@@ -110,6 +111,27 @@ class ExportDialog(QtWidgets.QDialog):
         if selection is not None:
             self.regions = {"Selection": selection, **self.regions}
         form = QtWidgets.QFormLayout(self)
+        self._size_rows(form)
+        self._format_rows(form)
+        self._file_rows(form, default_dir, stem)
+        self._connect()
+        #: the file-size estimate encodes a mosaic of patches (up to seconds for HEIC): in
+        #: the background, once typing stops; ``_bytes_asked`` numbers the requests so that
+        #: only the latest one's answer is shown
+        self._bytes_timer = QtCore.QTimer(self)
+        self._bytes_timer.setSingleShot(True)
+        self._bytes_timer.setInterval(150)
+        self._bytes_timer.timeout.connect(self._estimate_bytes)
+        self._background = Background(self)
+        self._bytes_asked = 0
+        self.file_bytes: Optional[int] = None
+        self._from_scale()
+        self._show_notes()
+        self.result_request: Optional[ExportRequest] = None
+
+    # ---- building ----------------------------------------------------------------------------
+    def _size_rows(self, form: QtWidgets.QFormLayout) -> None:
+        """Region, scale, output size and the estimate line."""
         self.region_box = QtWidgets.QComboBox()
         self.region_box.addItems(list(self.regions))
         form.addRow("Region", self.region_box)
@@ -135,6 +157,9 @@ class ExportDialog(QtWidgets.QDialog):
         self.estimate = QtWidgets.QLabel()
         self.estimate.setWordWrap(True)
         form.addRow("", self.estimate)
+
+    def _format_rows(self, form: QtWidgets.QFormLayout) -> None:
+        """Method, format, quality, the format's notes and the metadata choice."""
         self.method = QtWidgets.QComboBox()
         self.method.addItems(list(self.choices))
         form.addRow("Method", self.method)
@@ -153,6 +178,9 @@ class ExportDialog(QtWidgets.QDialog):
         self.keep_exif.setToolTip("The colour profile is always kept; untick to leave out "
                                   "what the photo says about where and how it was taken.")
         form.addRow("Metadata", self.keep_exif)
+
+    def _file_rows(self, form: QtWidgets.QFormLayout, default_dir: str, stem: str) -> None:
+        """The file name (a free one in the image's folder) and the dialog's buttons."""
         row = QtWidgets.QHBoxLayout()
         folder = default_dir if default_dir and os.path.isdir(default_dir) \
             and os.access(default_dir, os.W_OK) else _pictures()
@@ -167,6 +195,8 @@ class ExportDialog(QtWidgets.QDialog):
         buttons.accepted.connect(self._accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
+
+    def _connect(self) -> None:
         self._updating = False
         self.region_box.currentIndexChanged.connect(self._from_scale)
         self.scale.valueChanged.connect(self._from_scale)
@@ -176,15 +206,6 @@ class ExportDialog(QtWidgets.QDialog):
         self.method.currentIndexChanged.connect(lambda _: self._estimate())
         self.quality.valueChanged.connect(lambda _: self._estimate())
         self.keep_exif.toggled.connect(lambda _: self._estimate())
-        # the file-size estimate encodes a patch (up to ~100 ms for AVIF): once typing stops
-        self._bytes_timer = QtCore.QTimer(self)
-        self._bytes_timer.setSingleShot(True)
-        self._bytes_timer.setInterval(150)
-        self._bytes_timer.timeout.connect(self._estimate_bytes)
-        self.file_bytes: Optional[int] = None
-        self._from_scale()
-        self._show_notes()
-        self.result_request: Optional[ExportRequest] = None
 
     # ---- size bookkeeping --------------------------------------------------------------------
     @property
@@ -253,14 +274,25 @@ class ExportDialog(QtWidgets.QDialog):
         return out_px / self.rate if self.rate else None
 
     def _estimate_bytes(self) -> None:
+        """Ask for the file-size estimate of the current settings in the background; the
+        answer is shown if nothing changed meanwhile."""
         ext = FORMATS[self.format.currentIndex()][1]
-        try:
-            self.file_bytes = estimate_bytes(self.image, self.region, self.w.value(),
-                                             self.h.value(), ext, self.quality.value(),
-                                             self.keep_exif.isChecked())
-        except (ImageError, OSError, ValueError):
-            self.file_bytes = None
-        self._show_estimate()
+        self._bytes_asked += 1
+        asked = self._bytes_asked
+        args = (self.image, self.region, self.w.value(), self.h.value(), ext,
+                self.quality.value(), self.keep_exif.isChecked())
+
+        def done(result: Optional[int], error: Optional[BaseException]) -> None:
+            if asked != self._bytes_asked:
+                return  # settings changed since: a newer request is on its way
+            if isinstance(error, (ImageError, OSError, ValueError, MemoryError)):
+                result = None
+            elif error is not None:
+                raise error
+            self.file_bytes = result
+            self._show_estimate()
+
+        self._background.run(lambda: estimate_bytes(*args), done, name="size-estimate")
 
     def _show_notes(self) -> None:
         """What the chosen format does with this image (flattened alpha, sRGB colours)."""
