@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint on the four benchmark sets and print the README's Markdown table.
+"""Evaluate a checkpoint on the four benchmark sets and print docs/RESULTS.md's Markdown table.
 
     python bench/eval_tables.py [--checkpoint C] [--scales 2,3,4,6,8,12] [--json OUT]
         [--fp16-latent] [--sets Set5,Set14,Kodak24,DIV2K-val-crop256] [--bench DIR]

@@ -1,4 +1,4 @@
-"""The README's picture of a JPEG photo at 6x: bicubic | the clean CPU model | the photo model.
+"""docs/RESULTS.md's picture of a JPEG photo at 6x: bicubic | the clean CPU model | the photo model.
 
     python bench/photo_picture.py [--image ../shared/samples/chelsea.png] [--quality 70]
         [--region 130,85,80,56] [--scale 6] [-o docs/photo-6x.png]

@@ -6,7 +6,7 @@
         [--json docs/results/photo-eval.json]
 
 Models are bundled keys (``cpu``, ``photo``, ``paper``) or files. The paper model is slow on a
-CPU: it runs only on ``--paper-sets``. Prints the README's Markdown table (first set) and the
+CPU: it runs only on ``--paper-sets``. Prints docs/RESULTS.md's Markdown table (first set) and the
 bounds at x4: the photo model's margin over bicubic on JPEG q75 and q90 LR must win back at
 least half of what JPEG takes from the CPU model's clean-LR margin, and on clean LR it may be
 at most 0.4 dB below the CPU model.

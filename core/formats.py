@@ -5,7 +5,7 @@ reads and writes it, whether it is lossy (which picks the model, :mod:`core.defa
 whether it keeps 16 bits per channel, and whether :func:`core.export.export` can stream it in
 bands (bounded memory at any size), and what it carries: transparency, a colour profile,
 EXIF. The CLI's checks, the viewer's open dialogs, the export dialog, the writers and the
-README's table (:func:`format_table`, checked by a test) all derive from it.
+table in docs/FORMATS.md (:func:`format_table`, checked by a test) all derive from it.
 
 :func:`inspect_input` looks inside a file for what its extension cannot say: a WebP may be
 lossless, and a JPEG's quality is estimated from its quantisation tables
@@ -195,7 +195,7 @@ def inspect_input(path: str | os.PathLike) -> InputKind:
 
 
 def format_table() -> str:
-    """The Markdown table of :data:`FORMATS` that the README shows."""
+    """The Markdown table of :data:`FORMATS` that docs/FORMATS.md shows."""
     def yes(b: bool) -> str:
         return "yes" if b else "no"
 

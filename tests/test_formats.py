@@ -1,7 +1,7 @@
 """Every format the app writes, from the one table (core.formats.FORMATS): each writer round
 trips what the table says it keeps (bit depth, alpha, colour profile, EXIF), and does what it
 says where it cannot (flattened alpha, colours converted to sRGB, EXIF dropped); JPEG XL's
-declared size is checked before decoding; the README's table is the table."""
+declared size is checked before decoding; docs/FORMATS.md's table is the table."""
 import os
 
 import numpy as np
@@ -152,8 +152,8 @@ def test_jpeg_xl_exif_box_survives_and_the_container_decodes(tmp_path):
     assert np.array_equal(np.round(back.alpha * 255), a[..., 3])
 
 
-def test_the_readme_format_table_is_the_table():
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+def test_the_documented_format_table_is_the_table():
+    with open(os.path.join(ROOT, "docs", "FORMATS.md"), encoding="utf-8") as f:
         assert format_table() in f.read()
 
 
