@@ -65,19 +65,22 @@ def spots(n: int):
 def viewer_steps(photo: str, checkpoint, window: str, zoom: float, repeat: int,
                  workers, tile, warm=False):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from dataclasses import replace
+
     import torch
     from PySide6 import QtCore, QtWidgets
 
-    from core.device import pick_device
     from tools.screenshots import settle
-    from viewer.app import build_window, configure_threads, parse_args
+    from viewer.app import build_window, parse_args, process_profile
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     settings = QtCore.QSettings(os.path.join(tempfile.gettempdir(), "liif-zoom-bench.ini"),
                                 QtCore.QSettings.Format.IniFormat)
-    n = configure_threads(pick_device(None), workers)  # as main.py does, unless --workers
+    prof = process_profile(None, workers)  # as main.py does, unless --workers
+    if tile:
+        prof = replace(prof, view_tile=tile)
     win = build_window(parse_args([photo] + (["--checkpoint", checkpoint] if checkpoint else [])),
-                       settings=settings, liif_workers=n, tile=tile)
+                       settings=settings, profile=prof)
     win.scheduler.background_encoding = False
     w, h = map(int, window.split("x"))
     win.resize(w, h)
@@ -88,7 +91,8 @@ def viewer_steps(photo: str, checkpoint, window: str, zoom: float, repeat: int,
     st = win.state
     print(f"photo {st.image_w}x{st.image_h} ({st.image_w * st.image_h / 1e6:.1f} Mpx), window "
           f"{w}x{h}, pane {st.view_w}x{st.view_h} device px, model {win.model_name}, "
-          f"{n} LIIF worker(s) x {torch.get_num_threads()} torch thread(s), screen tiles "
+          f"{prof.workers} LIIF worker(s) x {torch.get_num_threads()} torch thread(s), "
+          f"{prof.describe()}, screen tiles "
           f"{win.scheduler.tile} px")
 
     def step(cx: float, cy: float):

@@ -41,6 +41,7 @@ def main() -> None:
     import torch
 
     from core.checkpoints import load_model
+    from core.profile import profile_for
     from core.zoo import clean_default
     from training.data import PairedFolder
     from training.evaluate import evaluate, parse_scales
@@ -54,7 +55,7 @@ def main() -> None:
         proto = "div2k" if name.startswith("DIV2K") else "benchmark"
         t = time.time()
         res = evaluate(model, PairedFolder(os.path.join(args.bench, name)), scales, proto,
-                       torch.device("cpu"),
+                       profile_for("cpu", "float32"),
                        latent_dtype=torch.float16 if args.fp16_latent else None)
         print(f"{name}: {time.time() - t:.0f} s", file=sys.stderr)
         out["sets"][name] = {"protocol": proto, "results": [

@@ -3,9 +3,9 @@ EDSR-baseline-LIIF.
 
     python bench/gpu_render.py [--checkpoint C] [--latent fp32|fp16] [--zoom 4] [--repeat 10]
 
-The view is rendered as the viewer renders it: its tiles (``core.render.view_tile``: 512 px
+The view is rendered as the viewer renders it: its tiles (the device profile's ``view_tile``: 512 px
 on a GPU), each one call of ``core.render.render`` with the device's chunk policy
-(``core.render.chunk_policy``), the latent already encoded and its code features cached (a
+(its ``chunk``), the latent already encoded and its code features cached (a
 view seen before: what a pan or zoom step re-renders). Reports the median time after a
 warm-up. ``--latent fp16`` stores the latent in float16 (half the GPU memory; the decoder
 computes in float32) and reports the largest difference from the float32 latent's pixels.
@@ -38,7 +38,8 @@ def main() -> None:
     from core.encoding import encode
     from core.geometry import Region
     from core.models.registry import make
-    from core.render import render, view_tile
+    from core.profile import profile_for
+    from core.render import render
 
     dev = torch.device(args.device)
     if args.checkpoint:
@@ -47,7 +48,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = make(PAPER).to(dev).eval()
     w, h, z = 1920, 1080, args.zoom
-    T = view_tile(dev)
+    T = profile_for(dev).view_tile
     src_w, src_h = int(w / z) + 8, int(h / z) + 8
     rgb = np.random.default_rng(0).random((src_h, src_w, 3), dtype=np.float32)
     view = Region(2.0, 2.0, w / z, h / z)
@@ -62,9 +63,10 @@ def main() -> None:
         return out
 
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    ref = render_view(encode(model, rgb, dev, budget_bytes=None))
+    chunk = profile_for(dev).chunk
+    ref = render_view(encode(model, rgb, dev, chunk=chunk))
     dtype = torch.float16 if args.latent == "fp16" else torch.float32
-    lat = encode(model, rgb, dev, dtype=dtype, budget_bytes=None)
+    lat = encode(model, rgb, dev, dtype=dtype, chunk=chunk)
     for _ in range(3):
         out = render_view(lat)
     ts = []

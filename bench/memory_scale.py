@@ -30,12 +30,12 @@ WRAP = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
 VIEWER = r'''
 import sys, time
 from PySide6 import QtWidgets
-from viewer.app import build_window, configure_threads, parse_args
+from viewer.app import build_window, parse_args, process_profile
 app = QtWidgets.QApplication([])
 # above 100 Mpx the viewer asks before opening: the person says yes
 QtWidgets.QMessageBox.question = lambda *a, **k: QtWidgets.QMessageBox.StandardButton.Yes
 args = parse_args([sys.argv[1], "--device", "cpu"])
-win = build_window(args, liif_workers=configure_threads("cpu"))
+win = build_window(args, profile=process_profile("cpu"))
 win.show()
 end = time.time() + float(sys.argv[2])
 while time.time() < end:

@@ -42,6 +42,7 @@ def main() -> None:
     import torch
 
     from core.checkpoints import load_model
+    from core.profile import profile_for
     from core.zoo import resolve
     from training.data import PairedFolder
     from training.degrade import parse_eval
@@ -61,7 +62,7 @@ def main() -> None:
                 t = time.time()
                 d = parse_eval(spec)
                 r = evaluate(model, PairedFolder(os.path.join(args.bench, name)), scales, proto,
-                             torch.device("cpu"), degrade=d if d.steps else None)
+                             profile_for("cpu", "float32"), degrade=d if d.steps else None)
                 for s in scales:
                     res[(name, spec, key, s)] = r[(s, "liif")]
                     res[(name, spec, "bicubic", s)] = r[(s, "bicubic")]

@@ -5,9 +5,9 @@ how the viewer's render path would drive a GPU.
 
 Renders a 1920x1080 view at ``--zoom`` as the viewer does (its tiles, each one call of
 ``core.render.render``, the latent already encoded), with the device policy of a GPU: the
-viewer's tile side there (``core.render.view_tile("cuda")`` where it exists, else
-256) and the renderer's chunks (``core.render.chunk_policy("cuda")`` where it exists; before
-either existed every device used 256-px tiles and the CPU's 8192-query chunks)
+viewer's tile side there and the renderer's chunks (``core.profile.GPU_VIEW_TILE`` and
+``GPU_CHUNK``; before either existed every device used 256-px tiles and the CPU's 8192-query
+chunks)
 and without the CPU-only native kernel (``LIIF_ZOOM_KERNELS=0``: the eager path a GPU runs).
 It counts:
 
@@ -62,27 +62,20 @@ def main() -> None:
     import numpy as np
     import torch
 
-    import core.render as render_mod
     from core.checkpoints import load_model
     from core.encoding import encode
     from core.geometry import Region
+    from core.profile import GPU_CHUNK, GPU_VIEW_TILE
+    from core.render import render
     from core.zoo import resolve
 
-    if hasattr(render_mod, "chunk_policy"):  # the GPU's chunks, on this CPU
-        gpu = render_mod.chunk_policy(torch.device("cuda"))
-        render_mod.chunk_policy = lambda device: gpu
-    tile = 256
-    try:
-        from core.render import view_tile
-        tile = view_tile(torch.device("cuda"))
-    except ImportError:
-        pass
+    tile = GPU_VIEW_TILE  # the GPU's tiles and chunks, on this CPU
     torch.manual_seed(0)
     model = load_model(resolve(args.checkpoint), "cpu")[0]
     W, H, T, z = 1920, 1080, args.tile or tile, args.zoom
     src_w, src_h = int(W / z) + 8, int(H / z) + 8
     rgb = np.random.default_rng(0).random((src_h, src_w, 3), dtype=np.float32)
-    latent = encode(model, rgb, torch.device("cpu"), budget_bytes=None)
+    latent = encode(model, rgb, torch.device("cpu"), chunk=GPU_CHUNK)
     view = Region(4, 4, W / z, H / z)
 
     def render_view():
@@ -90,7 +83,7 @@ def main() -> None:
         for r0 in range(0, H, T):
             for c0 in range(0, W, T):
                 reg = Region(view.x + c0 / z, view.y + r0 / z, T / z, T / z)
-                render_mod.render(latent, reg, T, T)
+                render(latent, reg, T, T)
 
     render_view()  # warm: latent tiles and code features cached, as for a view seen before
     copies = Counter()

@@ -38,16 +38,14 @@ def main() -> None:
     import PySide6
     from PySide6 import QtCore, QtWidgets
 
-    from core.device import pick_device
-    from viewer.app import build_window, configure_threads, parse_args
+    from viewer.app import build_window, parse_args, process_profile
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     settings = QtCore.QSettings("/tmp/liif-zoom-soak.ini", QtCore.QSettings.Format.IniFormat)
     a = ([args.image] if args.image else []) + (
         ["--checkpoint", args.checkpoint] if args.checkpoint else []
     )
-    win = build_window(parse_args(a), settings=settings,
-                       liif_workers=configure_threads(pick_device(None)))
+    win = build_window(parse_args(a), settings=settings, profile=process_profile())
     win.error = lambda title, msg: (_ for _ in ()).throw(RuntimeError(f"{title}: {msg}"))
     w, h = map(int, args.window.split("x"))
     win.resize(w, h)

@@ -32,7 +32,8 @@ from bench.timing import median_time
 
 def main() -> int:
     from core.checkpoints import load_model
-    from core.device import autocast_to, fast_compute_dtype
+    from core.device import autocast_to
+    from core.profile import profile_for
     from training.losses import Teacher, step_loss
     from training.train import load_config, make_train_set
 
@@ -59,7 +60,7 @@ def main() -> int:
     student = load_model(a.student, cpu)[0].train()
     for q in student.parameters():
         q.requires_grad_(True)
-    fast = fast_compute_dtype(cpu)
+    fast = profile_for(cpu).compute_dtype
     bf16 = torch.bfloat16
 
     def norm(b):

@@ -32,17 +32,16 @@ def main() -> None:
     import torch
     from PySide6 import QtCore, QtWidgets
 
-    from core.device import pick_device
     from tools.screenshots import settle
-    from viewer.app import build_window, configure_threads, parse_args
+    from viewer.app import build_window, parse_args, process_profile
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     settings = QtCore.QSettings("/tmp/liif-zoom-bench.ini", QtCore.QSettings.Format.IniFormat)
     a = ([args.image] if args.image else []) + (
         ["--checkpoint", args.checkpoint] if args.checkpoint else []
     )
-    workers = configure_threads(pick_device(None))  # as main.py does
-    win = build_window(parse_args(a), settings=settings, liif_workers=workers)
+    prof = process_profile()  # as main.py does
+    win = build_window(parse_args(a), settings=settings, profile=prof)
     win.scheduler.background_encoding = False
     w, h = map(int, args.window.split("x"))
     win.resize(w, h)
@@ -56,7 +55,7 @@ def main() -> None:
     cx, cy = map(float, args.centre.split(",")) if args.centre else (st.image_w / 2, st.image_h / 2)
     print(f"image {st.image_w}x{st.image_h}, window {w}x{h} ({args.mode}), pane "
           f"{st.view_w}x{st.view_h} device px, model {win.model_name}, "
-          f"{workers} LIIF worker(s) x {torch.get_num_threads()} torch thread(s)")
+          f"{prof.workers} LIIF worker(s) x {torch.get_num_threads()} torch thread(s)")
     print(
         f"{'zoom':>6}{'preview ms':>12}{'coarse ms':>11}{'full ms':>10}{'latent tiles encoded':>22}"
     )

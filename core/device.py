@@ -73,21 +73,6 @@ def native_bf16(device: torch.device) -> bool:
     return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
 
 
-def fast_compute_dtype(device: torch.device) -> torch.dtype:
-    """The arithmetic type for the encoder and the per-code features on ``device`` when speed
-    matters (the viewer, the upscale CLI).
-
-    bfloat16 where the CPU multiplies it natively: twice the float32 rate for the
-    convolutions; on the bundled CPU model a change of at most 0.0014 dB in PSNR on Set5 and
-    Set14 at x2, x4 and x8, and of at most 4 of 255 levels at any pixel of the sample at x4
-    (docs/BENCHMARKS.md, "Interactive on two CPU cores"). float32 everywhere else, including GPUs,
-    where
-    the lower precision has not been measured against the 1e-3 agreement. The models keep
-    the outputs of their code features in float32 (only LMF's first latent layer runs in
-    bfloat16); the per-pixel decoder and the stored latent are float32 either way."""
-    return torch.bfloat16 if native_bf16(device) else torch.float32
-
-
 def autocast_to(device: torch.device, dtype: torch.dtype) -> ContextManager:
     """Autocast on ``device`` to ``dtype``; nothing when ``dtype`` is float32."""
     if dtype == torch.float32:

@@ -8,17 +8,17 @@ pixels (clipped at the image border, where the encoder's own zero padding applie
 untiled pass), so the halo is paid once per block. The result equals the untiled encoding up
 to floating-point rounding. Tiles are encoded lazily, the first time a render reads them
 (or when the viewer asks for a whole view's worth ahead of rendering it), and kept on the
-compute device in a cache bounded by ``budget_bytes`` (:func:`default_budget`: a share of the
-machine's memory, or of the GPU's free memory): beyond it the least recently used tiles are
-dropped and encoded again if a render needs them, so memory is bounded by the budget, not by
-the image; the encoder's working memory is bounded by ``max_block``.
+compute device in a cache bounded by ``budget_bytes`` (the device profile's budget,
+:mod:`core.profile`: a share of the machine's memory, or of the GPU's free memory): beyond it
+the least recently used tiles are dropped and encoded again if a render needs them, so memory is
+bounded by the budget, not by the image; the encoder's working memory is bounded by
+``max_block``.
 """
 from __future__ import annotations
 
 import collections
 import contextlib
 import math
-import os
 import threading
 from typing import Callable, ContextManager, Dict, List, Optional, Tuple
 
@@ -34,41 +34,7 @@ __all__ = [
     "Cancelled",
     "encode",
     "to_input_tensor",
-    "default_budget",
-    "latent_dtype",
 ]
-
-#: most of a machine's memory the latent may take by default (CPU: of the RAM; GPU: of the
-#: memory free when the image is opened, leaving the rest for rendering), and a ceiling
-BUDGET_SHARE_CPU, BUDGET_SHARE_GPU, BUDGET_CEILING = 0.15, 0.5, 2 << 30
-
-
-def default_budget(device: torch.device | str) -> int:
-    """Bytes the latent of one image may hold by default: ``$LIIF_ZOOM_LATENT_MB`` if set,
-    else 15 % of the RAM on a CPU (50 % of the free memory on a GPU), at most 2 GiB: a
-    1080p view's latent needs about 0.5 GB at 1:1 for the CPU model (256 B per code)."""
-    env = os.environ.get("LIIF_ZOOM_LATENT_MB")
-    if env:
-        return max(1, int(float(env) * (1 << 20)))
-    dev = torch.device(device)
-    try:
-        if dev.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(dev)
-            return int(min(BUDGET_CEILING, BUDGET_SHARE_GPU * free))
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        return int(min(BUDGET_CEILING, BUDGET_SHARE_CPU * total))
-    except (AttributeError, ValueError, OSError, RuntimeError):
-        return BUDGET_CEILING
-
-
-def latent_dtype(device: torch.device | str) -> torch.dtype:
-    """How the viewer and the upscale CLI store a latent on ``device``: float16 on a GPU
-    (half the memory, the scarce resource there; the decoder still computes in float32 and
-    the pixels move by less than half a level: tests/test_devices.py, and PSNR is unchanged
-    at 4 decimals on Set5), float32 on a CPU (where converting each tile read costs time and
-    memory is plentiful). The evaluation CLI keeps float32, the protocol's."""
-    return torch.float32 if torch.device(device).type == "cpu" else torch.float16
-
 
 def to_input_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
     """``(H, W, 3)`` image (uint8, uint16 or float in [0, 1]: :mod:`core.pixels`) ->
@@ -88,23 +54,27 @@ class LatentImage:
         tile: latent tile side in pixels.
         dtype: storage type of the latent (``torch.float16`` halves its memory).
         compute_dtype: arithmetic type of the encoder and of the code features
-            (``torch.bfloat16`` runs them under autocast, twice as fast on CPUs that multiply
-            it natively: :func:`core.device.fast_compute_dtype`); the models keep the code
-            features' outputs in float32, and the stored latent (with LMF's input colours,
-            never rounded) and the per-pixel decoder stay float32.
+            (``torch.bfloat16`` runs them under autocast, twice as fast on CPUs that multiply it
+            natively: the device profile's ``compute_dtype``, :mod:`core.profile`); the models
+            keep the code features' outputs in float32, and the stored latent (with LMF's input
+            colours, never rounded) and the per-pixel decoder stay float32.
         max_block: most pixels per side that one encoder pass covers (bounds the encoder's
             working memory; several missing tiles are encoded together up to this size).
         feature_cache_bytes: bound of the cache of per-code features (see :meth:`code_features`).
         budget_bytes: bound of the encoded tiles kept (least recently used dropped first, and
             encoded again when read); None keeps every tile.
+        chunk: ``(most output pixels, longest side)`` a render of this latent evaluates at
+            once (the device profile's; None: :data:`core.profile.CPU_CHUNK`).
     """
 
     def __init__(self, model: torch.nn.Module, rgb: np.ndarray, device: torch.device,
                  tile: int = 64, dtype: torch.dtype = torch.float32,
                  max_block: int = 512, feature_cache_bytes: int = 256 << 20,
                  compute_dtype: torch.dtype = torch.float32,
-                 budget_bytes: Optional[int] = None) -> None:
+                 budget_bytes: Optional[int] = None,
+                 chunk: Optional[Tuple[int, int]] = None) -> None:
         self.model = model
+        self.chunk = chunk
         self.budget = budget_bytes
         self._bytes = 0  # of the tiles kept
         self.evicted = 0  # tiles dropped for the budget (they are encoded again when read)
@@ -422,19 +392,17 @@ def encode(model: torch.nn.Module, rgb: np.ndarray, device: torch.device,
            tile: int = 64, dtype: torch.dtype = torch.float32, lazy: bool = True,
            max_block: int = 512, feature_cache_bytes: int = 256 << 20,
            compute_dtype: torch.dtype = torch.float32,
-           budget_bytes: Optional[int] | str = "default") -> LatentImage:
-    """Front door: the latent of ``rgb`` under ``model`` on ``device``.
+           budget_bytes: Optional[int] = None,
+           chunk: Optional[Tuple[int, int]] = None) -> LatentImage:
+    """The latent of ``rgb`` under ``model`` on ``device`` (the app goes through
+    :meth:`core.profile.DeviceProfile.encode`, which fills in the device's choices).
 
     With ``lazy`` (the default) nothing is encoded until a render reads it. float32
-    arithmetic by default (what the evaluation protocol uses); the viewer and the upscale
-    CLI pass :func:`core.device.fast_compute_dtype`. The tiles kept are bounded by
-    ``budget_bytes`` (:func:`default_budget` unless given; None: unbounded).
+    arithmetic and storage and no bound on the tiles kept unless given (``budget_bytes``).
     """
-    if budget_bytes == "default":
-        budget_bytes = default_budget(device)
     latent = LatentImage(model, rgb, device, tile=tile, dtype=dtype, max_block=max_block,
                          feature_cache_bytes=feature_cache_bytes, compute_dtype=compute_dtype,
-                         budget_bytes=budget_bytes)
+                         budget_bytes=budget_bytes, chunk=chunk)
     if not lazy:
         latent.encode_all()
     return latent

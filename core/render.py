@@ -12,7 +12,7 @@ output-pixel centres of :mod:`core.geometry`. It exploits two facts:
    weights of a query factor into a row part and a column part.
 
 The output is processed in chunks of at most ``chunk`` pixels, so working memory is bounded by
-``chunk`` and not by the image or output size; :func:`chunk_policy` sizes them for the device
+``chunk`` and not by the image or output size; the device profile (:mod:`core.profile`) sizes them
 (small on a CPU, where the decoder's activations then stay in cache; large on a GPU, where
 each chunk costs a fixed number of kernel launches). For each chunk:
 
@@ -44,39 +44,9 @@ from core.device import device_lock
 from core.encoding import Cancelled, LatentImage
 from core.geometry import Region, iter_tiles
 from core.models.implicit import neighbour_index
+from core.profile import CPU_CHUNK
 
-__all__ = ["render", "render_tile", "chunk_policy", "view_tile"]
-
-#: a CPU's chunk: 8192 queries, sides up to 128 (measured: docs/BENCHMARKS.md, Rendering)
-CPU_CHUNK = (8192, 128)
-#: a GPU's: a viewer tile (512², :func:`view_tile`) in one chunk; the decoder's
-#: two activation buffers are then 4 x 2^18 x hidden floats each (1 GiB for the paper model)
-GPU_CHUNK = (1 << 18, 1024)
-#: on a GPU with less than this much memory, chunks a quarter of the size
-SMALL_GPU_BYTES = 12 << 30
-
-
-def chunk_policy(device: torch.device) -> Tuple[int, int]:
-    """``(most output pixels per chunk, longest chunk side)`` on ``device``."""
-    device = torch.device(device)
-    if device.type == "cpu":
-        return CPU_CHUNK
-    if device.type == "cuda":
-        try:
-            if torch.cuda.get_device_properties(device).total_memory < SMALL_GPU_BYTES:
-                return GPU_CHUNK[0] // 4, GPU_CHUNK[1] // 2
-        except (RuntimeError, AssertionError):
-            pass
-    return GPU_CHUNK
-
-
-def view_tile(device: torch.device | str) -> int:
-    """The side of the viewer's render tiles on ``device``: 256 on a CPU (a tile lands every
-    few hundred ms); 512 on a GPU, where each tile is one chunk (:func:`chunk_policy`) and a
-    1080p view is 12 tiles, not 40: a tenth of the kernel launches and host syncs
-    (``bench/render_launches.py``)."""
-    return 256 if torch.device(device).type == "cpu" else 512
-
+__all__ = ["render", "render_tile"]
 
 _workspace = threading.local()
 
@@ -189,8 +159,8 @@ def render(latent: LatentImage, region: Region, out_w: int, out_h: int,
         region: source-pixel rectangle (fractional allowed; may extend past the image, where
             the border is continued: points beyond it are moved onto it).
         out_w, out_h: output size in pixels.
-        chunk: most output pixels evaluated at once (bounds working memory); default
-            :func:`chunk_policy` of the latent's device.
+        chunk: most output pixels evaluated at once (bounds working memory); default: the
+            latent's (its device profile's, :mod:`core.profile`).
         progress: called with ``(pixels_done, pixels_total)`` after each chunk.
         cancelled: polled between chunks; when it returns True :class:`Cancelled` is raised.
         window: ``(c0, r0, c1, r1)``: render only these output columns and rows of the
@@ -202,7 +172,7 @@ def render(latent: LatentImage, region: Region, out_w: int, out_h: int,
     if out_w < 1 or out_h < 1:
         raise ValueError(f"output size must be positive, got {out_w}x{out_h}")
     dev = latent.device
-    max_px, max_side = chunk_policy(dev)
+    max_px, max_side = latent.chunk or CPU_CHUNK
     if chunk is not None:
         max_px, max_side = chunk, CPU_CHUNK[1]
     wc0, wr0, wc1, wr1 = window or (0, 0, out_w, out_h)

@@ -58,9 +58,8 @@ from core import zoo
 from core.atomic import Terminated, check_replaceable, remove_stale, terminate_on_signals
 from core.checkpoints import CheckpointError
 from core.cli import ArgumentParser
-from core.defaults import duration, export_seconds
-from core.device import fast_compute_dtype, is_out_of_memory, pick_device
-from core.encoding import default_budget, encode, latent_dtype
+from core.defaults import duration
+from core.device import is_out_of_memory, pick_device
 from core.export import (
     CONFIRM_OUTPUT,
     MAX_OUTPUT_PIXELS,
@@ -73,6 +72,8 @@ from core.export import (
 from core.formats import KNOWN_EXTS, WRITE_FORMATS
 from core.geometry import Region
 from core.imageio import ImageError, image_size, load_image
+from core.profile import profile_for
+from core.rates import BLOCK, export_seconds
 
 
 def parse_size(text: str):
@@ -112,6 +113,8 @@ CLI_LATENT_BUDGET = 1 << 30
 #: band's leave); a band is this many output pixels
 BAND_MARGIN = 1.5
 CLI_BAND_PIXELS = 1 << 20
+#: the side of the CLI's latent tiles
+LATENT_TILE = 64
 #: code features kept: one band's worth at most a few hundred MB, so the CLI keeps little
 #: and computes a tile's features again when a later band needs them
 CLI_FEATURE_CACHE = 64 << 20
@@ -332,8 +335,7 @@ def run(args, state: Optional[dict] = None) -> int:
         if models is not None:
             w, h = image_size(j.src)
             r = region_arg or Region.full(w, h)
-            secs = export_seconds(models.get(j.src)[0], models.device, ow * oh,
-                                  min(r.w, w) * min(r.h, h))
+            secs = job_seconds(models.get(j.src)[0], models.profile, w, h, r, ow, oh)
         eta = f", about {duration(secs)} here" if secs else ""
         if ow * oh > CONFIRM_OUTPUT and not args.yes:
             raise ValueError(f"{j.dst}: output {ow}x{oh} ({ow * oh / 1e6:,.0f} Mpx{eta}) is "
@@ -356,10 +358,10 @@ def run(args, state: Optional[dict] = None) -> int:
             start = bar.n
             try:
                 if models is not None:
-                    model, device = models.get(j.src, bar)
+                    model, profile = models.get(j.src, bar)
                 else:
-                    model = device = None
-                _one(args, j, region_arg, model, device, bar)
+                    model = profile = None
+                _one(args, j, region_arg, model, profile, bar)
                 state["written"].append(j.dst)
             except (ImageError, CheckpointError, ValueError, OSError) as exc:
                 if single:
@@ -395,7 +397,8 @@ class Models:
     on stderr with the reason."""
 
     def __init__(self, args) -> None:
-        self.device = pick_device(args.device)
+        self.profile = profile_for(pick_device(args.device), args.precision)
+        self.device = self.profile.device
         self.fixed = zoo.resolve(args.checkpoint) if args.checkpoint else None
         self.loaded: dict = {}
 
@@ -408,15 +411,15 @@ class Models:
         if path not in self.loaded:
             model = zoo.load(path, self.device)
             self.loaded[path] = model
-            _say(bar, zoo.describe(path, model, self.device) + why)
-        return self.loaded[path], self.device
+            _say(bar, zoo.describe(path, model, self.profile) + why)
+        return self.loaded[path], self.profile
 
 
 def _output_size(args, region: Region) -> tuple:
     return parse_size(args.size) if args.size else output_size(region, args.scale)
 
 
-def _one(args, job: Job, region_arg: Optional[Region], model, device, bar) -> None:
+def _one(args, job: Job, region_arg: Optional[Region], model, profile, bar) -> None:
     """Render one job; advances ``bar`` by its encoding and rendering work."""
     import torch
 
@@ -431,12 +434,11 @@ def _one(args, job: Job, region_arg: Optional[Region], model, device, bar) -> No
                   f"{region.w:g}x{region.h:g} region: the picture is stretched")
     latent = None
     if model is not None:
-        latent = encode(model, image.pixels, device,
-                        dtype=torch.float16 if args.fp16_latent else latent_dtype(device),
-                        compute_dtype=torch.float32 if args.precision == "float32"
-                        else fast_compute_dtype(device),
-                        budget_bytes=min(default_budget(device), CLI_LATENT_BUDGET),
-                        feature_cache_bytes=CLI_FEATURE_CACHE)
+        latent = profile.encode(model, image.pixels,
+                                latent_dtype=torch.float16 if args.fp16_latent else None,
+                                budget_bytes=min(profile.latent_budget, CLI_LATENT_BUDGET),
+                                tile=LATENT_TILE,
+                                feature_cache_bytes=CLI_FEATURE_CACHE)
         whole = image.width * image.height * latent.code_bytes
         if latent.budget is not None and whole > latent.budget:
             # the bands encode what they need as they go: keep about one band's worth
@@ -458,6 +460,19 @@ def _one(args, job: Job, region_arg: Optional[Region], model, device, bar) -> No
     export(image, region, out_w, out_h, job.dst, args.method, latent,
            quality=args.quality, progress=progress, keep_exif=not args.strip_metadata,
            band_pixels=CLI_BAND_PIXELS)
+
+
+def job_seconds(model, profile, w: int, h: int, region: Region, out_w: int, out_h: int
+                ) -> Optional[float]:
+    """About how long the CLI takes to render ``region`` of a ``w x h`` image at
+    ``out_w x out_h`` (:func:`core.rates.export_seconds`): every source pixel the region
+    covers is encoded, in bands of latent tiles where the whole latent is over the budget."""
+    covered = max(0.0, min(region.x + region.w, w) - max(region.x, 0.0)) * \
+        max(0.0, min(region.y + region.h, h) - max(region.y, 0.0))
+    whole = w * h * getattr(model, "latent_dim", 0) * 4
+    banded = whole > min(profile.latent_budget, CLI_LATENT_BUDGET)
+    return export_seconds(model, profile, out_w * out_h, covered, covered,
+                          block_rows=LATENT_TILE if banded else BLOCK)
 
 
 def band_budget(budget: Optional[int], region: Region, out_w: int, out_h: int, tile: int,

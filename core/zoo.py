@@ -39,6 +39,7 @@ import torch
 from core.checkpoints import load_model
 from core.defaults import RESOURCES
 from core.formats import InputKind, inspect_input
+from core.profile import DeviceProfile
 
 __all__ = ["Bundled", "REGISTRY", "ModelChoice", "bundled", "get", "resolve", "load",
            "clean_default", "choose", "short_name", "describe"]
@@ -178,8 +179,9 @@ def choose(device: Union[str, torch.device], image: Optional[Union[str, os.PathL
 
 
 def describe(path: Union[str, os.PathLike], model: torch.nn.Module,
-             device: Union[str, torch.device]) -> str:
-    """One line naming the model in use: ``model NAME (FAMILY, N k parameters) on DEVICE``."""
+             profile: DeviceProfile) -> str:
+    """One line naming the model in use and how it computes:
+    ``model NAME (FAMILY, N k parameters) on cpu, float32``."""
     n = sum(p.numel() for p in model.parameters())
     return (f"model {Path(path).stem} ({type(model).__name__}, {n / 1e3:.0f} k parameters) "
-            f"on {torch.device(device).type}")
+            f"on {profile.describe()}")

@@ -63,6 +63,15 @@ def shared_path(*parts):
     return os.path.normpath(os.path.join(SHARED, *parts))
 
 
+def cpu_profile(workers: int = 1, tile: int = 64):
+    """The CPU's device profile with ``workers`` render workers and ``tile``-px view tiles
+    (small, so that tests see several tiles)."""
+    from dataclasses import replace
+
+    from core.profile import profile_for
+    return replace(profile_for("cpu", workers=workers), view_tile=tile)
+
+
 def make_window(qtbot, tmp_path, size=(640, 400), **kw):
     """A shown main window with a tiny model (seed 0), settings in ``tmp_path``, 64-px tiles,
     its error dialogs recorded in ``window.errors`` instead of shown. Shut its scheduler down
@@ -74,7 +83,7 @@ def make_window(qtbot, tmp_path, size=(640, 400), **kw):
     torch.manual_seed(0)
     settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
     w = MainWindow(model=make(tiny_spec()).eval(), model_name="tiny", settings=settings,
-                   tile=64, **kw)
+                   **{"profile": cpu_profile(), **kw})
     w.errors = []
     w.error = lambda title, msg: w.errors.append((title, msg))
     qtbot.addWidget(w)

@@ -76,19 +76,29 @@ def test_bfloat16_compute_is_close_and_keeps_the_colours():
         assert 10 * np.log10(1 / np.mean((pa - pb) ** 2)) > 60
 
 
-def test_fast_compute_dtype_follows_the_cpu(monkeypatch):
-    from core import device as dev
+def test_the_profile_computes_in_bfloat16_where_the_cpu_has_it(monkeypatch):
+    """The device profile's arithmetic follows the CPU's flags; --precision float32 forces
+    float32, bfloat16 forces bfloat16; a GPU stays float32 unless forced."""
+    from core.profile import profile_for
+
+    def compute(device="cpu", precision="auto"):
+        return profile_for(device, precision).compute_dtype
     for caps, want in (({"avx512_bf16": True}, torch.bfloat16),
                        ({"amx_bf16": True, "avx512_bf16": False}, torch.bfloat16),
                        ({"avx512_bf16": False}, torch.float32), ({}, torch.float32)):
         monkeypatch.setattr(torch._C._cpu, "_get_cpu_capability", lambda c=caps: c)
-        assert dev.fast_compute_dtype(torch.device("cpu")) == want
-    assert dev.fast_compute_dtype(torch.device("meta")) == torch.float32  # not a CPU
+        assert compute() == want
+        assert profile_for("cpu").bf16_native == (want == torch.bfloat16)
+        assert compute(precision="float32") == torch.float32
+        assert compute(precision="bfloat16") == torch.bfloat16
+    assert compute("meta") == torch.float32  # not a CPU
 
     def broken():
         raise RuntimeError("no such thing")
     monkeypatch.setattr(torch._C._cpu, "_get_cpu_capability", broken)
-    assert dev.fast_compute_dtype(torch.device("cpu")) == torch.float32
+    assert compute() == torch.float32
+    with pytest.raises(ValueError, match="precision must be one of"):
+        profile_for("cpu", "float16")
 
 
 def test_concurrent_ensure_encodes_each_tile_once(tiny_model):
@@ -182,7 +192,7 @@ def test_a_latent_budget_bounds_memory_and_renders_the_same_pixels(tiny_model):
 
 
 def test_the_default_budget_follows_the_machine(monkeypatch):
-    from core.encoding import BUDGET_CEILING, default_budget
+    from core.profile import BUDGET_CEILING, default_budget
     monkeypatch.delenv("LIIF_ZOOM_LATENT_MB", raising=False)
     b = default_budget("cpu")
     assert 0 < b <= BUDGET_CEILING

@@ -64,7 +64,9 @@ import sys
 from PySide6 import QtCore, QtWidgets
 from viewer.app import build_window, parse_args
 app = QtWidgets.QApplication([])
-win = build_window(parse_args([sys.argv[1], "--device", "cpu"]), liif_workers=2)
+from core.profile import profile_for
+win = build_window(parse_args([sys.argv[1], "--device", "cpu"]),
+                   profile=profile_for("cpu", workers=2))
 win.show()
 win.error = lambda t, m: print("ERR", t, m)
 assert win.open_reference(sys.argv[2])

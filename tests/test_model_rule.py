@@ -10,7 +10,7 @@ from PIL import Image
 from core import formats, zoo
 from core.checkpoints import save_model
 from core.models.registry import make
-from tests.conftest import make_window, tiny_spec
+from tests.conftest import cpu_profile, make_window, tiny_spec
 
 
 def picture(path, fmt=None, **kw):
@@ -117,7 +117,7 @@ def test_viewer_picks_per_image_and_the_menu_overrides_for_the_open_one(qtbot, t
 
     from viewer.main_window import MainWindow
     settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
-    w = MainWindow(settings=settings, tile=64)
+    w = MainWindow(settings=settings, profile=cpu_profile())
     w.errors = []
     w.error = lambda title, msg: w.errors.append((title, msg))
     qtbot.addWidget(w)

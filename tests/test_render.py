@@ -321,10 +321,10 @@ def test_the_oracle_keeps_everything_on_the_latents_device(spec):
 @pytest.mark.parametrize("kernels", ["0", "1"])
 def test_the_gpu_chunk_policy_renders_the_same_pixels_with_few_copies(monkeypatch, rand_image,
                                                                        kernels):
-    """With a GPU's chunks (core.render.chunk_policy) the pixels are those of the CPU's
+    """With a GPU's chunks (core.profile.GPU_CHUNK) the pixels are those of the CPU's
     chunks; each chunk asks for two host-to-device copies and each render call for one copy
     back (what bench/render_launches.py counts for a 1080p view)."""
-    import core.render as R
+    from core.profile import CPU_CHUNK, GPU_CHUNK, profile_for
     monkeypatch.setenv("LIIF_ZOOM_KERNELS", kernels)
     torch.manual_seed(1)
     model = make(tiny_spec()).eval()
@@ -332,8 +332,8 @@ def test_the_gpu_chunk_policy_renders_the_same_pixels_with_few_copies(monkeypatc
     h, w = rand_image.shape[:2]
     region = Region(1.3, 0.6, w - 3.0, h - 2.0)
     cpu = render(latent, region, 300, 200)
-    assert R.chunk_policy(torch.device("cpu")) == R.CPU_CHUNK
-    monkeypatch.setattr(R, "chunk_policy", lambda device: R.GPU_CHUNK)
+    assert profile_for("cpu").chunk == CPU_CHUNK
+    latent.chunk = GPU_CHUNK
     calls = {"to": 0, "cpu": 0}
     to, cpu_ = torch.Tensor.to, torch.Tensor.cpu
 

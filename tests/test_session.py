@@ -1,17 +1,20 @@
 """The viewer's Qt-free session: its rules and its notifications, without a window."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from core.imageio import LoadedImage
 from core.models.registry import make
+from core.profile import profile_for
 from tests.conftest import tiny_spec
 from viewer.session import Session
 
 
 @pytest.fixture
 def session():
-    s = Session("cpu", latent_tile=8)
+    s = Session(replace(profile_for("cpu"), latent_tile=8))
     s.events = []
     s.subscribe(s.events.append)
     return s

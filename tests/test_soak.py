@@ -10,7 +10,7 @@ from PIL import Image
 from PySide6 import QtCore
 
 from core.models.registry import make
-from tests.conftest import tiny_spec
+from tests.conftest import cpu_profile, tiny_spec
 from tools.soak import drive, rss_mib, settle_and_check
 from viewer.main_window import MainWindow
 
@@ -23,7 +23,7 @@ def test_soak_random_events_then_everything_renders(qtbot, tmp_path):
     torch.manual_seed(0)
     settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
     win = MainWindow(model=make(tiny_spec()).eval(), model_name="tiny", settings=settings,
-                     tile=64, liif_workers=2)
+                     profile=cpu_profile(workers=2))
     errors = []
     win.error = lambda title, msg: errors.append((title, msg))
     qtbot.addWidget(win)

@@ -40,3 +40,21 @@ def test_below_one_to_one_the_readouts_say_liif_is_the_filtered_source(qtbot, wi
     assert "filtered source" in win.inspector.info.text()
     win.zoom_to(200)
     assert below_one_to_one(win.session) == ""
+
+
+def test_the_device_and_its_arithmetic_are_said(qtbot, tmp_path, monkeypatch):
+    """The status bar names the device and the encoder's arithmetic from the device profile:
+    bfloat16 where the CPU multiplies it natively, float32 elsewhere (one profile a window)."""
+    import torch
+
+    from core.profile import profile_for
+    from tests.conftest import make_window
+    for caps, want in (({"avx512_bf16": True}, "cpu, bfloat16 encoder"), ({}, "cpu, float32")):
+        monkeypatch.setattr(torch._C._cpu, "_get_cpu_capability", lambda c=caps: c)
+        w = make_window(qtbot, tmp_path, profile=profile_for("cpu", workers=1))
+        try:
+            w.status.refresh()
+            assert w.status.device.text() == want
+            assert w.session.profile is w.profile
+        finally:
+            w.scheduler.shutdown()

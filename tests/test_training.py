@@ -326,8 +326,8 @@ def test_training_precision_names_and_auto(monkeypatch):
     cpu = torch.device("cpu")
     assert tt.training_dtype("float32", cpu) == torch.float32
     assert tt.training_dtype("bfloat16", cpu) == torch.bfloat16
-    for native, want in ((True, torch.bfloat16), (False, torch.float32)):
-        monkeypatch.setattr(tt, "native_bf16", lambda dev, n=native: n)
+    for caps, want in (({"avx512_bf16": True}, torch.bfloat16), ({}, torch.float32)):
+        monkeypatch.setattr(torch._C._cpu, "_get_cpu_capability", lambda c=caps: c)
         assert tt.training_dtype("auto", cpu) == want
     with pytest.raises(ValueError, match="precision"):
         tt.training_dtype("float16", cpu)

@@ -9,11 +9,11 @@ import torch
 from PIL import Image
 
 from core.checkpoints import load_model
-from core.device import fast_compute_dtype
 from core.encoding import Cancelled, encode
 from core.export import export
 from core.geometry import Region
 from core.imageio import load_image
+from core.profile import profile_for
 from core.render import render
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,7 +47,7 @@ def test_cli_scale_region_and_formats(tmp_path, photo, tiny_checkpoint):
     # arithmetic (bfloat16 encoding where this CPU has it natively, unless --precision float32)
     model, _, _ = load_model(tiny_checkpoint)
     img = load_image(photo)
-    fast = fast_compute_dtype(torch.device("cpu"))
+    fast = profile_for("cpu").compute_dtype
     ref = render(encode(model, img.rgb, "cpu", compute_dtype=fast), Region(2.5, 3, 10, 5), 64, 32)
     assert np.abs(np.asarray(Image.open(out)) / 255.0 - ref).max() <= 0.5 / 255 + 1e-6
     r = run_cli(photo, "--region", "2.5,3,10,5", "--size", "64x32", "--checkpoint",
@@ -158,7 +158,8 @@ def test_cli_and_evaluate_use_the_viewers_default_and_say_which(tmp_path, photo)
     want = clean_default("cpu")
     r = run_cli(photo, "--scale", 2, "--device", "cpu", "-o", tmp_path / "o.png")
     assert r.returncode == 0, r.stderr
-    assert f"model {want.stem} (" in r.stderr and "on cpu" in r.stderr
+    assert f"model {want.stem} (" in r.stderr
+    assert f"on cpu, {profile_for('cpu').arithmetic}" in r.stderr  # and how it computes
     hr = tmp_path / "set" / "HR"
     hr.mkdir(parents=True)
     Image.open(photo).save(hr / "a.png")
@@ -327,7 +328,6 @@ def test_typos_and_version_and_same_names(tmp_path, photo):
 
 
 def test_out_of_memory_is_one_line_not_a_traceback(tmp_path, photo, monkeypatch, capsys):
-    import torch
 
     from core import upscale
     oom = getattr(torch, "OutOfMemoryError", RuntimeError)

@@ -9,7 +9,7 @@ from PySide6 import QtCore
 
 from core.geometry import Region
 from core.models.registry import make
-from tests.conftest import tiny_spec
+from tests.conftest import cpu_profile, tiny_spec
 from viewer.export_dialog import ExportRequest
 from viewer.main_window import MainWindow
 
@@ -66,7 +66,8 @@ def test_several_liif_workers_render_the_same_tiles(qtbot, tmp_path, image_path)
     torch.manual_seed(0)
     model = make(tiny_spec()).eval()
     settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
-    w = MainWindow(model=model, model_name="tiny", settings=settings, tile=64, liif_workers=2)
+    w = MainWindow(model=model, model_name="tiny", settings=settings,
+                   profile=cpu_profile(workers=2))
     qtbot.addWidget(w)
     try:
         w.resize(640, 400)

@@ -19,7 +19,8 @@ def test_current_view_at_fit_is_the_image_not_the_letterbox(qtbot):
 
 
 def test_the_aspect_holds_at_the_size_limit_and_the_estimate_shows(qtbot):
-    dlg = ExportDialog(None, 6000, 4000, Region(0, 0, 6000, 4000), None, rate=1.7e6)
+    dlg = ExportDialog(None, 6000, 4000, Region(0, 0, 6000, 4000), None,
+                       seconds=lambda region, px: px / 1.7e6)
     qtbot.addWidget(dlg)
     dlg.region_box.setCurrentText("Whole image")
     dlg.scale.setValue(50)

@@ -35,12 +35,12 @@ from core import zoo
 from core.checkpoints import CheckpointError, load_model
 from core.cli import ArgumentParser
 from core.device import is_out_of_memory, pick_device
-from core.encoding import encode
 from core.formats import InputKind
 from core.geometry import Region
 from core.imageio import ImageError, atomic_write, load_image
 from core.metrics import psnr
 from core.pixels import to_u8
+from core.profile import DeviceProfile, profile_for
 from core.render import render
 from core.resample import imresize, render_bicubic
 from training.data import PairedFolder
@@ -57,13 +57,12 @@ def parse_scales(text: str) -> List[int]:
     return scales
 
 
-def evaluate(model, folder: PairedFolder, scales: List[int], protocol: str, device,
-             limit: int | None = None, log=None, latent_dtype=None,
-             compute_dtype=torch.float32,
+def evaluate(model, folder: PairedFolder, scales: List[int], protocol: str,
+             profile: DeviceProfile, limit: int | None = None, log=None, latent_dtype=None,
              degrade: EvalDegradation | None = None) -> Dict[tuple, float]:
-    """Mean PSNR per ``(scale, method)`` (``compute_dtype``: the encoder's arithmetic, see
-    :class:`core.encoding.LatentImage`; ``degrade``: applied to every LR, keyed by the file's
-    name)."""
+    """Mean PSNR per ``(scale, method)``: latents encoded with ``profile`` (the protocol:
+    ``profile_for(device, "float32")``), stored as ``latent_dtype`` (float32 unless given);
+    ``degrade`` is applied to every LR, keyed by the file's name."""
     sums: Dict[tuple, List[float]] = {}
     files = folder.hr_files[:limit] if limit else folder.hr_files
     for s in scales:
@@ -83,8 +82,7 @@ def evaluate(model, folder: PairedFolder, scales: List[int], protocol: str, devi
             full = Region.full(lr.shape[1], lr.shape[0])
             preds = {"bicubic": np.clip(render_bicubic(lrf, full, w, h), 0, 1)}
             if model is not None:
-                lat = encode(model, lrf, device, dtype=latent_dtype or torch.float32,
-                             compute_dtype=compute_dtype)
+                lat = profile.encode(model, lrf, latent_dtype=latent_dtype or torch.float32)
                 preds["liif"] = render(lat, full, w, h)
             for method, pred in preds.items():
                 v = psnr(pred, gt, shave=s if protocol == "benchmark" else s + 6,
@@ -138,7 +136,8 @@ def main(argv=None) -> int:
         scales = parse_scales(args.scales)
         degrade = parse_eval(args.degrade)
         folder = PairedFolder(args.data)
-        device = pick_device(args.device)
+        profile = profile_for(pick_device(args.device), args.precision)
+        device = profile.device
         if args.checkpoint:
             ckpt, why = str(zoo.resolve(args.checkpoint)), ""
         else:  # the viewer's rule, applied to the LR the model sees
@@ -149,12 +148,11 @@ def main(argv=None) -> int:
             ckpt, why = str(choice.path), f" ({choice.reason})"
         model = None if args.bicubic_only else load_model(ckpt, device)[0]
         if model is not None:
-            print(zoo.describe(ckpt, model, device) + why, file=sys.stderr)
+            print(zoo.describe(ckpt, model, profile) + why, file=sys.stderr)
         t0 = time.time()
-        res = evaluate(model, folder, scales, args.protocol, device, args.limit,
+        res = evaluate(model, folder, scales, args.protocol, profile, args.limit,
                        log=lambda m: print(m, file=sys.stderr),
                        latent_dtype=torch.float16 if args.fp16_latent else None,
-                       compute_dtype=getattr(torch, args.precision),
                        degrade=degrade if degrade.steps else None)
         n = len(folder.hr_files[:args.limit] if args.limit else folder.hr_files)
         print(f"{folder.name} ({args.protocol} protocol, LR {degrade.spec}, {n} images, "

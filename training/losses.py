@@ -14,7 +14,8 @@ from typing import Any, Callable, Dict, Optional
 import torch
 import torch.nn.functional as F
 
-from core.device import autocast_to, fast_compute_dtype
+from core.device import autocast_to
+from core.profile import profile_for
 
 #: name -> ``loss(pred, target) -> scalar``
 LOSSES: Dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {}
@@ -48,12 +49,12 @@ def config_path(name: str, root: Path) -> Path:
 
 class Teacher:
     """Output distillation (the config's ``distill`` section): ``{"teacher": FILE, "weight":
-    w}``. The step's loss becomes ``(1 - w) loss(pred, gt) + w loss(pred, teacher)``, where
-    the teacher (any model file, e.g. the bundled paper model) is queried at the same LR input,
+    w}``. The step's loss becomes ``(1 - w) loss(pred, gt) + w loss(pred, teacher)``, where the
+    teacher (any model file, e.g. the bundled paper model) is queried at the same LR input,
     coordinates and cells, without gradients. Its encoder runs in bfloat16 where the CPU
-    multiplies it natively (:func:`core.device.fast_compute_dtype`); its queries in
-    ``query_dtype`` (the step's training precision: float32 by default). A relative FILE is
-    taken from the working directory, then from the repository root."""
+    multiplies it natively (the device profile's ``compute_dtype``, :mod:`core.profile`); its
+    queries in ``query_dtype`` (the step's training precision: float32 by default). A relative
+    FILE is taken from the working directory, then from the repository root."""
 
     def __init__(self, spec: Dict[str, Any], device: torch.device, root: Path,
                  query_dtype: torch.dtype = torch.float32) -> None:
@@ -66,7 +67,7 @@ class Teacher:
         for q in self.model.parameters():
             q.requires_grad_(False)
         self.path = path
-        self.dtype = fast_compute_dtype(device)
+        self.dtype = profile_for(device).compute_dtype
         self.query_dtype = query_dtype
 
     @torch.no_grad()

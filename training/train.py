@@ -48,8 +48,9 @@ from tqdm import tqdm
 from core.atomic import Terminated, atomic_write, deferred_signals
 from core.checkpoints import load_checkpoint, save_model
 from core.cli import ArgumentParser
-from core.device import native_bf16, pick_device
+from core.device import pick_device
 from core.models.registry import make
+from core.profile import profile_for
 from training.config import PRECISIONS, load_config, lr_at
 from training.data import EpochSampler, ImageFolder, ImplicitDownsampled
 from training.degrade import Degradation
@@ -162,14 +163,13 @@ def training_dtype(name: str, device: torch.device) -> torch.dtype:
     ``bfloat16``: mixed precision: the weights, the optimizer and the loss stay float32, the
     convolutions and matrix products run in bfloat16 (the same split as the app's fast
     encoding on such a CPU). ``auto``: bfloat16 where the device multiplies it natively (a CPU
-    with AVX512-BF16 or AMX, :func:`core.device.native_bf16`; a CUDA GPU that supports it),
+    with AVX512-BF16 or AMX, a CUDA GPU that supports it: the device profile's ``bf16_native``),
     else float32."""
     if name not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
     if name == "auto":
         dev = torch.device(device)
-        fast = native_bf16(dev) or (dev.type == "cuda" and torch.cuda.is_bf16_supported())
-        return torch.bfloat16 if fast else torch.float32
+        return torch.bfloat16 if profile_for(dev).bf16_native else torch.float32
     return torch.bfloat16 if name == "bfloat16" else torch.float32
 
 
@@ -224,7 +224,6 @@ def validate(model, loader, device) -> float:
 def sample_renders(model, val_set, device, scales=(2, 4, 8)):
     """A few renders of the first validation image's centre at several scales, as
     ``(tag, (3, H, W) tensor)`` pairs for TensorBoard."""
-    from core.encoding import encode
     from core.geometry import Region
     from core.render import render
 
@@ -232,7 +231,8 @@ def sample_renders(model, val_set, device, scales=(2, 4, 8)):
     h, w = img.shape[:2]
     side = min(48, h, w)
     crop = img[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
-    lat = encode(model, crop.astype("float32") / 255.0, device, tile=64)
+    lat = profile_for(device, "float32").encode(model, crop.astype("float32") / 255.0,
+                                                latent_dtype=torch.float32)
     out = []
     for s in scales:
         rgb = render(lat, Region.full(side, side), side * s, side * s)

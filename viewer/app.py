@@ -19,38 +19,39 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def configure_threads(device, workers: Optional[int] = None) -> int:
-    """Split the CPU between render workers; returns how many LIIF workers to run
-    (``workers`` overrides the choice, for benchmarks).
+def process_profile(device_name: Optional[str] = None, workers: Optional[int] = None):
+    """The viewer process's device profile (:mod:`core.profile`), with torch's (process-wide)
+    thread count set from it; ``workers`` overrides the number of render workers (benchmarks).
 
     The decoder's ops are small (a few thousand pixels x 16-256 channels): torch gains little
-    by splitting one of them across cores, while independent tiles rendered on separate
-    cores scale almost linearly. So on a CPU each LIIF worker runs single-threaded torch ops
-    and there is one worker per core (at most 4; beyond that each worker gets more threads).
-    On a GPU one worker feeds the device. Sets torch's (process-wide) thread count."""
-    import os
-
+    by splitting one of them across cores, while independent tiles rendered on separate cores
+    scale almost linearly. So on a CPU each render worker runs single-threaded torch ops and
+    there is one worker per core (at most 4; beyond that each worker gets more threads). On a
+    GPU one worker feeds the device."""
     import torch
-    if torch.device(device).type != "cpu":
-        return workers or 1
-    cores = os.cpu_count() or 1
-    workers = workers or min(4, cores)
-    torch.set_num_threads(max(1, cores // workers))
-    return workers
+
+    from core.device import pick_device
+    from core.profile import profile_for
+    prof = profile_for(pick_device(device_name), workers=workers)
+    if prof.device.type == "cpu":
+        torch.set_num_threads(prof.threads)
+    return prof
 
 
-def build_window(args: argparse.Namespace, settings=None, liif_workers: int = 1,
-                 tile: Optional[int] = None):
-    """Create the main window for ``args`` (model and image loaded); errors go to dialogs."""
+def build_window(args: argparse.Namespace, settings=None, profile=None):
+    """Create the main window for ``args`` (model and image loaded); errors go to dialogs.
+    ``profile``: the process's (:func:`process_profile`); by default ``args.device``'s with
+    one render worker."""
     from core import zoo
     from core.checkpoints import CheckpointError
     from core.defaults import SAMPLE_IMAGE
     from core.device import pick_device
+    from core.profile import profile_for
     from viewer.main_window import MainWindow
 
-    device = pick_device(args.device)
-    win = MainWindow(device=device, settings=settings, liif_workers=liif_workers,
-                     **({"tile": tile} if tile else {}))
+    profile = profile or profile_for(pick_device(args.device), workers=1)
+    device = profile.device
+    win = MainWindow(profile=profile, settings=settings)
     image = args.image or (str(SAMPLE_IMAGE) if SAMPLE_IMAGE.exists() else None)
     if args.checkpoint:  # named on the command line: holds for every image opened
         win.auto_model = False
@@ -72,9 +73,8 @@ def build_window(args: argparse.Namespace, settings=None, liif_workers: int = 1,
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    from core.device import pick_device
     try:
-        device = pick_device(args.device)
+        profile = process_profile(args.device)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -83,7 +83,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("LIIF Zoom")
     app.setOrganizationName("LIIF Zoom")
-    win = build_window(args, liif_workers=configure_threads(device))
+    win = build_window(args, profile=profile)
     win.show()
     received = quit_on_signals(app, win)
     status = app.exec()

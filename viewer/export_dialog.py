@@ -91,14 +91,11 @@ class ExportDialog(QtWidgets.QDialog):
 
     def __init__(self, parent, image_w: int, image_h: int, view: Region,
                  selection: Optional[Region], default_dir: str = "", stem: str = "export",
-                 compare: Optional[str] = None, rate: Optional[float] = None,
-                 image: Optional[LoadedImage] = None,
+                 compare: Optional[str] = None, image: Optional[LoadedImage] = None,
                  seconds: Optional[Callable[[Region, int], Optional[float]]] = None) -> None:
         super().__init__(parent)
-        #: output pixels a second for the time estimate (None: none shown)
-        self.rate = rate
         #: ``seconds(region, output_pixels)``: the whole export's time, encoding the
-        #: region's source pixels not encoded yet included (preferred over ``rate``)
+        #: region's source pixels not encoded yet included (None: no time shown)
         self.seconds = seconds
         #: the image, for the file-size estimate and what the format keeps (None: neither)
         self.image = image
@@ -249,7 +246,7 @@ class ExportDialog(QtWidgets.QDialog):
             self._bytes_timer.start()
 
     def _show_estimate(self) -> None:
-        """The output's size, how long it will take at ``rate`` output pixels a second and
+        """The output's size, how long it will take (:attr:`seconds`) and
         (after :meth:`_estimate_bytes`) its file size; a warning above :data:`WARN_PIXELS`."""
         px = self.w.value() * self.h.value()
         n = len(self.choices.get(self.method.currentText(), ["liif"]))
@@ -269,9 +266,7 @@ class ExportDialog(QtWidgets.QDialog):
 
     def export_seconds(self, out_px: int) -> Optional[float]:
         """About how long ``out_px`` output pixels of the chosen region take."""
-        if self.seconds is not None:
-            return self.seconds(self.region, out_px)
-        return out_px / self.rate if self.rate else None
+        return None if self.seconds is None else self.seconds(self.region, out_px)
 
     def _estimate_bytes(self) -> None:
         """Ask for the file-size estimate of the current settings in the background; the

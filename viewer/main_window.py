@@ -16,15 +16,14 @@ from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
-import torch
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from core.colour import ToSRGB
-from core.defaults import export_rate, export_seconds
 from core.formats import READ_EXTS, open_filter
 from core.imageio import MAX_PIXELS, ImageError, LoadedImage, image_size, load_image
 from core.pixels import to_u8
-from core.render import view_tile
+from core.profile import DeviceProfile, profile_for
+from core.rates import export_seconds
 from viewer.background import Background
 from viewer.canvas import Pane, to_qimage
 from viewer.export_dialog import ExportDialog, ExportRequest
@@ -38,7 +37,6 @@ from viewer.statusbar import StatusBar
 
 #: above this many pixels the viewer asks before opening an image
 ASK_PIXELS = 100_000_000
-LATENT_TILE = 32  # latent tile side: small, so that a view encodes little beyond what it shows
 
 
 def display_pixels(image: LoadedImage) -> np.ndarray:
@@ -68,12 +66,13 @@ class MainWindow(QtWidgets.QMainWindow):
     passDone = QtCore.Signal(str, float)
     renderError = QtCore.Signal(str)
 
-    def __init__(self, model=None, model_name: str = "", device: torch.device | str = "cpu",
-                 settings: Optional[QtCore.QSettings] = None, tile: Optional[int] = None,
-                 liif_workers: int = 1) -> None:
+    def __init__(self, model=None, model_name: str = "", profile: Optional[DeviceProfile] = None,
+                 settings: Optional[QtCore.QSettings] = None) -> None:
         super().__init__()
         self.setWindowTitle("LIIF Zoom")
-        self.session = Session(device, LATENT_TILE)
+        #: how this window computes (core.profile): one CPU render worker unless told
+        self.profile = profile or profile_for("cpu", workers=1)
+        self.session = Session(self.profile)
         self.session.model, self.session.model_name = model, model_name
         #: pick the model for each opened image by core.zoo.choose (off when the
         #: command line named a checkpoint, or the window was made with a model); the Model
@@ -87,8 +86,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.background = Background(self)
         self._decoding = False
         self.scheduler = RenderScheduler(
-            tile=tile or view_tile(device),
-            liif_workers=liif_workers,
+            tile=self.profile.view_tile,
+            liif_workers=self.profile.workers,
             on_tile=lambda key: self.tileReady.emit(),
             on_pass=lambda kind, s: self.passDone.emit(kind, s),
             on_error=lambda msg: self.renderError.emit(msg),
@@ -419,26 +418,20 @@ class MainWindow(QtWidgets.QMainWindow):
         dlg = ExportDialog(self, self.image.width, self.image.height, self.state.visible_region(),
                            self.session.selection, folder,
                            stem + "-liif", compare=self.session.compare_name or None,
-                           rate=self._export_rate(), image=self.image,
+                           image=self.image,
                            seconds=self._export_seconds)
         if dlg.exec() == QtWidgets.QDialog.DialogCode.Accepted and dlg.result_request:
             self.start_export(dlg.result_request)
 
-    def _export_rate(self) -> Optional[float]:
-        """Output pixels a second of an export with the model in use, for the dialog's
-        estimate (:func:`core.defaults.export_rate`)."""
-        return export_rate(self.model, self.device)
-
     def _export_seconds(self, region, out_px: int) -> Optional[float]:
-        """The dialog's time estimate: rendering plus encoding the part of ``region`` the
-        latent does not hold yet (its share of tiles not encoded, as a fraction)."""
+        """The dialog's time estimate (:func:`core.rates.export_seconds`): rendering, plus
+        encoding the part of ``region`` the latent does not hold yet (its share of tiles not
+        encoded, as a fraction)."""
         lat = self.session.latent
-        left = 0.0
-        if lat is not None:
-            w = max(0.0, min(region.x + region.w, self.image.width) - max(region.x, 0.0))
-            h = max(0.0, min(region.y + region.h, self.image.height) - max(region.y, 0.0))
-            left = w * h * (1 - lat.n_encoded / max(1, lat.n_tiles))
-        return export_seconds(self.model, self.device, out_px, left)
+        w = max(0.0, min(region.x + region.w, self.image.width) - max(region.x, 0.0))
+        h = max(0.0, min(region.y + region.h, self.image.height) - max(region.y, 0.0))
+        left = 0.0 if lat is None else w * h * (1 - lat.n_encoded / max(1, lat.n_tiles))
+        return export_seconds(self.model, self.profile, out_px, w * h, left)
 
     def start_export(self, req: ExportRequest) -> None:
         """Run ``req`` in the background with a progress dialog and Cancel."""

@@ -15,10 +15,10 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 
-from core.device import fast_compute_dtype
-from core.encoding import LatentImage, default_budget, encode, latent_dtype
+from core.encoding import LatentImage
 from core.geometry import Region
 from core.imageio import LoadedImage
+from core.profile import DeviceProfile, profile_for
 from viewer.tiles import Method, methods_needed
 from viewer.view_state import ViewState
 
@@ -36,11 +36,15 @@ def effective_method(method: str, zoom: float) -> str:
 
 
 class Session:
-    """See the module docstring. ``latent_tile`` is the side of the latent's tiles."""
+    """See the module docstring. ``profile`` says how latents are encoded and kept
+    (:mod:`core.profile`; the CPU's by default)."""
 
-    def __init__(self, device: torch.device | str = "cpu", latent_tile: int = 32) -> None:
-        self.device = torch.device(device)
-        self.latent_tile = latent_tile
+    @property
+    def device(self) -> torch.device:
+        return self.profile.device
+
+    def __init__(self, profile: Optional[DeviceProfile] = None) -> None:
+        self.profile = profile or profile_for("cpu")
         self.model: Optional[torch.nn.Module] = None
         self.model_name = ""
         #: why the model in use was chosen (core.zoo.choose's reason, or the menu)
@@ -114,10 +118,8 @@ class Session:
             return None
         # the model and a compared model share the memory budget (core.encoding): each keeps
         # at most half of it, beyond which tiles far from the view are dropped and re-encoded
-        return encode(model, self.image.pixels, self.device, tile=self.latent_tile,
-                      compute_dtype=fast_compute_dtype(self.device),
-                      dtype=latent_dtype(self.device),
-                      budget_bytes=default_budget(self.device) // 2)
+        return self.profile.encode(model, self.image.pixels, budget_share=0.5,
+                                   tile=self.profile.latent_tile)
 
     def _reencode(self, main: bool = True) -> None:
         if main:

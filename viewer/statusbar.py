@@ -68,8 +68,9 @@ class StatusBar(QtCore.QObject):
         self.time.setToolTip("the last render's " + " / ".join(keys or ["preview", "coarse",
                                                                          "full"])
                              + " passes, in milliseconds")
-        self.device.setText(ses.device.type)
-        self.device.setToolTip("the device the model runs on")
+        self.device.setText(ses.profile.describe())
+        self.device.setToolTip("the device the model runs on, and the encoder's arithmetic "
+                               "(bfloat16 where this CPU multiplies it natively)")
         family = type(ses.model).__name__ if ses.model is not None else ""
         why = f" · {ses.model_reason}" if ses.model_reason else ""
         self.model.setText(f"{ses.model_name or 'no model'}{why}")  # the family in the tooltip

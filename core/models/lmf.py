@@ -95,9 +95,9 @@ class LMF(LocalImplicit):
         x = F.conv2d(feat, self.hyper[0].weight, self.hyper[0].bias, stride=stride,
                      padding=padding)
         # The modulations themselves are always float32: under bfloat16 autocast (the fast
-        # encoding, core.device.fast_compute_dtype) only the first, largest layer runs in
-        # bfloat16; rounding the scales to 8 bits moved single output pixels by up to 13
-        # levels, against 4 this way (docs/BENCHMARKS.md, "Interactive on two CPU cores").
+        # encoding, core.profile) only the first, largest layer runs in bfloat16; rounding
+        # the scales to 8 bits moved single output pixels several times further
+        # (docs/BENCHMARKS.md, "Interactive on two CPU cores").
         with torch.autocast(x.device.type, enabled=False):
             x = x.float()
             for conv in self.hyper[1:]:
