@@ -7,7 +7,7 @@ from PySide6 import QtWidgets
 
 from core.geometry import Region
 from core.imageio import LoadedImage
-from viewer.export_dialog import ExportDialog
+from viewer.export_dialog import MAX_SIDE, ExportDialog
 
 
 def _dialog(qtbot, folder, stem="photo-liif"):
@@ -143,3 +143,86 @@ def test_notes_that_appear_after_the_dialog_is_shown_are_not_clipped(qtbot, tmp_
     note = dlg.format_notes
     assert note.isVisible() and "flattened" in note.text()
     assert note.height() >= note.heightForWidth(note.width()) - 1
+
+
+def test_current_view_at_fit_is_the_image_not_the_letterbox(qtbot):
+    # a 1000x750 image fitted in a tall window: the view reaches beyond the image above/below
+    dlg = ExportDialog(None, 1000, 750, Region(0, -214, 1000, 1178), None)
+    qtbot.addWidget(dlg)
+    dlg.region_box.setCurrentText("Current view")
+    assert dlg.region == Region(0, 0, 1000, 750)
+    dlg.scale.setValue(1.0)
+    assert (dlg.w.value(), dlg.h.value()) == (1000, 750)
+
+
+def test_the_aspect_holds_at_the_size_limit_and_the_estimate_shows(qtbot):
+    dlg = ExportDialog(None, 6000, 4000, Region(0, 0, 6000, 4000), None,
+                       seconds=lambda region, px: px / 1.7e6)
+    qtbot.addWidget(dlg)
+    dlg.region_box.setCurrentText("Whole image")
+    dlg.scale.setValue(50)
+    assert dlg.w.value() == MAX_SIDE and dlg.h.value() == round(4000 * MAX_SIDE / 6000)
+    assert "Mpx" in dlg.estimate.text() and "min" in dlg.estimate.text()
+    dlg.scale.setValue(4)
+    assert (dlg.w.value(), dlg.h.value()) == (24000, 16000)
+    assert "384.0 Mpx" in dlg.estimate.text()
+
+
+def test_the_default_path_is_absolute(qtbot):
+    dlg = ExportDialog(None, 100, 80, Region(0, 0, 100, 80), None)
+    qtbot.addWidget(dlg)
+    assert os.path.isabs(dlg.path.text())
+
+
+def test_export_offers_a_shown_second_model(qtbot):
+    dlg = ExportDialog(None, 100, 80, Region(0, 0, 100, 80), None, compare="paper")
+    qtbot.addWidget(dlg)
+    dlg.method.setCurrentText("LIIF and second model")
+    dlg.path.setText("/tmp/x.png")
+    req = dlg.request()
+    assert req.methods == ["liif", "compare"]
+    assert req.paths == ["/tmp/x-liif.png", "/tmp/x-compare.png"]
+
+
+def test_the_dialog_estimates_the_file_size_and_says_what_the_format_does(qtbot, tmp_path):
+    """The size line gains the file size (a patch encoded as the export would), turns into a
+    warning above 100 Mpx, and a format without alpha says it flattens."""
+    import numpy as np
+
+    from core.export import export
+    from core.imageio import LoadedImage
+    rng = np.random.default_rng(0)
+    img = LoadedImage((rng.random((80, 100, 3)) * 255).astype(np.uint8),
+                      np.ones((80, 100), np.float32))
+    dlg = ExportDialog(None, 100, 80, Region(0, 0, 100, 80), None, image=img)
+    qtbot.addWidget(dlg)
+    dlg.region_box.setCurrentText("Whole image")
+    dlg.scale.setValue(2)
+    qtbot.waitUntil(lambda: dlg.file_bytes is not None, timeout=3000)
+    assert "kB" in dlg.estimate.text() or "MB" in dlg.estimate.text()
+    out = tmp_path / "o.png"
+    export(img, Region(0, 0, 100, 80), 200, 160, str(out), method="bicubic")
+    assert 0.6 < dlg.file_bytes / os.path.getsize(out) < 1.6
+    assert not dlg.format_notes.isVisible() or not dlg.format_notes.text()
+    dlg.format.setCurrentText("BMP")
+    assert "flattened onto white" in dlg.format_notes.text()
+    dlg.scale.setValue(120)
+    assert dlg.estimate.text().startswith("Large:")
+
+
+def test_after_an_export_open_folder_shows_it(win, qtbot, image_path, tmp_path, monkeypatch):
+    from PySide6 import QtGui
+
+    from viewer.export_dialog import ExportRequest
+    opened = []
+    monkeypatch.setattr(QtGui.QDesktopServices, "openUrl",
+                        staticmethod(lambda url: opened.append(url.toLocalFile()) or True))
+    win.open_image(image_path)
+    out_dir = tmp_path / "exports"
+    out_dir.mkdir()
+    assert not win.exports.open_button.isVisible()
+    win.start_export(ExportRequest(Region(0, 0, 40, 30), 80, 60, ["bicubic"],
+                                   [str(out_dir / "a.png")], 95))
+    qtbot.waitUntil(lambda: win.exports.open_button.isVisible(), timeout=30000)
+    win.exports.open_button.click()
+    assert opened == [str(out_dir)]

@@ -1,4 +1,6 @@
 """Ground truth: each pane's method against a higher-resolution reference of the image."""
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -83,7 +85,6 @@ sys.exit(app.exec())
 def test_quitting_while_measuring_and_rendering_exits_cleanly(tmp_path, after_ms):
     """Closing the window while a reference is being measured and two models render ends
     with status 0 (a thread left inside torch at exit aborted the process: status 134)."""
-    import os
     import subprocess
     import sys
 
@@ -154,3 +155,11 @@ def test_a_reference_of_the_wrong_shape_is_refused_before_it_is_decoded(qtbot, t
     finally:
         mw.load_image = real
         w.scheduler.shutdown()
+
+
+def test_the_image_as_its_own_reference_says_identical(win, qtbot, image_path):
+    assert win.open_image(image_path)
+    assert win.open_reference(image_path)
+    qtbot.waitUntil(lambda: "liif" in win.status.last_metrics, timeout=30000)
+    text, full = win.status.metrics.text(), win.status.metrics.toolTip()
+    assert "∞/1.000" in text and "inf" not in text and "identical (∞ dB)" in full

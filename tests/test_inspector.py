@@ -1,4 +1,5 @@
 """The inspector: line profiles read from the rendered tiles, and its dock in the window."""
+
 import numpy as np
 from PIL import Image
 from PySide6 import QtCore
@@ -116,3 +117,12 @@ def test_the_legend_sits_above_the_curves(qtbot, tmp_path):
         assert bottom > 1.0, bottom
     finally:
         w.scheduler.shutdown()
+
+
+def test_the_inspector_legend_names_the_panes(win, qtbot, image_path):
+    assert win.open_image(image_path)
+    win.session.set_profile_line((2, 2), (40, 30))
+    qtbot.waitUntil(lambda: set(win.inspector.curve_data()) == {"liif", "bicubic"},
+                    timeout=20000)
+    names = {item.name() for item in win.inspector.plot.listDataItems()}
+    assert names == {"LIIF: tiny", "bicubic"}

@@ -1,4 +1,4 @@
-"""The menus: File → Open Recent across restarts."""
+"""The menus and mode keys: File → Open Recent across restarts, the compare modes."""
 import os
 
 from tests.conftest import make_window
@@ -61,3 +61,13 @@ def test_automatic_gives_the_rules_model_back_and_a_model_is_never_its_own_compa
         assert w.compare_with_checkpoint(str(paper))
     finally:
         w.scheduler.shutdown()
+
+
+def test_n_twice_returns_to_the_model_comparison(win, image_path, tiny_checkpoint):
+    assert win.open_image(image_path)
+    assert win.compare_with_checkpoint(str(tiny_checkpoint))
+    assert win.session.other == "compare"
+    win.session.toggle_nearest()
+    assert win.session.other == "nearest"
+    win.session.toggle_nearest()
+    assert win.session.other == "compare"

@@ -1,5 +1,6 @@
 """Exports keep the source's colour profile and EXIF (orientation reset, since it is applied;
-no thumbnail), in every format that carries them, unless the user strips the EXIF."""
+no thumbnail), in every format that carries them, unless the user strips the EXIF; the viewer
+shows a profiled photo in sRGB."""
 import subprocess
 import sys
 
@@ -109,3 +110,46 @@ def test_an_exports_exif_gives_its_own_pixel_dimensions(tmp_path):
             sub = o.getexif().get_ifd(0x8769)
             assert (sub.get(0xA002), sub.get(0xA003)) == (90, 60), ext
             assert o.getexif().get(0x0110) == "Camera"
+
+
+def test_a_profile_converts_to_srgb_and_srgb_is_left_alone():
+    import numpy as np
+    from PIL import ImageCms
+
+    from core.colour import ToSRGB
+    conv = ToSRGB.for_profile(_p3_profile())
+    assert conv is not None and conv.name == "Display P3"
+    # sRGB's pure red is about (234, 51, 35) in Display P3
+    red = conv(np.array([[[234, 51, 35]]], np.uint8))[0, 0].astype(int)
+    assert red[0] >= 252 and red[1] <= 6 and red[2] <= 6
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    assert ToSRGB.for_profile(srgb) is None and ToSRGB.for_profile(None) is None
+    assert ToSRGB.for_profile(b"not a profile") is None  # logged, values shown as they are
+
+
+@pytest.mark.parametrize("tagged", [True, False])
+def test_the_viewer_shows_a_p3_photo_in_srgb(win, qtbot, tmp_path, tagged):
+    """A Display-P3 photo is drawn converted to sRGB (its values as they are otherwise);
+    the model and the exports still see its own values."""
+    import numpy as np
+    from PIL import Image
+    a = np.empty((60, 80, 3), np.uint8)
+    a[:] = (234, 51, 35)
+    path = tmp_path / "p3.png"
+    Image.fromarray(a).save(path, icc_profile=_p3_profile() if tagged else None)
+    assert win.open_image(str(path))
+    assert (win.display_colour is not None) == tagged
+    assert win.session.image.pixels[5, 5].tolist() == [234, 51, 35]
+    pane = win.panes[-1]  # bicubic: a flat image stays flat
+
+    def centre():
+        c = pane.grab().toImage().pixelColor(pane.width() // 2, pane.height() // 2)
+        return c.red(), c.green(), c.blue()
+
+    want = (255, 0, 0) if tagged else (234, 51, 35)
+    qtbot.waitUntil(lambda: max(abs(x - y) for x, y in zip(centre(), want)) <= 6, timeout=10000)
+
+
+def _p3_profile() -> bytes:
+    from PySide6 import QtGui
+    return bytes(QtGui.QColorSpace(QtGui.QColorSpace.NamedColorSpace.DisplayP3).iccProfile())

@@ -1,4 +1,5 @@
 """The status bar's texts."""
+from tests.conftest import make_window
 
 
 def test_render_times_say_what_they_are(qtbot, win, image_path):
@@ -58,3 +59,28 @@ def test_the_device_and_its_arithmetic_are_said(qtbot, tmp_path, monkeypatch):
             assert w.session.profile is w.profile
         finally:
             w.scheduler.shutdown()
+
+
+def test_the_status_bar_fits_a_1024_px_window_with_a_reference(qtbot, tmp_path, image_path):
+    w = make_window(qtbot, tmp_path, size=(1024, 560))
+    try:
+        assert w.open_image(image_path)
+        w.status.last_times.update(preview=0.128, coarse=3.934, full=4.501)
+        w.status._measured(w.status._metrics_gen, {"liif": (32.63, 0.959),
+                                                   "bicubic": (56.5, 0.999)}, None)
+        from core.models.registry import make
+        from tests.test_training import LMF_TINY
+        w.session.model = make(LMF_TINY)  # the photo model's family (no "slow on a CPU")
+        w.session.model_name = "lmf-edsr6-photo"
+        w.session.model_reason = "JPEG q≈72 → photo model"
+        w.status.refresh()
+        w.status.metrics.show()
+        w.status._encode_timer.stop()  # the worst case: the encoding progress bar showing
+        w.status.progress.show()
+        qtbot.wait(50)
+        labels = [w.status.zoom, w.status.region, w.status.metrics, w.status.time,
+                  w.status.device, w.status.model]
+        assert all(lab.width() >= lab.sizeHint().width() for lab in labels), \
+            [(lab.text(), lab.width(), lab.sizeHint().width()) for lab in labels]
+    finally:
+        w.scheduler.shutdown()
