@@ -91,8 +91,13 @@ class DeviceProfile:
         return "float32"
 
     def describe(self) -> str:
-        """``cpu, float32`` or ``cpu, bfloat16 encoder``."""
+        """``cpu, float32`` or ``cpu, bfloat16 encoder`` (the CLI's model line)."""
         return f"{self.device.type}, {self.arithmetic}"
+
+    @property
+    def short(self) -> str:
+        """``cpu`` or ``cpu bf16`` (the status bar; float32 goes without saying)."""
+        return self.device.type + (" bf16" if self.compute_dtype == torch.bfloat16 else "")
 
     def with_workers(self, workers: int) -> "DeviceProfile":
         """The same profile with ``workers`` render workers sharing the CPU's cores."""

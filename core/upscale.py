@@ -52,7 +52,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from core import zoo
 from core.atomic import Terminated, check_replaceable, remove_stale, terminate_on_signals
@@ -290,13 +290,11 @@ def plan(args) -> tuple:
 
 
 def run(args, state: Optional[dict] = None) -> int:
+    """Do what ``args`` ask: check them, plan the jobs, size them, then run them in order
+    (in a batch a failed input is reported and the rest go on). ``state["written"]`` lists
+    the outputs written so far (for the caller's Ctrl+C message)."""
     state = state if state is not None else {"written": []}
-    if not 1 <= args.quality <= 100:
-        raise ValueError(f"--quality must be 1-100, got {args.quality}")
-    if args.size:
-        parse_size(args.size)
-    else:
-        check_scale(args.scale)
+    _check_args(args)
     region_arg = Region.parse(args.region) if args.region else None
     jobs, single = plan(args)
     # a folder (or anything but a file) in an output's place fails that job now, and with
@@ -315,8 +313,38 @@ def run(args, state: Optional[dict] = None) -> int:
         models.get(todo[0].src if todo else None)  # a bad file is an error before any work
     if not single:
         os.makedirs(args.output, exist_ok=True)
+    _announce(args, _size_jobs(args, todo, region_arg, models, single), region_arg, models)
+    failed: List[str] = [j.src for j in blocked]
+    for j in blocked:
+        _say(None, f"error: cannot write {j.dst}: something other than a file is there")
+    t0 = time.perf_counter()
+    failed += _run_jobs(args, todo, region_arg, models, single, state)
+    dt = time.perf_counter() - t0
+    if single:
+        if dt > 1.0:
+            print(f"wrote {jobs[0].dst} in {dt:.1f} s", file=sys.stderr)
+        return 0
+    print(f"{len(state['written'])} written, {skipped} skipped (exist; --overwrite replaces "
+          f"them), {len(failed)} failed, in {dt:.1f} s -> {args.output}"
+          + (f"; failed: {', '.join(failed)}" if failed else ""), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _check_args(args) -> None:
+    if not 1 <= args.quality <= 100:
+        raise ValueError(f"--quality must be 1-100, got {args.quality}")
+    if args.size:
+        parse_size(args.size)
+    else:
+        check_scale(args.scale)
+
+
+def _size_jobs(args, todo: List[Job], region_arg: Optional[Region], models,
+               single: bool) -> List[Tuple[Job, int, int]]:
+    """Each job's size from its header (``job.work``, for the progress bar; a bad file counts
+    0), its request and format limits checked before any work; returns the large ones."""
     large = []  # (job, w, h) of outputs over LARGE_OUTPUT
-    for j in todo:  # sizes from the headers, for the progress bar (a bad file counts 0)
+    for j in todo:
         try:
             w, h = image_size(j.src)
             region = region_arg or Region.full(w, h)
@@ -330,7 +358,14 @@ def run(args, state: Optional[dict] = None) -> int:
         j.work = ow * oh + (ENCODE_WEIGHT * w * h if models is not None else 0)
         if LARGE_OUTPUT <= ow * oh <= MAX_OUTPUT_PIXELS and max(ow, oh) <= MAX_OUTPUT_SIDE:
             large.append((j, ow, oh))
-    for j, ow, oh in large:  # (the format's limits were checked with the request, above)
+    return large
+
+
+def _announce(args, large: List[Tuple[Job, int, int]], region_arg: Optional[Region],
+              models) -> None:
+    """Say each large output's size and time; above :data:`CONFIRM_OUTPUT` refuse without
+    ``--yes``. (The format's limits were checked with the request.)"""
+    for j, ow, oh in large:
         secs = None
         if models is not None:
             w, h = image_size(j.src)
@@ -343,16 +378,18 @@ def run(args, state: Optional[dict] = None) -> int:
         print(f"{j.dst}: output {ow}x{oh} ({ow * oh / 1e6:,.0f} Mpx{eta}); a large job (Ctrl+C "
               "stops it without leaving a file)", file=sys.stderr)
 
+
+def _run_jobs(args, todo: List[Job], region_arg: Optional[Region], models, single: bool,
+              state: dict) -> List[str]:
+    """Run the jobs under one progress bar; returns the inputs that failed (a single job's
+    error is raised instead)."""
     from tqdm import tqdm
     # the total is work units (output pixels plus weighted source pixels to encode): shown
     # as a percentage and a time, never as a count that reads like pixels
     bar = tqdm(total=sum(j.work for j in todo), delay=1.0, desc="upscaling", file=sys.stderr,
                disable=args.no_progress, dynamic_ncols=True,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
-    failed: List[str] = [j.src for j in blocked]
-    for j in blocked:
-        _say(None, f"error: cannot write {j.dst}: something other than a file is there")
-    t0 = time.perf_counter()
+    failed: List[str] = []
     try:
         for j in todo:
             start = bar.n
@@ -371,16 +408,7 @@ def run(args, state: Optional[dict] = None) -> int:
             bar.update(start + j.work - bar.n)
     finally:
         bar.close()
-    dt = time.perf_counter() - t0
-    if single:
-        j = jobs[0]
-        if dt > 1.0:
-            print(f"wrote {j.dst} in {dt:.1f} s", file=sys.stderr)
-        return 0
-    print(f"{len(state['written'])} written, {skipped} skipped (exist; --overwrite replaces "
-          f"them), {len(failed)} failed, in {dt:.1f} s -> {args.output}"
-          + (f"; failed: {', '.join(failed)}" if failed else ""), file=sys.stderr)
-    return 1 if failed else 0
+    return failed
 
 
 def _say(bar, line: str) -> None:

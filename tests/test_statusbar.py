@@ -1,4 +1,6 @@
 """The status bar's texts."""
+import pytest
+
 from tests.conftest import make_window
 
 
@@ -50,19 +52,26 @@ def test_the_device_and_its_arithmetic_are_said(qtbot, tmp_path, monkeypatch):
 
     from core.profile import profile_for
     from tests.conftest import make_window
-    for caps, want in (({"avx512_bf16": True}, "cpu, bfloat16 encoder"), ({}, "cpu, float32")):
+    for caps, want in (({"avx512_bf16": True}, "cpu bf16"), ({}, "cpu")):
         monkeypatch.setattr(torch._C._cpu, "_get_cpu_capability", lambda c=caps: c)
         w = make_window(qtbot, tmp_path, profile=profile_for("cpu", workers=1))
         try:
             w.status.refresh()
             assert w.status.device.text() == want
+            assert w.profile.describe() in w.status.device.toolTip()
             assert w.session.profile is w.profile
         finally:
             w.scheduler.shutdown()
 
 
-def test_the_status_bar_fits_a_1024_px_window_with_a_reference(qtbot, tmp_path, image_path):
-    w = make_window(qtbot, tmp_path, size=(1024, 560))
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_status_bar_fits_a_1024_px_window_with_a_reference(qtbot, tmp_path, image_path,
+                                                               monkeypatch, bf16):
+    import torch
+
+    from core.profile import profile_for
+    monkeypatch.setattr(torch._C._cpu, "_get_cpu_capability", lambda: {"avx512_bf16": bf16})
+    w = make_window(qtbot, tmp_path, size=(1024, 560), profile=profile_for("cpu", workers=1))
     try:
         assert w.open_image(image_path)
         w.status.last_times.update(preview=0.128, coarse=3.934, full=4.501)

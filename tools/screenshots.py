@@ -113,7 +113,7 @@ def export_dialog(app, win, outdir: str) -> None:
     img = win.image
     dlg = ExportDialog(win, img.width, img.height, win.state.visible_region(), None,
                        os.path.expanduser("~/Pictures"), "sample-liif",
-                       image=img, seconds=win._export_seconds)
+                       image=img, seconds=win.session.export_seconds)
     dlg.region_box.setCurrentText("Whole image")
     dlg.scale.setValue(4.0)
     dlg.show()

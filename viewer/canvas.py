@@ -116,7 +116,8 @@ class Pane(QtWidgets.QWidget):
         p = QtGui.QPainter(self)
         p.fillRect(self.rect(), BACKGROUND)
         st, sched = self.c.session.state, self.c.scheduler
-        if st is None or self.c.session.image is None:
+        if st is None or self.c.session.image is None or sched.plan is None \
+                or sched.plan.snapshot.view is None:
             p.setPen(QtGui.QColor(200, 200, 200))
             p.drawText(self.rect(), QtCore.Qt.AlignmentFlag.AlignCenter,
                        "Open an image (Ctrl+O) or drop one here")
@@ -132,14 +133,15 @@ class Pane(QtWidgets.QWidget):
             x = round(self.split * vw)
             parts = [(self.methods[0], QtCore.QRectF(0, 0, x, vh)),
                      (self.methods[1], QtCore.QRectF(x, 0, vw - x, vh))]
-        T = sched.tile
-        tiles = st.visible_tiles(T)
+        plan = sched.plan  # what the scheduler planned for this view: drawn, not recomputed
+        T = plan.tile
+        tiles = plan.tiles
         keep = []  # arrays must outlive the QImages drawn from them
         overlay = self._transparency_layer(image_rect, vw, vh)  # once a paint, for all parts
         for method, clip in parts:
             p.save()
             p.setClipRect(clip.intersected(image_rect))
-            m = effective_method(method, st.zoom)
+            m = plan.snapshot.shown.get(method, method)
             for (i, j) in tiles:
                 target = QtCore.QRectF(j * T - ox, i * T - oy, T, T)
                 if not target.intersects(clip):
@@ -261,9 +263,9 @@ class Pane(QtWidgets.QWidget):
     def _model_layer_shown(self, method: str) -> bool:
         """Whether every visible tile of ``method`` shows one of its own layers (coarse or
         full), not the bicubic preview standing in for it."""
-        st, sched = self.c.session.state, self.c.scheduler
-        own = [k for k in keys_for(method, st.zoom, 0, 0) if k.method == method]
-        for i, j in st.visible_tiles(sched.tile):
+        plan, sched = self.c.scheduler.plan, self.c.scheduler
+        own = [k for k in keys_for(method, plan.snapshot.view.zoom, 0, 0) if k.method == method]
+        for i, j in plan.tiles:
             if not any(sched.cache.get(k._replace(i=i, j=j)) is not None for k in own):
                 return False
         return True
@@ -272,9 +274,9 @@ class Pane(QtWidgets.QWidget):
         f = p.font()
         f.setPixelSize(round(12 * d))
         p.setFont(f)
-        st = self.c.session.state
+        shown = self.c.scheduler.plan.snapshot.shown
         for n, (method, clip) in enumerate(parts):
-            m = effective_method(method, st.zoom)
+            m = shown.get(method, method)
             text = self.c.session.label(method) + (" (filtered source below 1:1)"
                                                     if m != method else "")
             if method == "liif" and self.c.session.latent is None:

@@ -19,13 +19,11 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from core.colour import ToSRGB
-from core.formats import READ_EXTS, open_filter
 from core.imageio import MAX_PIXELS, ImageError, LoadedImage, image_size, load_image
-from core.pixels import to_u8
 from core.profile import DeviceProfile, profile_for
-from core.rates import export_seconds
 from viewer.background import Background
 from viewer.canvas import Pane, to_qimage
+from viewer.display import display_pixels, neighbours, transparency_mask
 from viewer.export_dialog import ExportDialog, ExportRequest
 from viewer.exporting import ExportRunner
 from viewer.inspector import InspectorDock
@@ -37,25 +35,6 @@ from viewer.statusbar import StatusBar
 
 #: above this many pixels the viewer asks before opening an image
 ASK_PIXELS = 100_000_000
-
-
-def display_pixels(image: LoadedImage) -> np.ndarray:
-    """The whole image as uint8 RGB in the display's colours (sRGB; see
-    :mod:`core.colour`), for the panes' instant fallback."""
-    arr = to_u8(image.pixels)
-    conv = ToSRGB.for_profile(image.meta.icc)
-    return arr if conv is None else conv(arr)
-
-
-def transparency_mask(image: LoadedImage) -> Optional[QtGui.QImage]:
-    """``1 - alpha`` of an image with transparency as an 8-bit alpha QImage (its own copy of
-    the pixels), for the panes' checkerboard; None for an opaque image."""
-    if image.alpha is None or float(image.alpha.min()) >= 1.0:
-        return None
-    a = np.ascontiguousarray(np.round((1.0 - np.clip(image.alpha, 0, 1)) * 255).astype(np.uint8))
-    q = QtGui.QImage(a.data, a.shape[1], a.shape[0], a.shape[1],
-                     QtGui.QImage.Format.Format_Alpha8)
-    return q.copy()  # (owns its pixels: a is freed on return)
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -141,7 +120,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.show_inspector()
         if event in ("line", "view", "source"):  # (a new image clears the line)
             self.inspector.schedule()
-        self.menus.sync(self.session)
+        if event in ("mode", "source"):  # (what the check marks show changes with these only)
+            self.menus.sync(self.session)
         self.status.refresh()
         for p in self.panes:
             p.update()
@@ -151,7 +131,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.layout_.removeWidget(p)
             p.hide()  # at once: deleteLater waits for the event loop, and until then the
             p.deleteLater()  # old pane would still be painted (and its tiles requested)
-        self.panes = [Pane(self, s) for s in self.session.pane_methods()]
+        self.panes = [Pane(self, list(s)) for s in self.session.snapshot.panes]
         for p in self.panes:
             self.layout_.addWidget(p, 1)
         self.panes[0].setFocus()
@@ -199,34 +179,12 @@ class MainWindow(QtWidgets.QMainWindow):
                 return
         self.session.zoom_at(percent / 100 / st.zoom)
 
-    def folder_images(self) -> List[str]:
-        """The readable images in the open image's folder, sorted by name."""
-        if self.image is None or not self.image.path:
-            return []
-        folder = os.path.dirname(os.path.abspath(self.image.path))
-        try:
-            names = sorted(os.listdir(folder), key=str.lower)
-        except OSError:
-            return []
-        return [os.path.join(folder, n) for n in names
-                if os.path.splitext(n)[1].lower() in READ_EXTS
-                and os.path.isfile(os.path.join(folder, n))]
-
     def step_image(self, step: int) -> bool:
-        """Open the next (``step`` 1) or previous (-1) image of the folder (wrapping);
-        one that cannot be read is passed over with its dialog."""
-        files = self.folder_images()
-        if not files:
+        """Open the next (``step`` 1) or previous (-1) image of the folder (wrapping); one that
+        cannot be read is passed over with its dialog."""
+        if self.image is None or not self.image.path:
             return False
-        here = os.path.abspath(self.image.path)
-        k = files.index(here) if here in files else -1
-        for n in range(1, len(files)):
-            path = files[(k + step * n) % len(files)]
-            if path == here:
-                break
-            if self.open_image(path):
-                return True
-        return False
+        return any(self.open_image(p) for p in neighbours(self.image.path, step))
 
     def _repaint(self) -> None:
         for p in self.panes:
@@ -235,12 +193,6 @@ class MainWindow(QtWidgets.QMainWindow):
             self.inspector.schedule()
 
     # ---- image ------------------------------------------------------------------------------
-    def open_dialog(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Open image", self.settings.value("last_dir", ""), open_filter())
-        if path:
-            self.open_image(path)
-
     def open_image(self, path: str) -> bool:
         """Open ``path``; on failure show a dialog and keep the current image."""
         try:
@@ -316,13 +268,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.session.set_image(image, *self.panes[0].device_size())
 
     # ---- ground truth ------------------------------------------------------------------------
-    def open_reference_dialog(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Open reference (the same picture at a higher resolution)",
-            self.settings.value("last_dir", ""), open_filter())
-        if path:
-            self.open_reference(path)
-
     def open_reference(self, path: str) -> bool:
         """Measure the panes against ``path``, a higher-resolution version of the open image:
         PSNR and SSIM of each pane's render over the view (see viewer.groundtruth)."""
@@ -356,11 +301,6 @@ class MainWindow(QtWidgets.QMainWindow):
             self.session.set_compare_model(None)
         self.session.set_other(other)
 
-    def compare_checkpoint_dialog(self) -> None:
-        path = self._ask_model_file("Compare with model")
-        if path:
-            self.compare_with_checkpoint(path)
-
     def compare_with_checkpoint(self, path: str) -> bool:
         """Show the model in ``path`` beside the one in use (side by side or split); on
         failure a dialog, and the comparison stays as it was."""
@@ -375,16 +315,6 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.session.mode == "single":
             self.session.set_mode("side")
         return True
-
-    def load_checkpoint_dialog(self) -> None:
-        path = self._ask_model_file("Load checkpoint")
-        if path:
-            self.load_checkpoint(path)
-
-    def _ask_model_file(self, title: str) -> str:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, title, "", "Models (*.safetensors *.pth *.pt);;All files (*)")
-        return path
 
     def use_rule(self) -> None:
         """Model → Automatic: the model the rule picks for the open image, from now on."""
@@ -419,19 +349,9 @@ class MainWindow(QtWidgets.QMainWindow):
                            self.session.selection, folder,
                            stem + "-liif", compare=self.session.compare_name or None,
                            image=self.image,
-                           seconds=self._export_seconds)
+                           seconds=self.session.export_seconds)
         if dlg.exec() == QtWidgets.QDialog.DialogCode.Accepted and dlg.result_request:
             self.start_export(dlg.result_request)
-
-    def _export_seconds(self, region, out_px: int) -> Optional[float]:
-        """The dialog's time estimate (:func:`core.rates.export_seconds`): rendering, plus
-        encoding the part of ``region`` the latent does not hold yet (its share of tiles not
-        encoded, as a fraction)."""
-        lat = self.session.latent
-        w = max(0.0, min(region.x + region.w, self.image.width) - max(region.x, 0.0))
-        h = max(0.0, min(region.y + region.h, self.image.height) - max(region.y, 0.0))
-        left = 0.0 if lat is None else w * h * (1 - lat.n_encoded / max(1, lat.n_tiles))
-        return export_seconds(self.model, self.profile, out_px, w * h, left)
 
     def start_export(self, req: ExportRequest) -> None:
         """Run ``req`` in the background with a progress dialog and Cancel."""

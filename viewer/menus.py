@@ -8,6 +8,7 @@ from typing import Callable, Dict, List, Optional
 
 from PySide6 import QtGui, QtWidgets
 
+from core.formats import open_filter
 from core.zoo import REGISTRY
 
 ZOOM_STEP = 2 ** 0.25
@@ -21,6 +22,22 @@ HELP = ("Wheel: zoom about the cursor · Drag: pan · Shift+drag: select a regio
         "L: LIIF only · N: nearest neighbour\n"
         "Ctrl+drag: draw a line for the inspector's profiles · I: show/hide the inspector\n"
         "Ctrl+E: export · Ctrl+C: copy the view · Ctrl+L: load checkpoint · Ctrl+O: open")
+
+
+def _ask_image(win, title: str, then: Callable[[str], object]) -> None:
+    """Ask for an image file (starting in the last folder used) and pass it to ``then``."""
+    path, _ = QtWidgets.QFileDialog.getOpenFileName(
+        win, title, win.settings.value("last_dir", ""), open_filter())
+    if path:
+        then(path)
+
+
+def _ask_model(win, title: str, then: Callable[[str], object]) -> None:
+    """Ask for a model file and pass it to ``then``."""
+    path, _ = QtWidgets.QFileDialog.getOpenFileName(
+        win, title, "", "Models (*.safetensors *.pth *.pt);;All files (*)")
+    if path:
+        then(path)
 
 
 def action(owner, menu, text: str, slot: Callable, shortcut: Optional[str] = None,
@@ -85,10 +102,11 @@ def build_menus(win) -> Menus:
     ses = win.session
     mb = win.menuBar()
     f = mb.addMenu("&File")
-    action(win, f, "&Open…", win.open_dialog, "Ctrl+O")
+    action(win, f, "&Open…", lambda: _ask_image(win, "Open image", win.open_image), "Ctrl+O")
     recent = f.addMenu("Open &Recent")
     action(win, f, "Open &Reference (higher resolution, for PSNR/SSIM)…",
-           win.open_reference_dialog)
+           lambda: _ask_image(win, "Open reference (the same picture at a higher resolution)",
+                              win.open_reference))
     action(win, f, "&Export…", win.export_dialog, "Ctrl+E")
     f.addSeparator()
     action(win, f, "&Quit", win.close, "Ctrl+Q")
@@ -119,7 +137,8 @@ def build_menus(win) -> Menus:
     action(win, v, "Clear Selection and Line", ses.clear_selection, "Esc")
     action(win, v, "&Copy View (as shown, all panes)", win.copy_view, "Ctrl+C")
     m = mb.addMenu("&Model")
-    action(win, m, "&Load Checkpoint…", win.load_checkpoint_dialog, "Ctrl+L")
+    action(win, m, "&Load Checkpoint…",
+           lambda: _ask_model(win, "Load checkpoint", win.load_checkpoint), "Ctrl+L")
     menus = Menus(recent, side, split, single, nearest, model_info=None)
     menus.automatic = action(win, m, "&Automatic (by the image: the photo model for lossy "
                              "ones)", win.use_rule, checkable=True)
@@ -133,7 +152,8 @@ def build_menus(win) -> Menus:
         menus.compare[key] = a
     cm.addSeparator()
     _bundled(win, cm, cgroup, menus.compare, win.compare_with_checkpoint)
-    action(win, cm, "Another &Model File…", win.compare_checkpoint_dialog)
+    action(win, cm, "Another &Model File…",
+           lambda: _ask_model(win, "Compare with model", win.compare_with_checkpoint))
     menus.model_info = m.addAction("")
     menus.model_info.setEnabled(False)
     h = mb.addMenu("&Help")

@@ -51,6 +51,26 @@ def _to_uint8(rgb: np.ndarray) -> np.ndarray:
     return t.round_().clamp_(0, 255).to(torch.uint8).numpy()
 
 
+@dataclass(frozen=True)
+class ViewPlan:
+    """One view's work, planned once from a :class:`viewer.session.ViewSnapshot`: the visible
+    screen tiles (centre first), each one's source region and on-screen window. The scheduler
+    renders from it and the panes draw from it (:attr:`RenderScheduler.plan`)."""
+
+    snapshot: object  # viewer.session.ViewSnapshot (not imported: the session is Qt-free too)
+    tile: int
+    tiles: Tuple[Tuple[int, int], ...]
+    regions: Dict[Tuple[int, int], Region]
+    windows: Dict[Tuple[int, int], Window]
+
+    @classmethod
+    def of(cls, snapshot, tile: int) -> "ViewPlan":
+        view = snapshot.view
+        tiles = tuple(view.visible_tiles(tile)) if view is not None else ()
+        return cls(snapshot, tile, tiles, {t: view.tile_region(*t, tile) for t in tiles},
+                   {t: view.tile_window(*t, tile) for t in tiles})
+
+
 def _union(regions) -> Region:
     regions = list(regions)
     x0 = min(r.x for r in regions)
@@ -248,6 +268,8 @@ class RenderScheduler:
         #: background encoding ran out of memory for the open image (a new image resets it)
         self.idle_stopped = False
         self.focus: Optional[Tuple[float, float]] = None  # (y, x) where encoding goes on
+        #: the latest view's plan (what the panes draw), from the followed session
+        self.plan: Optional[ViewPlan] = None
         self._centre: Optional[Tuple[float, float]] = None  # centre of the last view
         self.cancelled_jobs = 0
         self._lock = threading.Lock()
@@ -291,11 +313,18 @@ class RenderScheduler:
         session.subscribe(self._on_session)
 
     def _on_session(self, event: str) -> None:
-        s = self.session
+        """A new view, mode or source: plan it from the session's published snapshot and ask
+        for its tiles; nothing is asked of the session."""
+        if event not in ("source", "view", "mode"):
+            return
+        snap = self.session.snapshot
         if event == "source":
-            self.set_source(s.image, s.latent, s.compare_latent)
-        if event in ("source", "view", "mode"):
-            self.request_view(s.state, s.render_methods())
+            self.set_source(snap.image, snap.latents.get("liif"), snap.latents.get("compare"))
+        self.plan = ViewPlan.of(snap, self.tile)
+        if snap.view is not None:
+            p = self.plan
+            self.request(snap.view.zoom, list(p.tiles), list(snap.render),
+                         lambda i, j: p.regions[(i, j)], lambda i, j: p.windows[(i, j)])
 
     def request_view(self, view, methods: List[str]) -> None:
         """Ask for every tile ``view`` (a :class:`viewer.view_state.ViewState`) shows, for each

@@ -11,7 +11,8 @@ calls the subscribers with one of :data:`EVENTS`, and the window turns that into
 """
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Tuple
+from dataclasses import dataclass, replace
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
@@ -19,11 +20,14 @@ from core.encoding import LatentImage
 from core.geometry import Region
 from core.imageio import LoadedImage
 from core.profile import DeviceProfile, profile_for
+from core.rates import export_seconds
 from viewer.tiles import Method, methods_needed
 from viewer.view_state import ViewState
 
 #: what a subscriber is told changed
 EVENTS = ("source", "mode", "selection", "line", "view", "reference")
+#: the events that publish a new :class:`ViewSnapshot` (before the subscribers hear of them)
+PUBLISHED = ("source", "mode", "view")
 MODES = ("side", "split", "single")
 Point = Tuple[float, float]
 
@@ -33,6 +37,25 @@ def effective_method(method: str, zoom: float) -> str:
     if method in (Method.LIIF, Method.COMPARE) and zoom < 1.0:
         return Method.BICUBIC.value
     return method
+
+
+@dataclass(frozen=True)
+class ViewSnapshot:
+    """What the session shows, published with every view, mode and source event
+    (:attr:`Session.snapshot`): the render scheduler plans from it and the panes draw it,
+    neither calling back into the session (docs/ARCHITECTURE.md, "A wheel event")."""
+
+    #: a copy of the camera (None: no image)
+    view: Optional[ViewState]
+    image: Optional[LoadedImage]
+    #: :meth:`Session.latents`
+    latents: Mapping[str, Optional[LatentImage]]
+    #: each pane's methods, left to right (two in one pane: the split view)
+    panes: Tuple[Tuple[str, ...], ...]
+    #: each pane method -> what it draws at this zoom (LIIF below 1:1: the filtered source)
+    shown: Mapping[str, str]
+    #: what the scheduler renders for the panes, previews first
+    render: Tuple[str, ...]
 
 
 class Session:
@@ -66,14 +89,30 @@ class Session:
         #: the inspector's line, source pixels ``((x0, y0), (x1, y1))``
         self.profile_line: Optional[Tuple[Point, Point]] = None
         self._subscribers: List[Callable[[str], None]] = []
+        #: what is shown, as of the last view, mode or source event (see :class:`ViewSnapshot`)
+        self.snapshot = self._snapshot()
 
     # ---- observers ---------------------------------------------------------------------------
     def subscribe(self, fn: Callable[[str], None]) -> None:
         self._subscribers.append(fn)
 
     def _notify(self, event: str) -> None:
+        if event in PUBLISHED:
+            self.snapshot = self._snapshot()
         for fn in list(self._subscribers):
             fn(event)
+
+    def latents(self) -> Dict[str, Optional[LatentImage]]:
+        """The one pairing of the model methods with their latents (None: no model)."""
+        return {"liif": self.latent, "compare": self.compare_latent}
+
+    def _snapshot(self) -> "ViewSnapshot":
+        view = None if self.state is None else replace(self.state)
+        zoom = 1.0 if view is None else view.zoom
+        panes = tuple(tuple(ms) for ms in self.pane_methods())
+        return ViewSnapshot(view=view, image=self.image, latents=self.latents(), panes=panes,
+                            shown={m: effective_method(m, zoom) for ms in panes for m in ms},
+                            render=tuple(self.render_methods()))
 
     # ---- source: image, model, latent --------------------------------------------------------
     def set_image(self, image: LoadedImage, view_w: int, view_h: int) -> None:
@@ -111,6 +150,19 @@ class Session:
         self.other = "compare" if model is not None else "bicubic"
         self._reencode(main=False)
         self._notify("mode")
+
+    def export_seconds(self, region: Region, out_px: int) -> Optional[float]:
+        """About how long exporting ``region`` at ``out_px`` output pixels with the model in
+        use takes (:func:`core.rates.export_seconds`): rendering, plus encoding the part of
+        ``region`` the latent does not hold yet (its share of tiles not encoded, as a
+        fraction). None where it is not measured (a GPU) or without an image."""
+        if self.image is None:
+            return None
+        w = max(0.0, min(region.x + region.w, self.image.width) - max(region.x, 0.0))
+        h = max(0.0, min(region.y + region.h, self.image.height) - max(region.y, 0.0))
+        lat = self.latent
+        left = 0.0 if lat is None else w * h * (1 - lat.n_encoded / max(1, lat.n_tiles))
+        return export_seconds(self.model, self.profile, out_px, w * h, left)
 
     def _encode(self, model) -> Optional[LatentImage]:
         # lazy: nothing is encoded here; the render workers encode the tiles they need
@@ -190,7 +242,7 @@ class Session:
         """What is on screen, in pane order: LIIF only with a model, the filtered source
         (bicubic) for LIIF below 1:1."""
         zoom = self.state.zoom if self.state is not None else 1.0
-        latents = {"liif": self.latent, "compare": self.compare_latent}
+        latents = self.latents()
         out = [effective_method(m, zoom) for ms in self.pane_methods() for m in ms
                if not (m in latents and latents[m] is None)]
         return list(dict.fromkeys(out))

@@ -26,7 +26,7 @@ class StatusBar(QtCore.QObject):
         self.metrics.hide()
         self.progress = QtWidgets.QProgressBar()
         # narrow, so that every label still fits a 1024-px window while it shows
-        self.progress.setMaximumWidth(90)
+        self.progress.setMaximumWidth(80)
         self.progress.setFormat("enc. %p%")
         self.progress.setToolTip("encoding the latent in the background (to its memory budget)")
         self.progress.hide()
@@ -58,7 +58,7 @@ class StatusBar(QtCore.QObject):
             r = st.visible_region()
             self.zoom.setText(f"{st.zoom:.3g}×")
             self.zoom.setToolTip("zoom: screen pixels per source pixel")
-            self.region.setText(f"{r.x:.0f}, {r.y:.0f}  {r.w:.0f}×{r.h:.0f} px")
+            self.region.setText(f"{r.x:.0f}, {r.y:.0f}  {r.w:.0f}×{r.h:.0f}")
             self.region.setToolTip(f"the view: x {r.x:.1f}, y {r.y:.1f}, {r.w:.1f} × {r.h:.1f} "
                                    "source pixels")
         t = self.last_times
@@ -68,9 +68,9 @@ class StatusBar(QtCore.QObject):
         self.time.setToolTip("the last render's " + " / ".join(keys or ["preview", "coarse",
                                                                          "full"])
                              + " passes, in milliseconds")
-        self.device.setText(ses.profile.describe())
-        self.device.setToolTip("the device the model runs on, and the encoder's arithmetic "
-                               "(bfloat16 where this CPU multiplies it natively)")
+        self.device.setText(ses.profile.short)
+        self.device.setToolTip(f"the device the model runs on: {ses.profile.describe()} "
+                               "(the encoder in bfloat16 where this CPU multiplies it natively)")
         family = type(ses.model).__name__ if ses.model is not None else ""
         why = f" · {ses.model_reason}" if ses.model_reason else ""
         self.model.setText(f"{ses.model_name or 'no model'}{why}")  # the family in the tooltip
