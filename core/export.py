@@ -31,7 +31,7 @@ from core.imageio import (
     save_image,
 )
 from core.methods import METHODS as _METHODS
-from core.methods import render_by
+from core.methods import Method, render_by
 from core.png import PNGStreamWriter
 from core.resample import render_bicubic
 
@@ -40,7 +40,7 @@ __all__ = ["export", "export_many", "render_region", "check_request", "check_out
            "METHODS", "MAX_OUTPUT_PIXELS"]
 
 #: the methods a single-model export offers (the CLI's --method; the viewer adds 'compare')
-METHODS = tuple(m for m in _METHODS if m != "compare")
+METHODS = tuple(m for m in _METHODS if m != Method.COMPARE)
 #: largest 8-bit image assembled in memory for formats that cannot be streamed
 MAX_BUFFERED_BYTES = 3 << 30
 #: largest output of any export (PNG is streamed, so this is about time, not memory)

@@ -19,6 +19,7 @@ their outputs align pixel for pixel; outside the image the border is continued.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
@@ -31,9 +32,39 @@ from core.resample import render_bicubic, render_nearest
 Window = Optional[Tuple[int, int, int, int]]
 
 
+class Method(str, Enum):
+    """How a tile is made. ``LIIF`` is the model in use, ``COMPARE`` a second model shown
+    beside it (any bundled or loaded model); ``ENCODE``/``ENCODE_COMPARE`` are not drawn:
+    their jobs encode the latent tiles of the one or the other."""
+
+    LIIF = "liif"
+    COMPARE = "compare"
+    BICUBIC = "bicubic"
+    NEAREST = "nearest"
+    ENCODE = "encode"
+    ENCODE_COMPARE = "encode-compare"
+
+    @property
+    def label(self) -> str:
+        """The method's name for people (a model method's pane says its model's name)."""
+        return {"liif": "LIIF", "compare": "second model", "bicubic": "bicubic",
+                "nearest": "nearest", "encode": "encoding",
+                "encode-compare": "encoding (second model)"}[self.value]
+
+    @property
+    def is_model(self) -> bool:
+        """Rendered by a model from its latent (two passes, a preview under it)."""
+        return self in (Method.LIIF, Method.COMPARE)
+
+    def __str__(self) -> str:
+        return self.value
+
+    __hash__ = str.__hash__  # hash like the plain string it equals (Enum hashes the name)
+
+
 @dataclass(frozen=True)
 class RenderMethod:
-    name: str
+    name: Method
     model: bool         #: rendered from a latent (the one of the same name)
     fn: Callable[..., np.ndarray]
 
@@ -51,10 +82,10 @@ def _nearest(image, latent, region, w, h, window, cancelled):
 
 
 METHODS: Dict[str, RenderMethod] = {m.name: m for m in (
-    RenderMethod("liif", True, _model),
-    RenderMethod("compare", True, _model),
-    RenderMethod("bicubic", False, _bicubic),
-    RenderMethod("nearest", False, _nearest),
+    RenderMethod(Method.LIIF, True, _model),
+    RenderMethod(Method.COMPARE, True, _model),
+    RenderMethod(Method.BICUBIC, False, _bicubic),
+    RenderMethod(Method.NEAREST, False, _nearest),
 )}
 
 

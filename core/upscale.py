@@ -72,6 +72,7 @@ from core.export import (
 from core.formats import KNOWN_EXTS, WRITE_FORMATS
 from core.geometry import Region
 from core.imageio import ImageError, image_size, load_image
+from core.methods import Method
 from core.profile import profile_for
 from core.rates import BLOCK, export_seconds
 
@@ -187,7 +188,7 @@ def main(argv=None) -> int:
                         "input, the photo model for a lossy one such as JPEG, else the CPU "
                         "model on a CPU and the paper model on a GPU)")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
-    p.add_argument("--method", choices=METHODS, default="liif",
+    p.add_argument("--method", choices=[str(m) for m in METHODS], default=str(Method.LIIF),
                    help="liif (the model), bicubic or nearest (default: liif)")
     p.add_argument("--quality", type=int, default=95,
                    help="quality of the lossy formats (JPEG, WebP, AVIF, HEIC; JPEG XL: 100 is "
@@ -308,7 +309,7 @@ def run(args, state: Optional[dict] = None) -> int:
     skipped = len(jobs) - len(todo) - len(blocked)
     for folder in {os.path.dirname(os.path.abspath(j.dst)) for j in jobs}:
         remove_stale(folder)  # what a killed earlier run left (.part files)
-    models = Models(args) if args.method == "liif" else None
+    models = Models(args) if args.method == Method.LIIF else None
     if models is not None and args.checkpoint:
         models.get(todo[0].src if todo else None)  # a bad file is an error before any work
     if not single:

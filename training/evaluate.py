@@ -38,6 +38,7 @@ from core.device import is_out_of_memory, pick_device
 from core.formats import InputKind
 from core.geometry import Region
 from core.imageio import ImageError, atomic_write, load_image
+from core.methods import Method
 from core.metrics import psnr
 from core.pixels import to_u8
 from core.profile import DeviceProfile, profile_for
@@ -80,24 +81,24 @@ def evaluate(model, folder: PairedFolder, scales: List[int], protocol: str,
             gt = hr.astype(np.float32) / 255
             lrf = lr.astype(np.float32) / 255
             full = Region.full(lr.shape[1], lr.shape[0])
-            preds = {"bicubic": np.clip(render_bicubic(lrf, full, w, h), 0, 1)}
+            preds = {Method.BICUBIC: np.clip(render_bicubic(lrf, full, w, h), 0, 1)}
             if model is not None:
                 lat = profile.encode(model, lrf, latent_dtype=latent_dtype or torch.float32)
-                preds["liif"] = render(lat, full, w, h)
+                preds[Method.LIIF] = render(lat, full, w, h)
             for method, pred in preds.items():
                 v = psnr(pred, gt, shave=s if protocol == "benchmark" else s + 6,
                          y_channel=protocol == "benchmark")
                 sums.setdefault((s, method), []).append(v)
         if log:
             log(f"x{s}: " + ", ".join(f"{m} {np.mean(sums[(s, m)]):.2f}"
-                                      for m in ("liif", "bicubic") if (s, m) in sums))
+                                      for m in (Method.LIIF, Method.BICUBIC) if (s, m) in sums))
     return {k: float(np.mean(v)) for k, v in sums.items()}
 
 
 def format_table(results: Dict[tuple, float], scales: List[int]) -> str:
     head = "method   " + "".join(f"{'x' + str(s):>8}" for s in scales)
     rows = [head]
-    for m in ("liif", "bicubic"):
+    for m in (Method.LIIF, Method.BICUBIC):
         if any((s, m) in results for s in scales):
             rows.append(f"{m:<9}" + "".join(f"{results[(s, m)]:8.2f}" for s in scales))
     return "\n".join(rows)
@@ -164,8 +165,9 @@ def main(argv=None) -> int:
                    "precision": args.precision,
                    "degrade": degrade.spec,
                    "degrade_steps": degrade.describe() if degrade.steps else "none",
-                   "results": [{"scale": s, "method": m, "psnr": round(res[(s, m)], 4)}
-                               for s in scales for m in ("liif", "bicubic") if (s, m) in res]}
+                   "results": [{"scale": s, "method": str(m), "psnr": round(res[(s, m)], 4)}
+                               for s in scales for m in (Method.LIIF, Method.BICUBIC)
+                               if (s, m) in res]}
 
             def write(tmp):
                 with open(tmp, "w") as f:

@@ -24,8 +24,7 @@ import pyqtgraph.functions as pgf
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from core.colour import ToSRGB
-from viewer.session import effective_method  # noqa: F401 (re-exported)
-from viewer.tiles import keys_for
+from viewer.tiles import Method, keys_for
 
 if TYPE_CHECKING:
     from viewer.scheduler import RenderScheduler
@@ -279,9 +278,9 @@ class Pane(QtWidgets.QWidget):
             m = shown.get(method, method)
             text = self.c.session.label(method) + (" (filtered source below 1:1)"
                                                     if m != method else "")
-            if method == "liif" and self.c.session.latent is None:
+            if method == Method.LIIF and self.c.session.latent is None:
                 text = "LIIF: no model loaded (Model → Load Checkpoint)"
-            elif m in ("liif", "compare") and not self._model_layer_shown(m):
+            elif Method(m).is_model and not self._model_layer_shown(m):
                 text += " · rendering…"  # (bicubic's preview stands in for it meanwhile)
             fm = QtGui.QFontMetrics(f)
             w = fm.horizontalAdvance(text) + 12 * d
@@ -338,7 +337,7 @@ class Pane(QtWidgets.QWidget):
             return None
         method = self.methods[0] if len(self.methods) == 1 or px < self.split * \
             self.device_size()[0] else self.methods[1]
-        m = effective_method(method, st.zoom)
+        m = self.c.scheduler.plan.snapshot.shown.get(method, method)
         T = self.c.scheduler.tile
         ox, oy = st.origin()
         gx, gy = int(px) + ox, int(py) + oy

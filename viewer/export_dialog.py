@@ -12,6 +12,7 @@ from core.defaults import duration
 from core.export import CONFIRM_OUTPUT, estimate_bytes
 from core.geometry import Region
 from core.imageio import ImageError, LoadedImage
+from core.methods import Method
 from viewer.background import Background
 
 #: (name, extension) of every format the app writes (core.formats' table)
@@ -50,13 +51,12 @@ def output_paths(path: str, methods: List[str]) -> List[str]:
 def method_choices(compare: Optional[str] = None) -> dict:
     """The dialog's method choices, ``{label: [method, ...]}``; with a second model shown
     (``compare``: its name) it can be exported too, alone or beside LIIF."""
-    base = {"LIIF": ["liif"], "bicubic": ["bicubic"], "nearest": ["nearest"],
-            "both": ["liif", "bicubic"]}
+    L, C, B, N = Method.LIIF, Method.COMPARE, Method.BICUBIC, Method.NEAREST
+    base = {L.label: [L], B.label: [B], N.label: [N], "both": [L, B]}
     if not compare:
         return base
-    return {"LIIF": ["liif"], f"second model ({compare})": ["compare"],
-            "LIIF and second model": ["liif", "compare"],
-            **{k: v for k, v in base.items() if k != "LIIF"}}
+    return {L.label: [L], f"{C.label} ({compare})": [C], f"{L.label} and {C.label}": [L, C],
+            **{k: v for k, v in base.items() if k != L.label}}
 
 
 def _inside(r: Region, w: int, h: int) -> Region:
@@ -249,7 +249,7 @@ class ExportDialog(QtWidgets.QDialog):
         """The output's size, how long it will take (:attr:`seconds`) and
         (after :meth:`_estimate_bytes`) its file size; a warning above :data:`WARN_PIXELS`."""
         px = self.w.value() * self.h.value()
-        n = len(self.choices.get(self.method.currentText(), ["liif"]))
+        n = len(self.choices.get(self.method.currentText(), [Method.LIIF]))
         text = f"{self.w.value()} × {self.h.value()} = {px / 1e6:,.1f} Mpx" + (
             f" per file, {n} files" if n > 1 else "")
         t = self.export_seconds(n * px)

@@ -18,6 +18,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
+from core.methods import Method
 from viewer.tiles import keys_for
 
 #: BT.601 luma weights (as the evaluation's Y channel, without its offset and range)
@@ -88,7 +89,8 @@ class InspectorDock(QtWidgets.QDockWidget):
 
     ``update_profiles(curves)`` takes ``{method: (distance, rgb)}``."""
 
-    PENS = {"liif": (255, 200, 0), "bicubic": (90, 170, 255), "nearest": (200, 200, 200)}
+    PENS = {Method.LIIF: (255, 200, 0), Method.BICUBIC: (90, 170, 255),
+            Method.NEAREST: (200, 200, 200)}
     CHANNELS = {"R": (255, 80, 80), "G": (80, 220, 80), "B": (90, 140, 255)}
 
     def __init__(self, parent=None, session=None, scheduler=None) -> None:
@@ -176,7 +178,7 @@ class InspectorDock(QtWidgets.QDockWidget):
             label = self._labels.get(method, method)
             if per_channel:
                 for k, (ch, c) in enumerate(self.CHANNELS.items()):
-                    style = QtCore.Qt.PenStyle.SolidLine if method == "liif" else \
+                    style = QtCore.Qt.PenStyle.SolidLine if method == Method.LIIF else \
                         QtCore.Qt.PenStyle.DashLine
                     item = self.plot.plot(d, rgb[:, k], pen=pg.mkPen(c, width=1.5, style=style),
                                           name=f"{label} (R, G, B)" if k == 0 else None,

@@ -30,7 +30,7 @@ from viewer.inspector import InspectorDock
 from viewer.menus import HELP, RecentFiles, build_menus
 from viewer.models import ModelLoader
 from viewer.scheduler import RenderScheduler
-from viewer.session import Session
+from viewer.session import Event, Mode, Session
 from viewer.statusbar import StatusBar
 
 #: above this many pixels the viewer asks before opening an image
@@ -111,16 +111,16 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_session(self, event: str) -> None:
         """Show a change of the session (the scheduler has already asked for the tiles)."""
-        if event == "mode":
+        if event == Event.MODE:
             self._build_panes()
-        if event in ("source", "mode", "view", "reference"):
+        if event in (Event.SOURCE, Event.MODE, Event.VIEW, Event.REFERENCE):
             self.status.schedule_metrics()
-        if event == "line" and self.session.profile_line is not None \
+        if event == Event.LINE and self.session.profile_line is not None \
                 and not self.inspector.isVisible():
             self.show_inspector()
-        if event in ("line", "view", "source"):  # (a new image clears the line)
+        if event in (Event.LINE, Event.VIEW, Event.SOURCE):  # (a new image clears the line)
             self.inspector.schedule()
-        if event in ("mode", "source"):  # (what the check marks show changes with these only)
+        if event in (Event.MODE, Event.SOURCE):  # (the check marks change with these only)
             self.menus.sync(self.session)
         self.status.refresh()
         for p in self.panes:
@@ -312,15 +312,15 @@ class MainWindow(QtWidgets.QMainWindow):
                        "compare it with another model, bicubic or nearest neighbour.")
             return False
         self.session.set_compare_model(model, Path(path).stem)
-        if self.session.mode == "single":
-            self.session.set_mode("side")
+        if self.session.mode == Mode.SINGLE:
+            self.session.set_mode(Mode.SIDE)
         return True
 
     def use_rule(self) -> None:
         """Model → Automatic: the model the rule picks for the open image, from now on."""
         self.auto_model = True
         self.models.apply_rule(self.image.path if self.image is not None else None)
-        self._on_session("source")
+        self._on_session(Event.SOURCE)
 
     def load_checkpoint(self, path: str) -> bool:
         model = self.models.load(path, "The current model stays in use.")
@@ -356,7 +356,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def start_export(self, req: ExportRequest) -> None:
         """Run ``req`` in the background with a progress dialog and Cancel."""
         ses = self.session
-        latents = {"liif": ses.latent, "compare": ses.compare_latent}
+        latents = ses.latents()
         missing = [m for m in req.methods if m in latents and latents[m] is None]
         if missing:
             self.error("Export", "No model is loaded for "

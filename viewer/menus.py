@@ -9,7 +9,9 @@ from typing import Callable, Dict, List, Optional
 from PySide6 import QtGui, QtWidgets
 
 from core.formats import open_filter
+from core.methods import Method
 from core.zoo import REGISTRY
+from viewer.session import Mode
 
 ZOOM_STEP = 2 ** 0.25
 #: Help → Controls
@@ -66,16 +68,16 @@ class Menus:
 
     def sync(self, session) -> None:
         """Check marks and the model line from the session's state."""
-        self.side.setChecked(session.mode == "side")
-        self.split.setChecked(session.mode == "split")
-        self.single.setChecked(session.mode == "single" and not session.nearest)
+        self.side.setChecked(session.mode == Mode.SIDE)
+        self.split.setChecked(session.mode == Mode.SPLIT)
+        self.single.setChecked(session.mode == Mode.SINGLE and not session.nearest)
         self.nearest.setChecked(session.nearest)
         other = session.other
-        key = session.compare_name if other == "compare" else other
+        key = session.compare_name if other == Method.COMPARE else other
         for k, a in self.compare.items():
             a.setChecked(k == key)
             # the model in use cannot also be its own comparison
-            a.setEnabled(k in ("bicubic", "nearest") or k != session.model_name)
+            a.setEnabled(k in (Method.BICUBIC, Method.NEAREST) or k != session.model_name)
         if self.automatic is not None:
             self.automatic.setChecked(session.model_reason not in MANUAL_REASONS)
         for stem, a in self.models.items():
@@ -125,9 +127,9 @@ def build_menus(win) -> Menus:
     action(win, v, "&Previous Image in the Folder", lambda: win.step_image(-1), "Left")
     v.addSeparator()
     side = action(win, v, "&Compare Side by Side (LIIF | bicubic, or the Model menu's "
-                  "comparison)", lambda: ses.set_mode("side"), "C", True)
-    split = action(win, v, "Split / S&wipe Compare", lambda: ses.set_mode("split"), "V", True)
-    single = action(win, v, "&LIIF Only", lambda: ses.set_mode("single"), "L", True)
+                  "comparison)", lambda: ses.set_mode(Mode.SIDE), "C", True)
+    split = action(win, v, "Split / S&wipe Compare", lambda: ses.set_mode(Mode.SPLIT), "V", True)
+    single = action(win, v, "&LIIF Only", lambda: ses.set_mode(Mode.SINGLE), "L", True)
     nearest = action(win, v, "&Nearest Neighbour (source pixels)", ses.toggle_nearest, "N", True)
     v.addSeparator()
     act = win.inspector.toggleViewAction()
@@ -146,7 +148,7 @@ def build_menus(win) -> Menus:
     m.addSeparator()
     cm = m.addMenu("&Compare With (second pane, or right of the divider)")
     cgroup = QtGui.QActionGroup(win)
-    for key, label in (("bicubic", "&Bicubic"), ("nearest", "&Nearest neighbour")):
+    for key, label in ((Method.BICUBIC, "&Bicubic"), (Method.NEAREST, "&Nearest neighbour")):
         a = action(win, cm, label, lambda _=False, k=key: win.compare_with(k), checkable=True)
         cgroup.addAction(a)
         menus.compare[key] = a

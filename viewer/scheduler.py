@@ -35,6 +35,7 @@ from core.geometry import Region
 from core.imageio import LoadedImage
 from core.lru import LRUCache
 from core.methods import render_by
+from viewer.session import PUBLISHED, Event
 from viewer.tiles import ENCODE_FOR, ENCODED_BY, PASSES, Level, Method, TileKey
 
 COARSE = 4  # coarse pass: 1/COARSE of the resolution per axis
@@ -315,11 +316,12 @@ class RenderScheduler:
     def _on_session(self, event: str) -> None:
         """A new view, mode or source: plan it from the session's published snapshot and ask
         for its tiles; nothing is asked of the session."""
-        if event not in ("source", "view", "mode"):
+        if event not in PUBLISHED:
             return
         snap = self.session.snapshot
-        if event == "source":
-            self.set_source(snap.image, snap.latents.get("liif"), snap.latents.get("compare"))
+        if event == Event.SOURCE:
+            self.set_source(snap.image, snap.latents.get(Method.LIIF),
+                            snap.latents.get(Method.COMPARE))
         self.plan = ViewPlan.of(snap, self.tile)
         if snap.view is not None:
             p = self.plan

@@ -12,6 +12,7 @@ calls the subscribers with one of :data:`EVENTS`, and the window turns that into
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from enum import Enum
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
@@ -24,18 +25,41 @@ from core.rates import export_seconds
 from viewer.tiles import Method, methods_needed
 from viewer.view_state import ViewState
 
-#: what a subscriber is told changed
-EVENTS = ("source", "mode", "selection", "line", "view", "reference")
+
+class Event(str, Enum):
+    """What a subscriber is told changed."""
+
+    SOURCE = "source"        #: the image, a model or their latents
+    MODE = "mode"            #: the compare mode, or what the second pane shows
+    SELECTION = "selection"  #: the export selection
+    LINE = "line"            #: the inspector's line
+    VIEW = "view"            #: zoom, pan or pane size
+    REFERENCE = "reference"  #: the ground truth
+
+    __hash__ = str.__hash__
+
+
+class Mode(str, Enum):
+    """How the panes compare: side by side, a split (swipe) pane, or one pane."""
+
+    SIDE = "side"
+    SPLIT = "split"
+    SINGLE = "single"
+
+    __hash__ = str.__hash__
+
+
+EVENTS = tuple(Event)
 #: the events that publish a new :class:`ViewSnapshot` (before the subscribers hear of them)
-PUBLISHED = ("source", "mode", "view")
-MODES = ("side", "split", "single")
+PUBLISHED = (Event.SOURCE, Event.MODE, Event.VIEW)
+MODES = tuple(Mode)
 Point = Tuple[float, float]
 
 
 def effective_method(method: str, zoom: float) -> str:
     """Below 1 device pixel per source pixel, model panes show the filtered source."""
     if method in (Method.LIIF, Method.COMPARE) and zoom < 1.0:
-        return Method.BICUBIC.value
+        return Method.BICUBIC
     return method
 
 
@@ -75,11 +99,11 @@ class Session:
         self.image: Optional[LoadedImage] = None
         self.latent: Optional[LatentImage] = None
         self.state: Optional[ViewState] = None
-        self.mode = "side"
-        #: what the second pane (or the right of the divider) shows: "bicubic", "nearest" or
-        #: "compare" (the compare model's LIIF)
-        self.other = "bicubic"
-        self._before_nearest = "bicubic"  # what N returns to
+        self.mode = Mode.SIDE
+        #: what the second pane (or the right of the divider) shows: bicubic, nearest or
+        #: the compare model's LIIF (a Method)
+        self.other = Method.BICUBIC
+        self._before_nearest = Method.BICUBIC  # what N returns to
         self.compare_model: Optional[torch.nn.Module] = None
         self.compare_name = ""
         self.compare_latent: Optional[LatentImage] = None
@@ -104,7 +128,7 @@ class Session:
 
     def latents(self) -> Dict[str, Optional[LatentImage]]:
         """The one pairing of the model methods with their latents (None: no model)."""
-        return {"liif": self.latent, "compare": self.compare_latent}
+        return {Method.LIIF: self.latent, Method.COMPARE: self.compare_latent}
 
     def _snapshot(self) -> "ViewSnapshot":
         view = None if self.state is None else replace(self.state)
@@ -135,7 +159,7 @@ class Session:
             from viewer.groundtruth import reference_scale
             reference_scale(self.image, reference)
         self.reference = reference
-        self._notify("reference")
+        self._notify(Event.REFERENCE)
 
     def set_model(self, model: Optional[torch.nn.Module], name: str, reason: str = "") -> None:
         """Use ``model`` (named ``name``) for the LIIF pane; ``reason`` says why it was chosen
@@ -147,9 +171,9 @@ class Session:
         """Show ``model`` beside the model in use (side by side, or right of the divider);
         None goes back to bicubic."""
         self.compare_model, self.compare_name = model, name if model is not None else ""
-        self.other = "compare" if model is not None else "bicubic"
+        self.other = Method.COMPARE if model is not None else Method.BICUBIC
         self._reencode(main=False)
-        self._notify("mode")
+        self._notify(Event.MODE)
 
     def export_seconds(self, region: Region, out_px: int) -> Optional[float]:
         """About how long exporting ``region`` at ``out_px`` output pixels with the model in
@@ -179,7 +203,7 @@ class Session:
             self.compare_latent = self._encode(self.compare_model)
         else:
             self.compare_latent = self._encode(self.compare_model)
-        self._notify("source")
+        self._notify(Event.SOURCE)
 
     # ---- comparison --------------------------------------------------------------------------
     def set_mode(self, mode: str) -> None:
@@ -187,56 +211,63 @@ class Session:
         only."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self.mode = "single" if (mode == self.mode and mode != "single") else mode
-        if self.mode == "single" and self.nearest:
+        self.mode = Mode.SINGLE if (mode == self.mode and mode != Mode.SINGLE) else Mode(mode)
+        if self.mode == Mode.SINGLE and self.nearest:
             # LIIF only means LIIF: nearest neighbour gives way to what was there before
             self._leave_nearest()
-        self._notify("mode")
+        self._notify(Event.MODE)
 
     def _leave_nearest(self) -> None:
         self.other = self._before_nearest if (
-            self._before_nearest != "compare" or self.compare_model is not None) else "bicubic"
+            self._before_nearest != Method.COMPARE or self.compare_model is not None) \
+            else Method.BICUBIC
 
     @property
     def nearest(self) -> bool:
         """Nearest neighbour is the comparison (and, in single mode, what is shown)."""
-        return self.other == "nearest"
+        return self.other == Method.NEAREST
 
     def toggle_nearest(self) -> None:
         """Nearest neighbour instead of bicubic or the compare model (in single mode: instead
         of LIIF); again: back to what was there (the compare model if one is loaded)."""
-        if self.other == "nearest":
+        if self.other == Method.NEAREST:
             self._leave_nearest()
         else:
-            self._before_nearest, self.other = self.other, "nearest"
-        self._notify("mode")
+            self._before_nearest, self.other = self.other, Method.NEAREST
+        self._notify(Event.MODE)
 
     def set_other(self, other: str) -> None:
         """What the second pane shows: 'bicubic', 'nearest' or 'compare' (needs a compare
         model)."""
-        if other not in ("bicubic", "nearest", "compare"):
+        if other not in (Method.BICUBIC, Method.NEAREST, Method.COMPARE):
             raise ValueError(f"compare with bicubic, nearest or compare, got {other!r}")
-        if other == "compare" and self.compare_model is None:
+        if other == Method.COMPARE and self.compare_model is None:
             raise ValueError("no compare model is loaded")
         self.other = other
-        self._notify("mode")
+        self._notify(Event.MODE)
 
     def label(self, method: str) -> str:
         """A pane's label for ``method``: the model's name for the two model methods."""
-        if method == "liif":
-            return f"LIIF: {self.model_name}" if self.model_name else "LIIF"
-        if method == "compare":
-            return f"LIIF: {self.compare_name}"
-        return method
+        name = self.name_of(method)
+        return f"LIIF: {name}" if Method(method).is_model and name != "LIIF" else name
+
+    def name_of(self, method: str) -> str:
+        """What ``method`` is called: the model's name for the two model methods (``LIIF``
+        without one), else the method's label."""
+        if method == Method.LIIF:
+            return self.model_name or "LIIF"
+        if method == Method.COMPARE:
+            return self.compare_name or Method.COMPARE.label
+        return Method(method).label
 
     def pane_methods(self) -> List[List[str]]:
         """The methods of each pane, left to right (two in one pane: the split view)."""
         other = self.other
-        if self.mode == "side":
-            return [["liif"], [other]]
-        if self.mode == "split":
-            return [["liif", other]]
-        return [["nearest"] if self.nearest else ["liif"]]
+        if self.mode == Mode.SIDE:
+            return [[Method.LIIF], [other]]
+        if self.mode == Mode.SPLIT:
+            return [[Method.LIIF, other]]
+        return [[Method.NEAREST] if self.nearest else [Method.LIIF]]
 
     def shown_methods(self) -> List[str]:
         """What is on screen, in pane order: LIIF only with a model, the filtered source
@@ -263,46 +294,46 @@ class Session:
         x1, y1 = min(float(self.image.width), x1), min(float(self.image.height), y1)
         self.selection = (Region(x0, y0, x1 - x0, y1 - y0)
                           if (x1 - x0 > 0.5 and y1 - y0 > 0.5) else None)
-        self._notify("selection")
+        self._notify(Event.SELECTION)
 
     def set_profile_line(self, a: Point, b: Point) -> None:
         self.profile_line = ((float(a[0]), float(a[1])), (float(b[0]), float(b[1])))
-        self._notify("line")
+        self._notify(Event.LINE)
 
     def clear_selection(self) -> None:
         """Clear the selection and the inspector's line."""
         self.selection = None
         self.profile_line = None
-        self._notify("selection")
-        self._notify("line")
+        self._notify(Event.SELECTION)
+        self._notify(Event.LINE)
 
     # ---- camera ------------------------------------------------------------------------------
     def resize(self, view_w: int, view_h: int) -> None:
         if self.state is not None:
             self.state.resize(view_w, view_h)
-            self._notify("view")
+            self._notify(Event.VIEW)
 
     def zoom_at(self, factor: float, px: Optional[float] = None,
                 py: Optional[float] = None) -> None:
         if self.state is not None:
             self.state.zoom_at(factor, px, py)
-            self._notify("view")
+            self._notify(Event.VIEW)
 
     def pan(self, dx: float, dy: float) -> None:
         if self.state is not None:
             self.state.pan(dx, dy)
-            self._notify("view")
+            self._notify(Event.VIEW)
 
     def fit(self) -> None:
         if self.state is not None:
             self.state.fit()
-            self._notify("view")
+            self._notify(Event.VIEW)
 
     def one_to_one(self) -> None:
         if self.state is not None:
             self.state.one_to_one()
-            self._notify("view")
+            self._notify(Event.VIEW)
 
     def view_changed(self) -> None:
         """Tell the subscribers that :attr:`state` was changed directly (benchmarks, tests)."""
-        self._notify("view")
+        self._notify(Event.VIEW)

@@ -7,6 +7,7 @@ from typing import Dict
 
 from PySide6 import QtCore, QtWidgets
 
+from core.methods import Method
 from viewer.background import Background
 from viewer.groundtruth import renderers_for, visible_metrics
 from viewer.session import Session
@@ -116,7 +117,7 @@ class StatusBar(QtCore.QObject):
         self._metrics_gen += 1
         gen = self._metrics_gen
         shown = ses.shown_methods()
-        latents = {"liif": ses.latent, "compare": ses.compare_latent}
+        latents = ses.latents()
 
         def stale() -> bool:
             return gen != self._metrics_gen
@@ -149,7 +150,7 @@ class StatusBar(QtCore.QObject):
             self.metrics.setText("vs reference: view too small")
         else:
             self.metrics.setText("vs ref: " + " · ".join(
-                f"{_short(self.session.label(m))} {_db(p, short=True)}"
+                f"{self.session.name_of(m)} {_db(p, short=True)}"
                 f"/{q:.3f}" for m, (p, q) in res.items()))
             below = below_one_to_one(self.session)
             if below:
@@ -169,7 +170,7 @@ def below_one_to_one(session) -> str:
     if st is None or st.zoom >= 1.0:
         return ""
     shown = {m for ms in session.pane_methods() for m in ms}
-    return "LIIF below 1:1 = bicubic" if shown & {"liif", "compare"} else ""
+    return "LIIF below 1:1 = bicubic" if shown & {Method.LIIF, Method.COMPARE} else ""
 
 
 def _db(psnr: float, short: bool = False) -> str:
@@ -178,7 +179,3 @@ def _db(psnr: float, short: bool = False) -> str:
         return "∞" if short else "identical (∞ dB)"
     return f"{psnr:.2f}" if short else f"{psnr:.2f} dB"
 
-
-def _short(label: str) -> str:
-    """``LIIF: lmf-edsr6-cpu`` -> ``lmf-edsr6-cpu``: the status bar names the model alone."""
-    return label.split(": ", 1)[1] if label.startswith("LIIF: ") else label

@@ -4,7 +4,8 @@ which cached layers show a method's tile.
 
 A :class:`TileKey` names a cached screen tile: ``(method, zoom, level, i, j)``, tile ``(i, j)``
 of the screen-tile grid at ``zoom`` (grid pixels ``[j T, (j+1) T) x [i T, (i+1) T)``, grid =
-source x zoom). ``Method`` and ``Level`` are ``str`` enums, so keys print and compare like the
+source x zoom). ``Method`` (:mod:`core.methods`, the one method vocabulary) and ``Level`` are
+``str`` enums, so keys print and compare like the
 plain tuples they replace.
 """
 from __future__ import annotations
@@ -12,28 +13,9 @@ from __future__ import annotations
 from enum import Enum
 from typing import List, NamedTuple
 
+from core.methods import Method
 
-class Method(str, Enum):
-    """How a tile is made. ``LIIF`` is the model in use, ``COMPARE`` a second model shown
-    beside it (any bundled or loaded model); ``ENCODE``/``ENCODE_COMPARE`` are not drawn:
-    their jobs encode the latent tiles of the one or the other."""
-
-    LIIF = "liif"
-    COMPARE = "compare"
-    BICUBIC = "bicubic"
-    NEAREST = "nearest"
-    ENCODE = "encode"
-    ENCODE_COMPARE = "encode-compare"
-
-    @property
-    def is_model(self) -> bool:
-        """Rendered by a model from its latent (two passes, a preview under it)."""
-        return self in (Method.LIIF, Method.COMPARE)
-
-    def __str__(self) -> str:
-        return self.value
-
-    __hash__ = str.__hash__  # hash like the plain string it equals (Enum hashes the name)
+__all__ = ["Method", "Level", "TileKey", "layers", "keys_for", "methods_needed"]
 
 
 class Level(str, Enum):
