@@ -41,7 +41,7 @@ def official_job(image: str, scale: float, checkpoint: str, out: str) -> None:
     import torch
 
     from core.checkpoints import load_model
-    from core.imageio import load_image, save_image
+    from core.io.imageio import load_image, save_image
     from core.reference import make_coord, query_official_style
 
     torch.set_num_threads(os.cpu_count() or 1)

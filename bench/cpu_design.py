@@ -5,8 +5,8 @@ candidate design, on this machine.
 
 Encoders: EDSR-baseline with 6, 10, 12 and 16 residual blocks (64 channels; 16 is the paper
 model's), timed in float32 and under bfloat16 autocast (what ``precision: auto`` picks where the
-CPU multiplies bfloat16 natively), in microseconds per source pixel. Decoders, through the
-app's own render path (``core.render``, code features cached, the native LMF kernel where it
+CPU multiplies bfloat16 natively), in microseconds per source pixel. Decoders, through the app's
+own render path (``core.render.renderer``, code features cached, the native LMF kernel where it
 builds): the paper model's LIIF MLP (4 x 256), LMF with a render MLP of width 16 (today's) and
 32 (hypothesis 2's wider decoder), in microseconds per output pixel at ``--scale``. Weights are
 random (timing does not depend on them). Prints one Markdown table.
@@ -46,10 +46,10 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from core.encoding import encode
     from core.geometry import Region
     from core.models.registry import make
-    from core.render import render
+    from core.render.encoding import encode
+    from core.render.renderer import render
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

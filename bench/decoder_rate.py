@@ -4,7 +4,7 @@
         [--threads 1] [--repeat 7]
 
 A 256x256 tile of an 800x600 image at 4x (and at 1x and 16x), rendered with
-``core.render.render`` from a latent whose code features are already cached, so that the
+``core.render.renderer.render`` from a latent whose code features are already cached, so that the
 time is the per-pixel decoder's (gathers, render MLP, ensemble blend) plus the renderer's
 bookkeeping; once with the native kernel (``core.kernels``) and once with
 ``LIIF_ZOOM_KERNELS=0`` (eager PyTorch). The work is counted from the layer shapes:
@@ -40,9 +40,9 @@ def main() -> None:
 
     from core import kernels
     from core.checkpoints import load_model
-    from core.encoding import encode
     from core.geometry import Region
-    from core.render import render
+    from core.render.encoding import encode
+    from core.render.renderer import render
 
     model = load_model(args.checkpoint)[0]
     d, L = model.render_width, model.render_layers

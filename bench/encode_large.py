@@ -40,8 +40,8 @@ def main() -> None:
     from PIL import Image
 
     from core.checkpoints import load_model
-    from core.encoding import encode
     from core.models.registry import make
+    from core.render.encoding import encode
     from core.zoo import clean_default
 
     h = int(round(math.sqrt(args.mpx * 1e6 / 1.5)))

@@ -29,10 +29,11 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from core import formats, zoo  # noqa: E402
+from core import zoo  # noqa: E402
 from core.export import estimate_bytes, export  # noqa: E402
 from core.geometry import Region  # noqa: E402
-from core.imageio import load_image  # noqa: E402
+from core.io import formats
+from core.io.imageio import load_image  # noqa: E402
 from core.profile import profile_for  # noqa: E402
 from core.upscale import job_seconds  # noqa: E402
 

@@ -4,7 +4,7 @@ EDSR-baseline-LIIF.
     python bench/gpu_render.py [--checkpoint C] [--latent fp32|fp16] [--zoom 4] [--repeat 10]
 
 The view is rendered as the viewer renders it: its tiles (the device profile's ``view_tile``: 512 px
-on a GPU), each one call of ``core.render.render`` with the device's chunk policy
+on a GPU), each one call of ``core.render.renderer.render`` with the device's chunk policy
 (its ``chunk``), the latent already encoded and its code features cached (a
 view seen before: what a pan or zoom step re-renders). Reports the median time after a
 warm-up. ``--latent fp16`` stores the latent in float16 (half the GPU memory; the decoder
@@ -35,11 +35,11 @@ def main() -> None:
 
     from bench.render_throughput import PAPER
     from core.checkpoints import load_model
-    from core.encoding import encode
     from core.geometry import Region
     from core.models.registry import make
     from core.profile import profile_for
-    from core.render import render
+    from core.render.encoding import encode
+    from core.render.renderer import render
 
     dev = torch.device(args.device)
     if args.checkpoint:

@@ -101,7 +101,7 @@ def main() -> None:
             out = os.path.join(folder, "out.png")
             region, what = [], "core.upscale --scale 1.1"
             if args.cli_rows:
-                from core.imageio import image_size  # (Pillow's own check refuses 200 Mpx)
+                from core.io.imageio import image_size  # (Pillow's own check refuses 200 Mpx)
                 w = image_size(img)[0]
                 region = [f"--region=0,0,{w},{args.cli_rows}"]
                 what += f" --region 0,0,{w},{args.cli_rows} (full width)"

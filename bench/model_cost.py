@@ -27,9 +27,9 @@ def measure(path: str, size: int, scale: int, repeat: int) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from core.checkpoints import load_model
-    from core.encoding import encode
     from core.geometry import Region
-    from core.render import render
+    from core.render.encoding import encode
+    from core.render.renderer import render
 
     model, _, _ = load_model(path)
     rgb = np.random.default_rng(0).random((size, size, 3), dtype=np.float32)

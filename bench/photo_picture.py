@@ -5,7 +5,7 @@
 
 The photo (CC0, scikit-image's "Chelsea the cat") is first saved as a JPEG the way a phone or
 a web page would (Pillow, 4:2:0, ``--quality``); the same region of that JPEG is then
-rendered at ``--scale`` by each method through ``core.methods.render_by``, the models each
+rendered at ``--scale`` by each method through ``core.render.methods.render_by``, the models each
 from their own latent, and the three are put side by side with a label strip.
 """
 from __future__ import annotations
@@ -32,10 +32,10 @@ def main() -> None:
     from PIL import Image, ImageDraw
 
     from core.checkpoints import load_model
-    from core.encoding import encode
     from core.geometry import Region
-    from core.imageio import LoadedImage
-    from core.methods import render_by
+    from core.io.imageio import LoadedImage
+    from core.render.encoding import encode
+    from core.render.methods import render_by
     from core.zoo import resolve
 
     buf = io.BytesIO()

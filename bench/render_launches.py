@@ -4,7 +4,7 @@ how the viewer's render path would drive a GPU.
     LIIF_ZOOM_KERNELS=0 python bench/render_launches.py [--checkpoint cpu|paper] [--zoom 4]
 
 Renders a 1920x1080 view at ``--zoom`` as the viewer does (its tiles, each one call of
-``core.render.render``, the latent already encoded), with the device policy of a GPU: the
+``core.render.renderer.render``, the latent already encoded), with the device policy of a GPU: the
 viewer's tile side there and the renderer's chunks (``core.profile.GPU_VIEW_TILE`` and
 ``GPU_CHUNK``; before either existed every device used 256-px tiles and the CPU's 8192-query
 chunks)
@@ -63,10 +63,10 @@ def main() -> None:
     import torch
 
     from core.checkpoints import load_model
-    from core.encoding import encode
     from core.geometry import Region
     from core.profile import GPU_CHUNK, GPU_VIEW_TILE
-    from core.render import render
+    from core.render.encoding import encode
+    from core.render.renderer import render
     from core.zoo import resolve
 
     tile = GPU_VIEW_TILE  # the GPU's tiles and chunks, on this CPU

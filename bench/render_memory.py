@@ -35,10 +35,10 @@ def child(size: int, out: int) -> None:
     import torch
 
     from bench.render_throughput import PAPER
-    from core.encoding import encode
     from core.geometry import Region
     from core.models.registry import make
-    from core.render import render
+    from core.render.encoding import encode
+    from core.render.renderer import render
 
     torch.manual_seed(0)
     model = make(PAPER).eval()
@@ -46,8 +46,8 @@ def child(size: int, out: int) -> None:
     lat = encode(model, rgb, torch.device("cpu"), tile=128)
     region = Region(size / 2 - 64, size / 2 - 64, 128, 128)
     render(lat, region, out, out)  # encodes the tiles it needs; warms allocator and kernels
-    import core.render
-    core.render._workspace.bufs = {}  # count the decoder buffers in the measured render
+    import core.render.renderer
+    core.render.renderer._workspace.bufs = {}  # count the decoder buffers in the measured render
     import gc
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:

@@ -7,8 +7,8 @@ EDSR-baseline-LIIF (paper size, random weights), a ``input x input`` image rende
 
 * official-style: unfold the whole latent + grid_sample per call, 30000-query batches
   (``core.reference.query_official_style``);
-* fast path: ``core.render.render`` (folded first layer, code features on touched tiles, batched
-  ensemble), default chunk.
+* fast path: ``core.render.renderer.render`` (folded first layer, code features on touched
+  tiles, batched ensemble), default chunk.
 
 Prints seconds, output pixels per second, the maximum difference between the two outputs,
 the fast path's arithmetic rate (2 x multiply-adds / s) and the rate of ``torch.mm`` at the
@@ -27,11 +27,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np
 import torch
 
-from core.encoding import encode
 from core.geometry import Region
 from core.models.registry import make
 from core.reference import make_coord, query_official_style
-from core.render import render
+from core.render.encoding import encode
+from core.render.renderer import render
 
 PAPER = {"name": "liif", "args": {
     "encoder_spec": {"name": "edsr-baseline", "args": {"no_upsampling": True}},

@@ -4,7 +4,7 @@ One front door, :func:`export`, used by both the ``core.upscale`` CLI and the vi
 dialog, so both give the same file pixel for pixel.
 
 Memory: the output is rendered in bands of rows (``band_pixels`` at a time). PNG output is
-streamed band by band (:class:`core.png.PNGStreamWriter`), so a 16k x 16k PNG needs memory
+streamed band by band (:class:`core.io.png.PNGStreamWriter`), so a 16k x 16k PNG needs memory
 for one band; JPEG, TIFF and WebP are encoded by Pillow from the assembled 8-bit image
 (3 bytes per output pixel). The file appears only when complete (temporary file + rename);
 cancelling (``cancelled()`` true) or any error leaves no file.
@@ -18,10 +18,9 @@ import numpy as np
 
 from core.atomic import staged
 from core.device import release_freed_memory
-from core.encoding import Cancelled, LatentImage
-from core.formats import BY_PIL, FORMATS
 from core.geometry import Region
-from core.imageio import (
+from core.io.formats import BY_PIL, FORMATS
+from core.io.imageio import (
     WRITE_FORMATS,
     ImageError,
     LoadedImage,
@@ -30,10 +29,11 @@ from core.imageio import (
     fitting_metadata,
     save_image,
 )
-from core.methods import METHODS as _METHODS
-from core.methods import Method, render_by
-from core.png import PNGStreamWriter
-from core.resample import render_bicubic
+from core.io.png import PNGStreamWriter
+from core.render.encoding import Cancelled, LatentImage
+from core.render.methods import METHODS as _METHODS
+from core.render.methods import Method, render_by
+from core.render.resample import render_bicubic
 
 __all__ = ["export", "export_many", "render_region", "check_request", "check_output",
            "estimate_bytes",
@@ -98,7 +98,7 @@ def render_region(image: LoadedImage, region: Region, out_w: int, out_h: int, me
                   latent: Optional[LatentImage] = None,
                   window=None, cancelled: Optional[Callable[[], bool]] = None) -> np.ndarray:
     """RGB ``(h, w, 3)`` float32 in [0, 1] of ``region`` by ``method`` (any of
-    :data:`core.methods.METHODS`; a model method renders ``latent``)."""
+    :data:`core.render.methods.METHODS`; a model method renders ``latent``)."""
     return render_by(method, image, region, out_w, out_h, {method: latent}, window, cancelled)
 
 
@@ -112,8 +112,8 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
     Greyscale sources are written greyscale, alpha is resampled bicubically and re-attached,
     16-bit sources stay 16-bit in PNG/TIFF. The source's colour profile and (unless not
     ``keep_exif``: privacy) its EXIF go with the pixels where the format carries them.
-    ``progress(rows_done, rows_total)`` after each band.
-    Raises :class:`core.encoding.Cancelled` when cancelled, :class:`ImageError` on I/O errors,
+    ``progress(rows_done, rows_total)`` after each band. Raises
+    :class:`core.render.encoding.Cancelled` when cancelled, :class:`ImageError` on I/O errors,
     :class:`ValueError` for a request :func:`check_request` refuses.
     """
     check_request(region, out_w, out_h, image.width, image.height)
@@ -240,7 +240,7 @@ def estimate_bytes(image: LoadedImage, region: Region, out_w: int, out_h: int, e
         for k, (arr, a) in enumerate(((rgb, alpha), (rgb[:1, :1], None if alpha is None
                                                       else alpha[:1, :1]))):
             path = os.path.join(d, f"{k}{ext}")
-            if fmt == "PNG":  # as export writes it: streamed, by core.png
+            if fmt == "PNG":  # as export writes it: streamed, by core.io.png
                 with open(path, "wb") as f:
                     _png_rows(f, arr.shape[1], arr.shape[0], image, a is not None,
                               Metadata(), [(np.clip(arr, 0, 1), a)])

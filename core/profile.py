@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from core.device import native_bf16
-from core.encoding import LatentImage, encode
+from core.render.encoding import LatentImage, encode
 
 __all__ = ["DeviceProfile", "profile_for", "default_budget", "PRECISIONS"]
 
@@ -110,7 +110,7 @@ class DeviceProfile:
         encoded as renders read them), in this profile's arithmetic, stored as
         ``latent_dtype`` (default: the profile's), within ``budget_share`` of
         :attr:`latent_budget` (the viewer keeps two latents) or ``budget_bytes``. Other
-        keywords (``tile``, ``lazy``, ...) go to :func:`core.encoding.encode`."""
+        keywords (``tile``, ``lazy``, ...) go to :func:`core.render.encoding.encode`."""
         if budget_bytes is None:
             budget_bytes = int(self.latent_budget * budget_share)
         return encode(model, rgb, self.device, dtype=latent_dtype or self.latent_dtype,

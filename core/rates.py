@@ -10,7 +10,7 @@ latent MLP, LIIF's first layer), paid once per latent code the region covers, ``
 decoder's per output pixel (with the output's conversion and writing, which are small beside
 it), and ``h >= 1`` the halo overhead of encoding in blocks: a block of ``b x 512`` latent
 pixels is encoded from ``(b + 2R) x (512 + 2R)`` input pixels, ``R`` the encoder's receptive
-radius (:mod:`core.encoding`).
+radius (:mod:`core.render.encoding`).
 
 The costs are measured, not assumed: machines differ by several times (AVX-512 with bfloat16
 against AVX2 only, say). :func:`rates_for` times small images through the model once per model
@@ -32,11 +32,11 @@ import torch
 
 from core.geometry import Region
 from core.profile import DeviceProfile
-from core.render import render
+from core.render.renderer import render
 
 __all__ = ["Rates", "rates_for", "export_seconds"]
 
-#: the widest block :class:`core.encoding.LatentImage` encodes at once
+#: the widest block :class:`core.render.encoding.LatentImage` encodes at once
 BLOCK = 512
 #: the measurement: a ``SIDE x SIDE`` image, encoded, then rendered whole at these scales
 SIDE, SCALES = 128, (1, 3)

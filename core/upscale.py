@@ -69,12 +69,12 @@ from core.export import (
     check_request,
     export,
 )
-from core.formats import KNOWN_EXTS, WRITE_FORMATS
 from core.geometry import Region
-from core.imageio import ImageError, image_size, load_image
-from core.methods import Method
+from core.io.formats import KNOWN_EXTS, WRITE_FORMATS
+from core.io.imageio import ImageError, image_size, load_image
 from core.profile import profile_for
 from core.rates import BLOCK, export_seconds
+from core.render.methods import Method
 
 
 def parse_size(text: str):

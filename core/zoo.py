@@ -21,7 +21,7 @@ Four models are bundled (``resources/``, each with its card, ``resources/<stem>.
 
 :func:`choose` is the rule every front door uses (the viewer, ``core.upscale`` per file,
 ``training.evaluate``): an input whose pixels went through lossy compression (JPEG; lossy
-WebP, AVIF, HEIC, JPEG XL; :func:`core.formats.inspect_input`) gets the photo model; any other
+WebP, AVIF, HEIC, JPEG XL; :func:`core.io.formats.inspect_input`) gets the photo model; any other
 gets :func:`clean_default`, the clean model for the device: the paper model where the device
 makes it interactive (CUDA, MPS), the CPU model on a CPU. It says why, e.g.
 ``JPEG q≈72 → photo model``; :func:`describe` names a model in one line.
@@ -38,7 +38,7 @@ import torch
 
 from core.checkpoints import load_model
 from core.defaults import RESOURCES
-from core.formats import InputKind, inspect_input
+from core.io.formats import InputKind, inspect_input
 from core.profile import DeviceProfile
 
 __all__ = ["Bundled", "REGISTRY", "ModelChoice", "bundled", "get", "resolve", "load",
@@ -164,7 +164,7 @@ def near_lossless(kind: InputKind) -> bool:
 def choose(device: Union[str, torch.device], image: Optional[Union[str, os.PathLike]] = None,
            kind: Optional[InputKind] = None) -> ModelChoice:
     """The one rule: the photo model for a lossy input (``kind``, or what
-    :func:`core.formats.inspect_input` finds in ``image``; a JPEG at quality
+    :func:`core.io.formats.inspect_input` finds in ``image``; a JPEG at quality
     :data:`NEAR_LOSSLESS_JPEG` or above counts as clean), else :func:`clean_default`."""
     if kind is None and image is not None:
         kind = inspect_input(image)

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from core.checkpoints import CheckpointError, load_checkpoint, load_model, save_model
-from core.encoding import encode
 from core.geometry import Region
 from core.models.registry import list_models, make
 from core.reference import make_coord, query_official_style
-from core.render import render
+from core.render.encoding import encode
+from core.render.renderer import render
 from tests.conftest import shared_path, tiny_spec
 
 

@@ -13,10 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from core.encoding import encode
 from core.geometry import Region
 from core.models.registry import make
-from core.render import render
+from core.render.encoding import encode
+from core.render.renderer import render
 from tests.conftest import tiny_spec
 from tests.test_render import lmf_spec
 
@@ -87,7 +87,7 @@ def test_several_threads_on_one_device_give_the_sequential_pixels(device):
 
 def test_an_export_on_the_device_is_the_cpu_export(device, tmp_path):
     from core.export import export
-    from core.imageio import LoadedImage
+    from core.io.imageio import LoadedImage
     img = (_image() * 255).astype(np.uint8)
     loaded = LoadedImage(img)
     for d, name in ((torch.device("cpu"), "cpu.png"), (device, "dev.png")):
@@ -142,8 +142,8 @@ def _numbers(j):
 
 def test_out_of_memory_on_the_device_is_one_line_and_no_file(device, tmp_path, capsys,
                                                              monkeypatch, tiny_checkpoint):
-    from core import render as render_mod
     from core import upscale
+    from core.render.renderer import renderer as render_mod
     oom = getattr(torch, "OutOfMemoryError", RuntimeError)
 
     def boom(*a, **k):

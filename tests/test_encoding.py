@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.encoding import encode
 from core.geometry import Region
 from core.models.registry import make
-from core.render import render
+from core.render.encoding import encode
+from core.render.renderer import render
 
 
 @pytest.mark.parametrize("encoder", [
@@ -59,7 +59,7 @@ def test_bfloat16_compute_is_close_and_keeps_the_colours():
     colours the model carries in its latent (LMF's skip) are not rounded."""
     from core.checkpoints import load_model
     from core.defaults import RESOURCES, SAMPLE_IMAGE
-    from core.imageio import load_image
+    from core.io.imageio import load_image
     torch.set_num_threads(1)
     model = load_model(RESOURCES / "lmf-edsr6-cpu.safetensors")[0]
     rgb = load_image(SAMPLE_IMAGE).rgb[100:164, 200:280]
@@ -168,7 +168,7 @@ def test_a_latent_budget_bounds_memory_and_renders_the_same_pixels(tiny_model):
     least recently used, encodes again what a render reads, and renders what an unbounded
     latent renders; background encoding stops at the budget."""
     from core.geometry import Region
-    from core.render import render
+    from core.render.renderer import render
     rng = np.random.default_rng(3)
     img = rng.random((70, 90, 3), dtype=np.float32)
     free = encode(tiny_model, img, torch.device("cpu"), tile=16, max_block=32, budget_bytes=None)

@@ -10,7 +10,7 @@ import pytest
 from core import atomic
 from core.export import export_many
 from core.geometry import Region
-from core.imageio import LoadedImage
+from core.io.imageio import LoadedImage
 
 
 @pytest.fixture

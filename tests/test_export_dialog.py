@@ -6,7 +6,7 @@ from PIL import Image
 from PySide6 import QtWidgets
 
 from core.geometry import Region
-from core.imageio import LoadedImage
+from core.io.imageio import LoadedImage
 from viewer.export_dialog import MAX_SIDE, ExportDialog
 
 
@@ -87,7 +87,7 @@ def test_the_file_size_estimate_holds_for_a_photo_and_a_flat_graphic(tmp_path):
     from PIL import ImageDraw
 
     from core.export import estimate_bytes, export
-    from core.imageio import load_image
+    from core.io.imageio import load_image
     g = Image.new("RGB", (600, 400), (240, 240, 235))
     draw = ImageDraw.Draw(g)
     for k in range(8):
@@ -190,7 +190,7 @@ def test_the_dialog_estimates_the_file_size_and_says_what_the_format_does(qtbot,
     import numpy as np
 
     from core.export import export
-    from core.imageio import LoadedImage
+    from core.io.imageio import LoadedImage
     rng = np.random.default_rng(0)
     img = LoadedImage((rng.random((80, 100, 3)) * 255).astype(np.uint8),
                       np.ones((80, 100), np.float32))

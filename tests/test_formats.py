@@ -1,4 +1,4 @@
-"""Every format the app writes, from the one table (core.formats.FORMATS): each writer round
+"""Every format the app writes, from the one table (core.io.formats.FORMATS): each writer round
 trips what the table says it keeps (bit depth, alpha, colour profile, EXIF), and does what it
 says where it cannot (flattened alpha, colours converted to sRGB, EXIF dropped); JPEG XL's
 declared size is checked before decoding; docs/FORMATS.md's table is the table."""
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import jxl
-from core.colour import ToSRGB
-from core.formats import FORMATS, format_table
-from core.imageio import (
+from core.io import jxl
+from core.io.colour import ToSRGB
+from core.io.formats import FORMATS, format_table
+from core.io.imageio import (
     ImageError,
     ImageTooLarge,
     LoadedImage,

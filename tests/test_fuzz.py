@@ -126,7 +126,7 @@ def hostile_images(tmp_path):
 _LOADER = r"""
 import json, resource, sys
 sys.path.insert(0, {root!r})
-from core.imageio import ImageError, load_image
+from core.io.imageio import ImageError, load_image
 paths = json.load(open(sys.argv[1]))
 out = {{}}
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -346,7 +346,7 @@ import resource, sys
 sys.path.insert(0, {root!r})
 import numpy as np
 from core.geometry import Region
-from core.resample import imresize, render_bicubic
+from core.render.resample import imresize, render_bicubic
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 img = (np.random.default_rng(0).random((2, 50000, 3)) * 255).astype(np.uint8)
 up = render_bicubic(img, Region.full(50000, 2), 100000, 4)        # x2 (viewer, CLI, export)
@@ -377,7 +377,7 @@ def test_a_50000x2_strip_is_resized_by_bicubic_in_every_path(tmp_path):
 _ANIM = r"""
 import resource, sys
 sys.path.insert(0, {root!r})
-from core.imageio import ANIMATION, load_image
+from core.io.imageio import ANIMATION, load_image
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 img = load_image(sys.argv[1])
 print(img.width, img.height, img.frames == ANIMATION, "|".join(img.notes()),
@@ -388,7 +388,7 @@ print(img.width, img.height, img.frames == ANIMATION, "|".join(img.notes()),
 def test_an_animated_jpeg_xl_gives_its_first_frame_with_a_note_at_a_bounded_cost(tmp_path):
     import imagecodecs
 
-    from core import jxl
+    from core.io import jxl
     if not jxl.available():
         import pytest
         pytest.skip("no JPEG XL in this imagecodecs")
@@ -411,8 +411,8 @@ def test_an_animated_jpeg_xl_gives_its_first_frame_with_a_note_at_a_bounded_cost
 def test_a_lossless_jpeg_xl_is_not_sent_to_the_photo_model(tmp_path):
     import imagecodecs
 
-    from core import jxl
-    from core.formats import inspect_input
+    from core.io import jxl
+    from core.io.formats import inspect_input
     if not jxl.available():
         import pytest
         pytest.skip("no JPEG XL in this imagecodecs")
@@ -446,8 +446,8 @@ def _avif_claiming(w: int, h: int) -> bytes:
 
 def test_tiny_webp_and_avif_files_that_claim_hundreds_of_megapixels_are_refused(tmp_path,
                                                                                monkeypatch):
-    from core.formats import WRITE_FORMATS
-    from core.imageio import ImageError, load_image
+    from core.io.formats import WRITE_FORMATS
+    from core.io.imageio import ImageError, load_image
     cases = {"claim.webp": _webp_claiming(16383, 16383)}
     if ".avif" in WRITE_FORMATS:
         cases["claim.avif"] = _avif_claiming(16384, 16384)
@@ -473,7 +473,7 @@ def test_bilevel_scans_of_a_page_are_read(tmp_path):
     each, and Pillow decodes them; the size check used to call them truncated."""
     from PIL import ImageDraw
 
-    from core.imageio import load_image
+    from core.io.imageio import load_image
     page = Image.new("1", (4960, 7016), 1)
     d = ImageDraw.Draw(page)
     for y in range(500, 6500, 300):
@@ -499,7 +499,7 @@ def _profile_for(space: bytes) -> bytes:
 def test_profiles_that_contradict_the_pixels_are_left_out_and_said(tmp_path, capfd):
     from core.export import export
     from core.geometry import Region
-    from core.imageio import load_image
+    from core.io.imageio import load_image
     a = (np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)
     Image.fromarray(a).save(tmp_path / "grey-profile.png", icc_profile=_profile_for(b"GRAY"))
     Image.fromarray(a[..., 0]).save(tmp_path / "rgb-on-grey.png",
@@ -521,7 +521,7 @@ def test_profiles_that_contradict_the_pixels_are_left_out_and_said(tmp_path, cap
 def test_broken_or_oversized_metadata_never_breaks_an_image(tmp_path):
     from core.export import export
     from core.geometry import Region
-    from core.imageio import load_image
+    from core.io.imageio import load_image
     rng = np.random.default_rng(0)
     a = (rng.random((20, 30, 3)) * 255).astype(np.uint8)
     for ext, fmt in ((".png", "PNG"), (".webp", "WEBP")):
@@ -545,7 +545,7 @@ def test_broken_or_oversized_metadata_never_breaks_an_image(tmp_path):
     with Image.open(tmp_path / "o.jpg") as o:
         assert o.size == (60, 40) and len(o.getexif()) == 0
     # a colour profile over 1 MB: read (8 and 16 bits); a PNG written without it, readable
-    from core import png
+    from core.io import png
     big = _profile_for(b"RGB ") + bytes(2 << 20)
     Image.fromarray(a).save(tmp_path / "big-icc8.png", icc_profile=big)
     png.write(str(tmp_path / "big-icc16.png"), a.astype(np.uint16) * 257, big, None)

@@ -6,9 +6,9 @@ import pytest
 from PIL import Image
 
 from core.geometry import Region
-from core.imageio import LoadedImage
+from core.io.imageio import LoadedImage
 from core.metrics import psnr, ssim
-from core.resample import imresize, render_bicubic
+from core.render.resample import imresize, render_bicubic
 from tests.conftest import make_window
 from viewer.groundtruth import comparison_window, reference_scale, visible_metrics
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.imageio import ImageError, ImageTooLarge, load_image, save_image
+from core.io.imageio import ImageError, ImageTooLarge, load_image, save_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -83,7 +83,7 @@ def test_png16_decoder_handles_every_filter(tmp_path):
     import struct
     import zlib
 
-    from core import png
+    from core.io import png
     h, w, bpp = 10, 7, 6
     arr = (np.random.default_rng(1).random((h, w, 3)) * 65535).astype(np.uint16)
     raw = arr.astype(">u2").reshape(h, w * 3).view(np.uint8).astype(np.int64)
@@ -157,7 +157,7 @@ def test_png16_bomb_is_refused_from_its_header(tmp_path, monkeypatch):
 def test_a_fifo_or_a_folder_is_refused_before_anything_opens_it(tmp_path):
     import os
 
-    from core.imageio import ImageError, image_size, load_image
+    from core.io.imageio import ImageError, image_size, load_image
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)  # opening it for reading would block until a writer comes
     for fn in (image_size, load_image):
@@ -175,7 +175,7 @@ def test_an_animation_and_a_transparent_jpeg_export_are_told(tmp_path):
 
     from PIL import Image
 
-    from core.imageio import load_image
+    from core.io.imageio import load_image
     frames = [Image.new("RGB", (20, 16), c) for c in ("red", "green", "blue")]
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
     img = load_image(tmp_path / "a.gif")
@@ -198,16 +198,16 @@ def test_decoded_pixels_stay_integers_and_every_reader_converts_the_same(tmp_pat
     whole-image float copy."""
     import torch
 
-    from core.encoding import encode
     from core.geometry import Region
-    from core.resample import render_bicubic, render_nearest
+    from core.render.encoding import encode
+    from core.render.resample import render_bicubic, render_nearest
 
     rng = np.random.default_rng(1)
     if bits == 8:
         a = (rng.random((37, 45, 3)) * 255).astype(np.uint8)
         Image.fromarray(a).save(tmp_path / "x.png")
     else:
-        from core import png
+        from core.io import png
         a = (rng.random((37, 45, 3)) * 65535).astype(np.uint16)
         png.write(str(tmp_path / "x.png"), a)
     img = load_image(tmp_path / "x.png")
@@ -241,7 +241,7 @@ def test_importing_the_project_leaves_pillows_bomb_guard_on(tmp_path):
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
     from PIL import Image as PILImage
 
-    from core.imageio import ImageTooLarge, image_size, load_image
+    from core.io.imageio import ImageTooLarge, image_size, load_image
     PILImage.new("1", (14000, 14000), 1).save(tmp_path / "page.png")
     before = PILImage.MAX_IMAGE_PIXELS
     assert image_size(tmp_path / "page.png") == (14000, 14000)  # Pillow alone refuses it

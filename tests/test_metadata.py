@@ -10,7 +10,7 @@ from PIL import Image, ImageCms
 
 from core.export import export
 from core.geometry import Region
-from core.imageio import load_image
+from core.io.imageio import load_image
 from tests.test_upscale_cli import ROOT
 
 
@@ -60,7 +60,7 @@ def test_strip_metadata_drops_exif_and_keeps_the_profile(tmp_path, camera_jpeg):
 
 
 def test_16_bit_png_keeps_the_profile(tmp_path):
-    from core import png
+    from core.io import png
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     a = (np.arange(2 * 3 * 3).reshape(2, 3, 3) * 1000).astype(np.uint16)
     png.write(str(tmp_path / "a.png"), a, icc, None)
@@ -70,7 +70,7 @@ def test_16_bit_png_keeps_the_profile(tmp_path):
 
 
 def test_avif_is_read_and_written_with_its_metadata(tmp_path, camera_jpeg):
-    from core import formats
+    from core.io import formats
     if ".avif" not in formats.WRITE_FORMATS:
         pytest.skip("this Pillow has no AVIF codec")
     src, icc = camera_jpeg
@@ -116,7 +116,7 @@ def test_a_profile_converts_to_srgb_and_srgb_is_left_alone():
     import numpy as np
     from PIL import ImageCms
 
-    from core.colour import ToSRGB
+    from core.io.colour import ToSRGB
     conv = ToSRGB.for_profile(_p3_profile())
     assert conv is not None and conv.name == "Display P3"
     # sRGB's pure red is about (234, 51, 35) in Display P3

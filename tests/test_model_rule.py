@@ -1,5 +1,5 @@
 """The one rule that picks the model for an input (core.zoo.choose), the formats
-table it reads (core.formats), and the front doors that follow it."""
+table it reads (core.io.formats), and the front doors that follow it."""
 from pathlib import Path
 
 import numpy as np
@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from core import formats, zoo
+from core import zoo
 from core.checkpoints import save_model
+from core.io import formats
 from core.models.registry import make
 from tests.conftest import cpu_profile, make_window, tiny_spec
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.encoding import encode
 from core.geometry import Region
 from core.models.registry import make
 from core.reference import make_coord, query_official_style, render_naive
-from core.render import render
+from core.render.encoding import encode
+from core.render.renderer import render
 from tests.conftest import tiny_spec
 
 

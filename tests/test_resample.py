@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from core.geometry import Region
-from core.resample import imresize, render_bicubic
+from core.render.resample import imresize, render_bicubic
 from tests.conftest import shared_path
 
 

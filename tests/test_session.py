@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.imageio import LoadedImage
+from core.io.imageio import LoadedImage
 from core.models.registry import make
 from core.profile import profile_for
 from tests.conftest import tiny_spec

@@ -9,12 +9,12 @@ import torch
 from PIL import Image
 
 from core.checkpoints import load_model
-from core.encoding import Cancelled, encode
 from core.export import export
 from core.geometry import Region
-from core.imageio import load_image
+from core.io.imageio import load_image
 from core.profile import profile_for
-from core.render import render
+from core.render.encoding import Cancelled, encode
+from core.render.renderer import render
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -95,7 +95,7 @@ def test_cli_bad_input_one_line_error_no_file(tmp_path, photo, args):
 
 def test_export_streams_in_bands_equal_to_one_render(tmp_path, tiny_model):
     rgb = np.random.default_rng(0).random((16, 16, 3), dtype=np.float32)
-    from core.imageio import LoadedImage
+    from core.io.imageio import LoadedImage
     img = LoadedImage(rgb, None, False, 8, "x")
     lat = encode(tiny_model, rgb, "cpu")
     export(img, Region.full(16, 16), 70, 50, str(tmp_path / "a.png"), latent=lat, band_pixels=300)
@@ -105,7 +105,7 @@ def test_export_streams_in_bands_equal_to_one_render(tmp_path, tiny_model):
 
 
 def test_export_keeps_alpha_grey_and_16bit(tmp_path, tiny_model):
-    from core.imageio import LoadedImage
+    from core.io.imageio import LoadedImage
     rgb = np.random.default_rng(0).random((10, 12, 3), dtype=np.float32)
     grey = np.repeat(rgb[..., :1], 3, 2)
     alpha = np.linspace(0, 1, 120, dtype=np.float32).reshape(10, 12)
@@ -126,7 +126,7 @@ def test_export_keeps_alpha_grey_and_16bit(tmp_path, tiny_model):
 
 
 def test_cancelled_export_leaves_no_file(tmp_path, tiny_model):
-    from core.imageio import LoadedImage
+    from core.io.imageio import LoadedImage
     rgb = np.random.default_rng(0).random((16, 16, 3), dtype=np.float32)
     img = LoadedImage(rgb, None, False, 8, "x")
     lat = encode(tiny_model, rgb, "cpu")

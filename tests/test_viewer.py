@@ -61,8 +61,8 @@ def test_zoom_step_rerenders_new_region_at_new_resolution(qtbot, win, image_path
 def test_several_liif_workers_render_the_same_tiles(qtbot, tmp_path, image_path):
     """Two LIIF workers sharing the queue (the CPU set-up of viewer.app) deliver every tile,
     pixel for pixel what one renderer gives, and encode each latent tile once."""
-    from core.encoding import encode
-    from core.render import render
+    from core.render.encoding import encode
+    from core.render.renderer import render
     torch.manual_seed(0)
     model = make(tiny_spec()).eval()
     settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
@@ -99,7 +99,7 @@ def test_several_liif_workers_render_the_same_tiles(qtbot, tmp_path, image_path)
 def test_liif_renders_only_the_shown_part_of_edge_tiles(qtbot, win, image_path):
     """Tiles at the edge of the view are rendered in part (RGBA, alpha 0 elsewhere) and
     completed when a later view shows the rest, pixel for pixel what a whole render gives."""
-    from core.render import render
+    from core.render.renderer import render
     win.open_image(image_path)
     win.session.set_mode("single")
     st = win.state
@@ -124,7 +124,7 @@ def test_liif_renders_only_the_shown_part_of_edge_tiles(qtbot, win, image_path):
 
 
 def test_stale_render_is_cancelled(qtbot, win, image_path, monkeypatch):
-    import core.methods as render_mod
+    import core.render.methods as render_mod
     import viewer.scheduler as sched_mod
     real_render = render_mod.render
     started = []
@@ -397,7 +397,7 @@ def test_viewer_export_equals_cli_pixel_for_pixel(qtbot, win, image_path, tmp_pa
 def test_encode_jobs_cover_the_view_in_balanced_pieces(workers):
     """The latent under a view is encoded in pieces of whole tiles, at most one block each,
     covering the view exactly once, at least one per LIIF worker, of about equal size."""
-    from core.encoding import encode
+    from core.render.encoding import encode
     from viewer.scheduler import RenderScheduler
     from viewer.tiles import Method
     rgb = np.random.default_rng(0).random((300, 400, 3), dtype=np.float32)

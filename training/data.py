@@ -23,9 +23,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from core.formats import READ_EXTS
-from core.imageio import MAX_PIXELS, ImageError, image_size, load_image
-from core.pixels import to_u8
+from core.io.formats import READ_EXTS
+from core.io.imageio import MAX_PIXELS, ImageError, image_size, load_image
+from core.io.pixels import to_u8
 from training.degrade import Degradation, seeded_rng
 
 log = logging.getLogger(__name__)

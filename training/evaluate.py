@@ -6,7 +6,7 @@
 ``DIR`` is a benchmark folder (``HR/`` and optionally ``LR_bicubic/X{s}/NAMEx{s}.png``) or a
 plain folder of HR images. For each scale ``s`` and image: the HR is cropped to a multiple of
 ``s``; the LR is ``LR_bicubic/X{s}`` when the folder has it, otherwise the MATLAB-compatible
-bicubic of the cropped HR (:func:`core.resample.imresize`); LIIF renders the LR's full region
+bicubic of the cropped HR (:func:`core.render.resample.imresize`); LIIF renders the LR's full region
 at ``s`` times its size (and bicubic does the same); PSNR is taken against the cropped HR:
 
 * ``benchmark``: Y channel (BT.601), ``s`` pixels shaved from each border;
@@ -35,15 +35,15 @@ from core import zoo
 from core.checkpoints import CheckpointError, load_model
 from core.cli import ArgumentParser
 from core.device import is_out_of_memory, pick_device
-from core.formats import InputKind
 from core.geometry import Region
-from core.imageio import ImageError, atomic_write, load_image
-from core.methods import Method
+from core.io.formats import InputKind
+from core.io.imageio import ImageError, atomic_write, load_image
+from core.io.pixels import to_u8
 from core.metrics import psnr
-from core.pixels import to_u8
 from core.profile import DeviceProfile, profile_for
-from core.render import render
-from core.resample import imresize, render_bicubic
+from core.render.methods import Method
+from core.render.renderer import render
+from core.render.resample import imresize, render_bicubic
 from training.data import PairedFolder
 from training.degrade import EvalDegradation, parse_eval
 

@@ -225,7 +225,7 @@ def sample_renders(model, val_set, device, scales=(2, 4, 8)):
     """A few renders of the first validation image's centre at several scales, as
     ``(tag, (3, H, W) tensor)`` pairs for TensorBoard."""
     from core.geometry import Region
-    from core.render import render
+    from core.render.renderer import render
 
     img = val_set.dataset[0]
     h, w = img.shape[:2]

@@ -11,7 +11,7 @@ LIIF, its coarse pass scaled up, then the bicubic tile; finally the source image
 shows the filtered (antialiased bicubic) source.
 
 Colour: the renderers work on the image's own values; a pane converts what it draws from the
-image's colour profile to sRGB (:class:`core.colour.ToSRGB`; the screen's own profile is not
+image's colour profile to sRGB (:class:`core.io.colour.ToSRGB`; the screen's own profile is not
 known to Qt on every platform), so a Display-P3 photo looks as it does in photo tools.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import pyqtgraph.functions as pgf
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from core.colour import ToSRGB
+from core.io.colour import ToSRGB
 from viewer.tiles import Method, keys_for
 
 if TYPE_CHECKING:

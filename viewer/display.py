@@ -1,5 +1,5 @@
 """What the panes draw before any render: the source in the display's colours, and where it
-is transparent. Plain functions of a :class:`~core.imageio.LoadedImage`."""
+is transparent. Plain functions of a :class:`~core.io.imageio.LoadedImage`."""
 from __future__ import annotations
 
 import os
@@ -8,15 +8,15 @@ from typing import List, Optional
 import numpy as np
 from PySide6 import QtGui
 
-from core.colour import ToSRGB
-from core.formats import READ_EXTS
-from core.imageio import LoadedImage
-from core.pixels import to_u8
+from core.io.colour import ToSRGB
+from core.io.formats import READ_EXTS
+from core.io.imageio import LoadedImage
+from core.io.pixels import to_u8
 
 
 def display_pixels(image: LoadedImage) -> np.ndarray:
     """The whole image as uint8 RGB in the display's colours (sRGB; see
-    :mod:`core.colour`), for the panes' instant fallback."""
+    :mod:`core.io.colour`), for the panes' instant fallback."""
     arr = to_u8(image.pixels)
     conv = ToSRGB.for_profile(image.meta.icc)
     return arr if conv is None else conv(arr)

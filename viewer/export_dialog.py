@@ -7,15 +7,15 @@ from typing import Callable, List, Optional
 
 from PySide6 import QtCore, QtWidgets
 
-from core import formats
 from core.defaults import duration
 from core.export import CONFIRM_OUTPUT, estimate_bytes
 from core.geometry import Region
-from core.imageio import ImageError, LoadedImage
-from core.methods import Method
+from core.io import formats
+from core.io.imageio import ImageError, LoadedImage
+from core.render.methods import Method
 from viewer.background import Background
 
-#: (name, extension) of every format the app writes (core.formats' table)
+#: (name, extension) of every format the app writes (core.io.formats' table)
 FORMATS = [(f.name, f.exts[0]) for f in formats.FORMATS if f.writable]
 MAX_SIDE = 65536
 #: above this many output pixels (all files) the size line turns into a warning
@@ -101,7 +101,7 @@ class ExportDialog(QtWidgets.QDialog):
         self.image = image
         # the current view cut to the image: at fit it also holds the letterbox around it
         view = _inside(view, image_w, image_h)
-        #: the method choices: label -> methods (core.methods' names); one file per method
+        #: the method choices: label -> methods (core.render.methods' names); one file per method
         self.choices = method_choices(compare)
         self.setWindowTitle("Export region")
         self.regions = {"Whole image": Region.full(image_w, image_h), "Current view": view}

@@ -14,9 +14,9 @@ from typing import Callable, Mapping, Optional
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from core.encoding import Cancelled
 from core.export import export_many
-from core.imageio import ImageError
+from core.io.imageio import ImageError
+from core.render.encoding import Cancelled
 from viewer.background import Background
 from viewer.export_dialog import ExportRequest
 

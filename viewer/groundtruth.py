@@ -17,10 +17,10 @@ from typing import Callable, Dict, Optional, Tuple
 import numpy as np
 
 from core.geometry import Region
-from core.imageio import LoadedImage
-from core.methods import METHODS, render_by
+from core.io.imageio import LoadedImage
+from core.io.pixels import to_float
 from core.metrics import psnr, ssim
-from core.pixels import to_float
+from core.render.methods import METHODS, render_by
 
 #: methods a pane can show and how to render them: ``fn(region, w, h) -> (h, w, 3)``
 Renderer = Callable[[Region, int, int], np.ndarray]
@@ -87,9 +87,9 @@ def visible_metrics(image: LoadedImage, reference: LoadedImage, region: Region,
 
 def renderers_for(image: LoadedImage, latents: Dict[str, object],
                   cancelled: Optional[Callable[[], bool]] = None) -> Dict[str, Renderer]:
-    """Renderers of the pane methods (:data:`core.methods.METHODS`): ``latents`` maps the
+    """Renderers of the pane methods (:data:`core.render.methods.METHODS`): ``latents`` maps the
     model methods ('liif', 'compare') to their latents; a model without one is left out. A
-    model's render raises :class:`core.encoding.Cancelled` soon after ``cancelled()`` turns
+    model's render raises :class:`core.render.encoding.Cancelled` soon after ``cancelled()`` turns
     true."""
     def by(method):
         return lambda r, w, h: render_by(method, image, r, w, h, latents, cancelled=cancelled)

@@ -18,7 +18,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from core.methods import Method
+from core.render.methods import Method
 from viewer.tiles import keys_for
 
 #: BT.601 luma weights (as the evaluation's Y channel, without its offset and range)

@@ -18,8 +18,8 @@ from typing import List, Optional
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from core.colour import ToSRGB
-from core.imageio import MAX_PIXELS, ImageError, LoadedImage, image_size, load_image
+from core.io.colour import ToSRGB
+from core.io.imageio import MAX_PIXELS, ImageError, LoadedImage, image_size, load_image
 from core.profile import DeviceProfile, profile_for
 from viewer.background import Background
 from viewer.canvas import Pane, to_qimage

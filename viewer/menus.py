@@ -8,8 +8,8 @@ from typing import Callable, Dict, List, Optional
 
 from PySide6 import QtGui, QtWidgets
 
-from core.formats import open_filter
-from core.methods import Method
+from core.io.formats import open_filter
+from core.render.methods import Method
 from core.zoo import REGISTRY
 from viewer.session import Mode
 

@@ -30,11 +30,11 @@ import numpy as np
 import torch
 
 from core.device import empty_device_cache, is_out_of_memory
-from core.encoding import Cancelled, LatentImage
 from core.geometry import Region
-from core.imageio import LoadedImage
+from core.io.imageio import LoadedImage
 from core.lru import LRUCache
-from core.methods import render_by
+from core.render.encoding import Cancelled, LatentImage
+from core.render.methods import render_by
 from viewer.session import PUBLISHED, Event
 from viewer.tiles import ENCODE_FOR, ENCODED_BY, PASSES, Level, Method, TileKey
 
@@ -464,7 +464,7 @@ class RenderScheduler:
                      view: Region) -> List[Job]:
         """Jobs that encode the latent under ``view`` (neighbours and their unfolding reach
         2 codes out): pieces of whole latent tiles, each at most one block (see
-        :class:`core.encoding.LatentImage`), and at least as many as there are LIIF workers,
+        :class:`core.render.encoding.LatentImage`), and at least as many as there are LIIF workers,
         of about equal size, so that every worker (and core) encodes. A piece pays the
         encoder's halo once: two halves of a 4x view cost about 10% more pixels than one
         block, in half the time on two cores."""

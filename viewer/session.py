@@ -17,11 +17,11 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-from core.encoding import LatentImage
 from core.geometry import Region
-from core.imageio import LoadedImage
+from core.io.imageio import LoadedImage
 from core.profile import DeviceProfile, profile_for
 from core.rates import export_seconds
+from core.render.encoding import LatentImage
 from viewer.tiles import Method, methods_needed
 from viewer.view_state import ViewState
 
@@ -192,7 +192,7 @@ class Session:
         # lazy: nothing is encoded here; the render workers encode the tiles they need
         if self.image is None or model is None:
             return None
-        # the model and a compared model share the memory budget (core.encoding): each keeps
+        # the model and a compared model share the memory budget (core.render.encoding): each keeps
         # at most half of it, beyond which tiles far from the view are dropped and re-encoded
         return self.profile.encode(model, self.image.pixels, budget_share=0.5,
                                    tile=self.profile.latent_tile)

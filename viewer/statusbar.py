@@ -7,7 +7,7 @@ from typing import Dict
 
 from PySide6 import QtCore, QtWidgets
 
-from core.methods import Method
+from core.render.methods import Method
 from viewer.background import Background
 from viewer.groundtruth import renderers_for, visible_metrics
 from viewer.session import Session

@@ -4,7 +4,7 @@ which cached layers show a method's tile.
 
 A :class:`TileKey` names a cached screen tile: ``(method, zoom, level, i, j)``, tile ``(i, j)``
 of the screen-tile grid at ``zoom`` (grid pixels ``[j T, (j+1) T) x [i T, (i+1) T)``, grid =
-source x zoom). ``Method`` (:mod:`core.methods`, the one method vocabulary) and ``Level`` are
+source x zoom). ``Method`` (:mod:`core.render.methods`, the one method vocabulary) and ``Level`` are
 ``str`` enums, so keys print and compare like the
 plain tuples they replace.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import List, NamedTuple
 
-from core.methods import Method
+from core.render.methods import Method
 
 __all__ = ["Method", "Level", "TileKey", "layers", "keys_for", "methods_needed"]
 

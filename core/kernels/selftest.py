@@ -20,10 +20,10 @@ def main(argv=None) -> int:
     args = sys.argv[1:] if argv is None else argv
     d, path = int(args[0]), Path(args[1])
     from core import kernels
-    from core.encoding import encode
     from core.geometry import Region
     from core.models.registry import make
-    from core.render import render
+    from core.render.encoding import encode
+    from core.render.renderer import render
 
     torch.set_num_threads(1)
     kernel = kernels.open_library(path, d)

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
-from core import jxl
+from core.io import jxl
 
 __all__ = ["ImageFormat", "FORMATS", "READ_EXTS", "KNOWN_EXTS", "WRITE_FORMATS", "format_of",
            "open_filter", "InputKind", "BY_PIL", "format_table", "inspect_input", "jpeg_quality"]
@@ -26,7 +26,7 @@ __all__ = ["ImageFormat", "FORMATS", "READ_EXTS", "KNOWN_EXTS", "WRITE_FORMATS",
 @dataclass(frozen=True)
 class ImageFormat:
     name: str              #: what a person calls it
-    pil: str               #: Pillow's name for it (JXL: the app's own writer, core.jxl)
+    pil: str               #: Pillow's name for it (JXL: the app's own writer, core.io.jxl)
     exts: Tuple[str, ...]  #: lower-case, with the dot; the first is the one the app writes
     readable: bool
     writable: bool
@@ -49,14 +49,14 @@ def _pillow_has(feature: str) -> bool:
 
 def _heif_available() -> bool:
     try:
-        import pillow_heif  # noqa: F401  (registered by core.imageio)
+        import pillow_heif  # noqa: F401  (registered by core.io.imageio)
         return True
     except Exception:
         return False
 
 
 def _jxl_available() -> bool:
-    from core.jxl import available
+    from core.io.jxl import available
     return available()
 
 

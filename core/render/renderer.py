@@ -18,7 +18,7 @@ each chunk costs a fixed number of kernel launches). For each chunk:
 
 * the latent rows and columns the tile's neighbours use are collected; if they are dense (zoom
   in) their window features come from the latent's per-tile cache
-  (:meth:`core.encoding.LatentImage.features`, a stride-1 convolution of each latent tile and
+  (:meth:`core.render.encoding.LatentImage.features`, a stride-1 convolution of each latent tile and
   its halo), if sparse (zoom out) they are computed from the 3x3 neighbourhoods of exactly
   those codes, stacked, with stride 3;
 * the ``4 x tile`` feature rows are gathered and decoded in one batch
@@ -41,10 +41,10 @@ import numpy as np
 import torch
 
 from core.device import device_lock
-from core.encoding import Cancelled, LatentImage
 from core.geometry import Region, iter_tiles
 from core.models.implicit import neighbour_index
 from core.profile import CPU_CHUNK
+from core.render.encoding import Cancelled, LatentImage
 
 __all__ = ["render", "render_tile"]
 
@@ -155,7 +155,7 @@ def render(latent: LatentImage, region: Region, out_w: int, out_h: int,
     """Render ``region`` of ``latent`` at ``out_w x out_h``.
 
     Args:
-        latent: the encoded image (see :func:`core.encoding.encode`).
+        latent: the encoded image (see :func:`core.render.encoding.encode`).
         region: source-pixel rectangle (fractional allowed; may extend past the image, where
             the border is continued: points beyond it are moved onto it).
         out_w, out_h: output size in pixels.

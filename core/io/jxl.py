@@ -7,7 +7,7 @@
   ``Exif`` box, if the file has one.
 * :func:`write` encodes 8- or 16-bit grey, grey+alpha, RGB or RGBA (lossless at quality
   100) and puts EXIF in an ``Exif`` box of the container. ``imagecodecs`` cannot embed a
-  colour profile: callers convert to sRGB first (:mod:`core.colour`).
+  colour profile: callers convert to sRGB first (:mod:`core.io.colour`).
 
 A file is either a bare codestream (starts ``FF 0A``) or an ISO-BMFF container of boxes
 (``JXL `` signature box, ``ftyp``, then ``jxlc``: the codestream, or ``jxlp``: its parts,

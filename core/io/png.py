@@ -40,7 +40,7 @@ def is_16bit_colour(hd: Tuple[int, int, int, int]) -> bool:
 def read(path: str) -> np.ndarray:
     """``(H, W, C)`` uint16 array of a 16-bit PNG: C = 3 (RGB), 4 (RGBA) or 2 (grey+alpha),
     decoded by libpng (through ``imagecodecs``). The caller checks the declared size first
-    (:func:`core.imageio.load_image` does)."""
+    (:func:`core.io.imageio.load_image` does)."""
     import imagecodecs
 
     hd = header(path)

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from core.device import autocast_to, device_lock
+from core.io.pixels import to_float
 from core.lru import LRUCache
-from core.pixels import to_float
 
 __all__ = [
     "LatentImage",
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 def to_input_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``(H, W, 3)`` image (uint8, uint16 or float in [0, 1]: :mod:`core.pixels`) ->
+    """``(H, W, 3)`` image (uint8, uint16 or float in [0, 1]: :mod:`core.io.pixels`) ->
     normalised ``(1, 3, H, W)`` float32 tensor ``(x-0.5)/0.5``."""
     t = torch.from_numpy(to_float(rgb)).permute(2, 0, 1)
     return ((t - 0.5) / 0.5).unsqueeze(0).to(device)
@@ -48,7 +48,7 @@ class LatentImage:
 
     Args:
         model: a LIIF-family model (``encode``, ``receptive_radius``, ``latent_dim``).
-        rgb: the image, ``(H, W, 3)`` uint8, uint16 or float32 in [0, 1] (:mod:`core.pixels`;
+        rgb: the image, ``(H, W, 3)`` uint8, uint16 or float32 in [0, 1] (:mod:`core.io.pixels`;
             converted a tile at a time).
         device: where the latent lives and rendering runs.
         tile: latent tile side in pixels.

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from core.geometry import Region
+from core.io.pixels import to_float
 from core.lru import LRUCache
-from core.pixels import to_float
 
 __all__ = ["cubic", "render_bicubic", "render_nearest", "imresize"]
 
@@ -123,8 +123,8 @@ def render_nearest(image: np.ndarray, region: Region, out_w: int, out_h: int,
 def render_bicubic(image: np.ndarray, region: Region, out_w: int, out_h: int,
                    window: Tuple[int, int, int, int] | None = None) -> np.ndarray:
     """Bicubic render of ``region`` of ``image`` (``(H, W)`` or ``(H, W, C)``; uint8, uint16
-    or float in [0, 1], :mod:`core.pixels`) at ``out_w x out_h``, sampling output-pixel
-    centres as :func:`core.render.render` does.
+    or float in [0, 1], :mod:`core.io.pixels`) at ``out_w x out_h``, sampling output-pixel
+    centres as :func:`core.render.renderer.render` does.
 
     Antialiased when the output is smaller than the region. ``window = (c0, r0, c1, r1)``
     renders only those output columns and rows. Returns float32, not clamped.

@@ -25,9 +25,9 @@ from typing import Callable, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from core.geometry import Region
-from core.imageio import LoadedImage
-from core.render import render
-from core.resample import render_bicubic, render_nearest
+from core.io.imageio import LoadedImage
+from core.render.renderer import render
+from core.render.resample import render_bicubic, render_nearest
 
 Window = Optional[Tuple[int, int, int, int]]
 

@@ -1,7 +1,7 @@
 """Reading and writing images: formats, orientation, alpha, bit depth, and safety.
 
 ``load_image(path) -> LoadedImage`` gives the pixels (``(H, W, 3)``, uint8 or uint16 as
-decoded; floats in [0, 1] through :func:`core.pixels.to_float`) plus what is needed to write
+decoded; floats in [0, 1] through :func:`core.io.pixels.to_float`) plus what is needed to write
 a faithful result: the alpha channel (if any), whether the source is
 greyscale, and its bit depth. EXIF orientation is applied. Decompression bombs (more than
 :data:`MAX_PIXELS` pixels) and truncated files are refused with :class:`ImageError`; every
@@ -9,15 +9,15 @@ decoder checks the size its header declares before it allocates anything.
 
 Decoders: Pillow for 8-bit images of every format (HEIC through ``pillow-heif``); libpng
 (through ``imagecodecs``) for 16-bit RGB(A) PNGs, which Pillow reduces to 8 bits;
-``tifffile`` for 16-bit RGB(A) TIFFs; libjxl (through ``imagecodecs``, :mod:`core.jxl`) for
-JPEG XL. The pixels stay the source's integers (:mod:`core.pixels`).
+``tifffile`` for 16-bit RGB(A) TIFFs; libjxl (through ``imagecodecs``, :mod:`core.io.jxl`) for
+JPEG XL. The pixels stay the source's integers (:mod:`core.io.pixels`).
 
-``save_image(path, rgb, ...)`` writes every format :data:`core.formats.FORMATS` marks
+``save_image(path, rgb, ...)`` writes every format :data:`core.io.formats.FORMATS` marks
 writable (by extension) through a temporary file in the target folder and an atomic rename,
 so a failed or cancelled write leaves no partial file. Greyscale stays greyscale; 16-bit is
 kept where the format allows (PNG and TIFF greyscale through Pillow, 16-bit RGB(A) PNG
-through :mod:`core.png`, 16-bit RGB(A) TIFF through ``tifffile``, JPEG XL through
-:mod:`core.jxl`), and so are alpha, the colour profile and EXIF (the table says where).
+through :mod:`core.io.png`, 16-bit RGB(A) TIFF through ``tifffile``, JPEG XL through
+:mod:`core.io.jxl`), and so are alpha, the colour profile and EXIF (the table says where).
 """
 from __future__ import annotations
 
@@ -33,11 +33,11 @@ from typing import Optional, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from core import jxl, png
 from core.atomic import atomic_write
-from core.colour import ToSRGB
-from core.formats import BY_PIL, FORMATS, WRITE_FORMATS
-from core.pixels import to_float
+from core.io import jxl, png
+from core.io.colour import ToSRGB
+from core.io.formats import BY_PIL, FORMATS, WRITE_FORMATS
+from core.io.pixels import to_float
 
 __all__ = [
     "ImageError",
@@ -140,7 +140,7 @@ class LoadedImage:
     Attributes:
         pixels: ``(H, W, 3)``, the source's own values: uint8 for 8-bit sources, uint16 for
             16-bit ones, or float32 in [0, 1] (greyscale replicated to 3 channels). Read a
-            window of it as floats with :func:`core.pixels.to_float`; :attr:`rgb` converts
+            window of it as floats with :func:`core.io.pixels.to_float`; :attr:`rgb` converts
             it all.
         alpha: ``(H, W)`` float32 in [0, 1], or None.
         grey: the source had one colour channel.
@@ -163,7 +163,7 @@ class LoadedImage:
 
     def notes(self, target_format: Optional[str] = None) -> list:
         """What a person should know when this image is shown or written as
-        ``target_format`` (a Pillow format name, :data:`core.formats.BY_PIL`): an
+        ``target_format`` (a Pillow format name, :data:`core.io.formats.BY_PIL`): an
         animation's other frames are left out; a format without transparency flattens it
         onto white; one without colour profiles gets the colours converted to sRGB."""
         out = list(self.remarks)
@@ -233,7 +233,7 @@ def _header(path: str) -> tuple:
 
 
 def _png_bits(hd: tuple) -> int:
-    """Bits a pixel of a PNG header (:func:`core.png.header`): the depth times the samples
+    """Bits a pixel of a PNG header (:func:`core.io.png.header`): the depth times the samples
     of its colour type (a palette: one index)."""
     return hd[2] * {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(hd[3], 1)
 
@@ -438,7 +438,7 @@ def _metadata(im: Image.Image) -> Metadata:
 
 def _from_array(arr: np.ndarray, path: str) -> LoadedImage:
     """A LoadedImage from a decoder's ``(H, W)`` or ``(H, W, C)`` array, C = 1, 2 (grey+alpha),
-    3 (RGB) or 4 (RGBA): uint8 or uint16 kept as they are (:mod:`core.pixels`), floats
+    3 (RGB) or 4 (RGBA): uint8 or uint16 kept as they are (:mod:`core.io.pixels`), floats
     clipped to [0, 1]; the alpha becomes float."""
     if arr.ndim == 2:
         arr = arr[..., None]
@@ -459,7 +459,7 @@ def _from_array(arr: np.ndarray, path: str) -> LoadedImage:
 
 
 def _read_jxl(path: str, max_pixels: Optional[int]) -> LoadedImage:
-    """A JPEG XL file (:mod:`core.jxl`), its declared size checked before decoding; EXIF
+    """A JPEG XL file (:mod:`core.io.jxl`), its declared size checked before decoding; EXIF
     from its ``Exif`` box, the orientation (applied by the decoder) reset."""
     try:
         with open(path, "rb") as f:
@@ -598,7 +598,7 @@ def _from_pil(im: Image.Image, path: str) -> LoadedImage:
         im = im.convert("RGBA")
     if im.mode not in ("L", "LA", "RGB", "RGBA"):
         raise ImageError(f"cannot read image {path}: unsupported pixel mode {im.mode}")
-    return _from_array(np.asarray(im), path)  # uint8, kept as decoded (core.pixels)
+    return _from_array(np.asarray(im), path)  # uint8, kept as decoded (core.io.pixels)
 
 
 #: the EXIF tags a 16-bit TIFF keeps (written by tifffile, which cannot write EXIF's own
@@ -656,7 +656,7 @@ def save_image(path: Union[str, os.PathLike], rgb: np.ndarray, alpha: Optional[n
     """Write ``rgb`` (``(H, W, 3)`` float in [0, 1], or uint8) atomically; format from the
     extension (``alpha`` likewise float or uint8).
 
-    What each format keeps is :data:`core.formats.FORMATS`' to say: ``grey`` writes one
+    What each format keeps is :data:`core.io.formats.FORMATS`' to say: ``grey`` writes one
     channel (the mean of the three); ``bits=16`` writes 16 bits per channel where the format
     has them, else 8; ``alpha`` is written where the format has transparency and dropped
     otherwise (:func:`core.export.export` flattens it onto white first); ``meta``'s colour
