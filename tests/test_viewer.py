@@ -509,7 +509,7 @@ def test_closing_the_window_during_an_export_leaves_no_file(qtbot, win, image_pa
     qtbot.waitUntil(lambda: win.exports.dialog is not None and win.exports.dialog.value() > 0,
                     timeout=60000)
     win.close()  # what SIGTERM does in the app (viewer.app.quit_on_signals)
-    assert not win.exports.thread.is_alive()
+    assert not win.exports.task.running
     assert os.listdir(out) == []  # neither the targets nor a staged file
 
 

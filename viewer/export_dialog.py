@@ -287,7 +287,7 @@ class ExportDialog(QtWidgets.QDialog):
             self.file_bytes = result
             self._show_estimate()
 
-        self._background.run(lambda: estimate_bytes(*args), done, name="size-estimate")
+        self._background.run(lambda task: estimate_bytes(*args), done, name="size-estimate")
 
     def _show_notes(self) -> None:
         """What the chosen format does with this image (flattened alpha, sRGB colours)."""

@@ -9,7 +9,6 @@ opens the folder in the system's file manager.
 from __future__ import annotations
 
 import os
-import threading
 from typing import Callable, Mapping, Optional
 
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -17,7 +16,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from core.export import export_many
 from core.io.imageio import ImageError
 from core.render.encoding import Cancelled
-from viewer.background import Background
+from viewer.background import Background, Task
 from viewer.export_dialog import ExportRequest
 
 #: how long the "Open folder" button stays after an export
@@ -27,8 +26,6 @@ SHOW_OPEN_MS = 30_000
 class ExportRunner(QtCore.QObject):
     """Runs one export at a time for ``parent`` (the main window): ``report(message)`` puts a
     line in the status bar, ``fail(title, message)`` shows an error dialog."""
-
-    progressed = QtCore.Signal(int, int)
 
     def __init__(self, parent: QtWidgets.QWidget, background: Background,
                  report: Callable[[str], None], fail: Callable[[str, str], None],
@@ -50,28 +47,27 @@ class ExportRunner(QtCore.QObject):
         self._hide_timer.timeout.connect(self.open_button.hide)
         if bar is not None:
             bar.insertPermanentWidget(0, self.open_button)
-        self.cancel = threading.Event()
-        self.thread: Optional[threading.Thread] = None
+        #: the export running, if any (:class:`viewer.background.Task`)
+        self.task: Optional[Task] = None
         self.dialog: Optional[QtWidgets.QProgressDialog] = None
-        self.progressed.connect(self._progress)
 
     def start(self, req: ExportRequest, image, latents: Mapping[str, object]) -> None:
-        self.cancel.clear()
         dlg = QtWidgets.QProgressDialog("Exporting…", "Cancel", 0, 1000, self.parent_widget)
         dlg.setWindowModality(QtCore.Qt.WindowModality.WindowModal)
         dlg.setMinimumDuration(0)
-        dlg.canceled.connect(self.cancel.set)
         self.dialog = dlg
 
-        def work():
+        def work(task: Task):
             return export_many(image, req.region, req.out_w, req.out_h,
                                list(zip(req.methods, req.paths)), latents, quality=req.quality,
-                               progress=self.progressed.emit, cancelled=self.cancel.is_set,
+                               progress=task.progress, cancelled=task.cancelled,
                                keep_exif=req.keep_exif)
 
         if self.hold is not None:
             self.hold(True)
-        self.thread = self.background.run(work, self._done, name="export")
+        self.task = self.background.run(work, self._done, name="export",
+                                        on_progress=self._progress)
+        dlg.canceled.connect(self.task.cancel)
 
     def _progress(self, done: int, total: int) -> None:
         if self.dialog is not None and total:
@@ -104,6 +100,6 @@ class ExportRunner(QtCore.QObject):
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Cancel a running export and wait for it (its staged files are removed)."""
-        self.cancel.set()
-        if self.thread is not None:
-            self.thread.join(timeout=timeout)
+        if self.task is not None:
+            self.task.cancel()
+            self.task.join(timeout)

@@ -241,7 +241,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.statusBar().showMessage("still opening the previous image", 4000)
             return None, None
 
-        def work():
+        def work(task):
             image = load_image(path, max_pixels=max_pixels)
             return image, (display_pixels(image) if display else None)
 
@@ -393,5 +393,6 @@ class MainWindow(QtWidgets.QMainWindow):
         # exception", status 134)
         self.exports.shutdown()
         self.status.shutdown()
+        self.background.shutdown()
         self.scheduler.shutdown()
         super().closeEvent(ev)

@@ -35,7 +35,7 @@ class StatusBar(QtCore.QObject):
                   self.model):
             bar.addPermanentWidget(w)
         self._metrics_gen = 0
-        self._thread = None
+        self._task = None  # the measurement running, if any
         self._metrics_timer = QtCore.QTimer(self)
         self._metrics_timer.setSingleShot(True)
         self._metrics_timer.setInterval(300)  # after the view settles
@@ -117,18 +117,22 @@ class StatusBar(QtCore.QObject):
         self._metrics_gen += 1
         gen = self._metrics_gen
         shown = ses.shown_methods()
-        latents = ses.latents()
+        if self._task is not None:
+            self._task.cancel()  # a newer view: the last measurement is stale
+        holder: list = []
 
         def stale() -> bool:
-            return gen != self._metrics_gen
+            return bool(holder) and holder[0].cancelled()
 
-        fns = {m: f for m, f in renderers_for(ses.image, latents, stale).items() if m in shown}
+        fns = {m: f for m, f in renderers_for(ses.image, ses.latents(), stale).items()
+               if m in shown}
         args = (ses.image, ses.reference, ses.state.visible_region(), fns)
         self.metrics.setText("vs reference: measuring…")
         self.metrics.show()
-        self._thread = self.background.run(
-            lambda: visible_metrics(*args, cancelled=stale),
+        self._task = self.background.run(
+            lambda task: visible_metrics(*args, cancelled=task.cancelled),
             lambda res, err: self._measured(gen, res, err), name="metrics")
+        holder.append(self._task)
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop measuring (the render in progress is cancelled) and wait for it: no thread may
@@ -136,8 +140,9 @@ class StatusBar(QtCore.QObject):
         self._metrics_gen += 1
         self._metrics_timer.stop()
         self._encode_timer.stop()
-        if self._thread is not None:
-            self._thread.join(timeout=timeout)
+        if self._task is not None:
+            self._task.cancel()
+            self._task.join(timeout)
 
     def _measured(self, gen: int, res, err) -> None:
         if gen != self._metrics_gen:
