@@ -53,3 +53,16 @@ def test_the_main_window_is_thin_and_the_readme_short():
             return len(f.read().splitlines())
     assert lines("viewer", "main_window.py") < 400
     assert lines("README.md") <= 150
+
+
+CARD_SECTIONS = ["What it is", "Intended use", "Data", "Recipe", "Metrics", "Limits", "Licence"]
+
+
+def test_every_bundled_model_has_a_card_in_the_template():
+    """docs/model-card-template.md: the same sections, in order, for every bundled model."""
+    from core.zoo import REGISTRY
+    for entry in REGISTRY:
+        card = (ROOT / "resources" / entry.file).with_suffix(".md")
+        heads = [line[3:].strip() for line in card.read_text(encoding="utf-8").splitlines()
+                 if line.startswith("## ")]
+        assert heads == CARD_SECTIONS, card.name
