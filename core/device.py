@@ -107,9 +107,8 @@ def release_freed_memory() -> None:
     """Hand memory that has been freed back to the operating system (glibc's ``malloc_trim``;
     a no-op elsewhere): tensors of a few MB (latent tiles, encoder activations, render
     bands) come from malloc's heap once glibc has raised its mmap threshold, and their freed
-    pages can stay resident. Called between export bands; measured once, a 4-Mpx CLI job
-    under a 256 MB latent budget peaked at 1.09 instead of 1.20 GB (the band-sized budget,
-    core.upscale.band_budget, is what bounds the CLI)."""
+    pages can stay resident. Called between export bands (the band-sized budget,
+    core.upscale.band_budget, is what bounds the CLI's memory; docs/BENCHMARKS.md, Memory)."""
     global _LIBC
     if _LIBC is None:
         _LIBC = False

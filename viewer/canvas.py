@@ -207,7 +207,7 @@ class Pane(QtWidgets.QWidget):
 
     def _display_qimage(self, arr: np.ndarray) -> QtGui.QImage:
         """``arr`` (a cached tile: the image's own values) as a QImage in the display's
-        colours; each tile is converted once (about 1 ms for 256²), then reused."""
+        colours; each tile is converted once, then reused."""
         conv = self.c.display_colour
         if conv is None:
             return to_qimage(arr)
@@ -224,8 +224,8 @@ class Pane(QtWidgets.QWidget):
     def _draw_source(self, p: QtGui.QPainter, i: int, j: int,
                      target: QtCore.QRectF) -> None:
         """Immediate fallback: the source image scaled by Qt, without smoothing. It is on
-        screen only until the bicubic preview arrives (tens of milliseconds), and smooth
-        scaling costs the GUI thread about 1 ms a tile, time the preview workers wait for."""
+        screen only until the bicubic preview arrives, and smooth scaling would cost the GUI
+        thread time the preview workers wait for."""
         src = self.c.source_qimage
         if src is None:
             return

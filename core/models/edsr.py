@@ -23,7 +23,7 @@ class MeanShift(nn.Conv2d):
         super().__init__(3, 3, kernel_size=1)
         # Plain factories, no arithmetic: on the meta device (where checkpoints are checked
         # before anything is allocated) torch.eye or a product goes through torch's Python
-        # references, which import torch._dynamo: 0.75 s of every start-up.
+        # references, which import torch._dynamo: a large part of every start-up.
         eye = [[1.0 if i == j else 0.0 for j in range(3)] for i in range(3)]
         self.weight.data = torch.tensor(eye).view(3, 3, 1, 1)
         self.bias.data = torch.tensor([sign * rgb_range * m for m in rgb_mean])

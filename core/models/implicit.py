@@ -116,8 +116,8 @@ class LocalImplicit(nn.Module):
     def encode(self, inp: torch.Tensor) -> torch.Tensor:
         """Latent map ``(B, C, h, w)`` of a normalised image ``(B, 3, h, w)``.
 
-        The convolutions run in channels-last layout (about 3x faster on CPU with oneDNN, and
-        the layout tensor cores want); the result is returned in the default layout."""
+        The convolutions run in channels-last layout (oneDNN's fast layout on a CPU, and the
+        one tensor cores want); the result is returned in the default layout."""
         return self.latent_from(self.encode_features(inp), inp)
 
     def encode_features(self, inp: torch.Tensor) -> torch.Tensor:
