@@ -2,9 +2,11 @@
 
     python bench/export_estimate.py [--image PHOTO] [--scale 2] [--skip-big] [--skip-small]
 
-1. **File size on a photo and a flat graphic**: a 600 x 400 synthetic photo (smooth waves and
-   sensor-like noise) and a flat graphic (bars and text) exported x4 by bicubic to every
-   writable format; :func:`core.export.estimate_bytes` (what the dialog shows) against the file.
+1. **File size and time on a photo and a flat graphic**: a 600 x 400 synthetic photo (smooth
+   waves and sensor-like noise) and a flat graphic (bars and text) exported x4 by bicubic to
+   every writable format, :func:`core.export.estimate_bytes` (what the dialog shows) against
+   the file; then exported x4 to PNG by the CPU model and the paper model from a latent not
+   yet encoded, :func:`core.rates.export_seconds` (the dialog's time) against the time taken.
 2. **A 13-Mpx whole-image export**: the time the CLI's estimate gives
    (:func:`core.upscale.job_seconds`: :mod:`core.rates`' measured costs, every source pixel
    still to encode, the model :func:`core.zoo.choose` picks) and the size the dialog
@@ -35,6 +37,7 @@ from core.geometry import Region  # noqa: E402
 from core.io import formats
 from core.io.imageio import load_image  # noqa: E402
 from core.profile import profile_for  # noqa: E402
+from core.rates import export_seconds  # noqa: E402
 from core.upscale import job_seconds  # noqa: E402
 
 
@@ -64,6 +67,20 @@ def small_cases(folder: str) -> None:
             export(img, Region.full(600, 400), 2400, 1600, out, "bicubic", quality=90)
             real = os.path.getsize(out)
             print(f"| {name} x4 | {f.name} | {est} | {real} | {est / real:.2f} |", flush=True)
+    print("\n| image | model | time estimate (s) | real (s) | ratio |")
+    print("|---|---|---|---|---|")
+    prof = profile_for("cpu")
+    for name in ("photo", "flat"):
+        img = load_image(os.path.join(folder, f"{name}.png"))
+        for key in ("cpu", "paper"):
+            model = zoo.load(key)
+            est = export_seconds(model, prof, 2400 * 1600, 600 * 400, 600 * 400)
+            lat = prof.encode(model, img.pixels)
+            t0 = time.perf_counter()
+            export(img, Region.full(600, 400), 2400, 1600, os.path.join(folder, "t.png"), "liif",
+                   lat)
+            t = time.perf_counter() - t0
+            print(f"| {name} x4 | {key} | {est:.1f} | {t:.1f} | {est / t:.2f} |", flush=True)
 
 
 def big_case(folder: str, image: str, scale: float) -> None:

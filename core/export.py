@@ -102,6 +102,17 @@ def render_region(image: LoadedImage, region: Region, out_w: int, out_h: int, me
     return render_by(method, image, region, out_w, out_h, {method: latent}, window, cancelled)
 
 
+def _encode_band(latent: LatentImage, region: Region, out_h: int, r0: int, r1: int,
+                 cancelled: Optional[Callable[[], bool]]) -> None:
+    """Encode the latent codes output rows ``[r0, r1)`` of ``region`` read (their source
+    rows across the region, with the neighbours the ensemble and the 3x3 unfolding reach) in
+    large blocks, before the band renders: left to the renderer, each chunk would encode
+    the few tiles it touches, paying the encoder's halo for every small block."""
+    y0 = region.y + r0 * region.h / out_h - 2
+    y1 = region.y + r1 * region.h / out_h + 2
+    latent.ensure_region(y0, y1, region.x - 2, region.x + region.w + 2, cancelled)
+
+
 def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str,
            method: str = "liif", latent: Optional[LatentImage] = None, quality: int = 95,
            progress: Optional[Callable[[int, int], None]] = None,
@@ -137,6 +148,8 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
             stop_if_cancelled()
             r1 = min(out_h, r0 + band)
             win = (0, r0, out_w, r1)
+            if latent is not None:  # the band's codes in large blocks first (see _encode_band)
+                _encode_band(latent, region, out_h, r0, r1, cancelled)
             rgb = render_region(image, region, out_w, out_h, method, latent, win, cancelled)
             if flatten is not None:
                 fa = np.clip(render_bicubic(flatten, region, out_w, out_h, win), 0, 1)[..., None]
@@ -198,6 +211,14 @@ def _png_rows(f, out_w: int, out_h: int, image: LoadedImage, has_alpha: bool, me
 ESTIMATE_SIDE = 128
 #: patches a side of the estimate's grid: 4 x 4 patches of 128 x 128, a 512 x 512 mosaic
 ESTIMATE_GRID = 4
+#: codecs whose large transforms pack wide flat areas far better than a mosaic of patches
+#: shows (its seams cost them more than the whole picture does): on a flat picture up to
+#: :data:`WHOLE_ESTIMATE_PIXELS` output pixels, the whole output is encoded instead
+WIDE_TRANSFORM = ("HEIF", "JXL")
+#: below this many bytes per pixel in the mosaic a picture counts as flat (photos at any
+#: usual quality take several times more; flat graphics a fifth of it or less)
+FLAT_BYTES_PER_PIXEL = 0.05
+WHOLE_ESTIMATE_PIXELS = 16_000_000
 
 
 def estimate_bytes(image: LoadedImage, region: Region, out_w: int, out_h: int, ext: str,
@@ -209,11 +230,12 @@ def estimate_bytes(image: LoadedImage, region: Region, out_w: int, out_h: int, e
     :data:`ESTIMATE_SIDE` output pixels a side, spread over the whole output, is rendered
     bicubically, set side by side and encoded as the export would encode it (same format,
     quality, bit depth, alpha); its bytes per pixel, less those of a 1 x 1 file (the headers),
-    are scaled to the whole output, plus the metadata kept. A LIIF rendering is sharper than
-    bicubic and compresses a little worse; codecs with large transforms (HEIC, JPEG XL) pack
-    wide flat areas far better than any sample shows: take it as "about"."""
-    import tempfile
-
+    are scaled to the whole output, plus the metadata kept. Codecs with large transforms
+    (:data:`WIDE_TRANSFORM`: HEIC, JPEG XL) pack wide flat areas far better than any sample
+    shows: for them a flat picture (:data:`FLAT_BYTES_PER_PIXEL`) of up to
+    :data:`WHOLE_ESTIMATE_PIXELS` output pixels is encoded whole (fast, being flat); larger
+    flat pictures stay overestimated. A LIIF rendering is sharper than bicubic and
+    compresses a little worse: take it as "about"."""
     fmt = WRITE_FORMATS.get(ext.lower())
     if fmt is None:
         raise ValueError(f"unknown image extension {ext!r}")
@@ -229,27 +251,39 @@ def estimate_bytes(image: LoadedImage, region: Region, out_w: int, out_h: int, e
         return np.concatenate([np.concatenate(
             [render_bicubic(img, region, out_w, out_h, (c, r, c + pw, r + ph)) for c in cols],
             axis=1) for r in rows], axis=0)
+    has_alpha = image.alpha is not None and BY_PIL[fmt].alpha
     rgb = mosaic(image.pixels)
-    ph, pw = rgb.shape[:2]  # (the mosaic's size, for the bytes per pixel below)
-    alpha = None
-    if image.alpha is not None and BY_PIL[fmt].alpha:
-        alpha = np.clip(mosaic(image.alpha), 0, 1)
+    alpha = np.clip(mosaic(image.alpha), 0, 1) if has_alpha else None
     meta = (image.meta if keep_exif else image.meta.without_exif()).for_size(out_w, out_h)
-    sizes = []
+    kept = len(meta.icc or b"") + len(meta.exif or b"")
+    head = _encoded_bytes(image, rgb[:1, :1], None if alpha is None else alpha[:1, :1], fmt,
+                          ext, quality)
+    body = _encoded_bytes(image, rgb, alpha, fmt, ext, quality) - head
+    per_px = max(0, body) / rgb[..., 0].size
+    if fmt in WIDE_TRANSFORM and per_px < FLAT_BYTES_PER_PIXEL \
+            and out_w * out_h <= WHOLE_ESTIMATE_PIXELS:
+        whole = render_bicubic(image.pixels, region, out_w, out_h)
+        a = np.clip(render_bicubic(image.alpha, region, out_w, out_h), 0, 1) if has_alpha \
+            else None
+        return _encoded_bytes(image, whole, a, fmt, ext, quality) + kept
+    return int(per_px * out_w * out_h + head + kept)
+
+
+def _encoded_bytes(image: LoadedImage, rgb: np.ndarray, alpha: Optional[np.ndarray], fmt: str,
+                   ext: str, quality: int) -> int:
+    """The size of ``rgb`` (and ``alpha``) encoded as an export of ``image`` to ``fmt``
+    would encode it, without metadata."""
+    import tempfile
     with tempfile.TemporaryDirectory(prefix="liif-zoom-estimate-") as d:
-        for k, (arr, a) in enumerate(((rgb, alpha), (rgb[:1, :1], None if alpha is None
-                                                      else alpha[:1, :1]))):
-            path = os.path.join(d, f"{k}{ext}")
-            if fmt == "PNG":  # as export writes it: streamed, by core.io.png
-                with open(path, "wb") as f:
-                    _png_rows(f, arr.shape[1], arr.shape[0], image, a is not None,
-                              Metadata(), [(np.clip(arr, 0, 1), a)])
-            else:
-                save_image(path, np.clip(arr, 0, 1), a, grey=image.grey, bits=image.bits,
-                           quality=quality)
-            sizes.append(os.path.getsize(path))
-    per_px = max(0, sizes[0] - sizes[1]) / (pw * ph)
-    return int(per_px * out_w * out_h + sizes[1] + len(meta.icc or b"") + len(meta.exif or b""))
+        path = os.path.join(d, "estimate" + ext)
+        if fmt == "PNG":  # as export writes it: streamed, by core.io.png
+            with open(path, "wb") as f:
+                _png_rows(f, rgb.shape[1], rgb.shape[0], image, alpha is not None, Metadata(),
+                          [(np.clip(rgb, 0, 1), alpha)])
+        else:
+            save_image(path, np.clip(rgb, 0, 1), alpha, grey=image.grey, bits=image.bits,
+                       quality=quality)
+        return os.path.getsize(path)
 
 
 def export_many(image: LoadedImage, region: Region, out_w: int, out_h: int,

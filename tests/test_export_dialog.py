@@ -81,9 +81,10 @@ def test_the_scale_field_follows_the_size_limit_and_a_gigapixel_export_is_confir
 
 
 def test_the_file_size_estimate_holds_for_a_photo_and_a_flat_graphic(tmp_path):
-    """Within 1.5x of the real file for PNG, JPEG and WebP, and AVIF on the graphic (one patch
-    from the middle was off by 3-356x on flat graphics: it stood for the whole by its flattest
-    part). HEIC and JPEG XL on flat graphics are not held to it: see docs/BENCHMARKS.md."""
+    """Within 1.5x of the real file for PNG, JPEG and WebP on both, and for AVIF, HEIC and JPEG
+    XL on the graphic (one patch from the middle was off by 3-356x on flat graphics: it stood
+    for the whole by its flattest part; a mosaic of patches left HEIC 3.3x and JPEG XL 2.4x
+    high there, whose seams cost those codecs more than the whole picture does)."""
     from PIL import ImageDraw
 
     from core.export import estimate_bytes, export
@@ -101,7 +102,7 @@ def test_the_file_size_estimate_holds_for_a_photo_and_a_flat_graphic(tmp_path):
     Image.fromarray(photo).save(tmp_path / "photo.png")
     for name in ("flat", "photo"):
         img = load_image(tmp_path / f"{name}.png")
-        slow = (".avif",) if name == "flat" else ()
+        slow = (".avif", ".heic", ".jxl") if name == "flat" else ()
         for ext in (".png", ".jpg", ".webp") + slow:
             est = estimate_bytes(img, Region.full(600, 400), 2400, 1600, ext, quality=90)
             out = tmp_path / f"o-{name}{ext}"
