@@ -692,37 +692,55 @@ def save_image(path: Union[str, os.PathLike], rgb: np.ndarray, alpha: Optional[n
         chans = np.round(chans * maxv).astype(np.uint16 if bits == 16 else np.uint8)
     if to_srgb is not None:
         chans = to_srgb(chans)
-    extra = {}
-    if meta.icc and icc_written:
-        extra["icc_profile"] = meta.icc
-    if meta.exif and f.exif:
-        extra["exif"] = meta.exif
+    icc = meta.icc if meta.icc and icc_written else None
+    exif = meta.exif if meta.exif and f.exif else None
+    write = _writer(pil, bits, chans.shape[2])
     try:
-        if pil == "JXL":
-            a = chans[..., 0] if chans.shape[2] == 1 else chans
-            atomic_write(path, lambda tmp: jxl.write(tmp, a, quality, extra.get("exif")))
-            return
-        if bits == 16 and chans.shape[2] == 1:  # PNG, TIFF grey: Pillow's I;16
-            im = Image.fromarray(chans[..., 0])
-            atomic_write(path, lambda tmp: im.save(tmp, format=pil, **extra))
-            return
-        if bits == 16 and pil == "PNG":
-            atomic_write(path, lambda tmp: png.write(tmp, chans, extra.get("icc_profile"),
-                                                     meta.exif))
-            return
-        if bits == 16 and pil == "TIFF":  # 16-bit RGB(A) / grey+alpha: Pillow would write 8 bits
-            import tifffile
-
-            photometric = "minisblack" if chans.shape[2] <= 2 else "rgb"
-            n_extra = 1 if chans.shape[2] in (2, 4) else 0
-            tags = _tiff_camera_tags(extra.get("exif"))
-            atomic_write(path, lambda tmp: tifffile.imwrite(
-                tmp, chans, photometric=photometric, compression="zlib",
-                extrasamples=("unassalpha",) * n_extra, iccprofile=meta.icc, extratags=tags))
-            return
-        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[chans.shape[2]]
-        im = Image.fromarray(chans[..., 0] if mode == "L" else chans, mode=mode)
-        kw = {"quality": int(quality)} if f.lossy else {}
-        atomic_write(path, lambda tmp: im.save(tmp, format=pil, **kw, **extra))
+        atomic_write(path, lambda tmp: write(tmp, chans, f, quality, icc, exif))
     except OSError as exc:
         raise ImageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+# ---- writers: (tmp, channels (H, W, C) uint8/uint16, format, quality, icc, exif) -----------
+def _write_pillow(tmp, chans, f, quality, icc, exif) -> None:
+    """Pillow: 8 bits, or 16-bit grey (``I;16``)."""
+    if chans.dtype == np.uint16:
+        im = Image.fromarray(chans[..., 0])
+    else:
+        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[chans.shape[2]]
+        im = Image.fromarray(chans[..., 0] if mode == "L" else chans, mode=mode)
+    kw = {"quality": int(quality)} if f.lossy and chans.dtype == np.uint8 else {}
+    extra = {k: v for k, v in (("icc_profile", icc), ("exif", exif)) if v}
+    im.save(tmp, format=f.pil, **kw, **extra)
+
+
+def _write_jxl(tmp, chans, f, quality, icc, exif) -> None:
+    jxl.write(tmp, chans[..., 0] if chans.shape[2] == 1 else chans, quality, exif)
+
+
+def _write_png16(tmp, chans, f, quality, icc, exif) -> None:
+    png.write(tmp, chans, icc, exif)
+
+
+def _write_tiff16(tmp, chans, f, quality, icc, exif) -> None:
+    """16-bit RGB(A) or grey+alpha, which Pillow would write in 8 bits."""
+    import tifffile
+    photometric = "minisblack" if chans.shape[2] <= 2 else "rgb"
+    n_extra = 1 if chans.shape[2] in (2, 4) else 0
+    tifffile.imwrite(tmp, chans, photometric=photometric, compression="zlib",
+                     extrasamples=("unassalpha",) * n_extra, iccprofile=icc,
+                     extratags=_tiff_camera_tags(exif))
+
+
+#: the writer of each format where Pillow's is not the one; 16-bit writers by format
+WRITERS = {"JXL": _write_jxl}
+WRITERS_16 = {"PNG": _write_png16, "TIFF": _write_tiff16}
+
+
+def _writer(pil: str, bits: int, channels: int):
+    """The writer for ``pil`` at ``bits`` with ``channels`` channels (the tables above)."""
+    if pil in WRITERS:
+        return WRITERS[pil]
+    if bits == 16 and channels > 1:
+        return WRITERS_16[pil]
+    return _write_pillow
