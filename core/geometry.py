@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Tuple
+from typing import NamedTuple, Tuple
 
 import torch
 
@@ -81,11 +81,45 @@ class Region:
         return self.h / out_h, self.w / out_w
 
 
-def iter_tiles(out_w: int, out_h: int, max_pixels: int, max_side: int = 4096):
-    """Split an ``out_w x out_h`` output into row-major tiles ``(c0, r0, c1, r1)`` of at most
-    ``max_pixels`` pixels."""
+class Box(NamedTuple):
+    """An integer pixel box of a grid (an output, a screen tile): columns ``[c0, c1)``, rows
+    ``[r0, r1)``. :class:`Region` is the continuous rectangle of the source image; a ``Box``
+    is always whole pixels of something rendered."""
+
+    c0: int
+    r0: int
+    c1: int
+    r1: int
+
+    @classmethod
+    def whole(cls, w: int, h: int) -> "Box":
+        return cls(0, 0, w, h)
+
+    @property
+    def width(self) -> int:
+        return self.c1 - self.c0
+
+    @property
+    def height(self) -> int:
+        return self.r1 - self.r0
+
+    @property
+    def empty(self) -> bool:
+        return self.c1 <= self.c0 or self.r1 <= self.r0
+
+    def shrunk(self, f: int, size: int) -> "Box":
+        """This box of a ``size`` grid in the pixels of the same grid at ``size // f``,
+        rounded outward."""
+        n = size // f
+        return Box(self.c0 // f, self.r0 // f, min(n, -(-self.c1 // f)),
+                   min(n, -(-self.r1 // f)))
+
+
+def iter_chunks(out_w: int, out_h: int, max_pixels: int, max_side: int = 4096):
+    """Split an ``out_w x out_h`` output into row-major render chunks (:class:`Box`) of at
+    most ``max_pixels`` pixels and ``max_side`` columns."""
     tw = min(out_w, max_side, max(1, max_pixels))
     th = max(1, min(out_h, max_pixels // tw))
     for r0 in range(0, out_h, th):
         for c0 in range(0, out_w, tw):
-            yield c0, r0, min(c0 + tw, out_w), min(r0 + th, out_h)
+            yield Box(c0, r0, min(c0 + tw, out_w), min(r0 + th, out_h))

@@ -62,3 +62,16 @@ def test_a_fitted_view_fits_again_after_a_resize_until_zoomed_or_panned():
     st.pan(10, 0)
     st.resize(600, 600)  # panned by hand: the zoom stays
     assert st.zoom == pytest.approx(1.5)
+
+
+def test_box_is_whole_pixels_and_shrinks_outward():
+    """core.geometry.Box: an integer pixel box (columns [c0, c1), rows [r0, r1)), a tuple
+    where one is expected; shrinking to a coarser grid rounds outward and clips."""
+    from core.geometry import Box, iter_chunks
+    b = Box(3, 5, 61, 64)
+    assert (b.width, b.height, b.empty) == (58, 59, False) and b == (3, 5, 61, 64)
+    assert b.shrunk(4, 64) == Box(0, 1, 16, 16)
+    assert Box(2, 2, 2, 9).empty and Box.whole(8, 6) == (0, 0, 8, 6)
+    chunks = list(iter_chunks(300, 200, 8192, max_side=128))
+    assert all(isinstance(c, Box) and c.width * c.height <= 8192 for c in chunks)
+    assert sum(c.width * c.height for c in chunks) == 300 * 200

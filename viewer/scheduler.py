@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from core.device import empty_device_cache, is_out_of_memory
-from core.geometry import Region
+from core.geometry import Box, Region
 from core.io.imageio import LoadedImage
 from core.lru import LRUCache
 from core.render.encoding import Cancelled, LatentImage
@@ -41,7 +41,7 @@ from viewer.tiles import ENCODE_FOR, ENCODED_BY, PASSES, Level, Method, TileKey
 COARSE = 4  # coarse pass: 1/COARSE of the resolution per axis
 PREVIEW_FIRST_S = 0.5  # the LIIF worker waits at most this long for the preview to finish
 
-Window = Tuple[int, int, int, int]  # (c0, r0, c1, r1): columns [c0, c1), rows [r0, r1) of a tile
+Window = Box  # the part of a screen tile to render: columns [c0, c1), rows [r0, r1)
 
 
 def _to_uint8(rgb: np.ndarray) -> np.ndarray:
@@ -96,13 +96,6 @@ class Job:
         s = self.region.w / self.size
         return Region(self.region.x + c0 * s, self.region.y + r0 * s, (c1 - c0) * s,
                       (r1 - r0) * s)
-
-
-def _scale_window(win: Window, size: int, f: int) -> Window:
-    """``win`` of a ``size`` tile in the pixels of the same tile rendered at ``size // f``."""
-    c0, r0, c1, r1 = win
-    n = size // f
-    return c0 // f, r0 // f, min(n, -(-c1 // f)), min(n, -(-r1 // f))
 
 
 def missing_window(tile: Optional[np.ndarray], want: Window) -> Optional[Window]:
@@ -380,7 +373,7 @@ class RenderScheduler:
         with self._lock:
             fast, coarse, full = [], [], []
             wanted = set()
-            whole = (0, 0, self.tile, self.tile)
+            whole = Box.whole(self.tile, self.tile)
             for m in map(Method, methods):
                 if m.is_model and self.latent_for(m) is None:
                     continue
@@ -395,7 +388,7 @@ class RenderScheduler:
                         if wf is not None:
                             full.append(Job(kf, reg, self.tile, wf))
                             size = self.tile // COARSE
-                            wc = self._need(kc, _scale_window(want, self.tile, COARSE), size,
+                            wc = self._need(kc, Box(*want).shrunk(COARSE, self.tile), size,
                                             running)
                             if wc is not None:
                                 coarse.append(Job(kc, reg, size, wc))

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import List, Tuple
 
-from core.geometry import Region
+from core.geometry import Box, Region
 
 MAX_ZOOM = 256.0
 
@@ -153,16 +153,16 @@ class ViewState:
         tiles.sort(key=lambda t: ((t[1] + 0.5) * tile - mx) ** 2 + ((t[0] + 0.5) * tile - my) ** 2)
         return tiles
 
-    def tile_window(self, i: int, j: int, tile: int) -> Tuple[int, int, int, int]:
-        """The part of tile ``(i, j)`` that is on screen and on the image, in the tile's own
-        pixels: ``(c0, r0, c1, r1)`` (the whole tile is ``(0, 0, tile, tile)``)."""
+    def tile_window(self, i: int, j: int, tile: int) -> Box:
+        """The part of screen tile ``(i, j)`` that is on screen and on the image, in the
+        tile's own pixels (the whole tile is ``Box(0, 0, tile, tile)``)."""
         x0, y0, x1, y1 = self._shown()
         tx, ty = j * tile, i * tile
         c0 = min(tile, max(0, int(math.floor(x0 - tx))))
         r0 = min(tile, max(0, int(math.floor(y0 - ty))))
         c1 = max(c0, min(tile, int(math.ceil(x1 - tx))))
         r1 = max(r0, min(tile, int(math.ceil(y1 - ty))))
-        return c0, r0, c1, r1
+        return Box(c0, r0, c1, r1)
 
     def tile_region(self, i: int, j: int, tile: int) -> Region:
         """Source region of tile ``(i, j)``."""

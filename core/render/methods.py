@@ -20,16 +20,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from typing import Callable, Dict, Mapping, Optional
 
 import numpy as np
 
-from core.geometry import Region
+from core.geometry import Box, Region
 from core.io.imageio import LoadedImage
 from core.render.renderer import render
 from core.render.resample import render_bicubic, render_nearest
 
-Window = Optional[Tuple[int, int, int, int]]
+Window = Optional[Box]  # (c0, r0, c1, r1) of the output grid (None: all of it)
 
 
 class Method(str, Enum):

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from core.device import device_lock
-from core.geometry import Region, iter_tiles
+from core.geometry import Region, iter_chunks
 from core.models.implicit import neighbour_index
 from core.profile import CPU_CHUNK
 from core.render.encoding import Cancelled, LatentImage
@@ -179,7 +179,7 @@ def render(latent: LatentImage, region: Region, out_w: int, out_h: int,
     out = torch.empty((wr1 - wr0, wc1 - wc0, 3), dtype=torch.float32, device=dev)
     cell = region.cell(out_w, out_h)
     total, done = out.shape[0] * out.shape[1], 0
-    for c0, r0, c1, r1 in iter_tiles(wc1 - wc0, wr1 - wr0, max_px, max_side=max_side):
+    for c0, r0, c1, r1 in iter_chunks(wc1 - wc0, wr1 - wr0, max_px, max_side=max_side):
         if cancelled is not None and cancelled():
             raise Cancelled()
         ys, xs = region.sample_points(out_w, out_h, wc0 + c0, wr0 + r0, wc0 + c1, wr0 + r1,
