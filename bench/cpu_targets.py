@@ -85,28 +85,28 @@ def viewer_steps(photo: str, checkpoint, window: str, zoom: float, repeat: int,
     w, h = map(int, window.split("x"))
     win.resize(w, h)
     win.show()
-    if win.mode != "single":
+    if win.session.mode != "single":
         win.session.set_mode("single")
     settle(app, win)
-    st = win.state
+    st = win.session.state
     print(f"photo {st.image_w}x{st.image_h} ({st.image_w * st.image_h / 1e6:.1f} Mpx), window "
-          f"{w}x{h}, pane {st.view_w}x{st.view_h} device px, model {win.model_name}, "
+          f"{w}x{h}, pane {st.view_w}x{st.view_h} device px, model {win.session.model_name}, "
           f"{prof.workers} LIIF worker(s) x {torch.get_num_threads()} torch thread(s), "
           f"{prof.describe()}, screen tiles "
           f"{win.scheduler.tile} px")
 
     def step(cx: float, cy: float):
         st.cx, st.cy, st.zoom = cx, cy, zoom
-        before = win.latent.n_encoded
+        before = win.session.latent.n_encoded
         win.session.view_changed()
         settle(app, win)
         t = win.scheduler.timer
-        return t.preview, t.coarse, t.full, win.latent.n_encoded - before
+        return t.preview, t.coarse, t.full, win.session.latent.n_encoded - before
 
     step(st.image_w * 0.25, st.image_h * 0.25)  # the view the user had open: warm-up
     if warm:  # the background encoder has covered the whole photo meanwhile
         t0 = time.perf_counter()
-        win.latent.encode_all()
+        win.session.latent.encode_all()
         print(f"whole latent encoded in {time.perf_counter() - t0:.1f} s (--warm)")
     rows = []
     for fx, fy in spots(repeat):

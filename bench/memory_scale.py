@@ -41,7 +41,7 @@ end = time.time() + float(sys.argv[2])
 while time.time() < end:
     app.processEvents()
     time.sleep(0.05)
-lat = win.latent
+lat = win.session.latent
 print("encoded", lat.n_encoded, "of", lat.n_tiles, "tiles;", lat.nbytes() >> 20, "MiB kept",
       file=sys.stderr)
 win.close()

@@ -62,7 +62,8 @@ def main() -> None:
     out = {
         "events": args.events, "seconds": round(time.time() - t0, 1),
         "pyside6": PySide6.__version__, "python": sys.version.split()[0],
-        "model": win.model_name, "image": f"{win.image.width}x{win.image.height}",
+        "model": win.session.model_name,
+        "image": f"{win.session.image.width}x{win.session.image.height}",
         "window": args.window, "kinds": res["kinds"],
         "stall_ms": {"median": round(float(np.median(s)), 2),
                      "p99": round(float(np.percentile(s, 99)), 1),

@@ -46,15 +46,15 @@ def main() -> None:
     w, h = map(int, args.window.split("x"))
     win.resize(w, h)
     win.show()
-    if win.mode != args.mode:
+    if win.session.mode != args.mode:
         win.session.set_mode(args.mode)
     settle(app, win)
     if args.warm:
-        win.latent.encode_all()
-    st = win.state
+        win.session.latent.encode_all()
+    st = win.session.state
     cx, cy = map(float, args.centre.split(",")) if args.centre else (st.image_w / 2, st.image_h / 2)
     print(f"image {st.image_w}x{st.image_h}, window {w}x{h} ({args.mode}), pane "
-          f"{st.view_w}x{st.view_h} device px, model {win.model_name}, "
+          f"{st.view_w}x{st.view_h} device px, model {win.session.model_name}, "
           f"{prof.workers} LIIF worker(s) x {torch.get_num_threads()} torch thread(s)")
     print(
         f"{'zoom':>6}{'preview ms':>12}{'coarse ms':>11}{'full ms':>10}{'latent tiles encoded':>22}"
@@ -62,13 +62,13 @@ def main() -> None:
     for z in map(float, args.zooms.split(",")):
         win.status.last_times.clear()
         st.cx, st.cy = cx, cy
-        before = win.latent.n_encoded
+        before = win.session.latent.n_encoded
         st.zoom = z
         win.session.view_changed()
         settle(app, win)
         t = win.scheduler.timer
         print(f"{z:6g}{t.preview * 1000:12.0f}{t.coarse * 1000:11.0f}{t.full * 1000:10.0f}"
-              f"{win.latent.n_encoded - before:22d}")
+              f"{win.session.latent.n_encoded - before:22d}")
     win.close()
 
 

@@ -44,13 +44,13 @@ def test_inspector_dock_plots_every_shown_method(qtbot, tmp_path):
     try:
         assert w.open_image(str(tmp_path / "p.png"))
         w.session.zoom_at(4.0)  # above 1:1, so LIIF renders
-        assert w.mode == "side" and w.session.shown_methods() == ["liif", "bicubic"]
+        assert w.session.mode == "side" and w.session.shown_methods() == ["liif", "bicubic"]
         QTest.keyClick(w.panes[0], "I")  # the inspector first: showing it resizes the panes
         assert w.inspector.isVisible()
         w.show_inspector()
         qtbot.wait(50)
         pane = w.panes[0]
-        st = w.state
+        st = w.session.state
         assert pane.height() > 200
         p0 = QtCore.QPoint(int(pane.width() * 0.2), int(pane.height() * 0.3))
         p1 = QtCore.QPoint(int(pane.width() * 0.8), int(pane.height() * 0.7))

@@ -126,14 +126,14 @@ def test_viewer_picks_per_image_and_the_menu_overrides_for_the_open_one(qtbot, t
     try:
         assert w.auto_model
         assert w.open_image(picture(tmp_path / "a.jpg", quality=72))
-        assert w.model_name == "tiny-photo"
+        assert w.session.model_name == "tiny-photo"
         assert "JPEG q≈72 → photo model" in w.status.model.text()
         assert w.open_image(picture(tmp_path / "b.png"))
-        assert w.model_name == "tiny-cpu" and "PNG (lossless)" in w.status.model.text()
+        assert w.session.model_name == "tiny-cpu" and "PNG (lossless)" in w.status.model.text()
         assert w.load_checkpoint(str(models["paper"]))
-        assert w.model_name == "tiny-paper" and "Model menu" in w.status.model.text()
+        assert w.session.model_name == "tiny-paper" and "Model menu" in w.status.model.text()
         assert w.open_image(picture(tmp_path / "c.jpg"))
-        assert w.model_name == "tiny-photo" and not w.errors
+        assert w.session.model_name == "tiny-photo" and not w.errors
     finally:
         w.scheduler.shutdown()
 
@@ -143,7 +143,7 @@ def test_a_window_made_with_a_model_keeps_it(qtbot, tmp_path, models):
     try:
         assert not w.auto_model
         assert w.open_image(picture(tmp_path / "a.jpg"))
-        assert w.model_name == "tiny"
+        assert w.session.model_name == "tiny"
     finally:
         w.scheduler.shutdown()
 

@@ -23,14 +23,14 @@ def shown_part_rendered(w, zoom, i, j, level="full"):
     """Whether the cached LIIF tile (i, j) holds at least its on-screen part."""
     from viewer.scheduler import missing_window
     tile = w.scheduler.cache.get(("liif", zoom, level, i, j))
-    return tile is not None and missing_window(tile, w.state.tile_window(i, j, 64)) is None
+    return tile is not None and missing_window(tile, w.session.state.tile_window(i, j, 64)) is None
 
 
 def test_open_image_renders_the_view(qtbot, win, image_path):
     assert win.open_image(image_path)
     settle(qtbot, win)
-    assert win.image.width == 160 and win.latent is not None
-    st = win.state
+    assert win.session.image.width == 160 and win.session.latent is not None
+    st = win.session.state
     keys = [("liif", st.zoom, "full", i, j) for i, j in st.visible_tiles(64)]
     # below 1:1 the LIIF pane shows the filtered source
     if st.zoom < 1:
@@ -44,13 +44,13 @@ def test_zoom_step_rerenders_new_region_at_new_resolution(qtbot, win, image_path
     win.open_image(image_path)
     win.session.one_to_one()
     settle(qtbot, win)
-    r1, z1 = win.state.visible_region(), win.state.zoom
+    r1, z1 = win.session.state.visible_region(), win.session.state.zoom
     win.session.zoom_at(2.0)
     settle(qtbot, win)
-    r2, z2 = win.state.visible_region(), win.state.zoom
+    r2, z2 = win.session.state.visible_region(), win.session.state.zoom
     assert z2 == pytest.approx(2 * z1)
     assert r2.w == pytest.approx(r1.w / 2, abs=1) and r2.h == pytest.approx(r1.h / 2, abs=1)
-    tiles = win.state.visible_tiles(64)
+    tiles = win.session.state.visible_tiles(64)
     for i, j in tiles:  # rendered from the implicit function at the new zoom, full resolution
         tile = win.scheduler.cache.get(("liif", z2, "full", i, j))
         assert tile is not None and tile.shape[:2] == (64, 64)
@@ -76,20 +76,20 @@ def test_several_liif_workers_render_the_same_tiles(qtbot, tmp_path, image_path)
         w.open_image(image_path)
         w.session.set_mode("single")
         calls = []
-        block = w.latent._encode_block
-        w.latent._encode_block = lambda *a: calls.append(a) or block(*a)
-        w.state.zoom = 3.0
+        block = w.session.latent._encode_block
+        w.session.latent._encode_block = lambda *a: calls.append(a) or block(*a)
+        w.session.state.zoom = 3.0
         w.session.view_changed()
         settle(qtbot, w)
         assert len({t for c in calls for t in [(y, x) for y in range(c[0], c[1])
                                                for x in range(c[2], c[3])]}) \
             == sum((c[1] - c[0]) * (c[3] - c[2]) for c in calls)  # no tile encoded twice
-        ref = encode(model, w.image.rgb, "cpu")
-        for i, j in w.state.visible_tiles(64):
+        ref = encode(model, w.session.image.rgb, "cpu")
+        for i, j in w.session.state.visible_tiles(64):
             tile = w.scheduler.cache.get(("liif", 3.0, "full", i, j))
             assert shown_part_rendered(w, 3.0, i, j)
-            c0, r0, c1, r1 = w.state.tile_window(i, j, 64)
-            want = render(ref, w.state.tile_region(i, j, 64), 64, 64)[r0:r1, c0:c1]
+            c0, r0, c1, r1 = w.session.state.tile_window(i, j, 64)
+            want = render(ref, w.session.state.tile_region(i, j, 64), 64, 64)[r0:r1, c0:c1]
             got = tile[r0:r1, c0:c1, :3].astype(int)
             assert np.abs(got - np.round(want * 255).astype(int)).max() <= 1
     finally:
@@ -102,7 +102,7 @@ def test_liif_renders_only_the_shown_part_of_edge_tiles(qtbot, win, image_path):
     from core.render.renderer import render
     win.open_image(image_path)
     win.session.set_mode("single")
-    st = win.state
+    st = win.session.state
     st.zoom, st.cx, st.cy = 4.0, 40.3, 30.1
     win.session.view_changed()
     settle(qtbot, win)
@@ -119,7 +119,7 @@ def test_liif_renders_only_the_shown_part_of_edge_tiles(qtbot, win, image_path):
     settle(qtbot, win)
     assert st.tile_window(i, j, 64) == (0, 0, 64, 64)
     full = win.scheduler.cache.get(("liif", 4.0, "full", i, j))
-    want = render(win.latent, st.tile_region(i, j, 64), 64, 64)
+    want = render(win.session.latent, st.tile_region(i, j, 64), 64, 64)
     assert full.shape == (64, 64, 3) and np.array_equal(full, np.round(want * 255).astype(np.uint8))
 
 
@@ -143,7 +143,7 @@ def test_stale_render_is_cancelled(qtbot, win, image_path, monkeypatch):
     monkeypatch.setattr(render_mod, "render", slow_render)
     sched = win.scheduler
     before = sched.cancelled_jobs
-    win.state.zoom = 8.0
+    win.session.state.zoom = 8.0
     win.session.view_changed()
     qtbot.waitUntil(lambda: bool(started), timeout=5000)  # the z=8 pass is running
     monkeypatch.setattr(render_mod, "render", real_render)
@@ -151,13 +151,14 @@ def test_stale_render_is_cancelled(qtbot, win, image_path, monkeypatch):
     settle(qtbot, win)
     assert sched.cancelled_jobs > before
     assert not [k for k in sched.cache._d if k[0] == "liif" and k[1] == 8.0]
-    z_new = win.state.zoom
-    assert all(shown_part_rendered(win, z_new, i, j) for i, j in win.state.visible_tiles(64))
+    z_new = win.session.state.zoom
+    assert all(shown_part_rendered(win, z_new, i, j)
+               for i, j in win.session.state.visible_tiles(64))
 
 
 def test_linked_panes_show_the_same_region(qtbot, win, image_path):
     win.open_image(image_path)
-    win.session.set_mode("side") if win.mode != "side" else None
+    win.session.set_mode("side") if win.session.mode != "side" else None
     qtbot.wait(50)
     assert len(win.panes) == 2
     a, b = win.panes
@@ -165,7 +166,7 @@ def test_linked_panes_show_the_same_region(qtbot, win, image_path):
     win.session.zoom_at(3.0, 10, 10)
     win.session.pan(-25, 7)
     settle(qtbot, win)
-    st = win.state
+    st = win.session.state
     for i, j in st.visible_tiles(64):  # both methods rendered for the same tiles
         assert shown_part_rendered(win, st.zoom, i, j)
         assert ("bicubic", st.zoom, "full", i, j) in win.scheduler.cache
@@ -234,7 +235,7 @@ def test_export_error_is_shown_and_app_keeps_running(qtbot, win, image_path, tmp
     win.start_export(ExportRequest(Region(0, 0, 10, 10), 20, 20, ["bicubic"], [bad], 95))
     qtbot.waitUntil(lambda: win.exports.dialog is None, timeout=30000)
     assert win.errors and "x.png" in win.errors[-1][1]
-    assert win.image is not None
+    assert win.session.image is not None
 
 
 def test_bad_files_give_error_dialog_and_keep_current_image(qtbot, win, image_path, tmp_path):
@@ -243,18 +244,18 @@ def test_bad_files_give_error_dialog_and_keep_current_image(qtbot, win, image_pa
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     assert not win.open_image(str(bad))
     assert win.errors and "broken.jpg" in win.errors[-1][1]
-    assert win.image.path == image_path
+    assert win.session.image.path == image_path
     ckpt = tmp_path / "bad.safetensors"
     ckpt.write_bytes(b"nope")
     assert not win.load_checkpoint(str(ckpt))
-    assert "bad.safetensors" in win.errors[-1][1] and win.model_name == "tiny"
+    assert "bad.safetensors" in win.errors[-1][1] and win.session.model_name == "tiny"
 
 
 def test_load_checkpoint_reencodes_and_shows_name(qtbot, win, image_path, tiny_checkpoint):
     win.open_image(image_path)
-    old = win.latent
+    old = win.session.latent
     assert win.load_checkpoint(str(tiny_checkpoint))
-    assert win.latent is not old and win.model_name == "tiny"
+    assert win.session.latent is not old and win.session.model_name == "tiny"
     assert "tiny" in win.status.model.text()
 
 
@@ -265,7 +266,7 @@ def test_hostile_checkpoint_gives_a_dialog_and_keeps_the_model(qtbot, win, image
 
     from safetensors.torch import save_file
     win.open_image(image_path)
-    model, latent = win.model, win.latent
+    model, latent = win.session.model, win.session.latent
     nan = {k: v.clone() for k, v in make(tiny_spec()).state_dict().items()}
     next(iter(nan.values())).fill_(float("nan"))
     files = {
@@ -280,7 +281,7 @@ def test_hostile_checkpoint_gives_a_dialog_and_keeps_the_model(qtbot, win, image
         n = len(win.errors)
         assert not win.load_checkpoint(str(p))
         assert len(win.errors) == n + 1 and "current model stays" in win.errors[-1][1]
-        assert win.model is model and win.latent is latent
+        assert win.session.model is model and win.session.latent is latent
 
 
 def test_compare_any_two_models_side_by_side_and_split(qtbot, win, image_path, tmp_path):
@@ -295,7 +296,7 @@ def test_compare_any_two_models_side_by_side_and_split(qtbot, win, image_path, t
     assert win.compare_with_checkpoint(str(tmp_path / "other.safetensors"))
     assert [p.methods for p in win.panes] == [["liif"], ["compare"]]
     settle(qtbot, win)
-    st = win.state
+    st = win.session.state
     i, j = st.visible_tiles(64)[0]
     a = win.scheduler.cache.get(("liif", st.zoom, "full", i, j))
     b = win.scheduler.cache.get(("compare", st.zoom, "full", i, j))
@@ -322,16 +323,16 @@ def test_main_opens_bundled_sample_with_bundled_model(qtbot, tmp_path):
     qtbot.addWidget(w)
     cpu, paper = zoo.get("cpu").path.stem, zoo.get("paper").path.stem
     try:
-        assert w.image is not None and w.latent is not None
+        assert w.session.image is not None and w.session.latent is not None
         # on a CPU the CPU model is the default; the status bar names it
-        assert w.model_name == cpu and type(w.model).__name__ == "LMF"
+        assert w.session.model_name == cpu and type(w.session.model).__name__ == "LMF"
         assert w.status.model.text().startswith(cpu) and "LMF" in w.status.model.toolTip()
         assert w.menus.models[cpu].isChecked()
         # the Model menu switches to the paper model (and the latent is re-encoded)
-        old = w.latent
+        old = w.session.latent
         w.menus.models[paper].trigger()
-        assert w.model_name == paper and type(w.model).__name__ == "LIIF"
-        assert w.latent is not old and w.status.model.text().startswith(paper)
+        assert w.session.model_name == paper and type(w.session.model).__name__ == "LIIF"
+        assert w.session.latent is not old and w.status.model.text().startswith(paper)
         assert "LIIF model" in w.status.model.toolTip()
         assert w.menus.models[paper].isChecked() and not w.menus.models[cpu].isChecked()
         # Model → Compare With → the CPU model: paper model | CPU model, labelled
@@ -445,13 +446,13 @@ def test_mode_switch_hides_the_old_panes_at_once(qtbot, win, image_path):
     """Old panes are deleted later (by the event loop); until then they must not be shown,
     painted or asked for tiles."""
     win.open_image(image_path)
-    if win.mode != "side":
+    if win.session.mode != "side":
         win.session.set_mode("side")
     qtbot.wait(10)
     old = list(win.panes)
     assert len(old) == 2 and all(p.isVisible() for p in old)
     win.session.set_mode("single")
-    assert win.mode == "single" and len(win.panes) == 1
+    assert win.session.mode == "single" and len(win.panes) == 1
     assert not any(p.isVisible() for p in old)
     qtbot.waitUntil(lambda: win.panes[0].isVisible())
 
@@ -476,7 +477,7 @@ def test_decoding_does_not_block_the_gui_thread(qtbot, win, image_path, monkeypa
         assert win.open_image(image_path)
     finally:
         timer.stop()
-    assert win.image is not None and win.image.width == 160
+    assert win.session.image is not None and win.session.image.width == 160
     assert len(ticks) >= 10  # the event loop ran all along (about 30 ticks in 0.6 s)
     assert max(b - a for a, b in zip(ticks, ticks[1:])) < 0.3
 
@@ -521,7 +522,7 @@ def test_out_of_memory_in_background_encoding_stops_it_once(qtbot, win, image_pa
     win.scheduler.on_error = errors.append
     win.open_image(image_path)
     settle(qtbot, win)
-    lat = win.latent
+    lat = win.session.latent
     oom = getattr(torch, "OutOfMemoryError", RuntimeError)
 
     def boom(*a, **k):

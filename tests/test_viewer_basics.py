@@ -24,24 +24,24 @@ def test_next_and_previous_image_in_the_folder_wrap_around(qtbot, win, tmp_path)
     a, b, c = _three(tmp_path)
     assert win.open_image(b)
     QTest.keyClick(win.panes[0], QtCore.Qt.Key.Key_Right)
-    assert win.image.path == c
+    assert win.session.image.path == c
     QTest.keyClick(win.panes[0], QtCore.Qt.Key.Key_Right)  # wraps (the .txt is no image)
-    assert win.image.path == a
+    assert win.session.image.path == a
     QTest.keyClick(win.panes[0], QtCore.Qt.Key.Key_Left)
-    assert win.image.path == c
+    assert win.session.image.path == c
 
 
 def test_zoom_to_a_percentage_presets_and_double_click_fit(qtbot, win, image_path,
                                                            monkeypatch):
     assert win.open_image(image_path)
     win.zoom_to(400)
-    assert abs(win.state.zoom - 4.0) < 1e-9
+    assert abs(win.session.state.zoom - 4.0) < 1e-9
     monkeypatch.setattr(QtWidgets.QInputDialog, "getDouble", lambda *a, **k: (250.0, True))
     QTest.keyClick(win.panes[0], QtCore.Qt.Key.Key_Z)
-    assert abs(win.state.zoom - 2.5) < 1e-9
+    assert abs(win.session.state.zoom - 2.5) < 1e-9
     pane = win.panes[0]
     QTest.mouseDClick(pane, QtCore.Qt.MouseButton.LeftButton, pos=pane.rect().center())
-    assert abs(win.state.zoom - win.state.fit_zoom) < 1e-9
+    assert abs(win.session.state.zoom - win.session.state.fit_zoom) < 1e-9
 
 
 def test_the_status_bar_reads_out_the_pixel_under_the_pointer(qtbot, win, tmp_path):
@@ -53,7 +53,7 @@ def test_the_status_bar_reads_out_the_pixel_under_the_pointer(qtbot, win, tmp_pa
     win.zoom_to(800)
     assert win.scheduler.wait_idle(60)
     qtbot.wait(50)
-    st = win.state
+    st = win.session.state
     ox, oy = st.origin()
     at = ((20.5 * st.zoom - ox), (10.5 * st.zoom - oy))  # device pixels over pixel (20, 10)
     win.cursor_moved(win.panes[0], at)
@@ -107,7 +107,7 @@ def test_a_transparent_image_is_shown_over_a_checkerboard(qtbot, win, tmp_path):
     assert win.panes[1].methods == ["bicubic"]  # (the tiny test model's colours are noise)
     pane = win.panes[1]
     img = pane.grab().toImage()
-    st = win.state
+    st = win.session.state
     ox, oy = st.origin()
     d = pane.devicePixelRatioF()
 

@@ -55,20 +55,20 @@ def main(argv=None) -> int:
     win.resize(w, h)
     win.show()
     settle(app, win)
-    st = win.state
+    st = win.session.state
     cx, cy = (
         (map(float, args.centre.split(",")))
         if args.centre
         else (st.image_w * 0.45, st.image_h * 0.4)
     )
     for mode in ("side", "split") if "views" in shots else ():
-        if win.mode != mode:
+        if win.session.mode != mode:
             win.session.set_mode(mode)
         for name, zoom in (("fit", None), ("4x", 4.0), ("32x", 32.0)):
             if zoom is None:
                 win.session.fit()
             else:
-                st = win.state
+                st = win.session.state
                 st.zoom, st.cx, st.cy = zoom, cx, cy
                 win.session.view_changed()
             settle(app, win)
@@ -97,7 +97,7 @@ def window_1024(app, win, outdir: str, cx: float, cy: float) -> None:
     """The window at 1024 x 640 at 4x: every status-bar label fits."""
     size = win.size()
     win.resize(1024, 640)
-    st = win.state
+    st = win.session.state
     st.zoom, st.cx, st.cy = 4.0, cx, cy
     win.session.view_changed()
     settle(app, win)
@@ -110,8 +110,8 @@ def export_dialog(app, win, outdir: str) -> None:
     """The export dialog for the whole image at 4x, its size, time and file-size estimates
     shown."""
     from viewer.export_dialog import ExportDialog
-    img = win.image
-    dlg = ExportDialog(win, img.width, img.height, win.state.visible_region(), None,
+    img = win.session.image
+    dlg = ExportDialog(win, img.width, img.height, win.session.state.visible_region(), None,
                        os.path.expanduser("~/Pictures"), "sample-liif",
                        image=img, seconds=win.session.export_seconds)
     dlg.region_box.setCurrentText("Whole image")
@@ -131,7 +131,7 @@ def transparent(app, win, outdir: str) -> None:
     checkerboard shows through where it is transparent (side by side, fitted)."""
     import numpy as np
     from PIL import Image
-    src = np.asarray(Image.open(win.image.path).convert("RGB"))
+    src = np.asarray(Image.open(win.session.image.path).convert("RGB"))
     h, w = src.shape[:2]
     yy, xx = np.mgrid[0:h, 0:w]
     r = np.hypot((xx - w / 2) / (w / 2), (yy - h / 2) / (h / 2))
@@ -149,11 +149,11 @@ def inspector(app, win, outdir: str, cx: float, cy: float) -> None:
     """A line across the centre of the view, profiles of LIIF and bicubic."""
     win.session.set_mode("side")
     win.show_inspector()
-    st = win.state
+    st = win.session.state
     st.zoom, st.cx, st.cy = 8.0, cx, cy
     win.session.view_changed()
     settle(app, win)
-    r = win.state.visible_region()
+    r = win.session.state.visible_region()
     # across the rim of the cup (the sample photo), from the coffee into the white rim
     win.session.set_profile_line(
         (r.x + r.w * 0.09, r.y + r.h * 0.62), (r.x + r.w * 0.2, r.y + r.h * 0.98)
@@ -174,7 +174,7 @@ def compare(app, win, outdir: str, cx: float, cy: float) -> None:
         win.inspector.hide()
         win.load_checkpoint(str(models["paper"]))
         win.compare_with_checkpoint(str(models["cpu"]))
-        st = win.state
+        st = win.session.state
         st.zoom, st.cx, st.cy = 8.0, cx, cy
         win.session.view_changed()
         settle(app, win)

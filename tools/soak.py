@@ -112,12 +112,12 @@ def settle_and_check(app, win, timeout: float = 120.0) -> List[tuple]:
             app.processEvents()
             if win.scheduler.wait_idle(0.2):
                 break
-    st, T = win.state, win.scheduler.tile
+    st, T = win.session.state, win.scheduler.tile
     missing = []
     for p in win.panes:
         for m in p.methods:
             m = effective_method(m, st.zoom)
-            if m == "liif" and win.latent is None:
+            if m == "liif" and win.session.latent is None:
                 continue
             for i, j in st.visible_tiles(T):
                 tile = win.scheduler.cache.get((m, st.zoom, "full", i, j))

@@ -100,15 +100,6 @@ class MainWindow(QtWidgets.QMainWindow):
         if geometry is not None:  # the size and place it had when it was last closed
             self.restoreGeometry(geometry)
 
-    # ---- the session's state, read by tests and benchmarks ------------------------------------
-    device = property(lambda self: self.session.device)
-    model = property(lambda self: self.session.model)
-    model_name = property(lambda self: self.session.model_name)
-    image = property(lambda self: self.session.image)
-    latent = property(lambda self: self.session.latent)
-    state = property(lambda self: self.session.state)
-    mode = property(lambda self: self.session.mode)
-
     def _on_session(self, event: str) -> None:
         """Show a change of the session (the scheduler has already asked for the tiles)."""
         if event == Event.MODE:
@@ -182,9 +173,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def step_image(self, step: int) -> bool:
         """Open the next (``step`` 1) or previous (-1) image of the folder (wrapping); one that
         cannot be read is passed over with its dialog."""
-        if self.image is None or not self.image.path:
+        if self.session.image is None or not self.session.image.path:
             return False
-        return any(self.open_image(p) for p in neighbours(self.image.path, step))
+        return any(self.open_image(p) for p in neighbours(self.session.image.path, step))
 
     def _repaint(self) -> None:
         for p in self.panes:
@@ -271,14 +262,14 @@ class MainWindow(QtWidgets.QMainWindow):
     def open_reference(self, path: str) -> bool:
         """Measure the panes against ``path``, a higher-resolution version of the open image:
         PSNR and SSIM of each pane's render over the view (see viewer.groundtruth)."""
-        if self.image is None:
+        if self.session.image is None:
             self.error("Cannot use reference", "Open an image first.")
             return False
         try:
             # its header first: a reference of the wrong shape is refused before decoding
             # (a small file may declare a huge one); then the same size limit as an image
             from viewer.groundtruth import size_scale
-            size_scale(self.image, *image_size(path))
+            size_scale(self.session.image, *image_size(path))
             ref, _ = self._decode(path, MAX_PIXELS, display=False)
             if ref is None:
                 return False
@@ -319,7 +310,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def use_rule(self) -> None:
         """Model → Automatic: the model the rule picks for the open image, from now on."""
         self.auto_model = True
-        self.models.apply_rule(self.image.path if self.image is not None else None)
+        self.models.apply_rule(self.session.image.path if self.session.image is not None else None)
         self._on_session(Event.SOURCE)
 
     def load_checkpoint(self, path: str) -> bool:
@@ -338,18 +329,18 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ---- export ------------------------------------------------------------------------------
     def export_dialog(self) -> None:
-        if self.image is None:
+        ses, img = self.session, self.session.image
+        if img is None:
             self.error("Export", "Open an image first.")
             return
-        stem = Path(self.image.path).stem or "export"
+        stem = Path(img.path).stem or "export"
         # the last folder exported to, else the image's own (where the README says)
         folder = self.settings.value("export_dir", "") or (
-            os.path.dirname(os.path.abspath(self.image.path)) if self.image.path else "")
-        dlg = ExportDialog(self, self.image.width, self.image.height, self.state.visible_region(),
-                           self.session.selection, folder,
-                           stem + "-liif", compare=self.session.compare_name or None,
-                           image=self.image,
-                           seconds=self.session.export_seconds)
+            os.path.dirname(os.path.abspath(img.path)) if img.path else "")
+        dlg = ExportDialog(self, img.width, img.height, ses.state.visible_region(),
+                           ses.selection, folder, stem + "-liif",
+                           compare=ses.compare_name or None, image=img,
+                           seconds=ses.export_seconds)
         if dlg.exec() == QtWidgets.QDialog.DialogCode.Accepted and dlg.result_request:
             self.start_export(dlg.result_request)
 
