@@ -52,7 +52,7 @@ def main() -> None:
           f"native kernel {'available' if kernels.lmf_grid(d) else 'NOT available'}")
     rgb = np.random.default_rng(0).random((600, 800, 3), dtype=np.float32)
     lat = encode(model, rgb, "cpu", tile=32)
-    lat.ensure_region(0, 600, 0, 800)
+    lat.ensure_region(Region(0, 0, 800, 600))
     for k in range(8):  # cache the code features the timed tiles read
         render(lat, Region(40 + 64 * k, 100, 64, 64), 64, 64)
         render(lat, Region(40, 100, 256, 256), 64, 64)

@@ -27,7 +27,7 @@ def measure(path: str, size: int, scale: int, repeat: int) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from core.checkpoints import load_model
-    from core.geometry import Region
+    from core.geometry import Box, Region
     from core.render.encoding import encode
     from core.render.renderer import render
 
@@ -42,7 +42,7 @@ def measure(path: str, size: int, scale: int, repeat: int) -> dict:
 
     def run_features(lat):
         lat._features.clear()
-        return lat.code_features(0, size, 0, size)
+        return lat.code_features(Box.whole(size, size))
 
     with FlopCounterMode(display=False) as fc:
         lat = run_encode()

@@ -110,7 +110,7 @@ def _encode_band(latent: LatentImage, region: Region, out_h: int, r0: int, r1: i
     the few tiles it touches, paying the encoder's halo for every small block."""
     y0 = region.y + r0 * region.h / out_h - 2
     y1 = region.y + r1 * region.h / out_h + 2
-    latent.ensure_region(y0, y1, region.x - 2, region.x + region.w + 2, cancelled)
+    latent.ensure_region(Region(region.x - 2, y0, region.w + 4, y1 - y0), cancelled)
 
 
 def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str,

@@ -143,7 +143,7 @@ def _numbers(j):
 def test_out_of_memory_on_the_device_is_one_line_and_no_file(device, tmp_path, capsys,
                                                              monkeypatch, tiny_checkpoint):
     from core import upscale
-    from core.render.renderer import renderer as render_mod
+    from core.render import renderer as render_mod
     oom = getattr(torch, "OutOfMemoryError", RuntimeError)
 
     def boom(*a, **k):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.geometry import Region
+from core.geometry import Box, Region
 from core.models.registry import make
 from core.render.encoding import encode
 from core.render.renderer import render
@@ -27,10 +27,10 @@ def test_tiled_encoding_equals_untiled(encoder):
         assert (whole - tiled).abs().max() < 1e-5
     # blocks of whatever is missing, after a few tiles were encoded on their own
     lat = encode(model, rgb, torch.device("cpu"), tile=16, max_block=48)
-    lat.ensure_region(20, 21, 30, 31)
-    lat.ensure(0, 1, 0, 1)
+    lat.ensure_region(Region(30, 20, 1, 1))
+    lat.ensure(Box(0, 0, 1, 1))
     assert lat.n_encoded == 2
-    lat.ensure_region(5, 40, 10, 60)  # a block around the first tiles, clipped
+    lat.ensure_region(Region(10, 5, 50, 35))  # a block around the first tiles, clipped
     assert (whole - lat.full()).abs().max() < 1e-5
 
 
@@ -110,13 +110,15 @@ def test_concurrent_ensure_encodes_each_tile_once(tiny_model):
     encoded = []
     block = lat._encode_block
 
-    def slow_block(*a):
+    def slow_block(tiles):
         time.sleep(0.02)  # long enough for the other thread to find the tiles pending
-        encoded.extend((y, x) for y in range(a[0], a[1]) for x in range(a[2], a[3]))
-        block(*a)
+        encoded.extend((y, x) for y in range(tiles.r0, tiles.r1)
+                       for x in range(tiles.c0, tiles.c1))
+        block(tiles)
 
     lat._encode_block = slow_block
-    threads = [threading.Thread(target=lat.ensure_region, args=(0, 100, 0, 130)) for _ in range(2)]
+    threads = [threading.Thread(target=lat.ensure_region, args=(Region(0, 0, 130, 100),))
+               for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -135,14 +137,14 @@ def test_features_cached_per_tile_equal_direct(tiny_model):
         want = tiny_model.code_features(
             encode(tiny_model, rgb, torch.device("cpu"), lazy=False, tile=1000).full()[None],
             padding=1)[0]
-    a = lat.code_features(20, 37, 5, 50)
+    a = lat.code_features(Box(5, 20, 50, 37))
     assert not lat._features  # neighbours were not encoded: nothing cached
     assert (a - want[:, 20:37, 5:50]).abs().max() < 1e-5
     lat.encode_all()
-    b = lat.code_features(0, 70, 0, 90)
+    b = lat.code_features(Box(0, 0, 90, 70))
     assert lat._features and lat._features.total <= 40_000  # cached, within its bound
     assert (b - want).abs().max() < 1e-5
-    assert torch.equal(lat.code_features(3, 9, 60, 70), b[:, 3:9, 60:70])
+    assert torch.equal(lat.code_features(Box(60, 3, 70, 9)), b[:, 3:9, 60:70])
 
 
 def test_background_encoding_goes_outward_from_the_view(tiny_model):

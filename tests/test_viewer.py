@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from PySide6 import QtCore
 
-from core.geometry import Region
+from core.geometry import Box, Region
 from core.models.registry import make
 from tests.conftest import cpu_profile, tiny_spec
 from viewer.export_dialog import ExportRequest
@@ -77,13 +77,13 @@ def test_several_liif_workers_render_the_same_tiles(qtbot, tmp_path, image_path)
         w.session.set_mode("single")
         calls = []
         block = w.session.latent._encode_block
-        w.session.latent._encode_block = lambda *a: calls.append(a) or block(*a)
+        w.session.latent._encode_block = lambda tiles: calls.append(tiles) or block(tiles)
         w.session.state.zoom = 3.0
         w.session.view_changed()
         settle(qtbot, w)
-        assert len({t for c in calls for t in [(y, x) for y in range(c[0], c[1])
-                                               for x in range(c[2], c[3])]}) \
-            == sum((c[1] - c[0]) * (c[3] - c[2]) for c in calls)  # no tile encoded twice
+        assert len({t for c in calls for t in [(y, x) for y in range(c.r0, c.r1)
+                                               for x in range(c.c0, c.c1)]}) \
+            == sum(c.width * c.height for c in calls)  # no tile encoded twice
         ref = encode(model, w.session.image.rgb, "cpu")
         for i, j in w.session.state.visible_tiles(64):
             tile = w.scheduler.cache.get(("liif", 3.0, "full", i, j))
@@ -420,7 +420,7 @@ def test_encode_jobs_cover_the_view_in_balanced_pieces(workers):
             assert len(jobs) >= min(workers, len(want))
             sizes = [len(p) for p in pieces]
             assert max(sizes) <= 2 * min(sizes)
-        lat.ensure_region(0, 300, 0, 400)  # all encoded: nothing to do
+        lat.ensure_region(Region(0, 0, 400, 300))  # all encoded: nothing to do
         assert sched._encode_jobs(lat, Method.ENCODE, 2.0, Region(10, 10, 300, 200)) == []
         # the background encoder starts from the centre of the first view, then from where
         # the view is heading: its centre plus its last step (at most a view per axis)
@@ -437,7 +437,7 @@ def test_encode_jobs_cover_the_view_in_balanced_pieces(workers):
                       max_block=64)
         sched.latent, sched.background_encoding = lat2, True
         assert sched._idle_encode_step()  # the first block encoded is the one ahead
-        assert lat2.is_encoded(52, 53, 360, 361) and not lat2.is_encoded(52, 53, 300, 301)
+        assert lat2.is_encoded(Box(360, 52, 361, 53)) and not lat2.is_encoded(Box(300, 52, 301, 53))
     finally:
         sched.shutdown()
 

@@ -461,8 +461,9 @@ class RenderScheduler:
         of about equal size, so that every worker (and core) encodes. A piece pays the
         encoder's halo once: two halves of a 4x view cost about 10% more pixels than one
         block, in half the time on two cores."""
-        ty0, ty1, tx0, tx1 = lat.tile_span(int(view.y) - 2, int(view.y + view.h) + 3,
-                                            int(view.x) - 2, int(view.x + view.w) + 3)
+        tx0, ty0, tx1, ty1 = lat.tile_span(Box(int(view.x) - 2, int(view.y) - 2,
+                                                int(view.x + view.w) + 3,
+                                                int(view.y + view.h) + 3))
         if ty1 <= ty0 or tx1 <= tx0:
             return []
         ny, nx = ty1 - ty0, tx1 - tx0
@@ -483,7 +484,7 @@ class RenderScheduler:
                 rx0, rx1 = tx0 + nx * b // px, tx0 + nx * (b + 1) // px
                 y0, y1 = ry0 * t, min(lat.height, ry1 * t)
                 x0, x1 = rx0 * t, min(lat.width, rx1 * t)
-                if not lat.is_encoded(y0, y1, x0, x1):
+                if not lat.is_encoded(Box(x0, y0, x1, y1)):
                     jobs.append(Job(TileKey(method, zoom, Level.FULL, ry0, rx0),
                                     Region(x0, y0, x1 - x0, y1 - y0), 0))
         return jobs
@@ -518,8 +519,7 @@ class RenderScheduler:
         if image is None:
             return
         if method in ENCODED_BY:
-            r = job.region
-            latent.ensure_region(r.y, r.y + r.h, r.x, r.x + r.w, cancelled)
+            latent.ensure_region(job.region, cancelled)
             return
         rgb = render_by(method.value, image, job.region, job.size, job.size,
                         {method.value: latent}, window=job.window if method.is_model else None,

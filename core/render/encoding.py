@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from core.device import autocast_to, device_lock
+from core.geometry import Box, Region
 from core.io.pixels import to_float
 from core.lru import LRUCache
 
@@ -144,11 +145,12 @@ class LatentImage:
                 if t is not None:
                     self._tiles.move_to_end((ty, tx))
                     return t
-            self.ensure(ty, ty + 1, tx, tx + 1, cancelled)
+            self.ensure(Box(tx, ty, tx + 1, ty + 1), cancelled)
 
-    def _encode_block(self, ty0: int, ty1: int, tx0: int, tx1: int) -> None:
-        """Encode tiles ``[ty0, ty1) x [tx0, tx1)`` in one pass: their pixels plus a halo of
+    def _encode_block(self, tiles: Box) -> None:
+        """Encode ``tiles`` (a box of tile indices) in one pass: their pixels plus a halo of
         ``R`` (clipped at the image border), then cut into tiles; keeps the missing ones."""
+        tx0, ty0, tx1, ty1 = tiles
         t, r = self.tile, self.halo
         y0, x0 = ty0 * t, tx0 * t
         y1, x1 = min(ty1 * t, self.height), min(tx1 * t, self.width)
@@ -164,13 +166,14 @@ class LatentImage:
                 with self._lock:
                     self._keep((ty, tx), block)
 
-    def _missing(self, ty0: int, ty1: int, tx0: int, tx1: int) -> List[Tuple[int, int]]:
+    def _missing(self, tiles: Box) -> List[Tuple[int, int]]:
+        tx0, ty0, tx1, ty1 = tiles
         return [(ty, tx) for ty in range(max(0, ty0), min(ty1, self.tiles_y))
                 for tx in range(max(0, tx0), min(tx1, self.tiles_x)) if (ty, tx) not in self._tiles]
 
-    def ensure(self, ty0: int, ty1: int, tx0: int, tx1: int,
-               cancelled: Optional[Callable[[], bool]] = None) -> None:
-        """Encode tiles ``[ty0, ty1) x [tx0, tx1)`` that are not encoded yet.
+    def ensure(self, tiles: Box, cancelled: Optional[Callable[[], bool]] = None) -> None:
+        """Encode the tiles of ``tiles`` (a box of tile indices: columns ``tx``, rows ``ty``)
+        that are not encoded yet.
 
         Missing tiles are encoded in blocks of at most ``group x group`` tiles (counted from
         ``(ty0, tx0)``), one encoder pass per block (the halo is paid once per block, not
@@ -180,23 +183,24 @@ class LatentImage:
         :meth:`_tile`, which encodes what is missing."""
         g = self.group
         done_here: set = set()
+        tx0, ty0, tx1, ty1 = tiles
         ty0, ty1 = max(0, ty0), min(ty1, self.tiles_y)
         tx0, tx1 = max(0, tx0), min(tx1, self.tiles_x)
         for by in range(ty0, ty1, g):
             for bx in range(tx0, tx1, g):
-                span = (by, min(ty1, by + g), bx, min(tx1, bx + g))
+                span = Box(bx, by, min(tx1, bx + g), min(ty1, by + g))
                 while True:
                     if cancelled is not None and cancelled():
                         raise Cancelled()
                     with self._lock:
-                        miss = [m for m in self._missing(*span) if m not in done_here]
+                        miss = [m for m in self._missing(span) if m not in done_here]
                         if not miss:
                             break
                         free = [m for m in miss if m not in self._pending]
                         if free:
                             ys, xs = [m[0] for m in free], [m[1] for m in free]
-                            block = (min(ys), max(ys) + 1, min(xs), max(xs) + 1)
-                            mine = [m for m in self._missing(*block) if m not in self._pending]
+                            block = Box(min(xs), min(ys), max(xs) + 1, max(ys) + 1)
+                            mine = [m for m in self._missing(block) if m not in self._pending]
                             done = threading.Event()
                             for m in mine:
                                 self._pending[m] = done
@@ -208,7 +212,7 @@ class LatentImage:
                             done_here.update(theirs)
                         continue
                     try:
-                        self._encode_block(*block)
+                        self._encode_block(block)
                         done_here.update(mine)
                     finally:
                         with self._lock:
@@ -216,18 +220,18 @@ class LatentImage:
                                 self._pending.pop(m, None)
                         done.set()
 
-    def is_encoded(self, y0: int, y1: int, x0: int, x1: int) -> bool:
-        """Whether every tile holding a code in rows ``[y0, y1)``, columns ``[x0, x1)`` is
-        encoded."""
+    def is_encoded(self, box: Box) -> bool:
+        """Whether every tile holding a code of ``box`` (latent pixels) is encoded."""
         with self._lock:
-            return not self._missing(*self.tile_span(y0, y1, x0, x1))
+            return not self._missing(self.tile_span(box))
 
-    def ensure_region(self, y0: float, y1: float, x0: float, x1: float,
+    def ensure_region(self, region: Region,
                       cancelled: Optional[Callable[[], bool]] = None) -> None:
-        """Encode every tile holding a latent code in rows ``[y0, y1)``, columns ``[x0, x1)``
-        (clipped to the image)."""
-        self.ensure(*self.tile_span(math.floor(y0), math.ceil(y1), math.floor(x0),
-                                     math.ceil(x1)), cancelled)
+        """Encode every tile holding a latent code of ``region`` (source pixels, clipped to
+        the image)."""
+        box = Box(math.floor(region.x), math.floor(region.y), math.ceil(region.x + region.w),
+                  math.ceil(region.y + region.h))
+        self.ensure(self.tile_span(box), cancelled)
 
     def _blocks(self) -> List[Tuple[int, int]]:
         """First tiles ``(ty, tx)`` of the image's blocks of ``group x group`` tiles,
@@ -240,7 +244,7 @@ class LatentImage:
         """Encode every tile (``progress(tiles_done, total)`` after each block)."""
         g = self.group
         for ty, tx in self._blocks():
-            self.ensure(ty, ty + g, tx, tx + g, cancelled)
+            self.ensure(Box(tx, ty, tx + g, ty + g), cancelled)
             if progress is not None:
                 progress(self.n_encoded, self.n_tiles)
 
@@ -264,7 +268,7 @@ class LatentImage:
             return False
         with self._lock:
             blocks = [(ty, tx) for ty, tx in self._blocks()
-                      if self._missing(ty, ty + g, tx, tx + g)]
+                      if self._missing(Box(tx, ty, tx + g, ty + g))]
         if not blocks:
             return False
 
@@ -275,27 +279,29 @@ class LatentImage:
             return (cy - near[0]) ** 2 + (cx - near[1]) ** 2
 
         ty, tx = blocks[0] if near is None else min(blocks, key=dist2)
-        self.ensure(ty, ty + g, tx, tx + g)
+        self.ensure(Box(tx, ty, tx + g, ty + g))
         return True
 
-    def tile_span(self, y0: int, y1: int, x0: int, x1: int) -> Tuple[int, int, int, int]:
-        """Tiles ``[ty0, ty1) x [tx0, tx1)`` holding latent rows ``[y0, y1)``, columns
-        ``[x0, x1)`` (clipped to the image; all zero if nothing is left)."""
+    def tile_span(self, box: Box) -> Box:
+        """The box of tile indices holding the latent pixels of ``box`` (clipped to the image;
+        empty if nothing is left)."""
         t = self.tile
-        y0, y1 = max(0, y0), min(self.height, y1)
-        x0, x1 = max(0, x0), min(self.width, x1)
+        y0, y1 = max(0, box.r0), min(self.height, box.r1)
+        x0, x1 = max(0, box.c0), min(self.width, box.c1)
         if y1 <= y0 or x1 <= x0:
-            return 0, 0, 0, 0
-        return y0 // t, (y1 - 1) // t + 1, x0 // t, (x1 - 1) // t + 1
+            return Box(0, 0, 0, 0)
+        return Box(x0 // t, y0 // t, (x1 - 1) // t + 1, (y1 - 1) // t + 1)
 
     # ---- reading -----------------------------------------------------------------------------
-    def window(self, y0: int, y1: int, x0: int, x1: int,
-               cancelled: Optional[Callable[[], bool]] = None) -> torch.Tensor:
-        """Latent rows ``[y0, y1)``, columns ``[x0, x1)`` as float32 ``(C, y1-y0, x1-x0)``;
-        codes outside the image are zero (the unfolding's padding)."""
+    def window(self, box: Box, cancelled: Optional[Callable[[], bool]] = None
+               ) -> torch.Tensor:
+        """The latent pixels of ``box`` as float32 ``(C, height, width)``; codes outside the
+        image are zero (the unfolding's padding)."""
+        x0, y0, x1, y1 = box
         out = torch.zeros(self.channels, y1 - y0, x1 - x0, device=self.device)
-        ty0, ty1, tx0, tx1 = self.tile_span(y0, y1, x0, x1)
-        self.ensure(ty0, ty1, tx0, tx1, cancelled)
+        tiles = self.tile_span(box)
+        self.ensure(tiles, cancelled)
+        tx0, ty0, tx1, ty1 = tiles
         t = self.tile
         for ty in range(ty0, ty1):
             for tx in range(tx0, tx1):
@@ -327,11 +333,11 @@ class LatentImage:
                 out[:, rsel.to(self.device)[:, None], csel.to(self.device)[None, :]] = block
         return out
 
-    def code_features(self, y0: int, y1: int, x0: int, x1: int,
-                 cancelled: Optional[Callable[[], bool]] = None) -> torch.Tensor:
+    def code_features(self, box: Box, cancelled: Optional[Callable[[], bool]] = None
+                      ) -> torch.Tensor:
         """The model's code features (``model.code_features``: LIIF's P map, LMF's
-        modulations) of codes in rows ``[y0, y1)``, columns ``[x0, x1)`` (inside the image),
-        ``(K, y1-y0, x1-x0)``.
+        modulations) of the codes of ``box`` (latent pixels, inside the image),
+        ``(K, height, width)``.
 
         Computed per latent tile from the tile and a halo of ``model.window_halo`` codes
         (zeros outside the image, as everywhere), and kept in a small LRU cache
@@ -340,18 +346,20 @@ class LatentImage:
         not cached: only the codes asked for are computed (so that reading features never
         encodes more of the image than the codes' 3x3 neighbourhoods)."""
         t, halo = self.tile, int(self.model.window_halo)
-        ty0, ty1, tx0, tx1 = self.tile_span(y0, y1, x0, x1)
+        x0, y0, x1, y1 = box
+        tx0, ty0, tx1, ty1 = self.tile_span(box)
         out = None
         for ty in range(ty0, ty1):
             for tx in range(tx0, tx1):
                 gy0, gx0 = ty * t, tx * t
                 gy1, gx1 = min(gy0 + t, self.height), min(gx0 + t, self.width)
                 sy0, sy1, sx0, sx1 = max(y0, gy0), min(y1, gy1), max(x0, gx0), min(x1, gx1)
-                if self.is_encoded(gy0 - halo, gy1 + halo, gx0 - halo, gx1 + halo):
+                if self.is_encoded(Box(gx0 - halo, gy0 - halo, gx1 + halo, gy1 + halo)):
                     f = self._feature_tile(ty, tx, t, halo, cancelled)[
                         :, sy0 - gy0:sy1 - gy0, sx0 - gx0:sx1 - gx0]
                 else:  # its neighbours are not encoded: only what is asked for, not cached
-                    win = self.window(sy0 - halo, sy1 + halo, sx0 - halo, sx1 + halo, cancelled)
+                    win = self.window(Box(sx0 - halo, sy0 - halo, sx1 + halo, sy1 + halo),
+                                      cancelled)
                     f = self.features_of(win)
                 if out is None:
                     out = torch.empty(f.shape[0], y1 - y0, x1 - x0, device=self.device)
@@ -365,14 +373,14 @@ class LatentImage:
             return f
         y0, x0 = ty * t, tx * t
         y1, x1 = min(y0 + t, self.height), min(x0 + t, self.width)
-        win = self.window(y0 - halo, y1 + halo, x0 - halo, x1 + halo, cancelled)
+        win = self.window(Box(x0 - halo, y0 - halo, x1 + halo, y1 + halo), cancelled)
         f = self.features_of(win).contiguous()
         self._features.put((ty, tx), f)
         return f
 
     def full(self) -> torch.Tensor:
         """The whole latent map ``(C, H, W)`` (encodes everything)."""
-        return self.window(0, self.height, 0, self.width)
+        return self.window(Box.whole(self.width, self.height))
 
     @property
     def code_bytes(self) -> int:

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from core.device import device_lock
-from core.geometry import Region, iter_chunks
+from core.geometry import Box, Region, iter_chunks
 from core.models.implicit import neighbour_index
 from core.profile import CPU_CHUNK
 from core.render.encoding import Cancelled, LatentImage
@@ -94,8 +94,8 @@ def _code_feature_grid(latent: LatentImage, rows: torch.Tensor, cols: torch.Tens
     rsrc, rlut, rstride, nr, rdense = axis(rows)
     csrc, clut, cstride, nc, cdense = axis(cols)
     if rdense and cdense:  # cached per latent tile (the viewer's passes share them)
-        codes = latent.code_features(int(rows[0]), int(rows[-1]) + 1, int(cols[0]),
-                               int(cols[-1]) + 1, cancelled)
+        codes = latent.code_features(Box(int(cols[0]), int(rows[0]), int(cols[-1]) + 1,
+                                         int(rows[-1]) + 1), cancelled)
     else:
         codes = latent.features_of(latent.take(rsrc, csrc, cancelled), stride=(rstride, cstride))
     assert codes.shape[1:] == (nr, nc)
