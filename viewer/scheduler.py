@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -253,8 +253,8 @@ class RenderScheduler:
         self.on_pass = on_pass or (lambda kind, s: None)
         self.on_error = on_error or (lambda msg: None)
         self.image: Optional[LoadedImage] = None
-        self.latent: Optional[LatentImage] = None
-        self.compare_latent: Optional[LatentImage] = None  # a second model's, or None
+        #: the model methods' latents (viewer.session.Session.latents, via its snapshot)
+        self.latents: Dict[str, Optional[LatentImage]] = {}
         self.wanted: set = set()
         self.timer: Optional[PassTimer] = None
         self.background_encoding = True
@@ -279,22 +279,31 @@ class RenderScheduler:
             w.start()
 
     # ---- configuration -----------------------------------------------------------------------
-    def set_source(self, image: Optional[LoadedImage], latent: Optional[LatentImage],
-                   compare_latent: Optional[LatentImage] = None) -> None:
-        """A new image and/or model (and/or compare model): drop queued work and cached
-        tiles of what changed."""
+    @property
+    def latent(self) -> Optional[LatentImage]:
+        """The model in use's latent."""
+        return self.latents.get(Method.LIIF)
+
+    @latent.setter
+    def latent(self, lat: Optional[LatentImage]) -> None:
+        self.latents[Method.LIIF] = lat
+
+    def set_source(self, image: Optional[LoadedImage],
+                   latents: Mapping[str, Optional[LatentImage]]) -> None:
+        """A new image and/or model (and/or compare model), with the model methods' latents
+        (:meth:`viewer.session.Session.latents`): drop queued work and cached tiles of what
+        changed."""
         with self._lock:
             self.wanted = set()
             if image is not self.image:
                 self.cache.clear()
                 self.idle_stopped = False
             else:  # drop only the tiles of a model whose latent changed
-                stale = {m for m, old, new in ((Method.LIIF, self.latent, latent),
-                                               (Method.COMPARE, self.compare_latent,
-                                                compare_latent)) if old is not new}
+                stale = {m for m in (Method.LIIF, Method.COMPARE)
+                         if self.latents.get(m) is not latents.get(m)}
                 if stale:
                     self.cache.drop(lambda k: k[0] in stale)
-            self.image, self.latent, self.compare_latent = image, latent, compare_latent
+            self.image, self.latents = image, dict(latents)
         self._preview.replace([])
         self._liif.replace([])
         # a job still running for the old source sees itself stale and stops; its result,
@@ -313,8 +322,7 @@ class RenderScheduler:
             return
         snap = self.session.snapshot
         if event == Event.SOURCE:
-            self.set_source(snap.image, snap.latents.get(Method.LIIF),
-                            snap.latents.get(Method.COMPARE))
+            self.set_source(snap.image, snap.latents)
         self.plan = ViewPlan.of(snap, self.tile)
         if snap.view is not None:
             p = self.plan
@@ -451,7 +459,7 @@ class RenderScheduler:
     def latent_for(self, method: str) -> Optional[LatentImage]:
         """The latent a model method (or its encoding jobs) renders from."""
         m = ENCODED_BY.get(Method(method), Method(method))
-        return {Method.LIIF: self.latent, Method.COMPARE: self.compare_latent}.get(m)
+        return self.latents.get(m)
 
     def _encode_jobs(self, lat: LatentImage, method: Method, zoom: float,
                      view: Region) -> List[Job]:
