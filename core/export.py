@@ -123,7 +123,7 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
     Greyscale sources are written greyscale, alpha is resampled bicubically and re-attached,
     16-bit sources stay 16-bit in PNG/TIFF. The source's colour profile and (unless not
     ``keep_exif``: privacy) its EXIF go with the pixels where the format carries them.
-    ``progress(rows_done, rows_total)`` after each band. Raises
+    ``progress(pixels_done, pixels_total)`` after each band. Raises
     :class:`core.render.encoding.Cancelled` when cancelled, :class:`ImageError` on I/O errors,
     :class:`ValueError` for a request :func:`check_request` refuses.
     """
@@ -160,7 +160,7 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
             yield r0, r1, rgb, a
             release_freed_memory()  # the band's and the evicted tiles' pages (core.device)
             if progress is not None:
-                progress(r1, out_h)
+                progress(r1 * out_w, out_h * out_w)
         stop_if_cancelled()  # a cancel during the last band: nothing is written
 
     if BY_PIL[fmt].streamable and fitting_metadata(meta, fmt)[1]:

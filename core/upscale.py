@@ -195,9 +195,8 @@ def main(argv=None) -> int:
                    "lossless), 1-100 (default 95)")
     p.add_argument("--precision", choices=("auto", "float32"), default="auto",
                    help="arithmetic of the encoder and the code features' first layer: auto = "
-                   "bfloat16 where the CPU multiplies it natively (twice as fast; PSNR within "
-                   "0.002 dB of float32, single pixels within 4 levels), else float32 "
-                   "(default auto)")
+                   "bfloat16 where the CPU multiplies it natively (faster, within the tests' "
+                   "tolerance of float32), else float32 (default auto)")
     p.add_argument("--fp16-latent", action="store_true", help="store the latent in float16 "
                    "on a CPU too (half the memory; PSNR unchanged at 4 decimals on Set5; on a "
                    "GPU it always is)")

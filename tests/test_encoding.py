@@ -203,3 +203,21 @@ def test_the_default_budget_follows_the_machine(monkeypatch):
     monkeypatch.delenv("LIIF_ZOOM_LATENT_MB")
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda dev=None: (1 << 30, 80 << 30))
     assert default_budget("cuda") == (1 << 30) // 2  # half the free GPU memory
+
+
+def test_progress_is_counted_in_pixels(tiny_model, tmp_path):
+    """Encoding and exporting report pixels (edge tiles are smaller than whole ones), so
+    that every progress bar and estimate counts one unit."""
+    from core.export import export
+    from core.io.imageio import LoadedImage
+    rgb = np.random.default_rng(1).random((50, 70, 3), dtype=np.float32)
+    lat = encode(tiny_model, rgb, torch.device("cpu"), tile=16, max_block=32)
+    seen = []
+    lat.encode_all(progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (50 * 70, 50 * 70) and all(t == 3500 for _, t in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and lat.encoded_fraction == 1.0
+    rows = []
+    export(LoadedImage(rgb), Region.full(70, 50), 140, 100, str(tmp_path / "o.png"), "liif",
+           encode(tiny_model, rgb, torch.device("cpu")), band_pixels=140 * 30,
+           progress=lambda d, t: rows.append((d, t)))
+    assert rows[-1] == (140 * 100, 140 * 100) and len(rows) == 4

@@ -56,7 +56,8 @@ class Task:
 
 class Background(QtCore.QObject):
     _finished = QtCore.Signal(object, object, object)  # (on_done, result, error)
-    _progressed = QtCore.Signal(object, int, int)  # (on_progress, done, total)
+    # (on_progress, done, total): Python ints, which pixel counts outgrow Qt's 32-bit int
+    _progressed = QtCore.Signal(object, object, object)
 
     def __init__(self, parent: Optional[QtCore.QObject] = None) -> None:
         super().__init__(parent)

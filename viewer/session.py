@@ -185,7 +185,7 @@ class Session:
         w = max(0.0, min(region.x + region.w, self.image.width) - max(region.x, 0.0))
         h = max(0.0, min(region.y + region.h, self.image.height) - max(region.y, 0.0))
         lat = self.latent
-        left = 0.0 if lat is None else w * h * (1 - lat.n_encoded / max(1, lat.n_tiles))
+        left = 0.0 if lat is None else w * h * (1 - lat.encoded_fraction)
         return export_seconds(self.model, self.profile, out_px, w * h, left)
 
     def _encode(self, model) -> Optional[LatentImage]:

@@ -84,14 +84,15 @@ class StatusBar(QtCore.QObject):
 
     def show_encoding(self) -> None:
         lat = self.session.latent
-        if lat is None or lat.n_encoded >= lat.n_tiles:
+        done = 0.0 if lat is None else lat.encoded_fraction
+        if lat is None or done >= 1.0:
             self.progress.hide()
             return
         self.progress.show()
-        self.progress.setMaximum(lat.n_tiles)
-        self.progress.setValue(lat.n_encoded)
+        self.progress.setMaximum(1000)
+        self.progress.setValue(int(1000 * done))
         if lat.at_budget:  # it stops here: say why, rather than look stuck
-            pct = 100 * lat.n_encoded // max(1, lat.n_tiles)
+            pct = int(100 * done)
             self.progress.setFormat(f"{pct}% (budget)")
             self.progress.setToolTip(
                 f"encoded {pct} % of the image ahead, up to the latent's memory budget "

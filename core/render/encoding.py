@@ -123,6 +123,16 @@ class LatentImage:
     def n_encoded(self) -> int:
         return len(self._tiles)
 
+    @property
+    def encoded_fraction(self) -> float:
+        """The share of the image's latent pixels encoded (tiles at the edges are smaller):
+        progress is counted in pixels everywhere (encoding, rendering, exporting)."""
+        t = self.tile
+        with self._lock:
+            px = sum(min(t, self.height - ty * t) * min(t, self.width - tx * t)
+                     for ty, tx in self._tiles)
+        return px / max(1, self.height * self.width)
+
     def _keep(self, key: Tuple[int, int], block: torch.Tensor) -> None:
         """Store an encoded tile (under the lock), dropping the least recently used ones
         beyond the budget (never the one just stored)."""
@@ -241,12 +251,13 @@ class LatentImage:
 
     def encode_all(self, progress: Optional[Callable[[int, int], None]] = None,
                    cancelled: Optional[Callable[[], bool]] = None) -> None:
-        """Encode every tile (``progress(tiles_done, total)`` after each block)."""
+        """Encode every tile (``progress(pixels_done, pixels_total)`` after each block)."""
         g = self.group
         for ty, tx in self._blocks():
             self.ensure(Box(tx, ty, tx + g, ty + g), cancelled)
             if progress is not None:
-                progress(self.n_encoded, self.n_tiles)
+                total = self.height * self.width
+                progress(round(self.encoded_fraction * total), total)
 
     @property
     def at_budget(self) -> bool:
