@@ -16,7 +16,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from core.geometry import Region
+from core.geometry import Box, Region
 from core.io.imageio import LoadedImage
 from core.io.pixels import to_float
 from core.metrics import psnr, ssim
@@ -43,8 +43,8 @@ def size_scale(image: LoadedImage, ref_w: int, ref_h: int) -> float:
 
 
 def comparison_window(region: Region, image: LoadedImage, reference: LoadedImage,
-                      max_pixels: int = 1 << 20) -> Optional[Tuple[int, int, int, int]]:
-    """Reference pixels ``(x0, y0, x1, y1)`` to compare for a view of ``region``: the region
+                      max_pixels: int = 1 << 20) -> Optional[Box]:
+    """The box of reference pixels to compare for a view of ``region``: the region
     inside the image, snapped outwards to whole reference pixels, cut to its central
     ``max_pixels``; None if too small for SSIM (under 11 pixels a side)."""
     s = reference_scale(image, reference)
@@ -60,7 +60,7 @@ def comparison_window(region: Region, image: LoadedImage, reference: LoadedImage
         x1, y1, w, h = x0 + nw, y0 + nh, nw, nh
     if w < 11 or h < 11:
         return None
-    return x0, y0, x1, y1
+    return Box(x0, y0, x1, y1)
 
 
 def visible_metrics(image: LoadedImage, reference: LoadedImage, region: Region,

@@ -133,12 +133,13 @@ class ViewState:
         ox, oy = self.origin()
         return sx * self.zoom - ox, sy * self.zoom - oy
 
-    def _shown(self) -> Tuple[float, float, float, float]:
-        """Grid-pixel rectangle ``(x0, y0, x1, y1)`` on both the pane and the image (empty if
-        ``x1 <= x0`` or ``y1 <= y0``)."""
+    def _shown(self) -> Box:
+        """The grid pixels (not source pixels) on both the pane and the image, a partly
+        covered grid pixel counted in (empty when there are none)."""
         ox, oy = self.origin()
         gw, gh = self.image_w * self.zoom, self.image_h * self.zoom  # image extent in grid px
-        return max(ox, 0), max(oy, 0), min(ox + self.view_w, gw), min(oy + self.view_h, gh)
+        return Box(max(ox, 0), max(oy, 0), math.ceil(min(ox + self.view_w, gw)),
+                   math.ceil(min(oy + self.view_h, gh)))
 
     def visible_tiles(self, tile: int) -> List[Tuple[int, int]]:
         """Tiles ``(i, j)`` of the grid that intersect both the pane and the image, nearest
