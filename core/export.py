@@ -102,17 +102,6 @@ def render_region(image: LoadedImage, region: Region, out_w: int, out_h: int, me
     return render_by(method, image, region, out_w, out_h, {method: latent}, window, cancelled)
 
 
-def _encode_band(latent: LatentImage, region: Region, out_h: int, r0: int, r1: int,
-                 cancelled: Optional[Callable[[], bool]]) -> None:
-    """Encode the latent codes output rows ``[r0, r1)`` of ``region`` read (their source
-    rows across the region, with the neighbours the ensemble and the 3x3 unfolding reach) in
-    large blocks, before the band renders: left to the renderer, each chunk would encode
-    the few tiles it touches, paying the encoder's halo for every small block."""
-    y0 = region.y + r0 * region.h / out_h - 2
-    y1 = region.y + r1 * region.h / out_h + 2
-    latent.ensure_region(Region(region.x - 2, y0, region.w + 4, y1 - y0), cancelled)
-
-
 def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str,
            method: str = "liif", latent: Optional[LatentImage] = None, quality: int = 95,
            progress: Optional[Callable[[int, int], None]] = None,
@@ -148,8 +137,6 @@ def export(image: LoadedImage, region: Region, out_w: int, out_h: int, path: str
             stop_if_cancelled()
             r1 = min(out_h, r0 + band)
             win = (0, r0, out_w, r1)
-            if latent is not None:  # the band's codes in large blocks first (see _encode_band)
-                _encode_band(latent, region, out_h, r0, r1, cancelled)
             rgb = render_region(image, region, out_w, out_h, method, latent, win, cancelled)
             if flatten is not None:
                 fa = np.clip(render_bicubic(flatten, region, out_w, out_h, win), 0, 1)[..., None]

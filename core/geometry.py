@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 
@@ -52,6 +52,13 @@ class Region:
         except ValueError:
             raise ValueError(f"region must be four numbers X,Y,W,H, got {text!r}") from None
         return cls(*nums)
+
+    def inside(self, width: float, height: float) -> Optional["Region"]:
+        """This region cut to ``[0, width] x [0, height]`` (an image), or None if it does not
+        overlap it."""
+        x0, y0 = max(self.x, 0.0), max(self.y, 0.0)
+        x1, y1 = min(self.x + self.w, float(width)), min(self.y + self.h, float(height))
+        return Region(x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else None
 
     def sub(self, out_w: int, out_h: int, c0: int, r0: int, c1: int, r1: int) -> "Region":
         """The region sampled by output columns ``c0:c1`` and rows ``r0:r1``."""

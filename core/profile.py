@@ -27,7 +27,7 @@ image becomes a latent for a model in the viewer, the CLI, evaluation and traini
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
@@ -98,10 +98,6 @@ class DeviceProfile:
     def short(self) -> str:
         """``cpu`` or ``cpu bf16`` (the status bar; float32 goes without saying)."""
         return self.device.type + (" bf16" if self.compute_dtype == torch.bfloat16 else "")
-
-    def with_workers(self, workers: int) -> "DeviceProfile":
-        """The same profile with ``workers`` render workers sharing the CPU's cores."""
-        return replace(self, workers=workers, threads=_threads(self.device, workers))
 
     def encode(self, model: torch.nn.Module, rgb: np.ndarray, *,
                latent_dtype: Optional[torch.dtype] = None, budget_share: float = 1.0,

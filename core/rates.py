@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
@@ -32,12 +33,13 @@ import torch
 
 from core.geometry import Region
 from core.profile import DeviceProfile
+from core.render.encoding import MAX_BLOCK
 from core.render.renderer import render
 
 __all__ = ["Rates", "rates_for", "export_seconds"]
 
 #: the widest block :class:`core.render.encoding.LatentImage` encodes at once
-BLOCK = 512
+BLOCK = MAX_BLOCK
 #: the measurement: a ``SIDE x SIDE`` image, encoded, then rendered whole at these scales
 SIDE, SCALES = 128, (1, 3)
 #: the encoder's measurement: an 8-bit image of this size (as photos are), in one block
@@ -61,7 +63,9 @@ class Rates:
         return (block_rows + r) * (BLOCK + r) / (block_rows * BLOCK)
 
 
-_cache: Dict[Tuple[int, str, torch.dtype], Rates] = {}
+#: the measured rates of each model (by device and arithmetic), forgotten with the model
+_cache: "weakref.WeakKeyDictionary[torch.nn.Module, Dict[Tuple[str, torch.dtype], Rates]]" = \
+    weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -96,25 +100,28 @@ def _measure(model: torch.nn.Module, profile: DeviceProfile) -> Rates:
                  radius=int(getattr(model, "receptive_radius", 0)))
 
 
-def rates_for(model: Optional[torch.nn.Module], profile: DeviceProfile) -> Optional[Rates]:
-    """``model``'s measured :class:`Rates` under ``profile`` (measured on first use, then
-    kept); None on a GPU or without a model."""
+def rates_for(model: Optional[torch.nn.Module], profile: DeviceProfile,
+              measure: bool = True) -> Optional[Rates]:
+    """``model``'s measured :class:`Rates` under ``profile``, kept for the model's life;
+    measured now if not yet and ``measure`` (seconds: off the GUI thread), else None. None
+    on a GPU or without a model."""
     if model is None or profile.device.type != "cpu":
         return None
-    key = (id(model), str(profile.device), profile.compute_dtype)
+    key = (str(profile.device), profile.compute_dtype)
     with _lock:
-        if key not in _cache:
-            _cache[key] = _measure(model, profile)
-        return _cache[key]
+        kept = _cache.setdefault(model, {})
+        if key not in kept and measure:
+            kept[key] = _measure(model, profile)
+        return kept.get(key)
 
 
 def export_seconds(model: Optional[torch.nn.Module], profile: DeviceProfile, out_px: float,
-                   region_px: float, encode_px: float = 0.0, block_rows: int = BLOCK
-                   ) -> Optional[float]:
+                   region_px: float, encode_px: float = 0.0, block_rows: int = BLOCK,
+                   measure: bool = True) -> Optional[float]:
     """About how long an export takes (the module's formula): ``out_px`` output pixels of a
     region covering ``region_px`` source pixels, of which ``encode_px`` are still to encode in
-    blocks of ``block_rows`` rows. None where not measured."""
-    r = rates_for(model, profile)
+    blocks of ``block_rows`` rows. None where not measured (see :func:`rates_for`)."""
+    r = rates_for(model, profile, measure)
     if r is None:
         return None
     return (encode_px * r.encode * r.halo(block_rows) + region_px * r.code

@@ -340,10 +340,10 @@ def _check_args(args) -> None:
 
 
 def _size_jobs(args, todo: List[Job], region_arg: Optional[Region], models,
-               single: bool) -> List[Tuple[Job, int, int]]:
+               single: bool) -> List[Tuple[Job, int, int, int, int]]:
     """Each job's size from its header (``job.work``, for the progress bar; a bad file counts
     0), its request and format limits checked before any work; returns the large ones."""
-    large = []  # (job, w, h) of outputs over LARGE_OUTPUT
+    large = []  # (job, output w, h, image w, h) of outputs over LARGE_OUTPUT
     for j in todo:
         try:
             w, h = image_size(j.src)
@@ -357,18 +357,17 @@ def _size_jobs(args, todo: List[Job], region_arg: Optional[Region], models,
             continue
         j.work = ow * oh + (ENCODE_WEIGHT * w * h if models is not None else 0)
         if LARGE_OUTPUT <= ow * oh <= MAX_OUTPUT_PIXELS and max(ow, oh) <= MAX_OUTPUT_SIDE:
-            large.append((j, ow, oh))
+            large.append((j, ow, oh, w, h))
     return large
 
 
-def _announce(args, large: List[Tuple[Job, int, int]], region_arg: Optional[Region],
+def _announce(args, large: List[Tuple[Job, int, int, int, int]], region_arg: Optional[Region],
               models) -> None:
     """Say each large output's size and time; above :data:`CONFIRM_OUTPUT` refuse without
     ``--yes``. (The format's limits were checked with the request.)"""
-    for j, ow, oh in large:
+    for j, ow, oh, w, h in large:
         secs = None
         if models is not None:
-            w, h = image_size(j.src)
             r = region_arg or Region.full(w, h)
             secs = job_seconds(models.get(j.src)[0], models.profile, w, h, r, ow, oh)
         eta = f", about {duration(secs)} here" if secs else ""
@@ -426,7 +425,6 @@ class Models:
 
     def __init__(self, args) -> None:
         self.profile = profile_for(pick_device(args.device), args.precision)
-        self.device = self.profile.device
         self.fixed = zoo.resolve(args.checkpoint) if args.checkpoint else None
         self.loaded: dict = {}
 
@@ -434,10 +432,10 @@ class Models:
         if self.fixed is not None:
             path, why = self.fixed, ""
         else:
-            choice = zoo.choose(self.device, src)
+            choice = zoo.choose(self.profile.device, src)
             path, why = choice.path, f" ({choice.reason})"
         if path not in self.loaded:
-            model = zoo.load(path, self.device)
+            model = zoo.load(path, self.profile.device)
             self.loaded[path] = model
             _say(bar, zoo.describe(path, model, self.profile) + why)
         return self.loaded[path], self.profile
@@ -464,7 +462,7 @@ def _one(args, job: Job, region_arg: Optional[Region], model, profile, bar) -> N
     if model is not None:
         latent = profile.encode(model, image.pixels,
                                 latent_dtype=torch.float16 if args.fp16_latent else None,
-                                budget_bytes=min(profile.latent_budget, CLI_LATENT_BUDGET),
+                                budget_bytes=cli_budget(profile),
                                 tile=LATENT_TILE,
                                 feature_cache_bytes=CLI_FEATURE_CACHE)
         whole = image.width * image.height * latent.code_bytes
@@ -490,15 +488,20 @@ def _one(args, job: Job, region_arg: Optional[Region], model, profile, bar) -> N
            band_pixels=CLI_BAND_PIXELS)
 
 
+def cli_budget(profile) -> int:
+    """The bytes a CLI job's latent may keep: the device's budget, at most
+    :data:`CLI_LATENT_BUDGET` (beyond it the job renders in bands, :func:`band_budget`)."""
+    return min(profile.latent_budget, CLI_LATENT_BUDGET)
+
+
 def job_seconds(model, profile, w: int, h: int, region: Region, out_w: int, out_h: int
                 ) -> Optional[float]:
     """About how long the CLI takes to render ``region`` of a ``w x h`` image at
     ``out_w x out_h`` (:func:`core.rates.export_seconds`): every source pixel the region
     covers is encoded, in bands of latent tiles where the whole latent is over the budget."""
-    covered = max(0.0, min(region.x + region.w, w) - max(region.x, 0.0)) * \
-        max(0.0, min(region.y + region.h, h) - max(region.y, 0.0))
-    whole = w * h * getattr(model, "latent_dim", 0) * 4
-    banded = whole > min(profile.latent_budget, CLI_LATENT_BUDGET)
+    inside = region.inside(w, h)
+    covered = 0.0 if inside is None else inside.w * inside.h
+    banded = w * h * getattr(model, "latent_dim", 0) * 4 > cli_budget(profile)
     return export_seconds(model, profile, out_w * out_h, covered, covered,
                           block_rows=LATENT_TILE if banded else BLOCK)
 

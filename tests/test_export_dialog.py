@@ -129,13 +129,21 @@ def test_the_time_estimate_is_measured_and_counts_the_encoding_still_to_do():
     assert abs(whole - render - 13e6 * rc.encode * rc.halo(512)) < 1e-6 * whole
     assert export_seconds(cpu, prof, 52e6, 13e6, 13e6, block_rows=64) > whole
     assert rc.halo(64) > rc.halo(512) > 1
+    # without ``measure`` nothing is timed (the dialog's GUI thread): None until measured
+    from core.models.registry import make
+    from tests.conftest import tiny_spec
+    tiny = make(tiny_spec()).eval()
+    assert rates_for(tiny, prof, measure=False) is None
+    assert export_seconds(tiny, prof, 1e6, 1e5, measure=False) is None
+    assert rates_for(tiny, prof, measure=False) is None
+    assert rates_for(tiny, prof) is rates_for(tiny, prof, measure=False) is not None
 
 
 def test_notes_that_appear_after_the_dialog_is_shown_are_not_clipped(qtbot, tmp_path):
     img = LoadedImage((np.random.default_rng(0).random((80, 120, 3)) * 255).astype(np.uint8),
                       np.full((80, 120), 0.5, np.float32))
     dlg = ExportDialog(None, 120, 80, Region(0, 0, 120, 80), None, str(tmp_path), "t",
-                       image=img, seconds=lambda region, px: px / 1e6)
+                       image=img, seconds=lambda region, px, measure=True: px / 1e6)
     qtbot.addWidget(dlg)
     dlg.show()
     qtbot.waitExposed(dlg)
@@ -158,7 +166,7 @@ def test_current_view_at_fit_is_the_image_not_the_letterbox(qtbot):
 
 def test_the_aspect_holds_at_the_size_limit_and_the_estimate_shows(qtbot):
     dlg = ExportDialog(None, 6000, 4000, Region(0, 0, 6000, 4000), None,
-                       seconds=lambda region, px: px / 1.7e6)
+                       seconds=lambda region, px, measure=True: px / 1.7e6)
     qtbot.addWidget(dlg)
     dlg.region_box.setCurrentText("Whole image")
     dlg.scale.setValue(50)

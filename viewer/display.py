@@ -1,5 +1,6 @@
-"""What the panes draw before any render: the source in the display's colours, and where it
-is transparent. Plain functions of a :class:`~core.io.imageio.LoadedImage`."""
+"""What the panes draw before any render (the source in the display's colours, and where it
+is transparent) and the open image's folder (its images, in the order ←/→ walk them): plain
+functions, no window."""
 from __future__ import annotations
 
 import os

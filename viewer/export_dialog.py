@@ -1,6 +1,7 @@
 """The export dialog: which region, what size, which method(s), which format and file."""
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Callable, List, Optional
@@ -59,13 +60,6 @@ def method_choices(compare: Optional[str] = None) -> dict:
             **{k: v for k, v in base.items() if k != L.label}}
 
 
-def _inside(r: Region, w: int, h: int) -> Region:
-    """``r`` cut to the ``w x h`` image (``r`` itself if it does not overlap it)."""
-    x0, y0 = max(r.x, 0.0), max(r.y, 0.0)
-    x1, y1 = min(r.x + r.w, float(w)), min(r.y + r.h, float(h))
-    return Region(x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else r
-
-
 def free_name(folder: str, stem: str, ext: str) -> str:
     """``folder/stem.ext``, or ``stem-2.ext``, ``stem-3.ext``, ... the first that does not
     exist: a repeated export proposes a new file, never the last one's."""
@@ -94,13 +88,14 @@ class ExportDialog(QtWidgets.QDialog):
                  compare: Optional[str] = None, image: Optional[LoadedImage] = None,
                  seconds: Optional[Callable[[Region, int], Optional[float]]] = None) -> None:
         super().__init__(parent)
-        #: ``seconds(region, output_pixels)``: the whole export's time, encoding the
-        #: region's source pixels not encoded yet included (None: no time shown)
+        #: ``seconds(region, output_pixels, measure)``: the whole export's time, encoding the
+        #: region's source pixels not encoded yet included; None until the costs are measured
+        #: unless ``measure`` (which the background estimate does; None: no time shown)
         self.seconds = seconds
         #: the image, for the file-size estimate and what the format keeps (None: neither)
         self.image = image
         # the current view cut to the image: at fit it also holds the letterbox around it
-        view = _inside(view, image_w, image_h)
+        view = view.inside(image_w, image_h) or view
         #: the method choices: label -> methods (core.render.methods' names); one file per method
         self.choices = method_choices(compare)
         self.setWindowTitle("Export region")
@@ -265,8 +260,9 @@ class ExportDialog(QtWidgets.QDialog):
         self._grow()
 
     def export_seconds(self, out_px: int) -> Optional[float]:
-        """About how long ``out_px`` output pixels of the chosen region take."""
-        return None if self.seconds is None else self.seconds(self.region, out_px)
+        """About how long ``out_px`` output pixels of the chosen region take (None until the
+        background estimate has measured the costs: never on the GUI thread)."""
+        return None if self.seconds is None else self.seconds(self.region, out_px, False)
 
     def _estimate_bytes(self) -> None:
         """Ask for the file-size estimate of the current settings in the background; the
@@ -276,6 +272,13 @@ class ExportDialog(QtWidgets.QDialog):
         asked = self._bytes_asked
         args = (self.image, self.region, self.w.value(), self.h.value(), ext,
                 self.quality.value(), self.keep_exif.isChecked())
+        seconds, region = self.seconds, self.region
+
+        def work(task):
+            if seconds is not None:  # the time's costs, measured here the first time
+                with contextlib.suppress(RuntimeError, MemoryError):  # (no time shown then)
+                    seconds(region, 1, True)
+            return estimate_bytes(*args)
 
         def done(result: Optional[int], error: Optional[BaseException]) -> None:
             if asked != self._bytes_asked:
@@ -287,7 +290,7 @@ class ExportDialog(QtWidgets.QDialog):
             self.file_bytes = result
             self._show_estimate()
 
-        self._background.run(lambda task: estimate_bytes(*args), done, name="size-estimate")
+        self._background.run(work, done, name="size-estimate")
 
     def _show_notes(self) -> None:
         """What the chosen format does with this image (flattened alpha, sRGB colours)."""

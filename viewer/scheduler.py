@@ -35,7 +35,7 @@ from core.io.imageio import LoadedImage
 from core.lru import LRUCache
 from core.render.encoding import Cancelled, LatentImage
 from core.render.methods import render_by
-from viewer.session import PUBLISHED, Event
+from viewer.session import PUBLISHED, Event, ViewSnapshot
 from viewer.tiles import ENCODE_FOR, ENCODED_BY, PASSES, Level, Method, TileKey
 
 COARSE = 4  # coarse pass: 1/COARSE of the resolution per axis
@@ -58,14 +58,14 @@ class ViewPlan:
     screen tiles (centre first), each one's source region and on-screen window. The scheduler
     renders from it and the panes draw from it (:attr:`RenderScheduler.plan`)."""
 
-    snapshot: object  # viewer.session.ViewSnapshot (not imported: the session is Qt-free too)
+    snapshot: ViewSnapshot
     tile: int
     tiles: Tuple[Tuple[int, int], ...]
     regions: Dict[Tuple[int, int], Region]
     windows: Dict[Tuple[int, int], Window]
 
     @classmethod
-    def of(cls, snapshot, tile: int) -> "ViewPlan":
+    def of(cls, snapshot: ViewSnapshot, tile: int) -> "ViewPlan":
         view = snapshot.view
         tiles = tuple(view.visible_tiles(tile)) if view is not None else ()
         return cls(snapshot, tile, tiles, {t: view.tile_region(*t, tile) for t in tiles},

@@ -175,18 +175,20 @@ class Session:
         self._reencode(main=False)
         self._notify(Event.MODE)
 
-    def export_seconds(self, region: Region, out_px: int) -> Optional[float]:
+    def export_seconds(self, region: Region, out_px: int,
+                       measure: bool = True) -> Optional[float]:
         """About how long exporting ``region`` at ``out_px`` output pixels with the model in
         use takes (:func:`core.rates.export_seconds`): rendering, plus encoding the part of
-        ``region`` the latent does not hold yet (its share of tiles not encoded, as a
-        fraction). None where it is not measured (a GPU) or without an image."""
+        ``region`` the latent does not hold yet (its share not encoded, as a fraction). None
+        where it is not measured (a GPU; the first time without ``measure``) or without an
+        image."""
         if self.image is None:
             return None
-        w = max(0.0, min(region.x + region.w, self.image.width) - max(region.x, 0.0))
-        h = max(0.0, min(region.y + region.h, self.image.height) - max(region.y, 0.0))
+        inside = region.inside(self.image.width, self.image.height)
+        covered = 0.0 if inside is None else inside.w * inside.h
         lat = self.latent
-        left = 0.0 if lat is None else w * h * (1 - lat.encoded_fraction)
-        return export_seconds(self.model, self.profile, out_px, w * h, left)
+        left = 0.0 if lat is None else covered * (1 - lat.encoded_fraction)
+        return export_seconds(self.model, self.profile, out_px, covered, left, measure=measure)
 
     def _encode(self, model) -> Optional[LatentImage]:
         # lazy: nothing is encoded here; the render workers encode the tiles they need

@@ -120,20 +120,18 @@ class StatusBar(QtCore.QObject):
         shown = ses.shown_methods()
         if self._task is not None:
             self._task.cancel()  # a newer view: the last measurement is stale
-        holder: list = []
+        image, reference, latents = ses.image, ses.reference, ses.latents()
+        region = ses.state.visible_region()
 
-        def stale() -> bool:
-            return bool(holder) and holder[0].cancelled()
+        def work(task):
+            fns = {m: f for m, f in renderers_for(image, latents, task.cancelled).items()
+                   if m in shown}
+            return visible_metrics(image, reference, region, fns, cancelled=task.cancelled)
 
-        fns = {m: f for m, f in renderers_for(ses.image, ses.latents(), stale).items()
-               if m in shown}
-        args = (ses.image, ses.reference, ses.state.visible_region(), fns)
         self.metrics.setText("vs reference: measuring…")
         self.metrics.show()
-        self._task = self.background.run(
-            lambda task: visible_metrics(*args, cancelled=task.cancelled),
-            lambda res, err: self._measured(gen, res, err), name="metrics")
-        holder.append(self._task)
+        self._task = self.background.run(work, lambda res, err: self._measured(gen, res, err),
+                                         name="metrics")
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop measuring (the render in progress is cancelled) and wait for it: no thread may

@@ -44,6 +44,9 @@ def to_input_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
     return ((t - 0.5) / 0.5).unsqueeze(0).to(device)
 
 
+#: the widest block of latent pixels one encoder pass covers by default
+MAX_BLOCK = 512
+
 class LatentImage:
     """The latent map of one image under one model, encoded lazily in tiles.
 
@@ -70,7 +73,7 @@ class LatentImage:
 
     def __init__(self, model: torch.nn.Module, rgb: np.ndarray, device: torch.device,
                  tile: int = 64, dtype: torch.dtype = torch.float32,
-                 max_block: int = 512, feature_cache_bytes: int = 256 << 20,
+                 max_block: int = MAX_BLOCK, feature_cache_bytes: int = 256 << 20,
                  compute_dtype: torch.dtype = torch.float32,
                  budget_bytes: Optional[int] = None,
                  chunk: Optional[Tuple[int, int]] = None) -> None:
@@ -127,11 +130,7 @@ class LatentImage:
     def encoded_fraction(self) -> float:
         """The share of the image's latent pixels encoded (tiles at the edges are smaller):
         progress is counted in pixels everywhere (encoding, rendering, exporting)."""
-        t = self.tile
-        with self._lock:
-            px = sum(min(t, self.height - ty * t) * min(t, self.width - tx * t)
-                     for ty, tx in self._tiles)
-        return px / max(1, self.height * self.width)
+        return self._bytes / max(1, self.height * self.width * self.code_bytes)
 
     def _keep(self, key: Tuple[int, int], block: torch.Tensor) -> None:
         """Store an encoded tile (under the lock), dropping the least recently used ones
@@ -409,7 +408,7 @@ class Cancelled(Exception):
 
 def encode(model: torch.nn.Module, rgb: np.ndarray, device: torch.device,
            tile: int = 64, dtype: torch.dtype = torch.float32, lazy: bool = True,
-           max_block: int = 512, feature_cache_bytes: int = 256 << 20,
+           max_block: int = MAX_BLOCK, feature_cache_bytes: int = 256 << 20,
            compute_dtype: torch.dtype = torch.float32,
            budget_bytes: Optional[int] = None,
            chunk: Optional[Tuple[int, int]] = None) -> LatentImage:

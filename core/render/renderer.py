@@ -147,6 +147,21 @@ def render_tile(latent: LatentImage, ys: torch.Tensor, xs: torch.Tensor,
     return (pred * weights).sum(0)
 
 
+def _encode_reads(latent: LatentImage, region: Region,
+                  cancelled: Optional[Callable[[], bool]]) -> None:
+    """Encode the latent codes a render of ``region`` reads (with the 2 codes around that the
+    ensemble and the 3x3 unfolding reach) in large blocks, one encoder halo per block, before
+    the chunks run: left to them, each chunk would encode the few tiles it touches, paying
+    the halo for every small block. Skipped where those codes would not fit the latent's
+    budget (the chunks then encode what they need as they go)."""
+    reads = Region(region.x - 2, region.y - 2, region.w + 4, region.h + 4)
+    inside = reads.inside(latent.width, latent.height)
+    if inside is None:
+        return
+    if latent.budget is None or inside.w * inside.h * latent.code_bytes <= latent.budget:
+        latent.ensure_region(inside, cancelled)
+
+
 def render(latent: LatentImage, region: Region, out_w: int, out_h: int,
            chunk: Optional[int] = None,
            progress: Optional[Callable[[int, int], None]] = None,
@@ -179,6 +194,7 @@ def render(latent: LatentImage, region: Region, out_w: int, out_h: int,
     out = torch.empty((wr1 - wr0, wc1 - wc0, 3), dtype=torch.float32, device=dev)
     cell = region.cell(out_w, out_h)
     total, done = out.shape[0] * out.shape[1], 0
+    _encode_reads(latent, region.sub(out_w, out_h, wc0, wr0, wc1, wr1), cancelled)
     for c0, r0, c1, r1 in iter_chunks(wc1 - wc0, wr1 - wr0, max_px, max_side=max_side):
         if cancelled is not None and cancelled():
             raise Cancelled()
