@@ -535,6 +535,40 @@ def test_widening_an_lmf_decoder_keeps_its_function_and_breaks_symmetry(tmp_path
                   tmp_path)
 
 
+def test_deepening_the_latent_mlp_keeps_the_function_and_trains_every_layer(tmp_path):
+    """init ``deepen: true``: a latent MLP with one hidden layer grown to three (identity layers
+    before its last) gives the same outputs, and the new layers get gradients; a depth that is
+    not the source's widths followed by copies of its last is a clear error."""
+    from core.checkpoints import save_model
+    from core.models.registry import make
+    from training.train import init_from
+    from training.widen import deepen_lmf
+    torch.manual_seed(5)
+    shallow = make(LMF_ON_TINY_ENCODER)
+    with torch.no_grad():
+        for q in shallow.hyper.parameters():
+            q.normal_(0, 0.3)
+    src = tmp_path / "shallow.safetensors"
+    save_model(shallow, LMF_ON_TINY_ENCODER, src)
+    hidden = list(LMF_ON_TINY_ENCODER["args"]["hyper_hidden"])
+    spec = json.loads(json.dumps(LMF_ON_TINY_ENCODER))
+    spec["args"]["hyper_hidden"] = hidden + [hidden[-1]] * 2
+    deep = make(spec)
+    copy = {k: k for k in ("encoder", "hyper", "render_in", "render_hidden", "render_out")}
+    assert init_from(deep, {"checkpoint": str(src), "copy": copy, "deepen": True}, tmp_path) > 0
+    inp = torch.rand(1, 3, 9, 11)
+    coord = torch.rand(1, 300, 2) * 2 - 1
+    cell = torch.full((1, 300, 2), 2 / 40)
+    with torch.no_grad():
+        ref = shallow(inp, coord, cell)
+    out = deep(inp, coord, cell)
+    assert (out - ref).abs().max() < 1e-5
+    out.square().mean().backward()
+    assert all(deep.hyper[i].weight.grad.abs().sum() > 0 for i in range(len(deep.hyper)))
+    with pytest.raises(ValueError, match="cannot deepen"):
+        deepen_lmf(shallow.state_dict(), [hidden[-1] + 1])
+
+
 @pytest.mark.slow
 def test_a_frozen_encoder_run_keeps_it_and_resumes(tmp_path, tiny_checkpoint):
     """A config with ``freeze`` and a list of ``init`` sections: the encoder comes from one

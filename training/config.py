@@ -66,14 +66,14 @@ def _str_list(v) -> Optional[str]:
 
 
 #: one ``init`` section: a model file and which of its tensors go where
-INIT = {"!checkpoint": _str(), "copy": _mapping, "widen": _bool, "seed": _int(0)}
+INIT = {"!checkpoint": _str(), "copy": _mapping, "widen": _bool, "deepen": _bool, "seed": _int(0)}
 
 
 def _init_sections(v) -> Optional[str]:
     """``init`` is one section or a list of them (applied in order)."""
     for i, sec in enumerate(v if isinstance(v, list) else [v]):
         if not isinstance(sec, dict):
-            return "must be a mapping (checkpoint, copy, widen) or a list of them"
+            return "must be a mapping (checkpoint, copy, widen, deepen) or a list of them"
         try:
             _walk(sec, INIT, "")
         except ValueError as exc:

@@ -55,7 +55,7 @@ from training.config import PRECISIONS, load_config, lr_at
 from training.data import EpochSampler, ImageFolder, ImplicitDownsampled
 from training.degrade import Degradation
 from training.losses import Teacher, config_path, step_loss
-from training.widen import widen_lmf
+from training.widen import deepen_lmf, widen_lmf
 
 log = logging.getLogger("training")
 #: the repository root: files named in configs (``resources/...``) are found from here too
@@ -114,7 +114,9 @@ def init_from(model: torch.nn.Module, init: Dict[str, Any], root: Path) -> int:
     fourth residual block the teacher's fourteenth. A relative FILE is taken from the working
     directory, then from the repository root. With ``widen: true`` an LMF source with a
     narrower render MLP is first widened to the model's width, computing the same function
-    (:func:`training.widen.widen_lmf`). Returns the number of tensors copied."""
+    (:func:`training.widen.widen_lmf`); with ``deepen: true`` its latent MLP gets identity
+    layers up to the model's depth (:func:`training.widen.deepen_lmf`). Returns the number of
+    tensors copied."""
     path = config_path(init["checkpoint"], root)
     _, src, _ = load_checkpoint(path)
     if init.get("widen"):
@@ -122,6 +124,11 @@ def init_from(model: torch.nn.Module, init: Dict[str, Any], root: Path) -> int:
         if width is None:
             raise ValueError("init: widen applies to LMF models only")
         src = widen_lmf(src, int(width), seed=int(init.get("seed", 0)))
+    if init.get("deepen"):
+        hyper = getattr(model, "hyper", None)
+        if hyper is None or getattr(model, "render_width", None) is None:
+            raise ValueError("init: deepen applies to LMF models only")
+        src = deepen_lmf(src, [int(c.out_channels) for c in list(hyper)[:-1]])
     dst = model.state_dict()
     n = 0
     for to, frm in (init.get("copy") or {}).items():

@@ -13,16 +13,17 @@ copies of unit ``i`` sum to the old weight: copy ``k`` of unit ``i`` gets ``a_k 
 random positive ``a_k`` summing to 1. The random split breaks the copies' symmetry (they get
 different gradients), while the function stays the same up to float rounding.
 
-Used through a training config's ``init`` section (``widen: true``, see
+:func:`deepen_lmf` does the same for the latent MLP's depth (identity layers). Both are used
+through a training config's ``init`` section (``widen: true``, ``deepen: true``; see
 :func:`training.train.init_from`).
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Sequence
 
 import torch
 
-__all__ = ["lmf_width", "widen_lmf"]
+__all__ = ["deepen_lmf", "lmf_width", "widen_lmf"]
 
 
 def lmf_width(sd: Dict[str, torch.Tensor]) -> int:
@@ -78,4 +79,33 @@ def widen_lmf(sd: Dict[str, torch.Tensor], width: int, seed: int = 0) -> Dict[st
     out[f"{last}.weight"] = w.view(layers, 2, d, *w.shape[1:])[:, :, g].reshape(
         2 * layers * width, *w.shape[1:]).clone()
     out[f"{last}.bias"] = b.view(layers, 2, d)[:, :, g].reshape(-1).clone()
+    return out
+
+
+def deepen_lmf(sd: Dict[str, torch.Tensor], hidden: Sequence[int]) -> Dict[str, torch.Tensor]:
+    r"""A copy of LMF state dict ``sd`` whose latent MLP ``H`` has the hidden widths ``hidden``
+    and computes the same function.
+
+    ``H`` is a chain of convolutions with a ReLU before every one but the first
+    (``x_{i+1} = C_{i+1}(ReLU(x_i))``). A new 1x1 layer ``C`` with identity weights and zero
+    bias, inserted before the last layer, gives ``C(ReLU(x)) = ReLU(x)`` and, since
+    ``ReLU(ReLU(x)) = ReLU(x)``, the layer after it sees what it saw before. So ``hidden`` must
+    be the source's hidden widths followed by copies of its last one (``[256] -> [256, 256]``).
+    The new layers start on a ridge of the loss, not a dead end: every gradient flows through
+    the identity."""
+    last = _hyper_last(sd)
+    n_old = int(last.split(".")[1])                       # source hidden layers
+    widths = [int(sd[f"hyper.{i}.weight"].shape[0]) for i in range(n_old)]
+    hidden = [int(h) for h in hidden]
+    if hidden[:n_old] != widths or any(h != widths[-1] for h in hidden[n_old:]) or not widths:
+        raise ValueError(f"cannot deepen a latent MLP with hidden widths {widths} to {hidden}: "
+                         f"append copies of its last width")
+    out = {k: v for k, v in sd.items() if not k.startswith(last + ".")}
+    w = widths[-1]
+    dtype = sd[f"{last}.weight"].dtype
+    for i in range(n_old, len(hidden)):
+        out[f"hyper.{i}.weight"] = torch.eye(w, dtype=dtype).view(w, w, 1, 1)
+        out[f"hyper.{i}.bias"] = torch.zeros(w, dtype=dtype)
+    out[f"hyper.{len(hidden)}.weight"] = sd[f"{last}.weight"].clone()
+    out[f"hyper.{len(hidden)}.bias"] = sd[f"{last}.bias"].clone()
     return out
