@@ -101,6 +101,7 @@ def test_the_shipped_configs_pass_the_schema():
 def test_losses_come_from_the_registry():
     a, b = torch.tensor([0.0, 1.0]), torch.tensor([0.5, 0.0])
     assert float(LOSSES["l1"](a, b)) == pytest.approx(0.75)
+    assert float(LOSSES["l2"](a, b)) == pytest.approx(0.625)
     assert float(LOSSES["charbonnier"](a, b)) == pytest.approx(
         (math.sqrt(0.25 + 1e-6) + math.sqrt(1 + 1e-6)) / 2)
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -58,6 +58,24 @@ def parse_scales(text: str) -> List[int]:
     return scales
 
 
+def test_pair(folder: PairedFolder, f, s: int, degrade: EvalDegradation | None = None
+              ) -> Tuple[np.ndarray, np.ndarray]:
+    """The protocol's ``(HR, LR)`` uint8 pair of HR file ``f`` at scale ``s``: the HR cropped to
+    a multiple of ``s``; the set's ``LR_bicubic`` image at x2-x4 where it has one, else the
+    MATLAB-compatible bicubic of the cropped HR; then ``degrade`` (keyed by name and scale)."""
+    hr = to_u8(load_image(f).pixels)
+    h, w = hr.shape[0] // s * s, hr.shape[1] // s * s
+    hr = hr[:h, :w]
+    lr_file = folder.lr_path(f, s) if s in (2, 3, 4) else None
+    lr = to_u8(load_image(lr_file).pixels) if lr_file else imresize(hr, 1 / s)
+    if lr.shape[:2] != (h // s, w // s):
+        raise ValueError(f"{lr_file}: LR size {lr.shape[1]}x{lr.shape[0]} does not match "
+                         f"HR {w}x{h} at x{s}")
+    if degrade is not None:
+        lr = degrade(lr, f"{f.name}|x{s}")
+    return hr, lr
+
+
 def evaluate(model, folder: PairedFolder, scales: List[int], protocol: str,
              profile: DeviceProfile, limit: int | None = None, log=None, latent_dtype=None,
              degrade: EvalDegradation | None = None) -> Dict[tuple, float]:
@@ -68,16 +86,8 @@ def evaluate(model, folder: PairedFolder, scales: List[int], protocol: str,
     files = folder.hr_files[:limit] if limit else folder.hr_files
     for s in scales:
         for f in files:
-            hr = to_u8(load_image(f).pixels)
-            h, w = hr.shape[0] // s * s, hr.shape[1] // s * s
-            hr = hr[:h, :w]
-            lr_file = folder.lr_path(f, s) if s in (2, 3, 4) else None
-            lr = to_u8(load_image(lr_file).pixels) if lr_file else imresize(hr, 1 / s)
-            if lr.shape[:2] != (h // s, w // s):
-                raise ValueError(f"{lr_file}: LR size {lr.shape[1]}x{lr.shape[0]} does not match "
-                                 f"HR {w}x{h} at x{s}")
-            if degrade is not None:
-                lr = degrade(lr, f"{f.name}|x{s}")
+            hr, lr = test_pair(folder, f, s, degrade)
+            h, w = hr.shape[:2]
             gt = hr.astype(np.float32) / 255
             lrf = lr.astype(np.float32) / 255
             full = Region.full(lr.shape[1], lr.shape[0])

@@ -34,6 +34,14 @@ def l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(pred, target)
 
 
+@register("l2")
+def l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error: what PSNR measures. Against L1 it weights large errors (the
+    strongest edges, where a distilled decoder loses most to its teacher: bench/gap_where.py)
+    in proportion to their size."""
+    return F.mse_loss(pred, target)
+
+
 @register("charbonnier")
 def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     """``mean(sqrt((pred - target)^2 + eps^2))``: L1 with a smooth minimum."""
