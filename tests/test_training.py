@@ -87,6 +87,34 @@ def test_sampler_shapes_and_skips_bad_images(tmp_path, caplog):
     assert not torch.equal(ds[0]["gt"], b["gt"])
 
 
+def test_detail_share_draws_distinct_points_mostly_on_edges(tmp_path):
+    """``detail_share``: the points stay distinct and deterministic; with all of them drawn by
+    detail, a picture that is flat on its left and striped on its right gets most of them on
+    the right (uniform: about half); 0 keeps the uniform draw unchanged."""
+    d = tmp_path / "d"
+    d.mkdir()
+    a = np.full((96, 96, 3), 128, np.uint8)
+    stripes = (np.arange(48) // 2) % 2 == 0  # 2-px stripes on the right half
+    a[:, 48:][:, stripes] = 0
+    a[:, 48:][:, ~stripes] = 255
+    Image.fromarray(a).save(d / "half.png")
+    folder = ImageFolder(d, min_size=64)
+    right = {}
+    for share in (0.0, 1.0):
+        ds = ImplicitDownsampled(folder, 32, 2, 2, augment=False, sample_q=400,
+                                 detail_share=share)
+        b = ds[0]
+        assert len(torch.unique(b["coord"], dim=0)) == 400
+        assert torch.equal(ds[0]["coord"], b["coord"])
+        right[share] = float(((b["gt"][:, 0] - 0.5).abs() > 0.25).float().mean())  # a stripe
+    assert right[1.0] > 0.85 and 0.2 < right[0.0] < 0.8
+    plain = ImplicitDownsampled(folder, 32, 2, 2, augment=False, sample_q=400)
+    zero = ImplicitDownsampled(folder, 32, 2, 2, augment=False, sample_q=400, detail_share=0.0)
+    assert torch.equal(plain[0]["coord"], zero[0]["coord"])
+    with pytest.raises(ValueError, match="detail_share"):
+        ImplicitDownsampled(folder, 32, 2, 2, sample_q=400, detail_share=1.5)
+
+
 LMF_TINY = {"name": "lmf", "args": {
     "encoder_spec": {"name": "edsr-baseline",
                      "args": {"n_resblocks": 1, "n_feats": 8, "no_upsampling": True}},

@@ -90,7 +90,7 @@ def _betas(v) -> Optional[str]:
 TRAIN = {"data": _str(), "holdout": _int(0), "repeat": _int(1),
          "cache": _str(("in_memory", "none")), "inp_size": _int(1), "scale_min": _num(1),
          "scale_max": _num(1), "augment": _bool, "sample_q": _int(1), "batch_size": _int(1),
-         "num_workers": _int(0)}
+         "num_workers": _int(0), "detail_share": _num(0, 1)}
 VAL = {"data": _str(), "repeat": _int(1), "first_k": _int(1), "inp_size": _int(1),
        "scale_min": _num(1), "scale_max": _num(1), "sample_q": _int(1), "batch_size": _int(1)}
 SCHEMA: Dict[str, Any] = {

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -176,7 +177,11 @@ class ImplicitDownsampled(Dataset):
     transpose it, each with probability 1/2; downsample it to ``inp_size x inp_size`` with
     antialiased bicubic (the LR input) or, with ``degrade``, through that
     :class:`training.degrade.Degradation` (blur, resize kernel, noise, JPEG; its draws seeded
-    by ``(seed, epoch, i)`` too); pick ``sample_q`` HR pixels without replacement.
+    by ``(seed, epoch, i)`` too); pick ``sample_q`` HR pixels without replacement. With
+    ``detail_share`` ``a > 0``, a share ``a`` of them is drawn with probability proportional to
+    the HR crop's detail there (:func:`detail_weights`: Sobel magnitude of the luma, plus a
+    floor) and the rest uniformly among the others: a decoder then sees the strong edges, where
+    it loses most to its teacher, several times as often (bench/gap_where.py).
 
     Returns a dict: ``inp (3, n, n)`` in [0, 1]; ``coord (q, 2)`` normalised (y, x) centres of
     the picked pixels in the HR crop; ``cell (q, 2)`` = ``2 / crop size``; ``gt (q, 3)``.
@@ -186,8 +191,11 @@ class ImplicitDownsampled(Dataset):
     def __init__(self, dataset: Dataset, inp_size: Optional[int] = 48, scale_min: float = 1.0,
                  scale_max: Optional[float] = None, augment: bool = False,
                  sample_q: Optional[int] = None, seed: int = 0,
-                 degrade: Optional[Degradation] = None) -> None:
+                 degrade: Optional[Degradation] = None, detail_share: float = 0.0) -> None:
+        if not 0.0 <= detail_share <= 1.0:
+            raise ValueError(f"detail_share must be in [0, 1], got {detail_share}")
         self.dataset = dataset
+        self.detail_share = float(detail_share)
         self.degrade = degrade
         self.inp_size = inp_size
         self.scale_min = scale_min
@@ -240,10 +248,38 @@ class ImplicitDownsampled(Dataset):
         coord = pixel_centres(hr.shape[1], hr.shape[2])
         rgb = hr.permute(1, 2, 0).reshape(-1, 3)
         if self.sample_q is not None:
-            pick = torch.randperm(len(coord), generator=g)[:self.sample_q]
+            pick = self._pick(hr, g)
             coord, rgb = coord[pick], rgb[pick]
         cell = torch.tensor([2.0 / hr.shape[1], 2.0 / hr.shape[2]]).expand(len(coord), 2).clone()
         return {"inp": to_tensor(lr), "coord": coord, "cell": cell, "gt": rgb}
+
+
+    def _pick(self, hr: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """``sample_q`` distinct pixel indices of the HR crop ``(3, H, W)``."""
+        n = hr.shape[1] * hr.shape[2]
+        q = min(self.sample_q, n)
+        k = round(q * self.detail_share)
+        if k == 0:
+            return torch.randperm(n, generator=g)[:q]
+        w = detail_weights(hr).flatten()
+        chosen = torch.multinomial(w, k, replacement=False, generator=g)
+        rest = torch.ones(n, dtype=torch.float64)
+        rest[chosen] = 0.0
+        if q == k:
+            return chosen
+        return torch.cat([chosen, torch.multinomial(rest, q - k, replacement=False, generator=g)])
+
+
+def detail_weights(hr: torch.Tensor, floor: float = 0.02) -> torch.Tensor:
+    """Sampling weights ``(H, W)`` of an image ``(3, H, W)`` in [0, 1]: the Sobel gradient
+    magnitude of its BT.601 luma (edges replicated) plus ``floor``, so flat areas keep a
+    small chance."""
+    y = (hr.double() * hr.new_tensor([0.299, 0.587, 0.114], dtype=torch.float64)[:, None, None]
+         ).sum(0)
+    p = F.pad(y[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
+    gx = (p[:-2, 2:] + 2 * p[1:-1, 2:] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[1:-1, :-2] + p[2:, :-2])
+    gy = (p[2:, :-2] + 2 * p[2:, 1:-1] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[:-2, 1:-1] + p[:-2, 2:])
+    return torch.sqrt(gx * gx + gy * gy) + floor
 
 
 class EpochSampler(torch.utils.data.Sampler):

@@ -75,7 +75,8 @@ def make_train_set(cfg: Dict[str, Any], data: Optional[str], seed: int) -> Impli
     return ImplicitDownsampled(folder, n_in, float(t.get("scale_min", 1)),
                                float(t.get("scale_max", 4)), bool(t.get("augment", True)),
                                int(t.get("sample_q", 2304)), seed=seed,
-                               degrade=_degradation(cfg))
+                               degrade=_degradation(cfg),
+                               detail_share=float(t.get("detail_share", 0.0)))
 
 
 def _degradation(cfg: Dict[str, Any]) -> Optional[Degradation]:
