@@ -2,7 +2,7 @@
 
     QT_QPA_PLATFORM=offscreen python bench/cpu_targets.py [--photo P | --mpx 12]
         [--checkpoint C] [--window 1280x800] [--zoom 4] [--repeat 3] [--skip-cli]
-        [--workers N] [--tile T] [--warm]
+        [--workers N] [--tile T] [--latent-tile L] [--warm]
 
 1. Viewer: a ``--window`` main window (single pane) on a ``--mpx`` megapixel photo. The image
    is already open and viewed at ``--zoom`` elsewhere in the photo (top-left quarter; that
@@ -63,7 +63,7 @@ def spots(n: int):
 
 
 def viewer_steps(photo: str, checkpoint, window: str, zoom: float, repeat: int,
-                 workers, tile, warm=False):
+                 workers, tile, warm=False, latent_tile=None):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from dataclasses import replace
 
@@ -79,6 +79,8 @@ def viewer_steps(photo: str, checkpoint, window: str, zoom: float, repeat: int,
     prof = process_profile(None, workers)  # as main.py does, unless --workers
     if tile:
         prof = replace(prof, view_tile=tile)
+    if latent_tile:
+        prof = replace(prof, latent_tile=latent_tile)
     win = build_window(parse_args([photo] + (["--checkpoint", checkpoint] if checkpoint else [])),
                        settings=settings, profile=prof)
     win.scheduler.background_encoding = False
@@ -93,7 +95,7 @@ def viewer_steps(photo: str, checkpoint, window: str, zoom: float, repeat: int,
           f"{w}x{h}, pane {st.view_w}x{st.view_h} device px, model {win.session.model_name}, "
           f"{prof.workers} LIIF worker(s) x {torch.get_num_threads()} torch thread(s), "
           f"{prof.describe()}, screen tiles "
-          f"{win.scheduler.tile} px")
+          f"{win.scheduler.tile} px, latent tiles {prof.latent_tile} px")
 
     def step(cx: float, cy: float):
         st.cx, st.cy, st.zoom = cx, cy, zoom
@@ -156,10 +158,11 @@ def main() -> None:
     p.add_argument("--warm", action="store_true", help="encode the whole latent before the "
                    "measured steps (an image open long enough for the background encoder)")
     p.add_argument("--tile", type=int, help="screen tile side (default: the viewer's)")
+    p.add_argument("--latent-tile", type=int, help="latent tile side (default: the viewer's)")
     args = p.parse_args()
     photo = args.photo or make_photo(args.mpx)
     viewer_steps(photo, args.checkpoint, args.window, args.zoom, args.repeat, args.workers,
-                 args.tile, args.warm)
+                 args.tile, args.warm, args.latent_tile)
     if not args.skip_cli:
         cli_times(photo, args.checkpoint, args.repeat)
 

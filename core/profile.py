@@ -42,7 +42,9 @@ __all__ = ["DeviceProfile", "profile_for", "default_budget", "PRECISIONS"]
 #: runs emulated, slowly, on a CPU without it: for measuring its effect)
 PRECISIONS = ("auto", "float32", "bfloat16")
 #: the viewer's latent tile side: small, so that a view encodes little beyond what it shows
-VIEWER_LATENT_TILE = 32
+#: (16 against 32: a new 4x area of a 13-Mpx photo 3.50 -> 2.92 s with the 16-block encoder,
+#: 1.44 -> 1.38 s with the 6-block one; docs/BENCHMARKS.md, "The CPU-pixels study")
+VIEWER_LATENT_TILE = 16
 #: most render workers on a CPU (beyond that each worker gets more threads)
 MAX_CPU_WORKERS = 4
 #: the share of a machine's memory a latent may take by default (CPU: of the RAM; GPU: of the
