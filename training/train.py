@@ -186,7 +186,7 @@ class WeightAverage:
     after step ``n`` (counting from the run's first step, or from where a run without it was
     resumed with it) every float tensor of the model's state is blended as
     ``avg = d_n avg + (1 - d_n) w`` with ``d_n = min(d, (1 + n) / (10 + n))``, so that the
-    average follows the weights closely at first. It lives in a copy of the model
+    average follows the weights closely at first; frozen weights are copied unchanged. It lives in a copy of the model
     (:attr:`model`), which the run validates, saves as ``ema.safetensors`` beside
     ``last.safetensors`` and keeps as ``best.safetensors``; the steps themselves use the raw
     weights. Resumes exactly: ``ema.safetensors`` and the update count are part of the
@@ -207,8 +207,11 @@ class WeightAverage:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         live = model.state_dict()
+        # frozen weights are copied: averaging a constant rounds it (by up to ~1e-6), and a
+        # frozen encoder must stay bit-identical to the teacher's it was copied from
+        frozen = {k for k, q in model.named_parameters() if not q.requires_grad}
         for k, avg in self.model.state_dict().items():
-            if avg.is_floating_point():
+            if avg.is_floating_point() and k not in frozen:
                 avg.mul_(d).add_(live[k].detach(), alpha=1 - d)
             else:
                 avg.copy_(live[k])
