@@ -186,11 +186,11 @@ class WeightAverage:
     after step ``n`` (counting from the run's first step, or from where a run without it was
     resumed with it) every float tensor of the model's state is blended as
     ``avg = d_n avg + (1 - d_n) w`` with ``d_n = min(d, (1 + n) / (10 + n))``, so that the
-    average follows the weights closely at first; frozen weights are copied unchanged. It lives in a copy of the model
-    (:attr:`model`), which the run validates, saves as ``ema.safetensors`` beside
-    ``last.safetensors`` and keeps as ``best.safetensors``; the steps themselves use the raw
-    weights. Resumes exactly: ``ema.safetensors`` and the update count are part of the
-    checkpoint."""
+    average follows the weights closely at first; frozen weights are copied unchanged. It
+    lives in a copy of the model (:attr:`model`), which the run validates, saves as
+    ``ema.safetensors`` beside ``last.safetensors`` and keeps as ``best.safetensors``; the
+    steps themselves use the raw weights. Resumes exactly: ``ema.safetensors`` and the update
+    count are part of the checkpoint."""
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
         import copy
