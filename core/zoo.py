@@ -15,9 +15,11 @@ Four models are bundled (``resources/``, each with its card, ``resources/<stem>.
   trained to come close to the paper model's quality at a fraction of its cost.
 * ``photo``: the CPU model's network trained on LR made the way photos are (blur, noise,
   JPEG; ``training/degrade.py``), so that it does not sharpen compression artifacts.
-* ``cpu16``: LMF's decoder on the paper model's whole encoder, frozen and shared with it in
-  training: closer to the paper model than ``cpu``, at about twice its encoding cost; chosen
-  by hand (Model menu, ``--checkpoint cpu16``), not by the rule.
+* ``edges``: the paper model's whole encoder under two decoders: LMF's (trained on that
+  frozen encoder toward the paper model's outputs) everywhere, the paper model's own where
+  the input has strong local contrast (:mod:`core.models.edges`): within 0.15 dB of the
+  paper model, at about twice the CPU model's encoding cost and several times its rendering
+  cost; chosen by hand (Model menu, ``--checkpoint edges``), not by the rule.
 
 :func:`choose` is the rule every front door uses (the viewer, ``core.upscale`` per file,
 ``training.evaluate``): an input whose pixels went through lossy compression (JPEG; lossy
@@ -48,7 +50,7 @@ __all__ = ["Bundled", "REGISTRY", "ModelChoice", "bundled", "get", "resolve", "l
 @dataclass(frozen=True)
 class Bundled:
     """A model file shipped in ``resources/``: ``key`` names its role (``--checkpoint KEY``),
-    ``family`` its decoder (LIIF or LMF), ``label`` its menu entry, ``short`` how the status
+    ``family`` its decoder (LIIF, LMF or both), ``label`` its menu entry, ``short`` how the status
     bar and the CLI name it; its card is ``resources/<stem>.md``."""
 
     key: str
@@ -74,9 +76,9 @@ REGISTRY: Tuple[Bundled, ...] = (
             "CPU model (LMF on an encoder cut from the paper model)", "CPU model"),
     Bundled("photo", "lmf-edsr6-photo.safetensors", "LMF",
             "Photo model (the CPU model trained on JPEG, noise and blur)", "photo model"),
-    Bundled("cpu16", "lmf-edsr16-cpu.safetensors", "LMF",
-            "CPU model, whole encoder (LMF on the paper model's frozen encoder: closer to it, "
-            "about twice as slow)", "whole-encoder CPU model"),
+    Bundled("edges", "lmf-edsr16-edges.safetensors", "LMF+LIIF",
+            "Edges model (the paper model's encoder; its decoder at strong edges, LMF's "
+            "elsewhere: close to it, slower than the CPU model)", "edges model"),
 )
 
 

@@ -155,7 +155,7 @@ def test_models_by_name_are_loaded_once_per_file_and_device(tmp_path, models):
     assert zoo.load("cpu") is a and zoo.load(str(models["cpu"])) is a
     assert not a.training and zoo.load("paper") is not a
     assert zoo.get("photo").key == "photo" and zoo.get("photo").card.suffix == ".md"
-    with pytest.raises(KeyError, match="bundled: paper, cpu, photo, cpu16"):
+    with pytest.raises(KeyError, match="bundled: paper, cpu, photo, edges"):
         zoo.get("nope")
     save_model(make(tiny_spec()), tiny_spec(), models["cpu"])  # replaced on disk
     import os

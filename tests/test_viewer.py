@@ -346,7 +346,7 @@ def test_main_opens_bundled_sample_with_bundled_model(qtbot, tmp_path):
 
 def test_default_model_per_device():
     from core import zoo
-    assert list(zoo.bundled()) == ["paper", "cpu", "photo", "cpu16"]  # all, paper first
+    assert list(zoo.bundled()) == ["paper", "cpu", "photo", "edges"]  # all, paper first
     assert zoo.clean_default("cpu") == zoo.get("cpu").path
     assert zoo.clean_default("cuda") == zoo.get("paper").path
     assert zoo.clean_default("mps") == zoo.get("paper").path

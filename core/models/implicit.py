@@ -174,7 +174,8 @@ class LocalImplicit(nn.Module):
 
     # ---- generic queries (training, evaluation) -------------------------------------------
     def query_pixels(self, codes: torch.Tensor, qy: torch.Tensor, qx: torch.Tensor,
-                     cell_rel: Optional[torch.Tensor]) -> torch.Tensor:
+                     cell_rel: Optional[torch.Tensor],
+                     decode: Optional[Callable[..., torch.Tensor]] = None) -> torch.Tensor:
         """Predict normalised RGB at arbitrary points.
 
         Args:
@@ -182,6 +183,7 @@ class LocalImplicit(nn.Module):
                 (``code_features(feat, padding=window_halo)``).
             qy, qx: query coordinates ``(B, Q)`` in source pixels.
             cell_rel: ``(B, Q, 2)`` cell in relative units (``2 s``), (y, x) order.
+            decode: the decoder of one ensemble member (default :meth:`decode_points`).
         Returns:
             ``(B, Q, 3)``.
         """
@@ -202,7 +204,7 @@ class LocalImplicit(nn.Module):
                 rows = (base + iy[a] * w + ix[b]).flatten()
                 g = table.index_select(0, rows).view(bsz, -1, k)  # (B, Q, K)
                 rel = torch.stack([ry[a], rx[b]], -1).to(g.dtype)
-                preds.append(self.decode_points(g, rel, cell_rel))
+                preds.append((decode or self.decode_points)(g, rel, cell_rel))
         if not self.local_ensemble:
             return preds[0]
         weights = area_weights(ry, [r for r in rx])
