@@ -108,3 +108,19 @@ def win(qtbot, tmp_path):
     w = make_window(qtbot, tmp_path)
     yield w
     w.scheduler.shutdown()
+
+
+def forward_image(model, img, out_w: int, out_h: int):
+    """The model's training forward (``model(inp, coord, cell)``) on the whole of ``img``
+    ``(h, w, 3)`` in [0, 1] at ``out_w x out_h``, as an image in [0, 1]: the reference a
+    render of ``Region.full`` must equal."""
+    from core.geometry import Region
+    h, w = img.shape[:2]
+    inp = (torch.from_numpy(img).permute(2, 0, 1)[None] - 0.5) / 0.5
+    ys, xs = Region.full(w, h).sample_points(out_w, out_h)
+    coord = torch.stack(torch.meshgrid((ys / h * 2 - 1).float(), (xs / w * 2 - 1).float(),
+                                       indexing="ij"), -1).view(1, -1, 2)
+    cell = torch.tensor([2 / out_h, 2 / out_w]).expand(1, coord.shape[1], 2)
+    with torch.no_grad():
+        out = model(inp, coord, cell)
+    return (out * 0.5 + 0.5).clamp(0, 1).view(out_h, out_w, 3).numpy()

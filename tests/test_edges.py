@@ -10,6 +10,7 @@ from core.models.implicit import neighbour_index
 from core.models.registry import make
 from core.render.encoding import encode
 from core.render.renderer import render
+from tests.conftest import forward_image
 
 ENCODER = {"name": "edsr-baseline", "args": {"n_resblocks": 1, "n_feats": 8, "no_upsampling": True}}
 IMNET = {"name": "mlp", "args": {"out_dim": 3, "hidden_list": [32, 32]}}
@@ -85,13 +86,7 @@ def test_the_training_forward_is_the_same_function(trio):
     """The reference path (training, evaluation's oracle) follows the same rule."""
     lmf, liif, both = trio
     img = picture()
-    inp = (torch.from_numpy(img).permute(2, 0, 1)[None] - 0.5) / 0.5
-    ys, xs = Region.full(31, 23).sample_points(62, 46)
-    coord = torch.stack(torch.meshgrid((ys / 23 * 2 - 1).float(), (xs / 31 * 2 - 1).float(),
-                                       indexing="ij"), -1).view(1, -1, 2)
-    cell = torch.tensor([2 / 46, 2 / 62]).expand(1, coord.shape[1], 2)
-    with torch.no_grad():
-        pred = (both(inp, coord, cell) * 0.5 + 0.5).clamp(0, 1).view(46, 62, 3).numpy()
+    pred = forward_image(both, img, 62, 46)
     lat = encode(both, img, torch.device("cpu"), tile=8)
     assert np.abs(pred - render(lat, Region.full(31, 23), 62, 46)).max() < 1e-5
     a, b = (render(encode(m, img, torch.device("cpu"), tile=8), Region.full(31, 23), 62, 46)

@@ -10,7 +10,7 @@ from core.models.registry import make
 from core.reference import make_coord, query_official_style, render_naive
 from core.render.encoding import encode
 from core.render.renderer import render
-from tests.conftest import tiny_spec
+from tests.conftest import forward_image, tiny_spec
 
 
 def oracle(model, latent, region, ow, oh):
@@ -131,13 +131,7 @@ def test_fast_model_lmf_matches_its_oracle(ens, unfold, cell, skip, rand_image, 
         fast = render(latent, region, ow, oh, chunk=700)
         assert np.abs(fast - oracle(model, latent, region, ow, oh)).max() < 1e-5
     # and the training forward is the same function
-    inp = (torch.from_numpy(rand_image).permute(2, 0, 1)[None] - 0.5) / 0.5
-    ys, xs = Region.full(31, 23).sample_points(62, 46)
-    coord = torch.stack(torch.meshgrid((ys / 23 * 2 - 1).float(), (xs / 31 * 2 - 1).float(),
-                                       indexing="ij"), -1).view(1, -1, 2)
-    cellt = torch.tensor([2 / 46, 2 / 62]).expand(1, coord.shape[1], 2)
-    with torch.no_grad():
-        pred = (model(inp, coord, cellt) * 0.5 + 0.5).clamp(0, 1).view(46, 62, 3).numpy()
+    pred = forward_image(model, rand_image, 62, 46)
     assert np.abs(pred - render(latent, Region.full(31, 23), 62, 46)).max() < 1e-5
 
 

@@ -525,6 +525,19 @@ def test_a_frozen_shared_encoder_is_run_once_with_the_same_loss(tmp_path, tiny_c
         freeze(student, ["encoderr"])
 
 
+def same_function_then_backward(before, grown) -> None:
+    """A grown model computes what ``before`` did (random points); then a backward through it,
+    so that the caller can look at its gradients."""
+    inp = torch.rand(1, 3, 9, 11)
+    coord = torch.rand(1, 300, 2) * 2 - 1
+    cell = torch.full((1, 300, 2), 2 / 40)
+    with torch.no_grad():
+        ref = before(inp, coord, cell)
+    out = grown(inp, coord, cell)
+    assert (out - ref).abs().max() < 1e-5
+    out.square().mean().backward()
+
+
 def test_widening_an_lmf_decoder_keeps_its_function_and_breaks_symmetry(tmp_path):
     """init ``widen: true``: a 2-layer, 8-wide render MLP widened to 13 (uneven copies) gives
     the same outputs; the copies of a unit then get different gradients; narrowing and
@@ -546,14 +559,7 @@ def test_widening_an_lmf_decoder_keeps_its_function_and_breaks_symmetry(tmp_path
     wide = make(spec)
     copy = {k: k for k in ("encoder", "hyper", "render_in", "render_hidden", "render_out")}
     assert init_from(wide, {"checkpoint": str(src), "copy": copy, "widen": True}, tmp_path) > 0
-    inp = torch.rand(1, 3, 9, 11)
-    coord = torch.rand(1, 300, 2) * 2 - 1
-    cell = torch.full((1, 300, 2), 2 / 40)
-    with torch.no_grad():
-        ref = narrow(inp, coord, cell)
-    out = wide(inp, coord, cell)
-    assert (out - ref).abs().max() < 1e-5
-    out.square().mean().backward()
+    same_function_then_backward(narrow, wide)
     g = wide.render_in.weight.grad
     assert not torch.allclose(g[0], g[8])  # unit 0 and its copy 8 now learn apart
     with pytest.raises(ValueError, match="cannot narrow"):
@@ -584,14 +590,7 @@ def test_deepening_the_latent_mlp_keeps_the_function_and_trains_every_layer(tmp_
     deep = make(spec)
     copy = {k: k for k in ("encoder", "hyper", "render_in", "render_hidden", "render_out")}
     assert init_from(deep, {"checkpoint": str(src), "copy": copy, "deepen": True}, tmp_path) > 0
-    inp = torch.rand(1, 3, 9, 11)
-    coord = torch.rand(1, 300, 2) * 2 - 1
-    cell = torch.full((1, 300, 2), 2 / 40)
-    with torch.no_grad():
-        ref = shallow(inp, coord, cell)
-    out = deep(inp, coord, cell)
-    assert (out - ref).abs().max() < 1e-5
-    out.square().mean().backward()
+    same_function_then_backward(shallow, deep)
     assert all(deep.hyper[i].weight.grad.abs().sum() > 0 for i in range(len(deep.hyper)))
     with pytest.raises(ValueError, match="cannot deepen"):
         deepen_lmf(shallow.state_dict(), [hidden[-1] + 1])
