@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from core.models.implicit import LocalImplicit, neighbour_index
+from core.models.implicit import LocalImplicit, area_weights, neighbour_index
 from core.models.lmf import LMF
 from core.models.mlp import mlp_tail
 from core.models.registry import make, register
@@ -125,14 +125,13 @@ class LMFEdges(LMF):
         if len(hard):
             r, c = hard[:, 0], hard[:, 1]
             p = table[:, k:-1]
-            areas = [[(ry[a, r] * rx[b, c]).abs() + 1e-9 for b in (0, 1)] for a in (0, 1)]
-            total = areas[0][0] + areas[0][1] + areas[1][0] + areas[1][1]
+            weights = area_weights([ry[0, r], ry[1, r]], [rx[0, c], rx[1, c]])
             acc = torch.zeros(len(r), 3, dtype=out.dtype, device=out.device)
             for a in (0, 1):
                 for b in (0, 1):
                     rows = rbase[a, r] + coff[b, c]
                     pred = self._liif(p.index_select(0, rows), ry[a, r], rx[b, c], cell)
-                    acc += pred * (areas[1 - a][1 - b] / total)[:, None]
+                    acc += pred * weights[2 * a + b][:, None]
             out[r, c] = acc
         return out
 
