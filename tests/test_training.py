@@ -525,6 +525,39 @@ def test_a_frozen_shared_encoder_is_run_once_with_the_same_loss(tmp_path, tiny_c
         freeze(student, ["encoderr"])
 
 
+def test_feature_distillation_adds_the_latent_distance(tmp_path, tiny_checkpoint):
+    """``distill: features: f``: the step's loss is the output distillation's plus ``f`` times
+    the mean absolute distance between the two encoders' outputs, and it reaches the
+    student's encoder; an encoder of another width is one clear error."""
+    import torch.nn.functional as F
+
+    from core.models.registry import make
+    from training.train import Teacher, step_loss
+    batch = two_samples(tmp_path)
+    torch.manual_seed(3)
+    student = make(LMF_ON_TINY_ENCODER)
+    cpu = torch.device("cpu")
+    spec = {"teacher": str(tiny_checkpoint), "weight": 0.75}
+    plain_teacher = Teacher(spec, cpu, tmp_path)
+    feat_teacher = Teacher({**spec, "features": 2.0}, cpu, tmp_path)
+    for t in (plain_teacher, feat_teacher):
+        t.dtype = torch.float32
+    plain = step_loss(student, batch, cpu, plain_teacher)
+    with_features = step_loss(student, batch, cpu, feat_teacher)
+    inp = (batch["inp"] - 0.5) / 0.5
+    with torch.no_grad():
+        dist = F.l1_loss(student.encode_features(inp), feat_teacher.features_of(inp))
+    assert float(dist) > 0
+    assert float(with_features.detach()) == pytest.approx(float(plain.detach()) + 2.0 * float(dist),
+                                                          rel=1e-5)
+    with_features.backward()
+    assert all(q.grad is not None for q in student.encoder.parameters() if q.requires_grad)
+    narrow = json.loads(json.dumps(LMF_ON_TINY_ENCODER))
+    narrow["args"]["encoder_spec"]["args"]["n_feats"] = 4
+    with pytest.raises(ValueError, match="distill features"):
+        step_loss(make(narrow), batch, cpu, feat_teacher)
+
+
 def same_function_then_backward(before, grown) -> None:
     """A grown model computes what ``before`` did (random points); then a backward through it,
     so that the caller can look at its gradients."""

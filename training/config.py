@@ -102,7 +102,7 @@ SCHEMA: Dict[str, Any] = {
     "init": _init_sections,
     "freeze": _str_list,
     "degrade": _mapping,
-    "distill": {"!teacher": _str(), "weight": _num(0, 1, lo_open=True)},
+    "distill": {"!teacher": _str(), "weight": _num(0, 1, lo_open=True), "features": _num(0)},
     "!train": TRAIN,
     "val": VAL,
     "!model": {"!name": _str(), "args": _mapping},

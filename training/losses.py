@@ -62,13 +62,18 @@ class Teacher:
     coordinates and cells, without gradients. Its encoder runs in bfloat16 where the CPU
     multiplies it natively (the device profile's ``compute_dtype``, :mod:`core.profile`); its
     queries in ``query_dtype`` (the step's training precision: float32 by default). A relative
-    FILE is taken from the working directory, then from the repository root."""
+    FILE is taken from the working directory, then from the repository root.
+
+    With ``features: f > 0`` the student's encoder is also pulled toward the teacher's latent:
+    ``+ f mean|E_student(x) - E_teacher(x)|`` over the encoder's output (both must have its
+    width), so that a cheaper encoder learns the latent the teacher's decoders read."""
 
     def __init__(self, spec: Dict[str, Any], device: torch.device, root: Path,
                  query_dtype: torch.dtype = torch.float32) -> None:
         from core.checkpoints import load_model
         path = config_path(spec["teacher"], root)
         self.weight = float(spec.get("weight", 0.5))
+        self.features = float(spec.get("features", 0.0))
         if not 0.0 < self.weight <= 1.0:
             raise ValueError(f"distill: weight must be in (0, 1], got {self.weight}")
         self.model = load_model(path, device)[0]
@@ -80,9 +85,13 @@ class Teacher:
 
     @torch.no_grad()
     def __call__(self, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        return self.query(self.model.latent_from(self.features_of(inp), inp), coord, cell)
+
+    @torch.no_grad()
+    def features_of(self, inp: torch.Tensor) -> torch.Tensor:
+        """The teacher's encoder output for ``inp`` (its latent before any colour channels)."""
         with autocast_to(inp.device, self.dtype):
-            feat = self.model.encode(inp)
-        return self.query(feat, coord, cell)
+            return self.model.encode_features(inp)
 
     @torch.no_grad()
     def query(self, latent: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
@@ -124,6 +133,13 @@ def step_loss(model, batch, device, teacher: Optional[Teacher] = None,
         with autocast_to(device, dtype):
             pred = model.query_rgb(model.latent_from(feat, inp), coord, cell)
         target = teacher.query(teacher.model.latent_from(feat, inp), coord, cell)
+    elif teacher is not None and teacher.features > 0:
+        # the student's encoder is pulled toward the teacher's latent as well
+        with autocast_to(device, dtype):
+            feat = model.encode_features(inp)
+            pred = model.query_rgb(model.latent_from(feat, inp), coord, cell)
+        tfeat = teacher.features_of(inp)
+        target = teacher.query(teacher.model.latent_from(tfeat, inp), coord, cell)
     else:
         with autocast_to(device, dtype):
             pred = model(inp, coord, cell)
@@ -133,4 +149,9 @@ def step_loss(model, batch, device, teacher: Optional[Teacher] = None,
     if target is not None:
         w = teacher.weight
         value = (1 - w) * value + w * fn(pred, target)
+        if teacher.features > 0 and not shared:
+            if feat.shape != tfeat.shape:
+                raise ValueError(f"distill features: the student's encoder gives "
+                                 f"{tuple(feat.shape[1:])}, the teacher's {tuple(tfeat.shape[1:])}")
+            value = value + teacher.features * F.l1_loss(feat.float(), tfeat.float())
     return value
