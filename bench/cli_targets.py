@@ -55,9 +55,10 @@ def official_job(image: str, scale: float, checkpoint: str, out: str) -> None:
     cell[..., 1] *= 2 / w
     with torch.no_grad():
         feat = model.encode(inp)
-        if hasattr(model, "imnet"):  # LIIF: the official query_rgb
+        if type(model).__name__ == "LIIF":  # the official query_rgb
             pred = query_official_style(model, feat, coord, cell, bsize=30000)
-        else:  # LMF: its own query over batches, as the official batched_predict does
+        else:  # LMF (and the edges model): its own query over batches, as the official
+            # batched_predict does
             pred = torch.cat([model.query_rgb(feat, coord[:, q:q + 30000], cell[:, q:q + 30000])
                               for q in range(0, coord.shape[1], 30000)], 1)
     rgb = (pred * 0.5 + 0.5).clamp(0, 1).view(h, w, 3).numpy()

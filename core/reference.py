@@ -23,7 +23,11 @@ def render_naive(model, feat: torch.Tensor, region: Region, out_w: int, out_h: i
     """Oracle render of ``region`` at ``out_w x out_h`` from the full latent ``feat (C, h, w)``.
 
     Returns normalised RGB ``(out_h, out_w, 3)`` (not clamped), on ``feat``'s device: every
-    coordinate and index is made there, so the oracle runs on a GPU as on the CPU."""
+    coordinate and index is made there, so the oracle runs on a GPU as on the CPU. LIIF and
+    LMF only (the edges model is checked against those two: tests/test_edges.py)."""
+    from core.models import LIIF, LMF
+    if type(model) not in (LIIF, LMF):
+        raise TypeError(f"render_naive: the formula of LIIF and LMF, not {type(model).__name__}")
     c, h, w = feat.shape
     dev = feat.device
     ys, xs = (t.to(dev) for t in region.sample_points(out_w, out_h, inside=(w, h)))

@@ -132,3 +132,12 @@ def test_the_join_command_makes_the_same_model_and_refuses_others(trio, tmp_path
     assert err == ["error: the first model must be an LMF model with skip (its colour channels)",
                    "error: the LMF and LIIF models do not share one encoder"]
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_the_formula_oracle_refuses_it(trio):
+    """core.reference.render_naive writes out LIIF's and LMF's formulas only: given the edges
+    model it says so instead of rendering it as an LMF."""
+    from core.reference import render_naive
+    _, _, both = trio
+    with pytest.raises(TypeError, match="LIIF and LMF"):
+        render_naive(both, torch.zeros(both.latent_dim, 4, 5), Region.full(5, 4), 10, 8)

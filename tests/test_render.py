@@ -198,13 +198,24 @@ def test_native_decoder_refuses_indices_outside_the_table():
                              torch.ones(2, 4, dtype=torch.long), **args)
 
 
+def edges_spec():
+    """A tiny LMF-with-LIIF-at-edges model (core.models.edges) on lmf_spec's encoder."""
+    a = lmf_spec(skip=True)["args"]
+    return {"name": "lmf-liif", "args": {
+        "encoder_spec": a["encoder_spec"], "hyper_hidden": a["hyper_hidden"],
+        "render_width": a["render_width"], "render_layers": a["render_layers"],
+        "imnet_spec": {"name": "mlp", "args": {"out_dim": 3, "hidden_list": [32, 32]}},
+        "threshold": 0.2}}
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
-@pytest.mark.parametrize("family", ["liif", "lmf"])
+@pytest.mark.parametrize("family", ["liif", "lmf", "edges"])
 def test_cuda_render_matches_cpu(family, rand_image):
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.manual_seed(0)
-    model = make(tiny_spec() if family == "liif" else lmf_spec(skip=True)).eval()
+    spec = {"liif": tiny_spec, "lmf": lambda: lmf_spec(skip=True), "edges": edges_spec}[family]
+    model = make(spec()).eval()
     cpu = encode(model, rand_image, torch.device("cpu"))
     gpu = encode(model.to("cuda"), rand_image, torch.device("cuda"))
     for region, ow, oh in [(Region.full(31, 23), 93, 69), (Region(-1, 2.5, 9.3, 6.1), 150, 97)]:
