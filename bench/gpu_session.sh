@@ -13,9 +13,10 @@
 #    tests/test_render.py's CUDA parity).
 # 2. GPU render timings of the viewer's render path with the paper model, 1920x1080 at 4x,
 #    float32 and float16 latent; the launch/copy proxy of the same view.
-# 3. The photo model's training (training/configs/photo-lmf-t2.yaml, from the bundled photo
-#    model) and the CPU model's distillation (gpu-lmf-distill.yaml) on the GPU, MINUTES each
-#    when the packed data is there; `timeout --foreground` sends SIGTERM to the trainer alone,
+# 3. The CPU-pixels issue's two long runs on the GPU, MINUTES each when the packed data is
+#    there: the photo model on the paper's encoder (training/configs/photo-lmf-paperenc.yaml)
+#    and a 12-block encoder taught the paper's latent (cpu-lmf-enc12.yaml), both starting
+#    from the `init` sections of their configs; `timeout --foreground` sends SIGTERM to the trainer alone,
 #    which finishes its step and saves (its DataLoader workers end with it).
 #    Its weights come back in $OUT; evaluate them here with
 #    python bench/eval_tables.py --checkpoint /work/.device/.../ema.safetensors --json ...
@@ -43,15 +44,15 @@ if [ ! -d .gpudata/train ]; then
   echo "error: no .gpudata/train: run python bench/gpu_pack.py here and carry .gpudata" >&2
   exit 2
 fi
-train() {  # NAME CONFIG INIT
+train() {  # NAME CONFIG [INIT]
   timeout --foreground -s TERM $((minutes * 60)) python3 -m training.train \
-    --config "$2" --data .gpudata/train --val-data none --init "$3" --out "/tmp/gpu-$1" \
+    --config "$2" --data .gpudata/train --val-data none ${3:+--init "$3"} --out "/tmp/gpu-$1" \
     --no-progress > "$out/train-$1.log" 2>&1
   tail -3 "$out/train-$1.log"
   mkdir -p "$out/$1"
   cp "/tmp/gpu-$1/last.safetensors" "/tmp/gpu-$1/ema.safetensors" "$out/$1/" 2>/dev/null
   gzip -c "/tmp/gpu-$1/log.jsonl" > "$out/$1/log.jsonl.gz" 2>/dev/null
 }
-train photo training/configs/photo-lmf-t2.yaml resources/lmf-edsr6-photo.safetensors
-train cpu training/configs/gpu-lmf-distill.yaml resources/lmf-edsr6-cpu.safetensors
+train photo16 training/configs/photo-lmf-paperenc.yaml
+train enc12 training/configs/cpu-lmf-enc12.yaml
 ls -laR "$out"
