@@ -1,12 +1,13 @@
 """How close the export dialog's estimates are to what an export really takes (issue 29).
 
     python bench/export_estimate.py [--image PHOTO] [--scale 2] [--skip-big] [--skip-small]
+        [--models cpu,paper,edges]
 
 1. **File size and time on a photo and a flat graphic**: a 600 x 400 synthetic photo (smooth
    waves and sensor-like noise) and a flat graphic (bars and text) exported x4 by bicubic to
    every writable format, :func:`core.export.estimate_bytes` (what the dialog shows) against
-   the file; then exported x4 to PNG by the CPU model and the paper model from a latent not
-   yet encoded, :func:`core.rates.export_seconds` (the dialog's time) against the time taken.
+   the file; then exported x4 to PNG by each of ``--models`` from a latent not yet encoded,
+   :func:`core.rates.export_seconds` (the dialog's time) against the time taken.
 2. **A 13-Mpx whole-image export**: the time the CLI's estimate gives
    (:func:`core.upscale.job_seconds`: :mod:`core.rates`' measured costs, every source pixel
    still to encode, the model :func:`core.zoo.choose` picks) and the size the dialog
@@ -41,7 +42,7 @@ from core.rates import export_seconds  # noqa: E402
 from core.upscale import job_seconds  # noqa: E402
 
 
-def small_cases(folder: str) -> None:
+def small_cases(folder: str, models=("cpu", "paper")) -> None:
     from PIL import Image, ImageDraw
     g = Image.new("RGB", (600, 400), (240, 240, 235))
     draw = ImageDraw.Draw(g)
@@ -72,7 +73,7 @@ def small_cases(folder: str) -> None:
     prof = profile_for("cpu")
     for name in ("photo", "flat"):
         img = load_image(os.path.join(folder, f"{name}.png"))
-        for key in ("cpu", "paper"):
+        for key in models:
             model = zoo.load(key)
             est = export_seconds(model, prof, 2400 * 1600, 600 * 400, 600 * 400)
             lat = prof.encode(model, img.pixels)
@@ -119,10 +120,12 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=2.0)
     p.add_argument("--skip-big", action="store_true", help="only the small cases")
     p.add_argument("--skip-small", action="store_true", help="only the big case")
+    p.add_argument("--models", default="cpu,paper",
+                   help="bundled models timed in the small cases (default: %(default)s)")
     a = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="export-estimate-") as d:
         if not a.skip_small:
-            small_cases(d)
+            small_cases(d, a.models.split(","))
         if not a.skip_big:
             big_case(d, a.image, a.scale)
 
