@@ -26,7 +26,8 @@ BENCH = os.path.join(ROOT, "..", "shared", "data", "bench")
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--checkpoint")
+    p.add_argument("--checkpoint", help="a bundled model's key or a file (default: the CPU "
+                   "model)")
     p.add_argument("--scales", default="2,3,4,6,8,12")
     p.add_argument("--sets", default="Set5,Set14,Kodak24,DIV2K-val-crop256")
     p.add_argument("--json")
@@ -42,11 +43,11 @@ def main() -> None:
 
     from core.checkpoints import load_model
     from core.profile import profile_for
-    from core.zoo import clean_default
+    from core.zoo import clean_default, resolve
     from training.data import PairedFolder
     from training.evaluate import evaluate, parse_scales
 
-    ckpt = args.checkpoint or str(clean_default("cpu"))
+    ckpt = str(resolve(args.checkpoint)) if args.checkpoint else str(clean_default("cpu"))
     model, _, _ = load_model(ckpt)
     scales = parse_scales(args.scales)
     out = {"checkpoint": os.path.relpath(ckpt, ROOT), "fp16_latent": args.fp16_latent, "sets": {}}

@@ -21,8 +21,14 @@ run fp32-set5 python -m training.evaluate --data ../shared/data/bench/Set5 --sca
 run model-cost python bench/model_cost.py
 run decoder-rate python bench/decoder_rate.py
 run cli python bench/cli_targets.py --repeat 3 --skip-official
+run targets-edges python bench/cpu_targets.py --checkpoint edges --repeat 3 --skip-cli
+run cli-edges python bench/cli_targets.py --checkpoint edges --repeat 3 --skip-official
+run region python bench/render_region.py
+run estimates python bench/export_estimate.py --skip-big --models cpu,paper,edges
 run soak python bench/soak.py --events 8000 --json "$out/soak.json"
 run train-step python bench/train_step.py
 # the quality tables (they read the project's copies of the sets in ../shared/data/bench)
 run eval-cpu python bench/eval_tables.py --json "$out/lmf-edsr6-cpu.json"
+run eval-edges python bench/eval_tables.py --checkpoint edges --json "$out/lmf-edsr16-edges.json"
+run edge-threshold python bench/edge_threshold.py
 run photo python bench/photo_tables.py --models cpu,photo --json "$out/photo-eval.json"
