@@ -7,7 +7,8 @@ For every image of the set and scale (the evaluation protocol's pairs,
 :func:`training.evaluate.test_pair`) both models render the LR at the HR's size and the
 per-pixel squared errors are taken as the protocol takes them (Y channel with ``s`` shaved on
 Set5/Set14/Kodak24, RGB with ``s + 6`` shaved on the DIV2K crops). Pixels are then binned by
-how much detail the HR has there: the gradient magnitude of the HR's Y channel (Sobel), cut at
+how much detail the HR has there: the gradient magnitude of the HR's luma (Sobel,
+:func:`training.data.detail_weights`, the training sampler's measure), cut at
 the set's pooled percentiles ``--bins``. For each bin the table gives its share of the pixels,
 both models' PSNR over the bin (pooled mean squared error), and the bin's share of the total
 gap ``sum(err_student^2 - err_reference^2)``. A last column per scale gives the PSNR of the
@@ -30,14 +31,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 BENCH = os.path.join(ROOT, "..", "shared", "data", "bench")
-
-
-def detail(y: np.ndarray) -> np.ndarray:
-    """Sobel gradient magnitude of a 2-D array (edges replicated)."""
-    p = np.pad(y, 1, mode="edge")
-    gx = (p[:-2, 2:] + 2 * p[1:-1, 2:] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[1:-1, :-2] + p[2:, :-2])
-    gy = (p[2:, :-2] + 2 * p[2:, 1:-1] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[:-2, 1:-1] + p[:-2, 2:])
-    return np.hypot(gx, gy)
 
 
 def errors(pred: np.ndarray, gt: np.ndarray, shave: int, y_channel: bool) -> np.ndarray:
@@ -65,10 +58,9 @@ def main() -> None:
 
     from core.checkpoints import load_model
     from core.geometry import Region
-    from core.metrics import rgb_to_y
     from core.profile import profile_for
     from core.render.renderer import render
-    from training.data import PairedFolder
+    from training.data import PairedFolder, detail_weights
     from training.evaluate import parse_scales, test_pair
 
     torch.set_grad_enabled(False)
@@ -95,7 +87,8 @@ def main() -> None:
                     for m in models]
             err_s.append(errors(outs[0], gt, shave, benchmark).ravel())
             err_r.append(errors(outs[1], gt, shave, benchmark).ravel())
-            g = detail(rgb_to_y(gt)[shave:-shave or None, shave:-shave or None])
+            crop = gt[shave:-shave or None, shave:-shave or None]
+            g = detail_weights(torch.from_numpy(crop).permute(2, 0, 1), floor=0.0).numpy()
             det.append(g.ravel())
             fid.append(errors(outs[0], np.clip(outs[1], 0, 1), shave, benchmark).mean())
         es, er, d = (np.concatenate(a) for a in (err_s, err_r, det))

@@ -42,8 +42,7 @@ __all__ = ["DeviceProfile", "profile_for", "default_budget", "PRECISIONS"]
 #: runs emulated, slowly, on a CPU without it: for measuring its effect)
 PRECISIONS = ("auto", "float32", "bfloat16")
 #: the viewer's latent tile side: small, so that a view encodes little beyond what it shows
-#: (16 against 32: a new 4x area of a 13-Mpx photo 3.50 -> 2.92 s with the 16-block encoder,
-#: 1.44 -> 1.38 s with the 6-block one; docs/BENCHMARKS.md, "The CPU-pixels study")
+#: (16 against 32: docs/BENCHMARKS.md, "The edges model, and smaller latent tiles")
 VIEWER_LATENT_TILE = 16
 #: most render workers on a CPU (beyond that each worker gets more threads)
 MAX_CPU_WORKERS = 4

@@ -17,10 +17,9 @@ Four models are bundled (``resources/``, each with its card, ``resources/<stem>.
   JPEG; ``training/degrade.py``), so that it does not sharpen compression artifacts.
 * ``edges``: the paper model's whole encoder under two decoders: LMF's (trained on that
   frozen encoder toward the paper model's outputs) everywhere, the paper model's own where
-  the input has strong local contrast (:mod:`core.models.edges`): within 0.15 dB of the
-  paper model, at 2.5 times the CPU model's encoding cost and about twice its rendering cost
-  on a photo (more on text and dense texture); chosen by hand (Model menu,
-  ``--checkpoint edges``), not by the rule.
+  the input has strong local contrast (:mod:`core.models.edges`): close to the paper model
+  at a fraction of its rendering cost, but slower than ``cpu`` (its card has the figures);
+  chosen by hand (Model menu, ``--checkpoint edges``), not by the rule.
 
 :func:`choose` is the rule every front door uses (the viewer, ``core.upscale`` per file,
 ``training.evaluate``): an input whose pixels went through lossy compression (JPEG; lossy

@@ -122,6 +122,7 @@ def step_loss(model, batch, device, teacher: Optional[Teacher] = None,
     ``shared`` (only where :meth:`Teacher.shares_encoder` said so) runs the encoder once for
     both models."""
     fn = LOSSES[loss]
+    extra = None  # the feature distillation's term, where there is one
     inp = (batch["inp"].to(device) - 0.5) / 0.5
     gt = (batch["gt"].to(device) - 0.5) / 0.5
     coord, cell = batch["coord"].to(device), batch["cell"].to(device)
@@ -140,6 +141,10 @@ def step_loss(model, batch, device, teacher: Optional[Teacher] = None,
             pred = model.query_rgb(model.latent_from(feat, inp), coord, cell)
         tfeat = teacher.features_of(inp)
         target = teacher.query(teacher.model.latent_from(tfeat, inp), coord, cell)
+        if feat.shape != tfeat.shape:
+            raise ValueError(f"distill features: the student's encoder gives "
+                             f"{tuple(feat.shape[1:])}, the teacher's {tuple(tfeat.shape[1:])}")
+        extra = teacher.features * F.l1_loss(feat.float(), tfeat.float())
     else:
         with autocast_to(device, dtype):
             pred = model(inp, coord, cell)
@@ -149,9 +154,4 @@ def step_loss(model, batch, device, teacher: Optional[Teacher] = None,
     if target is not None:
         w = teacher.weight
         value = (1 - w) * value + w * fn(pred, target)
-        if teacher.features > 0 and not shared:
-            if feat.shape != tfeat.shape:
-                raise ValueError(f"distill features: the student's encoder gives "
-                                 f"{tuple(feat.shape[1:])}, the teacher's {tuple(tfeat.shape[1:])}")
-            value = value + teacher.features * F.l1_loss(feat.float(), tfeat.float())
-    return value
+    return value if extra is None else value + extra

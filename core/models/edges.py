@@ -2,9 +2,9 @@ r"""LMF with LIIF at the edges: the paper's decoder only where the picture needs
 
 A distilled LMF decoder (:mod:`core.models.lmf`) on the paper model's encoder reproduces the
 paper model (LIIF, :mod:`core.models.liif`) closely in smooth areas and loses most of what it
-loses at strong edges: at x2 on Set5, 71 % of its PSNR gap lies in the 5 % of output pixels with
-the most detail (``bench/gap_where.py``). This model holds both decoders on one encoder and
-lets a cheap rule pick, per output pixel::
+loses at strong edges (``bench/gap_where.py``; docs/TRAINING.md, "Where the rest of the gap
+is"). This model holds both decoders on one encoder and lets a cheap rule pick, per output
+pixel::
 
     score(v)   = max over the 3x3 neighbourhood n of v of |Y(n) - Y(v)|     (per latent code)
     hard(x)    = max over the 4 ensemble codes v_t of x of score(v_t) > threshold
@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from core.models.implicit import LocalImplicit, area_weights, neighbour_index
+from core.models.liif import decode_p_rows, split_first_layer
 from core.models.lmf import LMF
-from core.models.mlp import mlp_tail
 from core.models.registry import make, register
 
 #: BT.601 luma weights (core.metrics's, without the 16-235 scaling)
@@ -57,14 +57,16 @@ class LMFEdges(LMF):
         self.lmf_columns = 2 * render_layers * render_width + 3
 
     # ---- code features -----------------------------------------------------------------------
+    def _first_layer(self):
+        """LIIF's first layer split on the encoder's channels (not the colours)."""
+        return split_first_layer(self.imnet, self.encoder.out_dim)
+
     def _p_map(self, feat: torch.Tensor, stride, padding: int) -> torch.Tensor:
         """LIIF's P map ``Wz zhat + b1`` of the encoder channels (not the colours)."""
-        c = self.encoder.out_dim
-        lin = self.imnet.linears[0]
-        w_lat = lin.weight[:, :9 * c].reshape(lin.weight.shape[0], c, 3, 3)
-        f = feat[:, :c].contiguous(memory_format=torch.channels_last)
+        w_lat, _, _, b = self._first_layer()
+        f = feat[:, :self.encoder.out_dim].contiguous(memory_format=torch.channels_last)
         with torch.autocast(feat.device.type, enabled=False):
-            return F.conv2d(f.float(), w_lat, lin.bias, stride=stride, padding=padding)
+            return F.conv2d(f.float(), w_lat, b, stride=stride, padding=padding)
 
     def _score(self, feat: torch.Tensor, stride, padding: int) -> torch.Tensor:
         """``(B, 1, H', W')``: largest luma difference between a code and its 3x3 neighbours."""
@@ -87,23 +89,17 @@ class LMFEdges(LMF):
     # ---- LIIF's decoder on chosen points -----------------------------------------------------
     def _liif(self, p_rows: torch.Tensor, ry: torch.Tensor, rx: torch.Tensor,
               cell: Tuple[float, float]) -> torch.Tensor:
-        """LIIF's prediction ``(N, 3)`` from P rows ``(N, hidden)`` and relative coordinates
-        ``(N,)``, with the render-constant cell ``cell`` (source pixels)."""
-        w = self.imnet.linears[0].weight
-        n = 9 * self.encoder.out_dim
-        h1 = (p_rows + ry[:, None] * w[:, n] + rx[:, None] * w[:, n + 1]
-              + ((2.0 * cell[0]) * w[:, n + 2] + (2.0 * cell[1]) * w[:, n + 3]))
-        return mlp_tail(self.imnet.linears[1:], h1)
+        """LIIF's prediction ``(N, 3)`` from P rows ``(N, hidden)``, relative coordinates
+        ``(N,)`` and the render-constant cell ``cell`` (source pixels)."""
+        rel = torch.stack([ry, rx], -1)
+        cell_rel = rel.new_tensor([2.0 * cell[0], 2.0 * cell[1]]).expand(len(rel), 2)
+        return self._liif_points(p_rows[None], rel[None], cell_rel[None])[0]
 
     def _liif_points(self, g: torch.Tensor, rel: torch.Tensor,
                      cell_rel: Optional[torch.Tensor]) -> torch.Tensor:
         """LIIF's ``decode_points`` on gathered P rows (training and reference path)."""
-        w = self.imnet.linears[0].weight
-        n = 9 * self.encoder.out_dim
-        coords = torch.cat([rel, cell_rel.to(rel.dtype)], -1)
-        h1 = g + coords @ w[:, n:n + 4].t().to(g.dtype)
-        bsz = g.shape[0]
-        return mlp_tail(self.imnet.linears[1:], h1.reshape(-1, h1.shape[-1])).view(bsz, -1, 3)
+        _, w_rel, w_cell, _ = self._first_layer()
+        return decode_p_rows(self.imnet, w_rel, w_cell, g, rel, cell_rel)
 
     def _hard(self, score: torch.Tensor, rbase: torch.Tensor, coff: torch.Tensor
               ) -> torch.Tensor:

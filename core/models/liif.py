@@ -51,15 +51,7 @@ class LIIF(LocalImplicit):
         self,
     ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
         """Split ``W1`` into (latent part as a conv kernel, coordinate part, cell part, bias)."""
-        lin = self.imnet.linears[0]
-        w, b = lin.weight, lin.bias
-        c = self.latent_dim
-        k = 3 if self.feat_unfold else 1
-        n = c * k * k
-        w_lat = w[:, :n].reshape(w.shape[0], c, k, k)
-        w_rel = w[:, n:n + 2]
-        w_cell = w[:, n + 2:n + 4] if self.cell_decode else None
-        return w_lat, w_rel, w_cell, b
+        return split_first_layer(self.imnet, self.latent_dim, self.feat_unfold, self.cell_decode)
 
     def code_features(self, feat: torch.Tensor, stride=(1, 1), padding: int = 0) -> torch.Tensor:
         """LIIF's code features: the P map ``Wz zhat + b1`` (see
@@ -109,21 +101,42 @@ class LIIF(LocalImplicit):
                 hid[a * n + b] += rx[b][None, :, None] * w_rel[:, 1]
         return mlp_tail(self.imnet.linears[1:], hid.view(-1, hid.shape[-1]), spare)
 
-    def decode_hidden(self, h1: torch.Tensor) -> torch.Tensor:
-        """Run the layers after the first on pre-activations ``h1 (N, hidden)``; in place."""
-        return mlp_tail(self.imnet.linears[1:], h1)
-
     def decode_points(self, g: torch.Tensor, rel: torch.Tensor,
                       cell_rel: Optional[torch.Tensor]) -> torch.Tensor:
         """RGB ``(B, Q, 3)`` from gathered P rows ``g (B, Q, hidden)`` (see
         :meth:`LocalImplicit.decode_points`)."""
         _, w_rel, w_cell, _ = self.first_layer()
-        # h1 = g + [rel, cell] [Wr, Wc]^T, the add fused into one product
-        coords, wc = rel, w_rel
-        if w_cell is not None and cell_rel is not None:
-            coords = torch.cat([rel, cell_rel.to(rel.dtype)], -1)
-            wc = torch.cat([w_rel, w_cell], 1)
-        bsz, hidden = g.shape[0], g.shape[-1]
-        h1 = torch.addmm(g.reshape(-1, hidden), coords.reshape(-1, coords.shape[-1]),
-                         wc.t().to(g.dtype))
-        return self.decode_hidden(h1).view(bsz, -1, 3)
+        return decode_p_rows(self.imnet, w_rel, w_cell, g, rel, cell_rel)
+
+
+def split_first_layer(imnet: torch.nn.Module, c: int, unfold: bool = True, cell: bool = True
+                      ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
+    """Split the first layer of LIIF's MLP ``imnet`` on ``c`` latent channels into (latent part
+    as a ``3 x 3`` (``1 x 1`` without unfolding) conv kernel, coordinate part, cell part or None,
+    bias). Shared with the edges model (:mod:`core.models.edges`), whose latent also carries
+    colours that its LIIF decoder does not read."""
+    lin = imnet.linears[0]
+    w, b = lin.weight, lin.bias
+    k = 3 if unfold else 1
+    n = c * k * k
+    w_lat = w[:, :n].reshape(w.shape[0], c, k, k)
+    w_rel = w[:, n:n + 2]
+    w_cell = w[:, n + 2:n + 4] if cell else None
+    return w_lat, w_rel, w_cell, b
+
+
+def decode_p_rows(imnet: torch.nn.Module, w_rel: torch.Tensor, w_cell: Optional[torch.Tensor],
+                  g: torch.Tensor, rel: torch.Tensor, cell_rel: Optional[torch.Tensor]
+                  ) -> torch.Tensor:
+    """RGB ``(B, Q, 3)`` of LIIF's MLP from gathered P rows ``g (B, Q, hidden)``, relative
+    coordinates ``rel (B, Q, 2)`` and cells ``cell_rel (B, Q, 2)`` (see
+    :meth:`LocalImplicit.decode_points`)."""
+    # h1 = g + [rel, cell] [Wr, Wc]^T, the add fused into one product
+    coords, wc = rel, w_rel
+    if w_cell is not None and cell_rel is not None:
+        coords = torch.cat([rel, cell_rel.to(rel.dtype)], -1)
+        wc = torch.cat([w_rel, w_cell], 1)
+    bsz, hidden = g.shape[0], g.shape[-1]
+    h1 = torch.addmm(g.reshape(-1, hidden), coords.reshape(-1, coords.shape[-1]),
+                     wc.t().to(g.dtype))
+    return mlp_tail(imnet.linears[1:], h1).view(bsz, -1, 3)
