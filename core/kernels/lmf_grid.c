@@ -13,12 +13,18 @@
  *   out[r][c] = sum over members of  S_opposite / S_total * f   (S = |ry * rx| + 1e-9)
  *
  * D (the render width) is fixed at compile time. Where it is a power of two (the bundled
- * model's 16) the activations of the (up to) 4 members of a pixel are GCC/Clang vectors of D
- * floats, updated side by side (4 independent FMA chains per layer); the output layer is
- * linear, so it is applied once to the weighted sum of the members' last activations:
+ * model's 16) the activations of the (up to) 4 members of a pixel are updated side by side
+ * (independent FMA chains per layer); the output layer is linear, so it is applied once to
+ * the weighted sum of the members' last activations:
  *   sum_t w_t (W_out h_t + b_out + rgb_t) = W_out (sum_t w_t h_t) + b_out sum_t w_t
  *                                           + sum_t w_t rgb_t.
- * Other widths take plain loops.
+ * On AVX2 without AVX-512 and D of 8 or 16, that is written with 8-float intrinsics: the
+ * members' activations wait in a small aligned array and each input unit is broadcast from
+ * it, so the accumulators (4 members x D/8 registers) and one layer row of weights fit the 16
+ * vector registers. The GCC vector form of the same loop (vectors of D floats, an element
+ * taken out of a register per input unit) spills on AVX2 and ran 3.5x slower there
+ * (docs/BENCHMARKS.md, "The LMF kernel on AVX2"); it stays the path for AVX-512, where a
+ * vector of 16 floats is one of 32 registers. Other widths take plain loops.
  */
 #include <math.h>
 #include <stdint.h>
@@ -28,7 +34,10 @@
 #define D 16
 #endif
 
-#if (D & (D - 1)) == 0 && D >= 4
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__) && (D == 8 || D == 16)
+#define AVX2_PATH 1
+#include <immintrin.h>
+#elif (D & (D - 1)) == 0 && D >= 4
 #define VECTOR 1
 typedef float vec __attribute__((vector_size(D * sizeof(float))));
 typedef int32_t ivec __attribute__((vector_size(D * sizeof(float))));
@@ -104,6 +113,74 @@ members_vec(const int M, const float *const *rows, const float *ys, const float 
 }
 #endif
 
+#ifdef AVX2_PATH
+#define Q (D / 8) /* 8-float registers per activation vector */
+/* The AVX2 path for one pixel's M members (see the head of this file). */
+static inline __attribute__((always_inline)) void
+members_avx2(const int M, const float *const *rows, const float *ys, const float *xs,
+             const float *wgt, int layers, const float *win, const float *cst,
+             const float *wht, const float *bh, const float *wo, const float *bo, float *res)
+{
+    float h[4][D] __attribute__((aligned(32)));
+    const __m256 zero = _mm256_setzero_ps();
+    for (int m = 0; m < M; m++) {
+        const __m256 y = _mm256_set1_ps(ys[m]), x = _mm256_set1_ps(xs[m]);
+        for (int q = 0; q < Q; q++) {
+            __m256 v = _mm256_fmadd_ps(y, _mm256_loadu_ps(win + 8 * q),
+                                       _mm256_fmadd_ps(x, _mm256_loadu_ps(win + D + 8 * q),
+                                                       _mm256_loadu_ps(cst + 8 * q)));
+            v = _mm256_fmadd_ps(v, _mm256_loadu_ps(rows[m] + 8 * q),
+                                _mm256_loadu_ps(rows[m] + D + 8 * q));
+            _mm256_store_ps(h[m] + 8 * q, _mm256_max_ps(v, zero));
+        }
+    }
+    for (int l = 1; l < layers; l++) {
+        const float *w = wht + (int64_t)(l - 1) * D * D, *b = bh + (l - 1) * D;
+        __m256 g[4][Q];
+        for (int m = 0; m < M; m++)
+            for (int q = 0; q < Q; q++)
+                g[m][q] = _mm256_loadu_ps(b + 8 * q);
+#pragma GCC unroll 16
+        for (int i = 0; i < D; i++) {
+            __m256 wi[Q];
+            for (int q = 0; q < Q; q++)
+                wi[q] = _mm256_loadu_ps(w + i * D + 8 * q);
+            for (int m = 0; m < M; m++) {
+                const __m256 hi = _mm256_broadcast_ss(&h[m][i]);
+                for (int q = 0; q < Q; q++)
+                    g[m][q] = _mm256_fmadd_ps(wi[q], hi, g[m][q]);
+            }
+        }
+        for (int m = 0; m < M; m++)
+            for (int q = 0; q < Q; q++) {
+                const float *mod = rows[m] + 2 * l * D + 8 * q;
+                __m256 v = _mm256_fmadd_ps(g[m][q], _mm256_loadu_ps(mod),
+                                           _mm256_loadu_ps(mod + D));
+                _mm256_store_ps(h[m] + 8 * q, _mm256_max_ps(v, zero));
+            }
+    }
+    __m256 hs[Q];
+    float wsum = 0.f;
+    for (int q = 0; q < Q; q++)
+        hs[q] = zero;
+    for (int m = 0; m < M; m++) {
+        const __m256 wm = _mm256_set1_ps(wgt[m]);
+        for (int q = 0; q < Q; q++)
+            hs[q] = _mm256_fmadd_ps(wm, _mm256_load_ps(h[m] + 8 * q), hs[q]);
+        wsum += wgt[m];
+    }
+    for (int o = 0; o < 3; o++) {
+        __m256 p = _mm256_mul_ps(_mm256_loadu_ps(wo + o * D), hs[0]);
+        for (int q = 1; q < Q; q++)
+            p = _mm256_fmadd_ps(_mm256_loadu_ps(wo + o * D + 8 * q), hs[q], p);
+        __m128 a = _mm_add_ps(_mm256_castps256_ps128(p), _mm256_extractf128_ps(p, 1));
+        a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+        a = _mm_add_ss(a, _mm_shuffle_ps(a, a, 1));
+        res[o] = _mm_cvtss_f32(a) + bo[o] * wsum;
+    }
+}
+#endif
+
 /* table: [codes][stride], LMF's code features: per layer l the D scales at 2 l D and the D
  * shifts at (2 l + 1) D, then (with the skip, rgb != 0) the code's colour at 2 L D;
  * rbase: [n][th] int64; coff: [n][tw] int64; ry: [n][th]; rx: [n][tw];
@@ -132,7 +209,12 @@ void lmf_grid(const float *table, int64_t stride, int layers, int rgb,
                 xs[m] = b ? x1 : x0;
             }
             float res[3];
-#ifdef VECTOR
+#if defined(AVX2_PATH)
+            if (members == 4)
+                members_avx2(4, rows, ys, xs, wgt, layers, win, cst, wht, bh, wo, bo, res);
+            else
+                members_avx2(1, rows, ys, xs, wgt, layers, win, cst, wht, bh, wo, bo, res);
+#elif defined(VECTOR)
             if (members == 4)
                 members_vec(4, rows, ys, xs, wgt, layers, win, cst, wht, bh, wo, bo, res);
             else
