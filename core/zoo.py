@@ -7,7 +7,7 @@ One front door from a name to a ready model (timm's ``create_model`` is the exam
     choice = zoo.choose("cpu", "holiday.jpg")    # the rule: ModelChoice(path, reason)
     model = zoo.load(choice.path, device)        # any file too; each (file, device) once
 
-Four models are bundled (``resources/``, each with its card, ``resources/<stem>.md``):
+Five models are bundled (``resources/``, each with its card, ``resources/<stem>.md``):
 
 * ``paper``: the LIIF authors' EDSR-baseline-LIIF, converted from their release
   (``python -m core.checkpoints convert``); the paper's quality, interactive on a GPU.
@@ -15,6 +15,8 @@ Four models are bundled (``resources/``, each with its card, ``resources/<stem>.
   trained to come close to the paper model's quality at a fraction of its cost.
 * ``photo``: the CPU model's network trained on LR made the way photos are (blur, noise,
   JPEG; ``training/degrade.py``), so that it does not sharpen compression artifacts.
+* ``photo16``: the same training on the paper model's whole encoder (16 blocks) under the
+  photo model's decoder: better on JPEGs and on clean LR, at the 16-block encoder's cost.
 * ``edges``: the paper model's whole encoder under two decoders: LMF's (trained on that
   frozen encoder toward the paper model's outputs) everywhere, the paper model's own where
   the input has strong local contrast (:mod:`core.models.edges`): close to the paper model
@@ -25,8 +27,9 @@ Four models are bundled (``resources/``, each with its card, ``resources/<stem>.
 ``training.evaluate``): an input whose pixels went through lossy compression (JPEG; lossy
 WebP, AVIF, HEIC, JPEG XL; :func:`core.io.formats.inspect_input`) gets the photo model; any other
 gets :func:`clean_default`, the clean model for the device: the paper model where the device
-makes it interactive (CUDA, MPS), the CPU model on a CPU. It says why, e.g.
-``JPEG q≈72 → photo model``; :func:`describe` names a model in one line.
+makes it interactive (CUDA, MPS), the CPU model on a CPU. Likewise the photo model is
+:func:`photo_default`'s: ``photo16`` on a GPU, ``photo`` (6 blocks, interactive) on a CPU. It
+says why, e.g. ``JPEG q≈72 → photo model``; :func:`describe` names a model in one line.
 """
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ from core.io.formats import InputKind, inspect_input
 from core.profile import DeviceProfile
 
 __all__ = ["Bundled", "REGISTRY", "ModelChoice", "bundled", "get", "resolve", "load",
-           "clean_default", "choose", "short_name", "describe"]
+           "clean_default", "photo_default", "choose", "short_name", "describe"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,9 @@ REGISTRY: Tuple[Bundled, ...] = (
             "CPU model (LMF on an encoder cut from the paper model)", "CPU model"),
     Bundled("photo", "lmf-edsr6-photo.safetensors", "LMF",
             "Photo model (the CPU model trained on JPEG, noise and blur)", "photo model"),
+    Bundled("photo16", "lmf-edsr16-photo.safetensors", "LMF",
+            "Photo model, 16 blocks (the paper model's encoder trained on JPEG, noise and "
+            "blur: better, slower than the photo model on a CPU)", "photo model (16 blocks)"),
     Bundled("edges", "lmf-edsr16-edges.safetensors", "LMF+LIIF",
             "Edges model (the paper model's encoder; its decoder at strong edges, LMF's "
             "elsewhere: close to it, slower than the CPU model)", "edges model"),
@@ -137,11 +143,22 @@ def clean_default(device: Union[str, torch.device]) -> Path:
     return next(iter(models.values()), REGISTRY[0].path)
 
 
+def photo_default(device: Union[str, torch.device]) -> Optional[Path]:
+    """The photo model for ``device``: ``photo16`` on a GPU (CUDA, MPS), ``photo`` on a CPU
+    (or whichever of the two is bundled if only one is); None if neither is."""
+    models = {k: v for k, v in bundled().items() if k in ("photo", "photo16")}
+    want = "photo" if torch.device(device).type == "cpu" else "photo16"
+    if want in models:
+        return models[want]
+    return next(iter(models.values()), None)
+
+
 def short_name(path: Union[str, os.PathLike]) -> str:
-    """``photo model``, ``CPU model``, ... for a bundled file; the file's stem otherwise."""
-    for m in REGISTRY:
-        if Path(path) == m.path:
-            return m.short
+    """``photo model``, ``CPU model``, ... for a bundled file (:func:`bundled`'s); the file's
+    stem otherwise."""
+    for key, p in bundled().items():
+        if Path(path) == p:
+            return get(key).short
     return Path(path).stem
 
 
@@ -165,14 +182,14 @@ def near_lossless(kind: InputKind) -> bool:
 
 def choose(device: Union[str, torch.device], image: Optional[Union[str, os.PathLike]] = None,
            kind: Optional[InputKind] = None) -> ModelChoice:
-    """The one rule: the photo model for a lossy input (``kind``, or what
+    """The one rule: :func:`photo_default` for a lossy input (``kind``, or what
     :func:`core.io.formats.inspect_input` finds in ``image``; a JPEG at quality
     :data:`NEAR_LOSSLESS_JPEG` or above counts as clean), else :func:`clean_default`."""
     if kind is None and image is not None:
         kind = inspect_input(image)
-    photo = bundled().get("photo")
+    photo = photo_default(device)
     if kind is not None and kind.lossy and photo is not None and not near_lossless(kind):
-        return ModelChoice(photo, f"{kind.describe()} → photo model")
+        return ModelChoice(photo, f"{kind.describe()} → {short_name(photo)}")
     path = clean_default(device)
     why = kind.describe() if kind is not None else f"{torch.device(device).type}"
     if kind is not None and kind.lossy and near_lossless(kind):

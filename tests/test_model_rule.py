@@ -53,9 +53,9 @@ def test_every_list_of_formats_comes_from_the_table():
 
 @pytest.fixture
 def models(tmp_path, monkeypatch):
-    """Three tiny model files standing in for the bundled ones (different weights)."""
+    """Tiny model files standing in for the bundled ones (different weights)."""
     paths = {}
-    for i, key in enumerate(("paper", "cpu", "photo")):
+    for i, key in enumerate(("paper", "cpu", "photo", "photo16")):
         torch.manual_seed(i)
         paths[key] = tmp_path / f"tiny-{key}.safetensors"
         save_model(make(tiny_spec()), tiny_spec(), paths[key])
@@ -68,7 +68,9 @@ def test_lossy_inputs_get_the_photo_model_and_lossless_the_clean_one(tmp_path, m
     png = picture(tmp_path / "a.png")
     c = zoo.choose("cpu", jpg)
     assert c.path == models["photo"] and c.reason == "JPEG q≈72 → photo model"
-    assert zoo.choose("cuda", jpg).path == models["photo"]
+    c = zoo.choose("cuda", jpg)  # on a GPU the 16-block photo model costs little
+    assert c.path == models["photo16"] and c.reason == "JPEG q≈72 → photo model (16 blocks)"
+    assert zoo.choose("mps", jpg).path == models["photo16"]
     c = zoo.choose("cpu", png)
     assert c.path == models["cpu"] and c.reason.startswith("PNG (lossless) → ")
     assert zoo.choose("cuda", png).path == models["paper"]
@@ -80,7 +82,11 @@ def test_lossy_inputs_get_the_photo_model_and_lossless_the_clean_one(tmp_path, m
 def test_without_a_photo_model_everything_gets_the_clean_one(tmp_path, models, monkeypatch):
     del models["photo"]
     monkeypatch.setattr(zoo, "bundled", lambda: dict(models))
+    # with one photo model, every device gets it
+    assert zoo.choose("cpu", picture(tmp_path / "a.jpg")).path == models["photo16"]
+    del models["photo16"]
     assert zoo.choose("cpu", picture(tmp_path / "a.jpg")).path == models["cpu"]
+    assert zoo.choose("cuda", picture(tmp_path / "a.jpg")).path == models["paper"]
 
 
 def test_upscale_cli_chooses_per_file_in_a_batch_and_says_why(tmp_path, models, capsys):
@@ -155,7 +161,7 @@ def test_models_by_name_are_loaded_once_per_file_and_device(tmp_path, models):
     assert zoo.load("cpu") is a and zoo.load(str(models["cpu"])) is a
     assert not a.training and zoo.load("paper") is not a
     assert zoo.get("photo").key == "photo" and zoo.get("photo").card.suffix == ".md"
-    with pytest.raises(KeyError, match="bundled: paper, cpu, photo, edges"):
+    with pytest.raises(KeyError, match="bundled: paper, cpu, photo, photo16, edges"):
         zoo.get("nope")
     save_model(make(tiny_spec()), tiny_spec(), models["cpu"])  # replaced on disk
     import os

@@ -346,10 +346,12 @@ def test_main_opens_bundled_sample_with_bundled_model(qtbot, tmp_path):
 
 def test_default_model_per_device():
     from core import zoo
-    assert list(zoo.bundled()) == ["paper", "cpu", "photo", "edges"]  # all, paper first
+    assert list(zoo.bundled()) == ["paper", "cpu", "photo", "photo16", "edges"]  # paper first
     assert zoo.clean_default("cpu") == zoo.get("cpu").path
     assert zoo.clean_default("cuda") == zoo.get("paper").path
     assert zoo.clean_default("mps") == zoo.get("paper").path
+    assert zoo.photo_default("cpu") == zoo.get("photo").path
+    assert zoo.photo_default("cuda") == zoo.get("photo16").path
 
 
 def test_bad_file_opens_a_real_error_dialog(qtbot, tmp_path):
