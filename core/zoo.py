@@ -133,24 +133,26 @@ def load(name: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu"
     return model
 
 
+def _for_device(device: Union[str, torch.device], on_cpu: str, on_gpu: str) -> Optional[Path]:
+    """Bundled model ``on_cpu`` on a CPU, ``on_gpu`` on a GPU (CUDA, MPS); whichever of the two
+    is bundled if only one is; None if neither."""
+    models = {k: v for k, v in bundled().items() if k in (on_cpu, on_gpu)}
+    want = on_cpu if torch.device(device).type == "cpu" else on_gpu
+    if want in models:
+        return models[want]
+    return next(iter(models.values()), None)
+
+
 def clean_default(device: Union[str, torch.device]) -> Path:
     """The clean model for ``device``: the paper model on a GPU (CUDA, MPS), the CPU model on
     a CPU (or whichever of the two is bundled if only one is)."""
-    models = {k: v for k, v in bundled().items() if k in ("paper", "cpu")}
-    want = "cpu" if torch.device(device).type == "cpu" else "paper"
-    if want in models:
-        return models[want]
-    return next(iter(models.values()), REGISTRY[0].path)
+    return _for_device(device, "cpu", "paper") or REGISTRY[0].path
 
 
 def photo_default(device: Union[str, torch.device]) -> Optional[Path]:
     """The photo model for ``device``: ``photo16`` on a GPU (CUDA, MPS), ``photo`` on a CPU
     (or whichever of the two is bundled if only one is); None if neither is."""
-    models = {k: v for k, v in bundled().items() if k in ("photo", "photo16")}
-    want = "photo" if torch.device(device).type == "cpu" else "photo16"
-    if want in models:
-        return models[want]
-    return next(iter(models.values()), None)
+    return _for_device(device, "photo", "photo16")
 
 
 def short_name(path: Union[str, os.PathLike]) -> str:

@@ -22,9 +22,9 @@
  * members' activations wait in a small aligned array and each input unit is broadcast from
  * it, so the accumulators (4 members x D/8 registers) and one layer row of weights fit the 16
  * vector registers. The GCC vector form of the same loop (vectors of D floats, an element
- * taken out of a register per input unit) spills on AVX2 and ran 3.5x slower there
- * (docs/BENCHMARKS.md, "The LMF kernel on AVX2"); it stays the path for AVX-512, where a
- * vector of 16 floats is one of 32 registers. Other widths take plain loops.
+ * taken out of a register per input unit) spills on AVX2 (docs/BENCHMARKS.md, "The LMF
+ * kernel on AVX2"); it stays the path for AVX-512, where a vector of 16 floats is one of 32
+ * registers. Other widths take plain loops.
  */
 #include <math.h>
 #include <stdint.h>
