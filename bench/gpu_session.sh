@@ -14,9 +14,10 @@
 # 2. GPU render timings of the viewer's render path with the paper model, 1920x1080 at 4x,
 #    float32 and float16 latent; the launch/copy proxy of the same view.
 # 3. The CPU-pixels issue's two long runs on the GPU, MINUTES each when the packed data is
-#    there: the photo model on the paper's encoder (training/configs/photo-lmf-paperenc.yaml)
-#    and a 12-block encoder taught the paper's latent (cpu-lmf-enc12.yaml), both starting
-#    from the `init` sections of their configs; `timeout --foreground` sends SIGTERM to the trainer alone,
+#    there: more of the bundled photo16 model's second stage (photo-lmf-paperenc-t2.yaml from
+#    resources/lmf-edsr16-photo.safetensors: it misses its bound by 0.12-0.25 dB) and a
+#    12-block encoder taught the paper's latent (cpu-lmf-enc12.yaml, from its config's `init`;
+#    a candidate for CPUs with fast bfloat16, too slow in float32 on the AVX2 VM); `timeout --foreground` sends SIGTERM to the trainer alone,
 #    which finishes its step and saves (its DataLoader workers end with it).
 #    Its weights come back in $OUT; evaluate them here with
 #    python bench/eval_tables.py --checkpoint /work/.device/.../ema.safetensors --json ...
@@ -53,6 +54,6 @@ train() {  # NAME CONFIG [INIT]
   cp "/tmp/gpu-$1/last.safetensors" "/tmp/gpu-$1/ema.safetensors" "$out/$1/" 2>/dev/null
   gzip -c "/tmp/gpu-$1/log.jsonl" > "$out/$1/log.jsonl.gz" 2>/dev/null
 }
-train photo16 training/configs/photo-lmf-paperenc.yaml
+train photo16 training/configs/photo-lmf-paperenc-t2.yaml resources/lmf-edsr16-photo.safetensors
 train enc12 training/configs/cpu-lmf-enc12.yaml
 ls -laR "$out"
