@@ -101,11 +101,21 @@ class LMFEdges(LMF):
         _, w_rel, w_cell, _ = self._first_layer()
         return decode_p_rows(self.imnet, w_rel, w_cell, g, rel, cell_rel)
 
-    def _hard(self, score: torch.Tensor, rbase: torch.Tensor, coff: torch.Tensor
-              ) -> torch.Tensor:
-        """``(th, tw)`` bool: pixels with an edge code among their 4 (grid form)."""
-        s = score[rbase[:, :, None, None] + coff[None, None, :, :]]  # (n, th, n, tw)
-        return s.amax((0, 2)) > self.threshold
+    def _hard_members(self, table: torch.Tensor, grid: torch.Tensor, ry, rx,
+                      cell: Tuple[float, float]):
+        """The hard pixels of a chunk and LIIF there: ``grid (n, n, th, tw)`` holds the table
+        row of ensemble member ``(a, b)`` of each pixel; returns the rows and columns ``r, c``
+        of the pixels with an edge code among their members and ``{(a, b): (len(r), 3)}``,
+        LIIF's prediction of each member at them (None, None when there are none)."""
+        hard = (table[:, -1][grid].flatten(0, 1).amax(0) > self.threshold).nonzero()
+        if not len(hard):
+            return None, None
+        r, c = hard[:, 0], hard[:, 1]
+        p = table[:, self.lmf_columns:-1]
+        n = grid.shape[0]
+        return (r, c), {(a, b): self._liif(p.index_select(0, grid[a, b, r, c]), ry[a][r],
+                                           rx[b][c], cell)
+                        for a in range(n) for b in range(n)}
 
     # ---- the renderer's paths ----------------------------------------------------------------
     def decode_grid(self, table: torch.Tensor, rbase: torch.Tensor, coff: torch.Tensor,
@@ -113,22 +123,17 @@ class LMFEdges(LMF):
                     ) -> Optional[torch.Tensor]:
         """LMF's fused kernel on the chunk, then LIIF's blended prediction on its hard
         pixels."""
-        k = self.lmf_columns
-        out = super().decode_grid(table[:, :k].contiguous(), rbase, coff, ry, rx, cell)
+        out = super().decode_grid(table[:, :self.lmf_columns].contiguous(), rbase, coff, ry, rx,
+                                  cell)
         if out is None:
             return None
-        hard = self._hard(table[:, -1], rbase, coff).nonzero()
-        if len(hard):
-            r, c = hard[:, 0], hard[:, 1]
-            p = table[:, k:-1]
+        grid = rbase[:, None, :, None] + coff[None, :, None, :]
+        at, preds = self._hard_members(table, grid, ry, rx, cell)
+        if at is not None:
+            r, c = at
             weights = area_weights([ry[0, r], ry[1, r]], [rx[0, c], rx[1, c]])
-            acc = torch.zeros(len(r), 3, dtype=out.dtype, device=out.device)
-            for a in (0, 1):
-                for b in (0, 1):
-                    rows = rbase[a, r] + coff[b, c]
-                    pred = self._liif(p.index_select(0, rows), ry[a, r], rx[b, c], cell)
-                    acc += pred * weights[2 * a + b][:, None]
-            out[r, c] = acc
+            out[r, c] = sum(preds[a, b] * weights[2 * a + b][:, None]
+                            for a in (0, 1) for b in (0, 1))
         return out
 
     def decode_indexed(self, table: torch.Tensor, index: torch.Tensor, ry: List[torch.Tensor],
@@ -137,20 +142,14 @@ class LMFEdges(LMF):
                        ) -> torch.Tensor:
         """LMF's members on the chunk, then LIIF's members on its hard pixels (the renderer
         blends them)."""
-        k = self.lmf_columns
         n, th, tw = len(ry), len(ry[0]), len(rx[0])
-        out = super().decode_indexed(table[:, :k].contiguous(), index, ry, rx, cell,
-                                     workspace).view(n * n, th, tw, 3)
-        grid = index.view(n, n, th, tw)
-        hard = (table[:, -1][grid].amax((0, 1)) > self.threshold).nonzero()
-        if len(hard):
-            r, c = hard[:, 0], hard[:, 1]
-            p = table[:, k:-1]
-            for a in range(n):
-                for b in range(n):
-                    rows = grid[a, b, r, c]
-                    out[a * n + b, r, c] = self._liif(p.index_select(0, rows), ry[a][r],
-                                                      rx[b][c], cell).to(out.dtype)
+        out = super().decode_indexed(table[:, :self.lmf_columns].contiguous(), index, ry, rx,
+                                     cell, workspace).view(n * n, th, tw, 3)
+        at, preds = self._hard_members(table, index.view(n, n, th, tw), ry, rx, cell)
+        if at is not None:
+            r, c = at
+            for (a, b), pred in preds.items():
+                out[a * n + b, r, c] = pred.to(out.dtype)
         return out.view(-1, 3)
 
     # ---- the reference path ------------------------------------------------------------------
