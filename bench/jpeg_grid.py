@@ -4,13 +4,13 @@
         [--scale 4] [--degrade jpeg75]
 
 The evaluation's LR (:func:`training.evaluate.test_pair`, JPEG with its grid at the image
-origin) is upscaled by the model and by bicubic; each HR pixel's squared error in Y (BT.601,
-the benchmark protocol's channel, ``scale`` pixels shaved) is binned by the position of its
-LR pixel ``(r // scale, c // scale)`` within the 8x8 luma block (``% 8``). Printed: the PSNR of
-the pooled error per block row, and of the pixels on the block's rim (first and last row or
-column) against the inner 6x6. If the model's loss were in the blocks' seams (where a
-grid-aware model would win), the rim would lose more than the inner pixels; ``--degrade clean``
-is the control (the same bins with no grid).
+origin) is upscaled by the model and by bicubic; each HR pixel's squared error in Y (the
+benchmark protocol's, :func:`core.metrics.rgb_to_y`; ``scale`` pixels shaved) is binned by the
+position of its LR pixel ``(r // scale, c // scale)`` within the 8x8 luma block (``% 8``).
+Printed: the PSNR of the pooled error per block row, and of the pixels on the block's rim
+(first and last row or column) against the inner 6x6. If the model's loss were in the blocks'
+seams (where a grid-aware model would win), the rim would lose more than the inner pixels;
+``--degrade clean`` is the control (the same bins with no grid).
 """
 from __future__ import annotations
 
@@ -25,15 +25,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
-def y_channel(x: np.ndarray) -> np.ndarray:
-    """BT.601 luma of ``(H, W, 3)`` RGB in [0, 1], in [0, 1] (the benchmark protocol's Y)."""
-    return (16 + 65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]) / 255
-
-
 def main() -> None:
     from core import zoo
     from core.checkpoints import load_model
     from core.geometry import Region
+    from core.metrics import rgb_to_y
     from core.profile import profile_for
     from core.render.renderer import render
     from core.render.resample import render_bicubic
@@ -58,7 +54,7 @@ def main() -> None:
     for f in folder.hr_files:
         hr, lr = test_pair(folder, f, s, degrade if degrade.steps else None)
         h, w = hr.shape[:2]
-        gt = y_channel(hr.astype(np.float32) / 255)
+        gt = rgb_to_y(hr.astype(np.float32) / 255)
         lrf = lr.astype(np.float32) / 255
         full = Region.full(lr.shape[1], lr.shape[0])
         preds = {"bicubic": render_bicubic(lrf, full, w, h),
@@ -68,7 +64,7 @@ def main() -> None:
         by, bx = (rows // s) % 8, (cols // s) % 8
         for k, pred in preds.items():
             q = np.round(np.clip(pred, 0, 1) * 255) / 255  # what the protocol scores
-            e = (y_channel(q) - gt)[s:h - s, s:w - s] ** 2
+            e = (rgb_to_y(q) - gt)[s:h - s, s:w - s] ** 2
             np.add.at(err[k], (by.ravel(), bx.ravel()), e.ravel())
         np.add.at(count, (by.ravel(), bx.ravel()), 1)
 
