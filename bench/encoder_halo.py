@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 import numpy as np
 import torch
@@ -80,7 +81,7 @@ def main() -> None:
 
 
 def time_pieces(model, args) -> None:
-    import time
+    """``--time``: the encoder on the view's pieces, exact halo against ``args.time``."""
     lw, lh = (int(v) for v in args.latent.split("x"))
     pw = -(-lw // args.pieces)
     radius = int(model.receptive_radius)
