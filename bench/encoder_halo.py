@@ -16,20 +16,21 @@ With ``--time H``: the encoder's time (float32, the process's threads) for the l
 new view, ``--latent`` pixels (352x224: the 308 latent tiles of 16 px that a new 4x view of
 1280x754 needs in ``bench/cpu_targets.py``) cut into ``--pieces`` side by side as the viewer's
 encoding jobs cut it, each piece with the exact halo and with halo ``H`` (no image border
-near: the worst case); best of ``--repeat``.
+near: the worst case); the median of ``--repeat`` after a warm-up (:mod:`bench.timing`).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from bench.timing import median_time  # noqa: E402
 
 
 def main() -> None:
@@ -90,17 +91,15 @@ def time_pieces(model, args) -> None:
     for halo in (radius, args.time):
         shape = (1, 3, lh + 2 * halo, pw + 2 * halo)
         x = torch.rand(shape) * 2 - 1
-        best = float("inf")
-        with torch.no_grad():
-            model.encode(x)  # warm-up
-            for _ in range(args.repeat):
-                t0 = time.perf_counter()
+
+        def pieces(_k: int) -> None:
+            with torch.no_grad():
                 for _ in range(args.pieces):
                     model.encode(x)
-                best = min(best, time.perf_counter() - t0)
+        t = median_time(pieces, args.repeat)
         px = args.pieces * shape[2] * shape[3]
         print(f"halo {halo:2d}: {px} input px ({px / (lw * lh):.2f}x the latent's), "
-              f"{best * 1e3:.0f} ms")
+              f"{t * 1e3:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -84,22 +84,23 @@ def main() -> None:
     photos = [k for k in models if k.startswith("photo")]
     if "cpu" in models and photos and 4 in scales:
         print("\nBounds at ×4 (margins over bicubic, dB):")
-        for name, ph in ((n, k) for n in sets for k in photos):
-            m = {(sp, k): res[(name, sp, k, 4)] - res[(name, sp, "bicubic", 4)]
-                 for sp in args.degrade.split(",") for k in ("cpu", ph)
-                 if (name, sp, k, 4) in res}
-            line = [f"{name} {ph}"]
-            for q in ("jpeg75", "jpeg90"):
-                if (q, "cpu") in m and ("clean", "cpu") in m and (q, ph) in m:
-                    need = (m[("clean", "cpu")] + m[(q, "cpu")]) / 2
-                    ok = m[(q, ph)] >= need
-                    line.append(f"{q}: {m[(q, ph)]:+.2f} vs needed {need:+.2f} "
-                                f"(CPU model {m[(q, 'cpu')]:+.2f}) {'MET' if ok else 'MISSED'}")
-            if ("clean", ph) in m and ("clean", "cpu") in m:
-                drop = res[(name, "clean", ph, 4)] - res[(name, "clean", "cpu", 4)]
-                line.append(f"clean: {drop:+.2f} dB vs the CPU model (bound -0.40) "
-                            f"{'MET' if drop >= -0.4 else 'MISSED'}")
-            print(" · ".join(line))
+        for name in sets:
+            for ph in photos:
+                m = {(sp, k): res[(name, sp, k, 4)] - res[(name, sp, "bicubic", 4)]
+                     for sp in args.degrade.split(",") for k in ("cpu", ph)
+                     if (name, sp, k, 4) in res}
+                line = [f"{name} {ph}"]
+                for q in ("jpeg75", "jpeg90"):
+                    if (q, "cpu") in m and ("clean", "cpu") in m and (q, ph) in m:
+                        need = (m[("clean", "cpu")] + m[(q, "cpu")]) / 2
+                        ok = m[(q, ph)] >= need
+                        line.append(f"{q}: {m[(q, ph)]:+.2f} vs needed {need:+.2f} "
+                                    f"(CPU model {m[(q, 'cpu')]:+.2f}) {'MET' if ok else 'MISSED'}")
+                if ("clean", ph) in m and ("clean", "cpu") in m:
+                    drop = res[(name, "clean", ph, 4)] - res[(name, "clean", "cpu", 4)]
+                    line.append(f"clean: {drop:+.2f} dB vs the CPU model (bound -0.40) "
+                                f"{'MET' if drop >= -0.4 else 'MISSED'}")
+                print(" · ".join(line))
     if args.json:
         out = [{"set": n, "degrade": sp, "model": k, "scale": s, "psnr": round(v, 4)}
                for (n, sp, k, s), v in sorted(res.items(), key=str)]
